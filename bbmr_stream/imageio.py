@@ -1,0 +1,82 @@
+"""Reading and writing still images as (H, W, 3) uint8 RGB arrays, with user-facing errors."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class InputError(Exception):
+    """Bad user input (missing/unreadable/empty file ...): CLIs print the message and exit 2."""
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Load an image file as (H, W, 3) uint8 RGB (gray is replicated, alpha dropped, 16-bit scaled)."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, expected an image file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: empty file (0 bytes)")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I"):
+                a = np.asarray(im, dtype=np.float64)
+                a = np.clip(a / (65535.0 if a.max() > 255 else 255.0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+                return np.repeat(a[..., None], 3, axis=2)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{p}: not a readable image ({e.__class__.__name__}: {e})") from None
+
+
+def list_images(paths: list[str | os.PathLike]) -> list[Path]:
+    """Expand files and directories (non-recursive, sorted by name) into image paths; errors on none."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+            if not found:
+                raise InputError(f"{p}: directory has no images ({', '.join(IMAGE_SUFFIXES)})")
+            out.extend(found)
+        else:
+            out.append(p)
+    if not out:
+        raise InputError("no input images")
+    return out
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Write (H, W, 3) uint8 atomically (temp file in the same directory, then rename)."""
+    from PIL import Image
+
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix or ".png", dir=p.parent or ".")
+    os.close(fd)
+    try:
+        Image.fromarray(img).save(tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent if str(p.parent) else ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
