@@ -26,7 +26,7 @@ from bbmr_stream.downscale import MODES, downscale_blocks
 from bbmr_stream.imageio import InputError, list_images, read_image, write_text_atomic
 from bbmr_stream.metrics import niqe, psnr_y
 from bbmr_stream.resize import to_tensor, to_uint8
-from bbmr_stream.upscale import BicubicUpscaler
+from bbmr_stream.upscale import BORDER_MODES, BicubicUpscaler
 
 
 SAMPLE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket")
@@ -49,26 +49,31 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_scorer(name: str, scales: Sequence[int], device: torch.device, mode: str = "frame"):
+def make_scorer(name: str, scales: Sequence[int], device: torch.device, mode: str = "frame",
+                border: str = "context"):
     if name == "bicubic":
         from bbmr_stream.score import BicubicScorer
 
-        return BicubicScorer(scales, mode=mode)
+        return BicubicScorer(scales, mode=mode, border=border)
+    from models.registry import WeightsError
+    from models.scorers import make_model_scorer
+
     try:
-        from models.scorers import make_model_scorer
-    except ImportError as e:  # the models package is part of the distribution; this is a broken install
-        raise InputError(f"scorer {name!r} needs the models package ({e})") from None
-    return make_model_scorer(name, scales, device)
+        return make_model_scorer(name, scales, device, border)
+    except WeightsError as e:
+        raise InputError(str(e)) from None
 
 
-def make_upscaler(name: str, scales: Sequence[int], device: torch.device) -> Callable:
+def make_upscaler(name: str, scales: Sequence[int], device: torch.device, border: str = "context") -> Callable:
     if name == "bicubic":
-        return BicubicUpscaler()
+        return BicubicUpscaler(border)
+    from models.registry import WeightsError
+    from models.upscalers import make_model_upscaler
+
     try:
-        from models.upscalers import make_model_upscaler
-    except ImportError as e:
-        raise InputError(f"upscaler {name!r} needs the models package ({e})") from None
-    return make_model_upscaler(name, scales, device)
+        return make_model_upscaler(name, scales, device, border)
+    except WeightsError as e:
+        raise InputError(str(e)) from None
 
 
 @dataclass
@@ -133,9 +138,9 @@ def cmd_images(args: argparse.Namespace) -> int:
         inputs += [(f"skimage:{n}", lambda n=n: sample_image(n)) for n in SAMPLE_IMAGES]
     if args.paths or not args.sample:
         inputs += [(p.name, lambda p=p: read_image(p)) for p in list_images(args.paths)]
-    scorer = make_scorer(args.scorer, scales, device, args.mode)
-    upscaler = make_upscaler(args.upscaler, scales, device)
-    console = Console(stderr=True)
+    scorer = make_scorer(args.scorer, scales, device, args.mode, args.border)
+    upscaler = make_upscaler(args.upscaler, scales, device, args.border)
+    console = Console(stderr=True, emoji=False, markup=False, highlight=False)
     images = []
     t0 = time.time()
     for name, load in inputs:
@@ -148,7 +153,7 @@ def cmd_images(args: argparse.Namespace) -> int:
         images.append({"name": name} | r)
         console.log(f"{name}: " + ", ".join(f"{a} {r['psnr_y'][a]:.2f} dB" for a in allocators))
     out = {"scorer": args.scorer, "upscaler": args.upscaler, "overall": args.overall, "scales": list(scales),
-           "block": args.block, "downscale_mode": args.mode,
+           "block": args.block, "downscale_mode": args.mode, "border": args.border,
            "conventions": {"psnr_y": "BT.601 Y (16+65.481R+128.553G+24.966B, RGB in [0,1]), unrounded, "
                                      "original unpadded image, crop 0, peak 255",
                            "niqe": "MATLAB niqe.m via BasicSR 1.4.2 semantics, Y rounded, crop 0",
@@ -173,9 +178,9 @@ def cmd_images(args: argparse.Namespace) -> int:
             if a != "uniform" and "uniform" in allocators:
                 cells.append(f"{im['psnr_y'][a] - im['psnr_y']['uniform']:+.2f}")
         table.add_row(*cells)
-    Console().print(table)
+    Console(emoji=False).print(table)
     if args.niqe:
-        Console().print("mean NIQE: " + ", ".join(f"{a} {v:.4f}" for a, v in out["mean"]["niqe"].items()))
+        Console(emoji=False).print("mean NIQE: " + ", ".join(f"{a} {v:.4f}" for a, v in out["mean"]["niqe"].items()))
     if args.json:
         write_text_atomic(args.json, json.dumps(out, indent=2))
     return 0
@@ -198,7 +203,7 @@ def cmd_niqe(args: argparse.Namespace) -> int:
     table.add_column("NIQE", justify="right")
     for r in res:
         table.add_row(r["name"], f"{r['niqe']:.5f}")
-    Console().print(table)
+    Console(emoji=False).print(table)
     if args.json:
         write_text_atomic(args.json, json.dumps({"crop": args.crop, "images": res}, indent=2))
     return 0
@@ -228,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--scales", default=",".join(map(str, DEFAULT_SCALES)))
     im.add_argument("--block", type=int, default=128)
     im.add_argument("--mode", choices=MODES, default="frame", help="per-block downscale: whole frame or per block")
+    im.add_argument("--border", choices=BORDER_MODES, default="context",
+                    help="reconstruct each scale as a whole plane (context) or every tile alone (tile)")
     im.add_argument("--niqe", action="store_true", help="also report NIQE of every reconstruction")
     im.add_argument("--device", default="auto", help="auto | cpu | cuda")
     im.add_argument("--json", help="write the results as JSON here")

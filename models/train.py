@@ -261,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
     sr.add_argument("--channels-last", action="store_true")
     sr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
+    pb = sub.add_parser("publish", help="copy a trained model into models/weights and register it with metrics")
+    pb.add_argument("--ckpt", required=True, help="checkpoint directory of `bbmr-train sr`")
+    pb.add_argument("--id", required=True, help="registry id, e.g. omnisr-light-x4")
+    pb.add_argument("--val", nargs="+", required=True, metavar="NAME=DIR",
+                    help="validation sets for _metrics, e.g. Set5=../shared/data/val/Set5")
+    pb.add_argument("--data", nargs="+", required=True, help="the training directories (recorded with licences)")
     return ap
 
 
@@ -270,6 +276,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "sr":
             fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
             train_sr(TrainConfig(**fields), resume=args.resume)
+        elif args.cmd == "publish":
+            from models.publish import publish_omnisr
+
+            sets = dict(v.split("=", 1) for v in args.val if "=" in v)
+            if len(sets) != len(args.val):
+                raise InputError("--val takes NAME=DIR pairs")
+            e = publish_omnisr(args.ckpt, args.id, sets, args.data)
+            print(json.dumps(e.to_dict(), indent=2))
         return 0
     except InputError as e:
         print(f"bbmr-train: error: {e}", file=sys.stderr)

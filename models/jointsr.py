@@ -1,0 +1,165 @@
+"""JointSR (BBMR paper, Fig. 2/3): super-resolve LR blocks of different scales jointly and deblock them in
+feature space.
+
+Data path for a frame (or a batch of frames) cut into ``block`` x ``block`` HR blocks:
+
+1. per scale k, the LR tiles of the blocks at that scale (batched) go through an OmniSR feature branch
+   (OmniSR without its upsampler: input conv, OSAGs, output conv + long skip);
+2. an Upsample (3x3 conv to C * r^2 channels + PixelShuffle(r), r = k / k_min) brings every branch to the
+   common feature grid, 1/k_min of HR (the finest scale's LR grid; r = 1 is a plain 3x3 conv);
+3. the feature tiles are put back at their block positions: the full feature map F_r;
+4. the deblock branch (3 x [3x3 conv + PReLU]) maps F_r to F_d = F_r + deblock(F_r); F_d replaces F_r in a band
+   of ``band`` feature pixels on each side of every block edge (F_b);
+5. a final Upsample (3x3 conv to 3 * k_min^2 + PixelShuffle(k_min)) gives the SR frame.
+
+Branches are initialised from trained per-scale OmniSR models (:meth:`JointSR.load_branches`), the r = 1
+Upsample as the identity, and the final Upsample from the finest-scale model's upsampler, so an untrained
+JointSR already reproduces the finest-scale OmniSR on its blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.omnisr import OmniSR, OmniSRConfig, pixelshuffle_block
+
+
+@dataclass(frozen=True)
+class JointSRConfig:
+    scales: tuple[int, ...] = (2, 4, 8)
+    res_num: int = 1  # OSAGs per branch (the paper: 5; see docs/models.md for what ships)
+    num_feat: int = 64
+    window_size: int = 8
+    block: int = 128  # HR block size
+    band: int = 4  # feature pixels on each side of a block edge taken from the deblock branch
+    deblock: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "JointSRConfig":
+        d = dict(d)
+        d["scales"] = tuple(d["scales"])
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["scales"] = list(self.scales)
+        return d
+
+    @property
+    def k_min(self) -> int:
+        return min(self.scales)
+
+    @property
+    def feat_block(self) -> int:
+        """Block size on the common feature grid."""
+        return self.block // self.k_min
+
+
+def edge_band_mask(grid_h: int, grid_w: int, fb: int, band: int, device=None) -> torch.Tensor:
+    """(1, 1, grid_h*fb, grid_w*fb) bool: True within ``band`` pixels of an internal block edge."""
+    def axis(n_blocks: int) -> torch.Tensor:
+        pos = torch.arange(n_blocks * fb, device=device)
+        d = pos % fb
+        near = (d < band) | (d >= fb - band)
+        # the frame's outer border is not a block edge
+        near &= (pos >= band) & (pos < n_blocks * fb - band)
+        return near
+
+    return (axis(grid_h)[:, None] | axis(grid_w)[None, :])[None, None]
+
+
+class JointSR(nn.Module):
+    def __init__(self, cfg: JointSRConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or JointSRConfig()
+        self.cfg = cfg
+        c = cfg.num_feat
+        self.branches = nn.ModuleDict()
+        self.upsamples = nn.ModuleDict()
+        for k in cfg.scales:
+            if cfg.block % k or k % cfg.k_min:
+                raise ValueError(f"scale {k} must divide the block and be a multiple of {cfg.k_min}")
+            b = OmniSR(OmniSRConfig(scale=k, res_num=cfg.res_num, num_feat=c, window_size=cfg.window_size))
+            del b.up  # feature extraction only
+            self.branches[str(k)] = b
+            r = k // cfg.k_min
+            self.upsamples[str(k)] = pixelshuffle_block(c, c, r)
+        self.deblock = nn.Sequential(
+            nn.Conv2d(c, c, 3, padding=1), nn.PReLU(c),
+            nn.Conv2d(c, c, 3, padding=1), nn.PReLU(c),
+            nn.Conv2d(c, c, 3, padding=1), nn.PReLU(c),
+        ) if cfg.deblock else None
+        self.up = pixelshuffle_block(c, 3, cfg.k_min)
+        self._init_identity()
+
+    def _init_identity(self) -> None:
+        with torch.no_grad():
+            up = self.upsamples[str(self.cfg.k_min)][0]
+            nn.init.dirac_(up.weight)
+            nn.init.zeros_(up.bias)
+            if self.deblock is not None:  # start as F_d = F_r (residual branch off)
+                nn.init.zeros_(self.deblock[4].weight)
+                nn.init.zeros_(self.deblock[4].bias)
+
+    def load_branches(self, models: dict[int, OmniSR]) -> None:
+        """Initialise branch k from a trained OmniSR at scale k (its upsampler is dropped); the final
+        Upsample from the finest-scale model's upsampler."""
+        for k, m in models.items():
+            sd = {n: t for n, t in m.state_dict().items() if not n.startswith("up.")}
+            self.branches[str(k)].load_state_dict(sd)
+        if self.cfg.k_min in models:
+            self.up.load_state_dict(models[self.cfg.k_min].up.state_dict())
+
+    def feature_map(self, tiles: dict[int, torch.Tensor], index: dict[int, torch.Tensor], n_frames: int,
+                    grid_h: int, grid_w: int) -> torch.Tensor:
+        """F_r: (n_frames, C, grid_h * fb, grid_w * fb). ``index[k]`` holds the flat block index
+        (frame * grid_h * grid_w + raster index) of each tile in ``tiles[k]`` (N_k, 3, block/k, block/k)."""
+        cfg = self.cfg
+        fb = cfg.feat_block
+        n = n_frames * grid_h * grid_w
+        feats = None
+        for k, t in tiles.items():
+            if t.shape[0] == 0:
+                continue
+            f = self.upsamples[str(k)](self.branches[str(k)].features(t))
+            if feats is None:
+                feats = f.new_zeros(n, f.shape[1], fb, fb)
+            feats[index[k].to(f.device)] = f.to(feats.dtype)
+        if feats is None:
+            raise ValueError("no tiles")
+        c = feats.shape[1]
+        return (feats.view(n_frames, grid_h, grid_w, c, fb, fb).permute(0, 3, 1, 4, 2, 5)
+                .reshape(n_frames, c, grid_h * fb, grid_w * fb))
+
+    def forward(self, tiles: dict[int, torch.Tensor], index: dict[int, torch.Tensor], grid_h: int, grid_w: int,
+                n_frames: int = 1) -> torch.Tensor:
+        """SR frames (n_frames, 3, grid_h * block, grid_w * block) from LR tiles grouped by scale."""
+        fr = self.feature_map(tiles, index, n_frames, grid_h, grid_w)
+        if self.deblock is not None and self.cfg.band > 0 and (grid_h > 1 or grid_w > 1):
+            fd = fr + self.deblock(fr)
+            mask = edge_band_mask(grid_h, grid_w, self.cfg.feat_block, self.cfg.band, fr.device)
+            fr = torch.where(mask, fd, fr)
+        return self.up(fr)
+
+
+class JointSRUpscaler:
+    """:class:`~bbmr_stream.upscale.Upscaler` adapter: LRBlocks -> padded HR frame in [0, 1]."""
+
+    def __init__(self, model: JointSR, device: torch.device | str = "cpu", fp16: bool | None = None) -> None:
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.fp16 = (self.device.type == "cuda") if fp16 is None else fp16
+        self.name = "jointsr"
+
+    @torch.no_grad()
+    def __call__(self, lr) -> torch.Tensor:
+        g = lr.grid
+        tiles = {k: t.to(self.device) for k, t in lr.tiles.items()}
+        index = {k: torch.from_numpy(np.asarray(i, dtype=np.int64)) for k, i in lr.index.items()}
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.fp16):
+            out = self.model(tiles, index, g.grid_h, g.grid_w)
+        return out.float().clamp_(0.0, 1.0)

@@ -1,0 +1,97 @@
+"""Publish a trained checkpoint into the package: ``models/weights/<id>.safetensors`` + a registry entry
+with the measured metrics (``bbmr-train publish``).
+
+Metrics (``_metrics``): PSNR-Y in dB, BT.601 Y unrounded, HR cropped to a multiple of the scale, LR by
+:func:`bbmr_stream.resize.downscale` rounded to 8 bits, SR rounded to 8 bits, border crop = scale; the
+bicubic baseline under the same convention is stored beside each figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bbmr_stream.metrics import psnr_y_torch
+from bbmr_stream.resize import downscale, upscale
+from models.omnisr import count_params
+from models.registry import REGISTRY_FILE, WEIGHTS_DIR, WeightsEntry, build_omnisr, load_state_dict_file, sha256_file
+from models.train import crop_to_multiple, evaluate_sr, load_images
+
+METRIC_CONVENTION = ("PSNR-Y dB: BT.601 Y (16+65.481R+128.553G+24.966B, RGB in [0,1]) unrounded, peak 255, "
+                     "HR cropped to a multiple of the scale, LR = torch antialiased bicubic (bbmr_stream.resize) "
+                     "rounded to 8 bits, SR rounded to 8 bits, border crop = scale")
+
+LICENCES = {
+    "SunHays80": "research use (Sun & Hays, ICCP'12)",
+    "BSD68": "research use (Berkeley BSDS)",
+    "Kodak24": "unrestricted (Kodak PhotoCD)",
+    "mate_nature": "GPL-2+ (Debian mate-backgrounds)",
+}
+
+
+def bicubic_psnr(images: list[np.ndarray], scale: int) -> float:
+    vals = []
+    for im in images:
+        hr = torch.from_numpy(crop_to_multiple(im, scale)).permute(2, 0, 1)[None].float().div(255)
+        lr = downscale(hr, scale).mul(255).round().div(255)
+        sr = upscale(lr, scale).mul(255).round().div(255)
+        vals.append(float(psnr_y_torch(sr, hr, crop=scale)[0]))
+    return float(np.mean(vals))
+
+
+def measure(model: torch.nn.Module, scale: int, val_sets: dict[str, str]) -> dict:
+    out = {"convention": METRIC_CONVENTION}
+    for name, path in val_sets.items():
+        imgs = load_images([path])
+        out[name] = {"psnr_y": round(evaluate_sr(model, imgs, scale, torch.device("cpu")), 3),
+                     "bicubic_psnr_y": round(bicubic_psnr(imgs, scale), 3), "images": len(imgs)}
+    return out
+
+
+def publish_omnisr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], data_dirs: list[str]) -> WeightsEntry:
+    ck = Path(ckpt_dir)
+    from safetensors import safe_open
+
+    with safe_open(str(ck / "model.safetensors"), "pt") as f:
+        meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+    net = build_omnisr(meta["config"])
+    net.load_state_dict(load_state_dict_file(ck / "model.safetensors"))
+    net.eval()
+    scale = int(meta["config"]["scale"])
+    log = [json.loads(line) for line in (ck / "log.jsonl").read_text().splitlines() if line.strip()]
+    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    dst = WEIGHTS_DIR / f"{weights_id}.safetensors"
+    from models.train import save_weights
+
+    save_weights(net, dst, {"id": weights_id, "arch": "omnisr", "config": meta["config"], "input_range": "0,1"})
+    sets = [Path(d).name for d in data_dirs]
+    entry = WeightsEntry(
+        id=weights_id, file=dst.name, arch="omnisr", config=meta["config"], scales=(scale,),
+        num_params=count_params(net), input_range="0,1", sha256=sha256_file(dst),
+        training={"data": {s: LICENCES.get(s, "see ../shared/DATA.md") for s in sets},
+                  "licence_note": "trained on research-use-only images (SunHays80, BSD68): research use only"
+                  if {"SunHays80", "BSD68"} & set(sets) else "openly licensed training data",
+                  "iterations": int(meta["iterations"]), "wall_time_s": round(log[-1]["elapsed_s"], 1) if log else None,
+                  "it_per_s": round(float(np.mean([r["it_per_s"] for r in log[-20:]])), 3) if log else None,
+                  "recipe": "random HR crops, flips + 90/270 rotations, L1, AdamW 5e-4 step decay, bf16 autocast (CPU)",
+                  "batch": None, "lr_patch": None},
+        metrics=measure(net, scale, val_sets))
+    cfg_file = ck / "last.pt"
+    if cfg_file.exists():
+        c = torch.load(cfg_file, map_location="cpu", weights_only=True)["config"]
+        entry.training["batch"], entry.training["lr_patch"] = c["batch"], c["patch"]
+    write_entry(entry)
+    return entry
+
+
+def write_entry(entry: WeightsEntry, path: Path = REGISTRY_FILE) -> None:
+    reg = json.loads(path.read_text()) if path.exists() else {"version": 1, "weights": []}
+    reg["weights"] = [w for w in reg["weights"] if w["id"] != entry.id] + [entry.to_dict()]
+    reg["weights"].sort(key=lambda w: w["id"])
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(reg, indent=2) + "\n")
+    os.replace(tmp, path)

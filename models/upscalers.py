@@ -1,0 +1,49 @@
+"""SR-model upscalers for multi-scale frames (the :class:`bbmr_stream.upscale.Upscaler` protocol).
+
+- ``omnisr``: each scale's blocks super-resolved by that scale's OmniSR. With a uniform map and the default
+  ``border="context"`` this is OmniSR-O (the whole LR frame through one model); ``border="tile"`` stitches
+  blocks super-resolved one by one (the paper's ablation case 3).
+- ``jointsr``: :class:`models.jointsr.JointSR` (shipped weights ``jointsr``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from bbmr_stream.upscale import upscale_blocks
+from models.inference import tiled_sr
+from models.registry import WeightsError, load_model
+from models.scorers import load_family
+
+OMNISR_FAMILY = "omnisr-light"  # the backbone size JointSR's shipped branches use (docs/models.md)
+
+
+class OmniSRUpscaler:
+    def __init__(self, models: dict[int, torch.nn.Module], device: torch.device, border: str = "context") -> None:
+        self.models, self.device, self.border = models, device, border
+        self.name = "omnisr"
+
+    def _sr(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        x = x.to(self.device)
+        if x.shape[0] == 1:
+            return tiled_sr(self.models[k], x, k)
+        with torch.no_grad():
+            return self.models[k](x).float()
+
+    def __call__(self, lr) -> torch.Tensor:
+        return upscale_blocks(lr, self._sr, self.border).cpu()
+
+
+def make_model_upscaler(name: str, scales: Sequence[int], device: torch.device, border: str = "context"):
+    if name == "omnisr":
+        return OmniSRUpscaler(load_family(OMNISR_FAMILY, scales, device), device, border)
+    if name == "jointsr":
+        from models.jointsr import JointSRUpscaler
+
+        model = load_model("jointsr", device)
+        if tuple(model.cfg.scales) != tuple(scales):
+            raise WeightsError(f"jointsr weights are for scales {model.cfg.scales}, not {tuple(scales)}")
+        return JointSRUpscaler(model, device)
+    raise WeightsError(f"unknown upscaler {name!r} (choose from bicubic, omnisr, jointsr)")

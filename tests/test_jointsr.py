@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bbmr_stream.blocks import BlockGrid, pad_tensor
+from bbmr_stream.downscale import downscale_blocks
+from models.jointsr import JointSR, JointSRConfig, JointSRUpscaler, edge_band_mask
+from models.omnisr import OmniSR, OmniSRConfig, count_params
+
+TINY = JointSRConfig(scales=(2, 4, 8), res_num=1, num_feat=16, block=32, band=2)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return JointSR(TINY).eval()
+
+
+@settings(max_examples=12, deadline=None)
+@given(gh=st.integers(1, 3), gw=st.integers(1, 4), seed=st.integers(0, 1000))
+def test_shapes_random_maps(tiny, gh, gw, seed):
+    rng = np.random.default_rng(seed)
+    f = rng.choice([2, 4, 8], size=gh * gw)
+    tiles = {k: torch.rand(int((f == k).sum()), 3, 32 // k, 32 // k) for k in (2, 4, 8)}
+    index = {k: torch.from_numpy(np.flatnonzero(f == k)) for k in (2, 4, 8)}
+    with torch.no_grad():
+        out = tiny(tiles, index, gh, gw)
+    assert out.shape == (1, 3, gh * 32, gw * 32)
+    assert torch.isfinite(out).all()
+
+
+def test_upscaler_on_odd_frame(tiny):
+    h, w = 45, 77  # odd size: padded grid 2 x 3 of 32 px blocks
+    x = torch.rand(1, 3, h, w)
+    g = BlockGrid(h, w, 32)
+    f = np.array([2, 4, 8, 4, 4, 2], np.uint8)
+    lr = downscale_blocks(pad_tensor(x, 32), g, f)
+    out = JointSRUpscaler(tiny)(lr)
+    assert out.shape == (1, 3, 64, 96)
+    assert 0 <= float(out.min()) and float(out.max()) <= 1
+
+
+def test_uniform_map_and_batch_of_frames(tiny):
+    tiles = {4: torch.rand(2 * 6, 3, 8, 8)}
+    index = {4: torch.arange(12)}
+    with torch.no_grad():
+        both = tiny(tiles, index, 2, 3, n_frames=2)
+        one = tiny({4: tiles[4][6:]}, {4: torch.arange(6)}, 2, 3)
+    torch.testing.assert_close(both[1:], one)
+
+
+def test_untrained_jointsr_reproduces_finest_branch():
+    torch.manual_seed(1)
+    cfg = JointSRConfig(scales=(2, 4), res_num=1, num_feat=16, block=32)
+    m = JointSR(cfg).eval()
+    x2 = OmniSR(OmniSRConfig(scale=2, res_num=1, num_feat=16)).eval()
+    m.load_branches({2: x2})
+    t = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(m({2: t}, {2: torch.arange(1)}, 1, 1), x2(t))
+
+
+def test_edge_band_mask():
+    m = edge_band_mask(2, 3, 8, 2)[0, 0]
+    assert m.shape == (16, 24)
+    assert m[6:10, 0:2].all() and m[0, 6:10].all()  # around internal edges
+    assert not m[3:5, 3:5].any()  # block interior
+    assert not m[0:2, 0:2].any()  # the frame border is not a block edge
+
+
+def test_state_dict_round_trip_and_param_count():
+    a = JointSR(TINY)
+    b = JointSR(TINY)
+    b.load_state_dict(a.state_dict())
+    assert count_params(a) == count_params(b)
+    assert any(k.startswith("deblock.") for k in a.state_dict())
+    assert not any(k.startswith("branches.2.up.") for k in a.state_dict())
