@@ -15,6 +15,8 @@ Gaussian local mean/variance run as separable 1-D filters (the 7x7 window is ran
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from importlib import resources
 
@@ -140,14 +142,21 @@ def _aggd(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _features(blocks: np.ndarray) -> np.ndarray:
     """(n, bh, bw) normalised blocks -> (n, 18) NIQE features."""
-    feats = []
-    a, bl, br = _aggd(blocks)
-    feats += [a, (bl + br) / 2]
-    for shift in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        a, bl, br = _aggd(blocks * np.roll(blocks, shift, axis=(1, 2)))
+    shifts = ((0, 1), (1, 0), (1, 1), (1, -1))
+    jobs = [lambda: _aggd(blocks)] + [lambda s=s: _aggd(blocks * np.roll(blocks, s, axis=(1, 2))) for s in shifts]
+    # numpy releases the GIL in these kernels: the five estimates run side by side
+    results = list(_pool().map(lambda f: f(), jobs))
+    a, bl, br = results[0]
+    feats = [a, (bl + br) / 2]
+    for a, bl, br in results[1:]:
         mean = (br - bl) * (_gamma(2 / a) / _gamma(1 / a))
         feats += [a, mean, bl, br]
     return np.stack(feats, axis=1)
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="niqe")
 
 
 def _blocks(img: np.ndarray, bh: int, bw: int) -> np.ndarray:
@@ -213,8 +222,8 @@ def niqe_y(y: np.ndarray) -> float:
 
     feats = []
     for scale in (1, 2):
-        mu = gauss(img)
-        sigma = np.sqrt(np.abs(gauss(img * img) - mu * mu))
+        mu, m2 = _pool().map(gauss, (img, img * img))
+        sigma = np.sqrt(np.abs(m2 - mu * mu))
         norm = (img - mu) / (sigma + 1)
         feats.append(_features(_blocks(norm, NIQE_BLOCK // scale, NIQE_BLOCK // scale)))
         if scale == 1:

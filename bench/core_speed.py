@@ -14,6 +14,7 @@ import json
 import math
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -116,6 +117,7 @@ def main() -> None:
     res["allocate_s"] = {"optimal": t_opt, "paper": t_pap, "blocks": grid.n_blocks}
     print(json.dumps(res, indent=2))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)
 
