@@ -63,3 +63,14 @@ def test_bad_input_exit_2(tmp_path, capsys, kind, cmd):
 def test_unknown_allocator_exit_2(images, capsys):
     assert main(["images", str(images), "--allocators", "uniform,greedy"]) == 2
     assert "greedy" in capsys.readouterr().err
+
+
+def test_five_scale_set(images, tmp_path):
+    out = tmp_path / "r5.json"
+    assert main(["images", str(images), "--scales", "1,2,4,8,16", "--allocators", "uniform,optimal",
+                 "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    for im in r["images"]:
+        assert set(im["share"]["optimal"]) == {"1", "2", "4", "8", "16"}
+        assert im["lr_pixels"]["optimal"] <= im["budget"]
+        assert im["psnr_y"]["optimal"] >= im["psnr_y"]["uniform"] - 0.05
