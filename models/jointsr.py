@@ -8,8 +8,9 @@ Data path for a frame (or a batch of frames) cut into ``block`` x ``block`` HR b
 2. an Upsample (3x3 conv to C * r^2 channels + PixelShuffle(r), r = k / k_min) brings every branch to the
    common feature grid, 1/k_min of HR (the finest scale's LR grid; r = 1 is a plain 3x3 conv);
 3. the feature tiles are put back at their block positions: the full feature map F_r;
-4. the deblock branch (3 x [3x3 conv + PReLU]) maps F_r to F_d = F_r + deblock(F_r); F_d replaces F_r in a band
-   of ``band`` feature pixels on each side of every block edge (F_b);
+4. the deblock branch (3 x [3x3 conv + PReLU], ``deblock_feat`` hidden channels) maps F_r to
+   F_d = F_r + deblock(F_r); F_d replaces F_r in a band of ``band`` feature pixels on each side of every
+   internal block edge (F_b). It is evaluated on strips around the edges only (same result in the band);
 5. a final Upsample (3x3 conv to 3 * k_min^2 + PixelShuffle(k_min)) gives the SR frame.
 
 Branches are initialised from trained per-scale OmniSR models (:meth:`JointSR.load_branches`), the r = 1
@@ -37,6 +38,7 @@ class JointSRConfig:
     block: int = 128  # HR block size
     band: int = 4  # feature pixels on each side of a block edge taken from the deblock branch
     deblock: bool = True
+    deblock_feat: int = 32  # hidden channels of the deblock branch (its output has num_feat channels)
 
     @classmethod
     def from_dict(cls, d: dict) -> "JointSRConfig":
@@ -88,10 +90,13 @@ class JointSR(nn.Module):
             self.branches[str(k)] = b
             r = k // cfg.k_min
             self.upsamples[str(k)] = pixelshuffle_block(c, c, r)
+        d = cfg.deblock_feat
+        if cfg.band + 3 > cfg.feat_block // 2:
+            raise ValueError(f"band {cfg.band} too wide for {cfg.feat_block}-px feature blocks")
         self.deblock = nn.Sequential(
-            nn.Conv2d(c, c, 3, padding=1), nn.PReLU(c),
-            nn.Conv2d(c, c, 3, padding=1), nn.PReLU(c),
-            nn.Conv2d(c, c, 3, padding=1), nn.PReLU(c),
+            nn.Conv2d(c, d, 3, padding=1), nn.PReLU(d),
+            nn.Conv2d(d, d, 3, padding=1), nn.PReLU(d),
+            nn.Conv2d(d, c, 3, padding=1), nn.PReLU(c),
         ) if cfg.deblock else None
         self.up = pixelshuffle_block(c, 3, cfg.k_min)
         self._init_identity()
@@ -140,10 +145,39 @@ class JointSR(nn.Module):
         """SR frames (n_frames, 3, grid_h * block, grid_w * block) from LR tiles grouped by scale."""
         fr = self.feature_map(tiles, index, n_frames, grid_h, grid_w)
         if self.deblock is not None and self.cfg.band > 0 and (grid_h > 1 or grid_w > 1):
-            fd = fr + self.deblock(fr)
-            mask = edge_band_mask(grid_h, grid_w, self.cfg.feat_block, self.cfg.band, fr.device)
-            fr = torch.where(mask, fd, fr)
+            fr = self.replace_edges(fr, grid_h, grid_w)
         return self.up(fr)
+
+    def replace_edges(self, fr: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+        """F_b: F_r with F_d = F_r + deblock(F_r) in the band around every internal block edge.
+
+        The deblock branch only runs on strips around the edges (band + its 3-pixel receptive margin on
+        each side, batched), which gives exactly the full-map result inside the band (:meth:`deblock_full`)
+        at ~40 % of the cost for 128-px blocks."""
+        fb, band = self.cfg.feat_block, self.cfg.band
+        m = 3  # receptive radius of three 3x3 convs
+        half = band + m
+        out = fr.clone()
+        n, c, hh, ww = fr.shape
+        if grid_h > 1:
+            ys = [i * fb for i in range(1, grid_h)]
+            strips = torch.cat([fr[:, :, y - half:y + half, :] for y in ys])
+            fd = strips[:, :, m:-m] + self.deblock(strips)[:, :, m:-m]
+            for j, y in enumerate(ys):
+                out[:, :, y - band:y + band, :] = fd[j * n:(j + 1) * n]
+        if grid_w > 1:
+            xs = [i * fb for i in range(1, grid_w)]
+            strips = torch.cat([fr[:, :, :, x - half:x + half] for x in xs])
+            fd = strips[:, :, :, m:-m] + self.deblock(strips)[:, :, :, m:-m]
+            for j, x in enumerate(xs):
+                out[:, :, :, x - band:x + band] = fd[j * n:(j + 1) * n]
+        return out
+
+    def deblock_full(self, fr: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+        """Reference for :meth:`replace_edges`: the deblock branch over the whole map, then the band mask."""
+        fd = fr + self.deblock(fr)
+        mask = edge_band_mask(grid_h, grid_w, self.cfg.feat_block, self.cfg.band, fr.device)
+        return torch.where(mask, fd, fr)
 
 
 class JointSRUpscaler:

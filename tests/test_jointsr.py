@@ -77,3 +77,13 @@ def test_state_dict_round_trip_and_param_count():
     assert count_params(a) == count_params(b)
     assert any(k.startswith("deblock.") for k in a.state_dict())
     assert not any(k.startswith("branches.2.up.") for k in a.state_dict())
+
+
+def test_strip_deblock_equals_full_map():
+    torch.manual_seed(3)
+    m = JointSR(TINY).eval()
+    for p in m.deblock.parameters():  # non-trivial deblock weights
+        torch.nn.init.normal_(p, std=0.2)
+    fr = torch.randn(2, 16, 3 * 16, 4 * 16)
+    with torch.no_grad():
+        torch.testing.assert_close(m.replace_edges(fr, 3, 4), m.deblock_full(fr, 3, 4))
