@@ -52,3 +52,23 @@ def test_resume_continues_exactly(tmp_path, tiny_set):
 def test_cli_bad_input(tmp_path, capsys):
     assert main(["sr", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"), "--iters", "1"]) == 2
     assert "bbmr-train: error:" in capsys.readouterr().err
+
+
+def test_jointsr_training_loss_falls(tmp_path, tiny_set):
+    from models.omnisr import OmniSR, OmniSRConfig
+    from models.train import save_weights, train_jointsr
+
+    specs = []
+    for k in (2, 4, 8):
+        net = OmniSR(OmniSRConfig(scale=k, res_num=1, num_feat=16))
+        d = tmp_path / f"x{k}"
+        d.mkdir()
+        save_weights(net, d / "model.safetensors", {"config": net.cfg.to_dict()})
+        specs.append(f"{k}={d}")
+    cfg = TrainConfig(arch="jointsr", scale=0, branches=specs, data=[str(tiny_set)], val=[str(tiny_set)],
+                      out=str(tmp_path / "js"), iters=30, batch=2, grid=2, block=32, band=2, lr=3e-3,
+                      log_every=1, val_every=30, threads=2, seed=3)
+    rec = train_jointsr(cfg, log=lambda *_: None)
+    assert np.isfinite(rec["val_psnr_y"])
+    losses = [r["loss"] for r in _losses(tmp_path / "js")]
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
