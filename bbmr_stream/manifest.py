@@ -1,0 +1,144 @@
+"""Stream manifest: ``manifest.json`` describes a stream directory completely (nothing is guessed from
+file names). Versioned; :func:`load` validates types, limits and paths so that a manifest can neither make
+a player read outside its directory nor allocate unbounded memory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+SCHEMA_VERSION = 1
+MAX_RENDITIONS = 32
+MAX_SEGMENTS = 100_000
+MAX_SIDE = 16384  # pixels, source and LR pictures
+MAX_SEGMENT_BYTES = 1 << 30
+
+
+class ManifestError(ValueError):
+    pass
+
+
+@dataclass
+class Segment:
+    file: str  # relative to the stream directory
+    duration_s: float
+    bytes: int
+    first_frame: int
+    frames: int
+
+
+@dataclass
+class Rendition:
+    name: str
+    kind: str  # "bbmr" (multi-scale atlas + SEI scale maps) | "uniform" (uniform x4, SEI maps too)
+    codec: str  # "h264" | "hevc"
+    crf: float
+    layout: str  # "atlas"
+    scales: list[int]
+    overall: int
+    lr_width: int
+    lr_height: int
+    bitrate_kbps: float
+    playlist: str
+    segments: list[Segment]
+    psnr_y: float | None = None  # mean PSNR-Y of the reconstruction (see Manifest.conventions)
+    psnr_y_upscaler: str | None = None
+    weights: dict | None = None  # {"id", "sha256"} the player should use, None for bicubic
+    share: dict = field(default_factory=dict)  # fraction of blocks per scale over the stream
+
+
+@dataclass
+class Manifest:
+    source: dict  # {"file", "width", "height", "fps": [num, den], "frames", "duration_s", "matrix", "full_range"}
+    block: int
+    overall: int
+    scales: list[int]
+    resize: str
+    container: str  # "mpegts"
+    segment_s: float
+    realloc: str
+    scorer: str
+    allocator: str
+    renditions: list[Rendition]
+    conventions: dict = field(default_factory=dict)
+    audio: str | None = None  # relative path of the passed-through audio, if any
+    version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def _safe_rel(p: str, what: str) -> str:
+    if not isinstance(p, str) or not p or "\x00" in p or "\\" in p:
+        raise ManifestError(f"{what}: bad path {p!r}")
+    pp = PurePosixPath(p)
+    if pp.is_absolute() or any(part in ("..", "") for part in pp.parts) or p.startswith("~"):
+        raise ManifestError(f"{what}: path {p!r} leaves the stream directory")
+    return p
+
+
+def _num(v, what: str, lo: float, hi: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+        raise ManifestError(f"{what}: {v!r} is not a number in [{lo}, {hi}]")
+    return v
+
+
+def from_dict(d: dict) -> Manifest:
+    if not isinstance(d, dict):
+        raise ManifestError("manifest is not a JSON object")
+    if d.get("version") != SCHEMA_VERSION:
+        raise ManifestError(f"unsupported manifest version {d.get('version')!r} (this player reads {SCHEMA_VERSION})")
+    try:
+        src = d["source"]
+        _num(src["width"], "source.width", 1, MAX_SIDE)
+        _num(src["height"], "source.height", 1, MAX_SIDE)
+        _num(src["frames"], "source.frames", 0, 10**8)
+        block = int(_num(d["block"], "block", 8, 1024))
+        overall = int(_num(d["overall"], "overall", 1, 64))
+        scales = [int(_num(k, "scales[]", 1, 256)) for k in d["scales"]]
+        rends = d["renditions"]
+        if not isinstance(rends, list) or not 1 <= len(rends) <= MAX_RENDITIONS:
+            raise ManifestError(f"renditions: 1..{MAX_RENDITIONS} expected")
+        out = []
+        for r in rends:
+            segs = r["segments"]
+            if not isinstance(segs, list) or len(segs) > MAX_SEGMENTS:
+                raise ManifestError(f"rendition {r.get('name')!r}: too many segments")
+            seg_objs = [Segment(_safe_rel(s["file"], "segment"), float(_num(s["duration_s"], "duration", 0, 3600)),
+                                int(_num(s["bytes"], "bytes", 0, MAX_SEGMENT_BYTES)),
+                                int(_num(s["first_frame"], "first_frame", 0, 10**8)),
+                                int(_num(s["frames"], "frames", 0, 10**6))) for s in segs]
+            _num(r["lr_width"], "lr_width", 1, MAX_SIDE)
+            _num(r["lr_height"], "lr_height", 1, MAX_SIDE)
+            if r["codec"] not in ("h264", "hevc"):
+                raise ManifestError(f"unknown codec {r['codec']!r}")
+            out.append(Rendition(name=str(r["name"]), kind=str(r["kind"]), codec=r["codec"], crf=float(r["crf"]),
+                                 layout=str(r["layout"]), scales=[int(k) for k in r["scales"]],
+                                 overall=int(r["overall"]), lr_width=int(r["lr_width"]), lr_height=int(r["lr_height"]),
+                                 bitrate_kbps=float(r["bitrate_kbps"]), playlist=_safe_rel(r["playlist"], "playlist"),
+                                 segments=seg_objs, psnr_y=r.get("psnr_y"), psnr_y_upscaler=r.get("psnr_y_upscaler"),
+                                 weights=r.get("weights"), share=r.get("share", {})))
+        audio = d.get("audio")
+        return Manifest(source=src, block=block, overall=overall, scales=scales, resize=str(d["resize"]),
+                        container=str(d["container"]), segment_s=float(d["segment_s"]), realloc=str(d["realloc"]),
+                        scorer=str(d["scorer"]), allocator=str(d["allocator"]), renditions=out,
+                        conventions=d.get("conventions", {}), audio=_safe_rel(audio, "audio") if audio else None)
+    except (KeyError, TypeError) as e:
+        raise ManifestError(f"malformed manifest ({e.__class__.__name__}: {e})") from None
+
+
+def load(stream_dir: str | os.PathLike, max_bytes: int = 16 << 20) -> Manifest:
+    p = Path(stream_dir) / "manifest.json"
+    if not p.exists():
+        raise ManifestError(f"{stream_dir}: no manifest.json (not a stream directory)")
+    if p.stat().st_size > max_bytes:
+        raise ManifestError(f"{p}: manifest larger than {max_bytes} bytes")
+    try:
+        d = json.loads(p.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"{p}: not valid JSON ({e})") from None
+    return from_dict(d)

@@ -1,0 +1,71 @@
+"""Demux + unpack: LR stream segments -> (LR picture, scale map) per frame -> LRBlocks for an upscaler.
+
+The scale map of each frame comes from its SEI (frame side data SEI_UNREGISTERED with the project UUID);
+the atlas layout is recomputed from the map alone (:func:`bbmr_stream.atlas.layout`), so every frame unpacks
+by itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from bbmr_stream.atlas import layout, unpack
+from bbmr_stream.blocks import BlockGrid
+from bbmr_stream.downscale import LRBlocks
+from bbmr_stream.scalemap import ScaleMap, ScaleMapError
+from bbmr_stream.sei import payload_from_side_data
+
+_SWS = {"bt709": "ITU709", "bt601": "ITU601", "bt2020": "BT2020"}
+
+
+@dataclass
+class LRFrame:
+    rgb: np.ndarray  # (h, w, 3) uint8 LR picture
+    scalemap: ScaleMap | None
+    pts: int | None
+
+
+def scalemap_of(frame) -> ScaleMap | None:
+    for sd in frame.side_data:
+        if sd.type.name == "SEI_UNREGISTERED":
+            p = payload_from_side_data(bytes(sd))
+            if p is not None:
+                try:
+                    return ScaleMap.from_bytes(p)
+                except ScaleMapError:
+                    return None
+    return None
+
+
+def decode_lr(path: str | Path, matrix: str = "bt709", full_range: bool = False) -> Iterator[LRFrame]:
+    """Frames of one LR segment/stream file, in presentation order."""
+    import av
+
+    with av.open(str(path)) as c:
+        for fr in c.decode(video=0):
+            rgb = fr.reformat(format="rgb24", src_colorspace=_SWS[matrix],
+                              src_color_range="JPEG" if full_range else "MPEG",
+                              interpolation=av.video.reformatter.Interpolation.BICUBIC).to_ndarray()
+            yield LRFrame(rgb, scalemap_of(fr), fr.pts)
+
+
+def unpack_atlas(picture: np.ndarray, smap: ScaleMap, grid: BlockGrid, overall: int) -> LRBlocks:
+    """LR tiles of every block from an atlas picture, grouped by scale (float [0, 1])."""
+    if (smap.grid_h, smap.grid_w) != (grid.grid_h, grid.grid_w):
+        raise ScaleMapError(f"scale map grid {smap.grid_h}x{smap.grid_w} does not match the stream's "
+                            f"{grid.grid_h}x{grid.grid_w}")
+    f = smap.flat
+    lay = layout(f, grid.grid_h, grid.grid_w, grid.block, overall)
+    tiles = unpack(picture, lay)
+    by_k, index = {}, {}
+    for k in sorted(set(f.tolist())):
+        idx = np.flatnonzero(f == k)
+        arr = np.stack([tiles[b] for b in idx])
+        by_k[k] = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
+        index[k] = idx
+    return LRBlocks(grid, f.astype(np.uint8), by_k, index)

@@ -1,0 +1,313 @@
+"""``bbmr-package input.mp4 --out stream/``: the encoder-node pipeline.
+
+decode -> blocks -> score -> allocate -> pack (atlas) -> encode + SEI -> segment (HLS, MPEG-TS) -> measure
+(decode the segments back, unpack, upscale, PSNR-Y against the source) -> manifest.
+
+Everything is written into a temporary directory beside ``--out`` and renamed at the end: an interrupted or
+failed run never leaves a stream that looks whole. Bad input exits with code 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bbmr_stream.allocate import DEFAULT_SCALES, allocate
+from bbmr_stream.blocks import BlockGrid, pad_tensor
+from bbmr_stream.imageio import InputError
+from bbmr_stream.manifest import Manifest, Rendition, Segment
+from bbmr_stream.metrics import psnr_y
+from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor, to_uint8
+from bbmr_stream.scalemap import ScaleMap
+from bbmr_stream.unpack import decode_lr, unpack_atlas
+from packager.decode import frames, probe
+from packager.encode import LREncoder
+from packager.pack import atlas_cols, atlas_rows, fit_to_rows, pack_frame
+from packager.segment import master_playlist, segment_hls
+
+DEFAULT_LADDER = "bbmr:18,bbmr:23,bbmr:28"
+
+
+@dataclass
+class Rung:
+    name: str
+    kind: str  # bbmr | uniform
+    crf: float
+    encoder: LREncoder | None = None
+    ts: Path | None = None
+    shares: list = field(default_factory=list)
+
+
+def parse_ladder(text: str) -> list[Rung]:
+    rungs = []
+    for item in text.split(","):
+        kind, _, crf = item.strip().partition(":")
+        if kind not in ("bbmr", "uniform") or not crf:
+            raise InputError(f"--ladder items are bbmr:CRF or uniform:CRF, got {item!r}")
+        try:
+            c = float(crf)
+        except ValueError:
+            raise InputError(f"--ladder: bad CRF {crf!r}") from None
+        rungs.append(Rung(f"{kind}_crf{crf}", kind, c))
+    if len({r.name for r in rungs}) != len(rungs):
+        raise InputError("--ladder has duplicate rungs")
+    return rungs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="bbmr-package", description="Package a video as a BBMR ABR stream.")
+    ap.add_argument("input")
+    ap.add_argument("--out", required=True, help="stream directory to create")
+    ap.add_argument("--force", action="store_true", help="replace an existing --out")
+    ap.add_argument("--scorer", default="light", help="bicubic | light | full (light: shipped 1-OSAG OmniSR)")
+    ap.add_argument("--allocator", default="optimal", choices=("optimal", "paper", "uniform"))
+    ap.add_argument("--scales", default=",".join(map(str, DEFAULT_SCALES)))
+    ap.add_argument("--overall", type=int, default=4)
+    ap.add_argument("--ladder", default=DEFAULT_LADDER, help="comma list of bbmr:CRF / uniform:CRF rungs")
+    ap.add_argument("--codec", choices=("h264", "hevc"), default="h264")
+    ap.add_argument("--preset", default="medium")
+    ap.add_argument("--lossless", action="store_true", help="x264 qp 0 / x265 lossless (tests, references)")
+    ap.add_argument("--segment", type=float, default=2.0, help="segment (and GOP) duration in seconds")
+    ap.add_argument("--realloc", choices=("gop", "every"), default="gop",
+                    help="re-score and re-allocate at every segment start (gop) or every frame")
+    ap.add_argument("--upscaler", default="auto", help="upscaler whose PSNR-Y goes into the manifest: "
+                    "auto | bicubic | omnisr | jointsr")
+    ap.add_argument("--no-measure", action="store_true", help="skip decoding the stream back to measure PSNR-Y")
+    ap.add_argument("--max-frames", type=int)
+    ap.add_argument("--device", default="auto")
+    return ap
+
+
+def pick_upscaler(name: str, scales, device):
+    from bbmr_stream.evaluate import make_upscaler
+
+    if name != "auto":
+        return name, make_upscaler(name, scales, device)
+    for cand in ("jointsr", "omnisr"):
+        try:
+            return cand, make_upscaler(cand, scales, device)
+        except InputError:
+            continue
+    return "bicubic", make_upscaler("bicubic", scales, device)
+
+
+def run(args: argparse.Namespace, console) -> Path:
+    from bbmr_stream.evaluate import make_scorer, parse_scales, pick_device
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise InputError(f"{out} exists (use --force to replace it)")
+    scales = parse_scales(args.scales)
+    rungs = parse_ladder(args.ladder)
+    device = pick_device(args.device)
+    info = probe(args.input)
+    for n in info.notes:
+        console.print(f"[yellow]note:[/] {n}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError("--max-frames must be >= 1")
+    scorer = make_scorer(args.scorer, scales, device) if args.allocator != "uniform" else None
+    grid = BlockGrid(info.height, info.width, 128)
+    rows, cols = atlas_rows(grid, scales, args.overall), atlas_cols(grid, scales, args.overall)
+    slot = 128 // args.overall
+    gop = max(1, int(round(float(info.fps) * args.segment)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        work = tmp / "work"
+        work.mkdir()
+        for r in rungs:
+            r.ts = work / f"{r.name}.ts"
+            w, h = (cols * slot, rows * slot) if r.kind == "bbmr" else (grid.grid_w * slot, grid.grid_h * slot)
+            r.encoder = LREncoder(r.ts, w, h, info.time_base, info.fps, args.codec, r.crf, args.preset, gop,
+                                  info.matrix, info.full_range, lossless=args.lossless)
+        timing = {"decode": 0.0, "score": 0.0, "allocate": 0.0, "pack": 0.0, "encode": 0.0}
+        n_frames, factors, first_pts = 0, None, None
+        uniform = np.full(grid.n_blocks, args.overall, np.uint8)
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        total = min(info.frames or 0, args.max_frames or 10**9) or None
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TextColumn("{task.fields[fps]:.2f} fps"), TimeRemainingColumn(), console=console,
+                      transient=False) as prog:
+            task = prog.add_task("packaging", total=total, fps=0.0)
+            t0 = time.time()
+            t = time.time()
+            for fr in frames(info, args.max_frames):
+                timing["decode"] += time.time() - t
+                x = to_tensor(fr.rgb)
+                if first_pts is None:
+                    first_pts = fr.pts
+                if factors is None or args.realloc == "every" or fr.index % gop == 0:
+                    if scorer is not None:
+                        t = time.time()
+                        dist = scorer.score(x.to(device), 128)
+                        timing["score"] += time.time() - t
+                        t = time.time()
+                        factors = allocate(args.allocator, dist, scales, args.overall, 128,
+                                           weights=grid.valid_fraction())
+                        factors = fit_to_rows(factors, grid, rows, args.overall)
+                        timing["allocate"] += time.time() - t
+                    else:
+                        factors = uniform
+                t = time.time()
+                pictures = {}
+                for kind, f in (("bbmr", factors), ("uniform", uniform)):
+                    if any(r.kind == kind for r in rungs):
+                        pictures[kind] = (pack_frame(x, grid, f, rows if kind == "bbmr" else grid.grid_h,
+                                                     cols if kind == "bbmr" else grid.grid_w, args.overall),
+                                          ScaleMap(f.reshape(grid.grid_h, grid.grid_w), scales, fr.index).to_bytes())
+                timing["pack"] += time.time() - t
+                t = time.time()
+                for r in rungs:
+                    pic, payload = pictures[r.kind]
+                    r.encoder.encode(pic, fr.pts, payload)
+                    r.shares.append(factors if r.kind == "bbmr" else uniform)
+                timing["encode"] += time.time() - t
+                n_frames += 1
+                prog.update(task, advance=1, fps=n_frames / (time.time() - t0),
+                            description=f"packaging ({len(rungs)} renditions)")
+                t = time.time()
+            if n_frames == 0:
+                raise InputError(f"{args.input}: no frames decoded")
+            t = time.time()
+            for r in rungs:
+                r.encoder.close()
+            timing["encode"] += time.time() - t
+
+        renditions = []
+        t = time.time()
+        for r in rungs:
+            playlist, segs = segment_hls(r.ts, tmp, r.name, args.segment)
+            seg_objs, first = [], 0
+            for s in segs:
+                nf = int(round(s.duration_s * float(info.fps)))
+                seg_objs.append(Segment(s.file, s.duration_s, s.bytes, first, nf))
+                first += nf
+            if seg_objs:  # the last segment takes the rounding remainder
+                seg_objs[-1].frames = n_frames - seg_objs[-1].first_frame
+            dur = sum(s.duration_s for s in seg_objs) or n_frames / float(info.fps)
+            kbps = sum(s.bytes for s in seg_objs) * 8 / dur / 1000
+            allf = np.stack(r.shares)
+            share = {str(k): float(np.mean(allf == k)) for k in scales}
+            w, h = r.encoder.stream.width, r.encoder.stream.height
+            renditions.append(Rendition(r.name, r.kind, args.codec, r.crf, "atlas", list(scales), args.overall,
+                                        w, h, round(kbps, 2), playlist, seg_objs, share=share))
+        timing["segment"] = time.time() - t
+        shutil.rmtree(work)
+
+        up_name = None
+        if not args.no_measure:
+            t = time.time()
+            up_name, upscaler = pick_upscaler(args.upscaler, scales, device)
+            src = [f.rgb for f in frames(info, n_frames)]
+            for rend in renditions:
+                vals = []
+                for seg in rend.segments:
+                    for lrf in decode_lr(tmp / seg.file, info.matrix, info.full_range):
+                        idx = len(vals)
+                        lr = unpack_atlas(lrf.rgb, lrf.scalemap, grid, args.overall)
+                        with torch.no_grad():
+                            hr = upscaler(lr)[..., : grid.height, : grid.width]
+                        vals.append(psnr_y(src[idx], to_uint8(hr.float().cpu()), crop=0))
+                rend.psnr_y = round(float(np.mean(vals)), 4)
+                rend.psnr_y_upscaler = up_name
+                rend.weights = weights_ref(up_name)
+            timing["measure"] = time.time() - t
+
+        master = master_playlist([(r.playlist, r.bitrate_kbps * 1000, r.lr_width, r.lr_height) for r in renditions])
+        (tmp / "master.m3u8").write_text(master)
+        audio = passthrough_audio(info, tmp, console)
+        man = Manifest(
+            source={"file": Path(args.input).name, "width": info.width, "height": info.height,
+                    "fps": [info.fps.numerator, info.fps.denominator], "frames": n_frames,
+                    "duration_s": n_frames / float(info.fps), "matrix": info.matrix, "full_range": info.full_range},
+            block=128, overall=args.overall, scales=list(scales), resize=RESIZE_CONVENTION, container="mpegts",
+            segment_s=args.segment, realloc=args.realloc, scorer=args.scorer if scorer else "none",
+            allocator=args.allocator, renditions=renditions, audio=audio,
+            conventions={"psnr_y": "BT.601 Y of RGB (16+65.481R+128.553G+24.966B), unrounded, crop 0, mean over "
+                                   "frames, reconstruction rounded to 8 bits vs the decoded source",
+                         "timing_s": {k: round(v, 3) for k, v in timing.items()}})
+        (tmp / "manifest.json").write_text(man.to_json())
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    summary(man, n_frames, timing, console)
+    return out
+
+
+def weights_ref(upscaler: str | None) -> dict | None:
+    if upscaler in (None, "bicubic"):
+        return None
+    from models.registry import load_registry
+
+    reg = load_registry()
+    ids = ["jointsr"] if upscaler == "jointsr" else sorted(k for k in reg if k.startswith("omnisr-light-x"))
+    return {i: reg[i].sha256 for i in ids if i in reg}
+
+
+def passthrough_audio(info, tmp: Path, console) -> str | None:
+    if not info.has_audio:
+        return None
+    import ffmpeg
+
+    from packager.segment import ffmpeg_exe
+
+    try:
+        (ffmpeg.input(info.path).output(str(tmp / "audio.ts"), vn=None, acodec="copy", f="mpegts")
+         .global_args("-nostdin", "-loglevel", "error").run(cmd=ffmpeg_exe(), capture_stdout=True,
+                                                              capture_stderr=True))
+        return "audio.ts"
+    except ffmpeg.Error as e:
+        console.print(f"[yellow]warning:[/] audio not passed through ({e.stderr.decode(errors='replace')[-200:]})")
+        return None
+
+
+def summary(man: Manifest, n_frames: int, timing: dict, console) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{n_frames} frames, {man.source['width']}x{man.source['height']}")
+    for c in ("rendition", "LR picture", "kbps", "PSNR-Y", "x" + " / x".join(map(str, man.scales)) + " share"):
+        t.add_column(c)
+    for r in man.renditions:
+        t.add_row(r.name, f"{r.lr_width}x{r.lr_height}", f"{r.bitrate_kbps:.0f}",
+                  f"{r.psnr_y:.2f} ({r.psnr_y_upscaler})" if r.psnr_y is not None else "-",
+                  " / ".join(f"{r.share.get(str(k), 0):.2f}" for k in man.scales))
+    console.print(t)
+    console.print("seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in timing.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True, emoji=False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            out = run(args, console)
+        console.print(f"wrote {out}")
+        return 0
+    except InputError as e:
+        print(f"bbmr-package: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bbmr-package: interrupted; nothing written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

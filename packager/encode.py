@@ -1,0 +1,91 @@
+"""Encode: LR pictures -> H.264/HEVC elementary stream in MPEG-TS, one SEI scale map in every access unit.
+
+Closed GOPs of exactly ``gop`` frames (no scene-cut keyframes) so that segments of ``gop`` frames start
+with an IDR in every rendition. Pictures are RGB uint8, converted to 4:2:0 with the source's matrix and
+range (written into the stream's VUI). The SEI payload of a picture travels with its pts: when the encoder
+emits a packet (B-frames reorder), the payload of that packet's pts is inserted before its first VCL NAL.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from bbmr_stream.sei import insert_sei
+
+CODECS = {"h264": "libx264", "hevc": "libx265"}
+_SWS = {"bt709": "ITU709", "bt601": "ITU601", "bt2020": "BT2020"}
+_AV_SPACE = {"bt709": 1, "bt601": 6, "bt2020": 9}
+
+
+class LREncoder:
+    def __init__(self, path: str | Path, width: int, height: int, time_base: Fraction, fps: Fraction,
+                 codec: str = "h264", crf: float = 23, preset: str = "medium", gop: int = 60,
+                 matrix: str = "bt709", full_range: bool = False, bframes: int = 2, lossless: bool = False) -> None:
+        import av
+
+        if codec not in CODECS:
+            raise ValueError(f"codec must be one of {', '.join(CODECS)}")
+        self.codec, self.matrix, self.full_range = codec, matrix, full_range
+        self.out = av.open(str(path), "w", format="mpegts")
+        st = self.out.add_stream(CODECS[codec], rate=fps)
+        st.width, st.height, st.pix_fmt = width, height, "yuv420p"
+        st.time_base = time_base
+        st.codec_context.time_base = time_base
+        if codec == "h264":
+            opts = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": str(bframes),
+                    "preset": preset, "x264-params": "open-gop=0:scenecut=0"}
+            opts.update({"qp": "0"} if lossless else {"crf": str(crf)})
+        else:
+            x265 = f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0:bframes={bframes}:log-level=error"
+            if lossless:
+                x265 += ":lossless=1"
+            opts = {"preset": preset, "x265-params": x265}
+            if not lossless:
+                opts["crf"] = str(crf)
+        st.codec_context.options = opts
+        cc = st.codec_context
+        cc.colorspace = _AV_SPACE[matrix]
+        cc.color_range = 2 if full_range else 1
+        self.stream = st
+        self.time_base = time_base
+        self.payloads: dict[int, bytes] = {}
+        self.bytes_written = 0
+        self.frames = 0
+
+    def encode(self, rgb: np.ndarray, pts: int, payload: bytes) -> None:
+        import av
+
+        fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        fr = fr.reformat(format="yuv420p", dst_colorspace=_SWS[self.matrix],
+                         dst_color_range="JPEG" if self.full_range else "MPEG",
+                         interpolation=av.video.reformatter.Interpolation.BICUBIC)
+        fr.pts = pts
+        fr.time_base = self.time_base
+        self.payloads[pts] = payload
+        for pkt in self.stream.encode(fr):
+            self._mux(pkt)
+        self.frames += 1
+
+    def _mux(self, pkt) -> None:
+        import av
+
+        # packet pts is in the stream time base after encode; map back to the frame's pts
+        key = int(round(Fraction(pkt.pts) * Fraction(pkt.time_base) / self.time_base))
+        payload = self.payloads.pop(key)
+        data = insert_sei(bytes(pkt), payload, self.codec)
+        new = av.Packet(data)
+        new.pts, new.dts, new.time_base = pkt.pts, pkt.dts, pkt.time_base
+        new.is_keyframe = pkt.is_keyframe
+        new.stream = self.stream
+        self.bytes_written += len(data)
+        self.out.mux(new)
+
+    def close(self) -> None:
+        for pkt in self.stream.encode(None):
+            self._mux(pkt)
+        self.out.close()
+        if self.payloads:
+            raise RuntimeError(f"{len(self.payloads)} frames got no packet from the encoder")

@@ -1,0 +1,54 @@
+"""Segment: an encoded MPEG-TS rendition -> HLS media playlist + segments, by FFmpeg's HLS muxer with
+``-c copy`` (the ffmpeg binary of imageio-ffmpeg, driven through ffmpeg-python). Segments are cut at the
+IDR frames the encoder put every ``segment_s`` seconds, so each one starts with an IDR and decodes alone;
+the SEI scale maps are inside the copied NAL units.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class SegmentFile:
+    file: str
+    duration_s: float
+    bytes: int
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def segment_hls(ts_path: Path, out_dir: Path, name: str, segment_s: float) -> tuple[str, list[SegmentFile]]:
+    """Returns the playlist file name and the segments (in order) written into ``out_dir``."""
+    import ffmpeg
+
+    playlist = f"{name}.m3u8"
+    (ffmpeg.input(str(ts_path))
+     .output(str(out_dir / playlist), c="copy", f="hls", hls_time=segment_s, hls_playlist_type="vod",
+             hls_segment_filename=str(out_dir / f"{name}_%05d.ts"), hls_flags="independent_segments")
+     .global_args("-nostdin", "-loglevel", "error")
+     .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True))
+    segs = []
+    dur = None
+    for line in (out_dir / playlist).read_text().splitlines():
+        m = re.match(r"#EXTINF:([0-9.]+)", line)
+        if m:
+            dur = float(m.group(1))
+        elif line and not line.startswith("#"):
+            segs.append(SegmentFile(line, float(dur or 0.0), (out_dir / line).stat().st_size))
+    return playlist, segs
+
+
+def master_playlist(renditions: list[tuple[str, float, int, int]]) -> str:
+    """HLS master playlist text: (playlist, bandwidth bit/s, width, height) per rendition."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    for pl, bw, w, h in renditions:
+        lines.append(f"#EXT-X-STREAM-INF:BANDWIDTH={int(bw)},RESOLUTION={w}x{h}")
+        lines.append(pl)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,159 @@
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from bbmr_stream.allocate import allocate
+from bbmr_stream.blocks import BlockGrid
+from bbmr_stream.manifest import load
+from bbmr_stream.resize import to_tensor
+from bbmr_stream.scalemap import ScaleMap
+from bbmr_stream.score import BicubicScorer
+from bbmr_stream.unpack import scalemap_of
+from packager.cli import main
+from packager.pack import atlas_cols, atlas_rows, fit_to_rows, pack_frame
+
+W, H, FPS, N = 320, 200, 10, 12  # 3 x 2 blocks (odd sizes: padded), GOP = 4 frames at --segment 0.4
+
+
+def _clip(path: Path) -> None:
+    """Textured picture panning + a moving noisy square: the best scale per block changes every frame."""
+    from skimage import data
+
+    base = np.asarray(data.astronaut()[:, :, :3])
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = W, H, "yuv444p"
+        s.codec_context.options = {"qp": "0", "preset": "ultrafast"}
+        for i in range(N):
+            img = base[20 + 7 * i:20 + 7 * i + H, 30:30 + W].copy()
+            y, x = (i * 37) % (H - 60), (i * 53) % (W - 60)
+            img[y:y + 60, x:x + 60] = rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)
+            img[:, (i * 29) % W:] //= 3  # flat dark area that moves
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pkg")
+    src = d / "in.mp4"
+    _clip(src)
+    out = d / "stream"
+    rc = main([str(src), "--out", str(out), "--scorer", "bicubic", "--realloc", "every", "--segment", "0.4",
+               "--ladder", "bbmr:23,uniform:23", "--lossless", "--upscaler", "bicubic", "--device", "cpu"])
+    assert rc == 0
+    return src, out
+
+
+def _source_frames(src):
+    with av.open(str(src)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def test_scale_maps_round_trip(packaged):
+    src, out = packaged
+    man = load(out)
+    rend = man.renditions[0]
+    assert rend.kind == "bbmr" and len(rend.segments) == 3
+    grid = BlockGrid(H, W)
+    scorer = BicubicScorer()
+    expect = []
+    for img in _source_frames(src):
+        d = scorer.score(to_tensor(img))
+        f = allocate("optimal", d, weights=grid.valid_fraction())
+        expect.append(fit_to_rows(f, grid, atlas_rows(grid, (2, 4, 8))))
+    got, pts = [], []
+    for seg in rend.segments:  # every segment decodes on its own, starting with a keyframe
+        with av.open(str(out / seg.file)) as c:
+            frs = list(c.decode(video=0))
+        assert frs[0].key_frame
+        assert len(frs) == seg.frames
+        for fr in frs:
+            m = scalemap_of(fr)
+            assert m is not None
+            got.append(m)
+            pts.append(fr.pts)
+    assert len(got) == N
+    assert [m.frame_index for m in got] == list(range(N))
+    for m, f in zip(got, expect):
+        np.testing.assert_array_equal(m.flat, f)
+    assert all(len({m.to_bytes() for m in got[g:g + 4]}) >= 3 for g in range(0, N, 4))  # >= 3 maps a GOP
+    assert set(np.diff(pts).tolist()) == {90000 // FPS}  # MPEG-TS 90 kHz clock: the source's frame spacing
+    assert any(b"\x00\x00" in m.to_bytes()[4:] for m in got)  # payloads that need emulation prevention
+
+
+def test_lossless_tiles_equal_packager(packaged):
+    src, out = packaged
+    man = load(out)
+    rend = man.renditions[0]
+    grid = BlockGrid(H, W)
+    rows, cols = atlas_rows(grid, (2, 4, 8)), atlas_cols(grid, (2, 4, 8))
+    frames = _source_frames(src)
+    i = 0
+    for seg in rend.segments:
+        with av.open(str(out / seg.file)) as c:
+            for fr in c.decode(video=0):
+                m = scalemap_of(fr)
+                pic = pack_frame(to_tensor(frames[i]), grid, m.flat, rows, cols)
+                ref = av.VideoFrame.from_ndarray(pic, format="rgb24").reformat(
+                    format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG",
+                    interpolation=av.video.reformatter.Interpolation.BICUBIC)
+                np.testing.assert_array_equal(fr.to_ndarray(), ref.to_ndarray())
+                i += 1
+    assert i == N
+
+
+def test_manifest_and_playlists(packaged):
+    _, out = packaged
+    man = load(out)
+    assert man.source["frames"] == N and man.container == "mpegts"
+    assert [r.name for r in man.renditions] == ["bbmr_crf23", "uniform_crf23"]
+    for r in man.renditions:
+        assert r.bitrate_kbps > 0 and r.psnr_y is not None and r.psnr_y_upscaler == "bicubic"
+        assert sum(s.frames for s in r.segments) == N
+        assert (out / r.playlist).exists()
+    assert "bbmr_crf23.m3u8" in (out / "master.m3u8").read_text()
+    # lossless LR: BBMR reconstructs better than uniform at the same LR pixel count
+    assert man.renditions[0].psnr_y > man.renditions[1].psnr_y
+    assert not list(out.parent.glob(".stream.tmp-*"))
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "empty", "truncated", "audio_only"])
+def test_bad_input(tmp_path, capsys, kind):
+    p = tmp_path / "in.mp4"
+    if kind == "text":
+        p.write_text("hello")
+    elif kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "truncated":
+        _clip(p)
+        p.write_bytes(p.read_bytes()[:300])
+    elif kind == "audio_only":
+        with av.open(str(p), "w") as out:
+            s = out.add_stream("aac", rate=8000)
+            for i in range(5):
+                f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                f.sample_rate, f.pts = 8000, i * 1024
+                for pk in s.encode(f):
+                    out.mux(pk)
+            for pk in s.encode(None):
+                out.mux(pk)
+    out = tmp_path / "stream"
+    assert main([str(p), "--out", str(out), "--scorer", "bicubic"]) == 2
+    err = capsys.readouterr().err
+    assert "bbmr-package: error:" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".stream.tmp-*"))
+
+
+def test_existing_out_refused(packaged, capsys):
+    src, out = packaged
+    assert main([str(src), "--out", str(out), "--scorer", "bicubic"]) == 2
+    assert "--force" in capsys.readouterr().err
