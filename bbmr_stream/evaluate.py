@@ -14,7 +14,6 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 
 from bbmr_stream.allocate import DEFAULT_OVERALL, DEFAULT_SCALES, allocate, budget
 from bbmr_stream.blocks import BlockGrid, pad_tensor
+from bbmr_stream.cli import pick_device, run_cli
 from bbmr_stream.downscale import MODES, downscale_blocks
 from bbmr_stream.imageio import InputError, list_images, read_image, write_text_atomic
 from bbmr_stream.metrics import niqe, psnr_y
@@ -37,16 +37,6 @@ def sample_image(name: str) -> np.ndarray:
     from skimage import data
 
     return np.ascontiguousarray(getattr(data, name)()[..., :3])
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: CUDA is not available on this machine")
-    if name not in ("cpu", "cuda"):
-        raise InputError(f"unknown device {name!r}")
-    return torch.device(name)
 
 
 def make_scorer(name: str, scales: Sequence[int], device: torch.device, mode: str = "frame",
@@ -247,14 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return cmd_images(args) if args.cmd == "images" else cmd_niqe(args)
-    except InputError as e:
-        print(f"bbmr-eval: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("bbmr-eval: interrupted", file=sys.stderr)
-        return 130
+    return run_cli("bbmr-eval", lambda: cmd_images(args) if args.cmd == "images" else cmd_niqe(args))
 
 
 if __name__ == "__main__":

@@ -15,17 +15,23 @@ class InputError(Exception):
     """Bad user input (missing/unreadable/empty file ...): CLIs print the message and exit 2."""
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Load an image file as (H, W, 3) uint8 RGB (gray is replicated, alpha dropped, 16-bit scaled)."""
-    from PIL import Image, UnidentifiedImageError
-
+def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """The path of an existing, non-empty regular file, or InputError saying what is wrong."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
     if p.is_dir():
-        raise InputError(f"{p}: is a directory, expected an image file")
+        raise InputError(f"{p}: is a directory, expected {what}")
     if p.stat().st_size == 0:
         raise InputError(f"{p}: empty file (0 bytes)")
+    return p
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Load an image file as (H, W, 3) uint8 RGB (gray is replicated, alpha dropped, 16-bit scaled)."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = check_input_file(path, "an image file")
     try:
         with Image.open(p) as im:
             im.load()

@@ -107,24 +107,19 @@ def insert_sei(packet: bytes, payload: bytes, codec: str = "h264") -> bytes:
 
 def parse_sei_payloads(rbsp: bytes) -> list[tuple[int, bytes]]:
     """(payloadType, payload) of every SEI message in an SEI RBSP (emulation prevention removed)."""
+    def ff_coded(i: int, what: str) -> tuple[int, int]:
+        v = 0
+        while i < len(rbsp) and rbsp[i] == 0xFF:
+            v += 255
+            i += 1
+        if i >= len(rbsp):
+            raise SEIError(f"truncated SEI payload {what}")
+        return v + rbsp[i], i + 1
+
     out, i = [], 0
     while i < len(rbsp) and rbsp[i:] != b"\x80":
-        pt = 0
-        while i < len(rbsp) and rbsp[i] == 0xFF:
-            pt += 255
-            i += 1
-        if i >= len(rbsp):
-            raise SEIError("truncated SEI payload type")
-        pt += rbsp[i]
-        i += 1
-        size = 0
-        while i < len(rbsp) and rbsp[i] == 0xFF:
-            size += 255
-            i += 1
-        if i >= len(rbsp):
-            raise SEIError("truncated SEI payload size")
-        size += rbsp[i]
-        i += 1
+        pt, i = ff_coded(i, "type")
+        size, i = ff_coded(i, "size")
         if i + size > len(rbsp):
             raise SEIError("SEI payload runs past the NAL unit")
         out.append((pt, rbsp[i:i + size]))

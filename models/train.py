@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bbmr_stream.cli import pick_device, run_cli
 from bbmr_stream.imageio import InputError, list_images, read_image
 from bbmr_stream.metrics import psnr_y_torch
 from bbmr_stream.resize import downscale
@@ -67,14 +68,6 @@ class TrainConfig:
     block: int = 128
     band: int = 4
     train_branches: bool = False  # default: branches frozen (their features need no backward pass)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: CUDA is not available on this machine")
-    return torch.device(name)
 
 
 class CropSampler:
@@ -474,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def run() -> int:
         if args.cmd == "sr":
             fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
             train_sr(TrainConfig(**fields), resume=args.resume)
@@ -490,12 +484,8 @@ def main(argv: list[str] | None = None) -> int:
             e = publish_omnisr(args.ckpt, args.id, sets, args.data)
             print(json.dumps(e.to_dict(), indent=2))
         return 0
-    except InputError as e:
-        print(f"bbmr-train: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("bbmr-train: interrupted", file=sys.stderr)
-        return 130
+
+    return run_cli("bbmr-train", run)
 
 
 if __name__ == "__main__":

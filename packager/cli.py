@@ -10,21 +10,20 @@ failed run never leaves a stream that looks whole. Bad input exits with code 2 a
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bbmr_stream.allocate import DEFAULT_SCALES, allocate
-from bbmr_stream.blocks import BlockGrid, pad_tensor
+from bbmr_stream.blocks import BlockGrid
+from bbmr_stream.cli import run_cli
 from bbmr_stream.imageio import InputError
 from bbmr_stream.manifest import Manifest, Rendition, Segment
 from bbmr_stream.metrics import psnr_y
@@ -103,7 +102,8 @@ def pick_upscaler(name: str, scales, device):
 
 
 def run(args: argparse.Namespace, console) -> Path:
-    from bbmr_stream.evaluate import make_scorer, parse_scales, pick_device
+    from bbmr_stream.cli import pick_device
+    from bbmr_stream.evaluate import make_scorer, parse_scales
 
     out = Path(args.out)
     if out.exists() and not args.force:
@@ -295,18 +295,15 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     console = Console(stderr=True, emoji=False)
-    try:
+
+    def go() -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             out = run(args, console)
         console.print(f"wrote {out}")
         return 0
-    except InputError as e:
-        print(f"bbmr-package: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("bbmr-package: interrupted; nothing written", file=sys.stderr)
-        return 130
+
+    return run_cli("bbmr-package", go)
 
 
 if __name__ == "__main__":

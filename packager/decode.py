@@ -14,12 +14,11 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from bbmr_stream.imageio import InputError
+from bbmr_stream.imageio import InputError, check_input_file
 
 # FFmpeg AVColorSpace / AVColorRange / AVColorTransferCharacteristic values
 _MATRIX = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020", 10: "bt2020"}
@@ -49,13 +48,7 @@ class SourceInfo:
 def _open(path: str):
     import av
 
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{path}: no such file")
-    if p.is_dir():
-        raise InputError(f"{path}: is a directory, expected a video file")
-    if p.stat().st_size == 0:
-        raise InputError(f"{path}: empty file (0 bytes)")
+    p = check_input_file(path, "a video file")
     try:
         c = av.open(str(p))
     except Exception as e:  # av.error.* (InvalidDataError, ...) and OSErrors

@@ -1,4 +1,3 @@
-import json
 from pathlib import Path
 
 import av
@@ -9,7 +8,6 @@ from bbmr_stream.allocate import allocate
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.manifest import load
 from bbmr_stream.resize import to_tensor
-from bbmr_stream.scalemap import ScaleMap
 from bbmr_stream.score import BicubicScorer
 from bbmr_stream.unpack import scalemap_of
 from packager.cli import main
