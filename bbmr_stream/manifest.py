@@ -37,7 +37,7 @@ class Rendition:
     kind: str  # "bbmr" (multi-scale atlas + SEI scale maps) | "uniform" (uniform x4, SEI maps too)
     codec: str  # "h264" | "hevc"
     crf: float
-    layout: str  # "atlas"
+    layout: str  # "atlas" | "planes"
     scales: list[int]
     overall: int
     lr_width: int
@@ -49,6 +49,7 @@ class Rendition:
     psnr_y_upscaler: str | None = None
     weights: dict | None = None  # {"id", "sha256"} the player should use, None for bicubic
     share: dict = field(default_factory=dict)  # fraction of blocks per scale over the stream
+    pictures: list = field(default_factory=list)  # [width, height] of each video stream (planes: one per scale)
 
 
 @dataclass
@@ -87,6 +88,14 @@ def _num(v, what: str, lo: float, hi: float) -> float:
     return v
 
 
+def _pictures(r: dict) -> list:
+    pics = r.get("pictures", [[r["lr_width"], r["lr_height"]]])
+    if not isinstance(pics, list) or not 1 <= len(pics) <= 16:
+        raise ManifestError("pictures: 1..16 [width, height] pairs expected")
+    return [[int(_num(w, "picture width", 1, MAX_SIDE)), int(_num(h, "picture height", 1, MAX_SIDE))]
+            for w, h in pics]
+
+
 def from_dict(d: dict) -> Manifest:
     if not isinstance(d, dict):
         raise ManifestError("manifest is not a JSON object")
@@ -121,7 +130,8 @@ def from_dict(d: dict) -> Manifest:
                                  overall=int(r["overall"]), lr_width=int(r["lr_width"]), lr_height=int(r["lr_height"]),
                                  bitrate_kbps=float(r["bitrate_kbps"]), playlist=_safe_rel(r["playlist"], "playlist"),
                                  segments=seg_objs, psnr_y=r.get("psnr_y"), psnr_y_upscaler=r.get("psnr_y_upscaler"),
-                                 weights=r.get("weights"), share=r.get("share", {})))
+                                 weights=r.get("weights"), share=r.get("share", {}),
+                                 pictures=_pictures(r)))
         audio = d.get("audio")
         return Manifest(source=src, block=block, overall=overall, scales=scales, resize=str(d["resize"]),
                         container=str(d["container"]), segment_s=float(d["segment_s"]), realloc=str(d["realloc"]),

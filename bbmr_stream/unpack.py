@@ -42,16 +42,34 @@ def scalemap_of(frame) -> ScaleMap | None:
     return None
 
 
+def _rgb(fr, matrix: str, full_range: bool) -> np.ndarray:
+    import av
+
+    return fr.reformat(format="rgb24", src_colorspace=_SWS[matrix], src_color_range="JPEG" if full_range else "MPEG",
+                       interpolation=av.video.reformatter.Interpolation.BICUBIC).to_ndarray()
+
+
 def decode_lr(path: str | Path, matrix: str = "bt709", full_range: bool = False) -> Iterator[LRFrame]:
-    """Frames of one LR segment/stream file, in presentation order."""
+    """Frames of one LR segment/stream file (first video stream), in presentation order."""
     import av
 
     with av.open(str(path)) as c:
         for fr in c.decode(video=0):
-            rgb = fr.reformat(format="rgb24", src_colorspace=_SWS[matrix],
-                              src_color_range="JPEG" if full_range else "MPEG",
-                              interpolation=av.video.reformatter.Interpolation.BICUBIC).to_ndarray()
-            yield LRFrame(rgb, scalemap_of(fr), fr.pts)
+            yield LRFrame(_rgb(fr, matrix, full_range), scalemap_of(fr), fr.pts)
+
+
+def decode_lr_planes(path: str | Path, n_streams: int, matrix: str = "bt709", full_range: bool = False
+                     ) -> Iterator[tuple[list[np.ndarray], ScaleMap | None, int | None]]:
+    """Frames of a planes-layout file: the pictures of all ``n_streams`` video streams (aligned by order),
+    the scale map from the first stream's SEI, the pts."""
+    import av
+
+    streams = []
+    for i in range(n_streams):
+        with av.open(str(path)) as c:
+            streams.append(list(c.decode(video=i)))
+    for frs in zip(*streams):
+        yield [_rgb(f, matrix, full_range) for f in frs], scalemap_of(frs[0]), frs[0].pts
 
 
 def unpack_atlas(picture: np.ndarray, smap: ScaleMap, grid: BlockGrid, overall: int) -> LRBlocks:
@@ -66,6 +84,22 @@ def unpack_atlas(picture: np.ndarray, smap: ScaleMap, grid: BlockGrid, overall: 
     for k in sorted(set(f.tolist())):
         idx = np.flatnonzero(f == k)
         arr = np.stack([tiles[b] for b in idx])
+        by_k[k] = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
+        index[k] = idx
+    return LRBlocks(grid, f.astype(np.uint8), by_k, index)
+
+
+def unpack_planes(pictures: list[np.ndarray], scales: tuple[int, ...], smap: ScaleMap, grid: BlockGrid) -> LRBlocks:
+    """LR tiles from the planes layout: block b of scale k is cut at its natural position in plane k."""
+    f = smap.flat
+    by_k, index = {}, {}
+    for k, pic in zip(scales, pictures):
+        idx = np.flatnonzero(f == k)
+        if idx.size == 0:
+            continue
+        t = grid.block // k
+        arr = np.stack([pic[(b // grid.grid_w) * t:(b // grid.grid_w + 1) * t, (b % grid.grid_w) * t:(b % grid.grid_w + 1) * t]
+                        for b in idx.tolist()])
         by_k[k] = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
         index[k] = idx
     return LRBlocks(grid, f.astype(np.uint8), by_k, index)

@@ -29,10 +29,10 @@ from bbmr_stream.manifest import Manifest, Rendition, Segment
 from bbmr_stream.metrics import psnr_y
 from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor, to_uint8
 from bbmr_stream.scalemap import ScaleMap
-from bbmr_stream.unpack import decode_lr, unpack_atlas
+from bbmr_stream.unpack import decode_lr, decode_lr_planes, unpack_atlas, unpack_planes
 from packager.decode import frames, probe
 from packager.encode import LREncoder
-from packager.pack import atlas_cols, atlas_rows, fit_to_rows, pack_frame
+from packager.pack import atlas_cols, atlas_rows, fit_to_rows, pack_frame, pack_planes, plane_sizes
 from packager.segment import master_playlist, segment_hls
 
 DEFAULT_LADDER = "bbmr:18,bbmr:23,bbmr:28"
@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--scales", default=",".join(map(str, DEFAULT_SCALES)))
     ap.add_argument("--overall", type=int, default=4)
     ap.add_argument("--ladder", default=DEFAULT_LADDER, help="comma list of bbmr:CRF / uniform:CRF rungs")
+    ap.add_argument("--layout", choices=("atlas", "planes"), default="atlas",
+                    help="LR block streams: one atlas picture, or one picture per scale (docs/packager.md)")
     ap.add_argument("--codec", choices=("h264", "hevc"), default="h264")
     ap.add_argument("--preset", default="medium")
     ap.add_argument("--lossless", action="store_true", help="x264 qp 0 / x265 lossless (tests, references)")
@@ -128,8 +130,13 @@ def run(args: argparse.Namespace, console) -> Path:
         work.mkdir()
         for r in rungs:
             r.ts = work / f"{r.name}.ts"
-            w, h = (cols * slot, rows * slot) if r.kind == "bbmr" else (grid.grid_w * slot, grid.grid_h * slot)
-            r.encoder = LREncoder(r.ts, w, h, info.time_base, info.fps, args.codec, r.crf, args.preset, gop,
+            if r.kind == "uniform":
+                sizes = [(grid.grid_w * slot, grid.grid_h * slot)]
+            elif args.layout == "planes":
+                sizes = plane_sizes(grid, scales)
+            else:
+                sizes = [(cols * slot, rows * slot)]
+            r.encoder = LREncoder(r.ts, sizes, info.time_base, info.fps, args.codec, r.crf, args.preset, gop,
                                   info.matrix, info.full_range, lossless=args.lossless)
         timing = {"decode": 0.0, "score": 0.0, "allocate": 0.0, "pack": 0.0, "encode": 0.0}
         n_frames, factors, first_pts = 0, None, None
@@ -164,14 +171,19 @@ def run(args: argparse.Namespace, console) -> Path:
                 pictures = {}
                 for kind, f in (("bbmr", factors), ("uniform", uniform)):
                     if any(r.kind == kind for r in rungs):
-                        pictures[kind] = (pack_frame(x, grid, f, rows if kind == "bbmr" else grid.grid_h,
-                                                     cols if kind == "bbmr" else grid.grid_w, args.overall),
-                                          ScaleMap(f.reshape(grid.grid_h, grid.grid_w), scales, fr.index).to_bytes())
+                        if kind == "uniform":
+                            pics = [pack_frame(x, grid, f, grid.grid_h, grid.grid_w, args.overall)]
+                        elif args.layout == "planes":
+                            pics = pack_planes(x, grid, f, scales)
+                        else:
+                            pics = [pack_frame(x, grid, f, rows, cols, args.overall)]
+                        pictures[kind] = (pics, ScaleMap(f.reshape(grid.grid_h, grid.grid_w), scales,
+                                                         fr.index).to_bytes())
                 timing["pack"] += time.time() - t
                 t = time.time()
                 for r in rungs:
-                    pic, payload = pictures[r.kind]
-                    r.encoder.encode(pic, fr.pts, payload)
+                    pics, payload = pictures[r.kind]
+                    r.encoder.encode(pics, fr.pts, payload)
                     r.shares.append(factors if r.kind == "bbmr" else uniform)
                 timing["encode"] += time.time() - t
                 n_frames += 1
@@ -201,8 +213,10 @@ def run(args: argparse.Namespace, console) -> Path:
             allf = np.stack(r.shares)
             share = {str(k): float(np.mean(allf == k)) for k in scales}
             w, h = r.encoder.stream.width, r.encoder.stream.height
-            renditions.append(Rendition(r.name, r.kind, args.codec, r.crf, "atlas", list(scales), args.overall,
-                                        w, h, round(kbps, 2), playlist, seg_objs, share=share))
+            layout_name = args.layout if r.kind == "bbmr" else "atlas"
+            renditions.append(Rendition(r.name, r.kind, args.codec, r.crf, layout_name, list(scales), args.overall,
+                                        w, h, round(kbps, 2), playlist, seg_objs, share=share,
+                                        pictures=[[s.width, s.height] for s in r.encoder.streams]))
         timing["segment"] = time.time() - t
         shutil.rmtree(work)
 
@@ -214,9 +228,8 @@ def run(args: argparse.Namespace, console) -> Path:
             for rend in renditions:
                 vals = []
                 for seg in rend.segments:
-                    for lrf in decode_lr(tmp / seg.file, info.matrix, info.full_range):
+                    for lr in unpack_segment(tmp / seg.file, rend, grid, info):
                         idx = len(vals)
-                        lr = unpack_atlas(lrf.rgb, lrf.scalemap, grid, args.overall)
                         with torch.no_grad():
                             hr = upscaler(lr)[..., : grid.height, : grid.width]
                         vals.append(psnr_y(src[idx], to_uint8(hr.float().cpu()), crop=0))
@@ -247,6 +260,16 @@ def run(args: argparse.Namespace, console) -> Path:
         raise
     summary(man, n_frames, timing, console)
     return out
+
+
+def unpack_segment(path: Path, rend: Rendition, grid: BlockGrid, info):
+    """LRBlocks of every frame of one segment file."""
+    if rend.layout == "planes":
+        for pics, smap, _ in decode_lr_planes(path, len(rend.pictures), info.matrix, info.full_range):
+            yield unpack_planes(pics, tuple(rend.scales), smap, grid)
+    else:
+        for lrf in decode_lr(path, info.matrix, info.full_range):
+            yield unpack_atlas(lrf.rgb, lrf.scalemap, grid, rend.overall)
 
 
 def weights_ref(upscaler: str | None) -> dict | None:

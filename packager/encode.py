@@ -21,7 +21,10 @@ _AV_SPACE = {"bt709": 1, "bt601": 6, "bt2020": 9}
 
 
 class LREncoder:
-    def __init__(self, path: str | Path, width: int, height: int, time_base: Fraction, fps: Fraction,
+    """One MPEG-TS file with one video stream per picture size in ``sizes`` (the atlas layout has one, the
+    planes layout one per scale); the SEI rides on the first stream."""
+
+    def __init__(self, path: str | Path, sizes: list[tuple[int, int]], time_base: Fraction, fps: Fraction,
                  codec: str = "h264", crf: float = 23, preset: str = "medium", gop: int = 60,
                  matrix: str = "bt709", full_range: bool = False, bframes: int = 2, lossless: bool = False) -> None:
         import av
@@ -30,6 +33,16 @@ class LREncoder:
             raise ValueError(f"codec must be one of {', '.join(CODECS)}")
         self.codec, self.matrix, self.full_range = codec, matrix, full_range
         self.out = av.open(str(path), "w", format="mpegts")
+        self.streams = [self._add_stream(w, h, time_base, fps, crf, preset, gop, bframes, lossless)
+                        for w, h in sizes]
+        self.stream = self.streams[0]
+        self.time_base = time_base
+        self.payloads: dict[int, bytes] = {}
+        self.bytes_written = 0
+        self.frames = 0
+
+    def _add_stream(self, width, height, time_base, fps, crf, preset, gop, bframes, lossless):
+        codec, matrix, full_range = self.codec, self.matrix, self.full_range
         st = self.out.add_stream(CODECS[codec], rate=fps)
         st.width, st.height, st.pix_fmt = width, height, "yuv420p"
         st.time_base = time_base
@@ -49,43 +62,43 @@ class LREncoder:
         cc = st.codec_context
         cc.colorspace = _AV_SPACE[matrix]
         cc.color_range = 2 if full_range else 1
-        self.stream = st
-        self.time_base = time_base
-        self.payloads: dict[int, bytes] = {}
-        self.bytes_written = 0
-        self.frames = 0
+        return st
 
-    def encode(self, rgb: np.ndarray, pts: int, payload: bytes) -> None:
+    def encode(self, pictures: list[np.ndarray], pts: int, payload: bytes) -> None:
+        """One frame: a picture per stream (RGB uint8), its pts (source time base), the SEI payload."""
         import av
 
-        fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        fr = fr.reformat(format="yuv420p", dst_colorspace=_SWS[self.matrix],
-                         dst_color_range="JPEG" if self.full_range else "MPEG",
-                         interpolation=av.video.reformatter.Interpolation.BICUBIC)
-        fr.pts = pts
-        fr.time_base = self.time_base
         self.payloads[pts] = payload
-        for pkt in self.stream.encode(fr):
-            self._mux(pkt)
+        for st, rgb in zip(self.streams, pictures, strict=True):
+            fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            fr = fr.reformat(format="yuv420p", dst_colorspace=_SWS[self.matrix],
+                             dst_color_range="JPEG" if self.full_range else "MPEG",
+                             interpolation=av.video.reformatter.Interpolation.BICUBIC)
+            fr.pts = pts
+            fr.time_base = self.time_base
+            for pkt in st.encode(fr):
+                self._mux(pkt, st)
         self.frames += 1
 
-    def _mux(self, pkt) -> None:
+    def _mux(self, pkt, st) -> None:
         import av
 
-        # packet pts is in the stream time base after encode; map back to the frame's pts
-        key = int(round(Fraction(pkt.pts) * Fraction(pkt.time_base) / self.time_base))
-        payload = self.payloads.pop(key)
-        data = insert_sei(bytes(pkt), payload, self.codec)
+        data = bytes(pkt)
+        if st is self.stream:
+            # packet pts is in the stream time base after encode; map back to the frame's pts
+            key = int(round(Fraction(pkt.pts) * Fraction(pkt.time_base) / self.time_base))
+            data = insert_sei(data, self.payloads.pop(key), self.codec)
         new = av.Packet(data)
         new.pts, new.dts, new.time_base = pkt.pts, pkt.dts, pkt.time_base
         new.is_keyframe = pkt.is_keyframe
-        new.stream = self.stream
+        new.stream = st
         self.bytes_written += len(data)
         self.out.mux(new)
 
     def close(self) -> None:
-        for pkt in self.stream.encode(None):
-            self._mux(pkt)
+        for st in self.streams:
+            for pkt in st.encode(None):
+                self._mux(pkt, st)
         self.out.close()
         if self.payloads:
             raise RuntimeError(f"{len(self.payloads)} frames got no packet from the encoder")

@@ -71,3 +71,25 @@ def pack_frame(x: torch.Tensor, grid: BlockGrid, factors: np.ndarray, rows: int,
     full = np.full((rows * lay.slot, cols * lay.slot, 3), 128, np.uint8)
     full[: atlas.shape[0], : atlas.shape[1]] = atlas
     return full
+
+
+def plane_sizes(grid: BlockGrid, scales: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(width, height) of the picture of each scale in the planes layout."""
+    return [(grid.padded_w // k, grid.padded_h // k) for k in scales]
+
+
+def pack_planes(x: torch.Tensor, grid: BlockGrid, factors: np.ndarray, scales: tuple[int, ...]) -> list[np.ndarray]:
+    """Planes layout: one picture per scale at 1/k of the padded frame, every block of scale k at its natural
+    position, the rest flat mid-grey (cheap to code)."""
+    lr = downscale_blocks(pad_tensor(x, grid.block), grid, factors)
+    tiles = to_uint8_tiles(lr)
+    f = np.asarray(factors).reshape(-1)
+    out = []
+    for k in scales:
+        t = grid.block // k
+        plane = np.full((grid.grid_h * t, grid.grid_w * t, 3), 128, np.uint8)
+        for b in np.flatnonzero(f == k).tolist():
+            i, j = divmod(b, grid.grid_w)
+            plane[i * t:(i + 1) * t, j * t:(j + 1) * t] = tiles[b]
+        out.append(plane)
+    return out

@@ -30,7 +30,7 @@ def segment_hls(ts_path: Path, out_dir: Path, name: str, segment_s: float) -> tu
 
     playlist = f"{name}.m3u8"
     (ffmpeg.input(str(ts_path))
-     .output(str(out_dir / playlist), c="copy", f="hls", hls_time=segment_s, hls_playlist_type="vod",
+     .output(str(out_dir / playlist), map="0", c="copy", f="hls", hls_time=segment_s, hls_playlist_type="vod",
              hls_segment_filename=str(out_dir / f"{name}_%05d.ts"), hls_flags="independent_segments")
      .global_args("-nostdin", "-loglevel", "error")
      .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True))

@@ -155,3 +155,37 @@ def test_existing_out_refused(packaged, capsys):
     src, out = packaged
     assert main([str(src), "--out", str(out), "--scorer", "bicubic"]) == 2
     assert "--force" in capsys.readouterr().err
+
+
+def test_planes_layout_lossless(tmp_path):
+    from packager.pack import pack_planes
+
+    src = tmp_path / "in.mp4"
+    _clip(src)
+    out = tmp_path / "stream"
+    assert main([str(src), "--out", str(out), "--scorer", "bicubic", "--layout", "planes", "--segment", "0.4",
+                 "--ladder", "bbmr:23", "--lossless", "--upscaler", "bicubic", "--device", "cpu"]) == 0
+    man = load(out)
+    rend = man.renditions[0]
+    assert rend.layout == "planes" and rend.pictures == [[192, 128], [96, 64], [48, 32]]
+    grid = BlockGrid(H, W)
+    frames = _source_frames(src)
+    i = 0
+    for seg in rend.segments:
+        streams = []
+        for s in range(3):
+            with av.open(str(out / seg.file)) as c:
+                streams.append(list(c.decode(video=s)))
+        assert len({len(x) for x in streams}) == 1
+        for frs in zip(*streams):
+            m = scalemap_of(frs[0])
+            assert m is not None and m.frame_index == i
+            assert all(scalemap_of(f) is None for f in frs[1:])  # the SEI rides on the first stream only
+            for fr, pic in zip(frs, pack_planes(to_tensor(frames[i]), grid, m.flat, (2, 4, 8))):
+                ref = av.VideoFrame.from_ndarray(pic, format="rgb24").reformat(
+                    format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG",
+                    interpolation=av.video.reformatter.Interpolation.BICUBIC)
+                np.testing.assert_array_equal(fr.to_ndarray(), ref.to_ndarray())
+            i += 1
+    assert i == N
+    assert rend.psnr_y > 20
