@@ -33,6 +33,7 @@ from bbmr_stream.unpack import decode_lr, decode_lr_planes, unpack_atlas, unpack
 from packager.decode import frames, probe
 from packager.encode import LREncoder
 from packager.pack import atlas_cols, atlas_rows, fit_to_rows, pack_frame, pack_planes, plane_sizes
+from packager.reuse import MapReuse
 from packager.segment import master_playlist, segment_hls
 
 DEFAULT_LADDER = "bbmr:18,bbmr:23,bbmr:28"
@@ -74,14 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--scales", default=",".join(map(str, DEFAULT_SCALES)))
     ap.add_argument("--overall", type=int, default=4)
     ap.add_argument("--ladder", default=DEFAULT_LADDER, help="comma list of bbmr:CRF / uniform:CRF rungs")
-    ap.add_argument("--layout", choices=("atlas", "planes"), default="atlas",
+    ap.add_argument("--layout", choices=("atlas", "planes"), default="planes",
                     help="LR block streams: one atlas picture, or one picture per scale (docs/packager.md)")
     ap.add_argument("--codec", choices=("h264", "hevc"), default="h264")
     ap.add_argument("--preset", default="medium")
     ap.add_argument("--lossless", action="store_true", help="x264 qp 0 / x265 lossless (tests, references)")
     ap.add_argument("--segment", type=float, default=2.0, help="segment (and GOP) duration in seconds")
-    ap.add_argument("--realloc", choices=("gop", "every"), default="gop",
-                    help="re-score and re-allocate at every segment start (gop) or every frame")
+    ap.add_argument("--realloc", choices=("auto", "gop", "every"), default="auto",
+                    help="re-score and re-allocate: at segment starts (gop), every frame (every), or at segment "
+                         "starts and whenever the blocks' detail changed (auto, see packager/reuse.py)")
+    ap.add_argument("--realloc-threshold", type=float, default=0.25,
+                    help="auto: share of blocks whose detail changed that triggers a re-allocation")
     ap.add_argument("--upscaler", default="auto", help="upscaler whose PSNR-Y goes into the manifest: "
                     "auto | bicubic | omnisr | jointsr")
     ap.add_argument("--no-measure", action="store_true", help="skip decoding the stream back to measure PSNR-Y")
@@ -140,6 +144,7 @@ def run(args: argparse.Namespace, console) -> Path:
                                   info.matrix, info.full_range, lossless=args.lossless)
         timing = {"decode": 0.0, "score": 0.0, "allocate": 0.0, "pack": 0.0, "encode": 0.0}
         n_frames, factors, first_pts = 0, None, None
+        reuse = MapReuse(args.realloc, grid, args.realloc_threshold)
         uniform = np.full(grid.n_blocks, args.overall, np.uint8)
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -155,7 +160,7 @@ def run(args: argparse.Namespace, console) -> Path:
                 x = to_tensor(fr.rgb)
                 if first_pts is None:
                     first_pts = fr.pts
-                if factors is None or args.realloc == "every" or fr.index % gop == 0:
+                if reuse.needs_realloc(fr.rgb, fr.index % gop == 0):
                     if scorer is not None:
                         t = time.time()
                         dist = scorer.score(x.to(device), 128)
@@ -167,6 +172,7 @@ def run(args: argparse.Namespace, console) -> Path:
                         timing["allocate"] += time.time() - t
                     else:
                         factors = uniform
+                    reuse.allocated(fr.rgb)
                 t = time.time()
                 pictures = {}
                 for kind, f in (("bbmr", factors), ("uniform", uniform)):
@@ -246,7 +252,7 @@ def run(args: argparse.Namespace, console) -> Path:
                     "fps": [info.fps.numerator, info.fps.denominator], "frames": n_frames,
                     "duration_s": n_frames / float(info.fps), "matrix": info.matrix, "full_range": info.full_range},
             block=128, overall=args.overall, scales=list(scales), resize=RESIZE_CONVENTION, container="mpegts",
-            segment_s=args.segment, realloc=args.realloc, scorer=args.scorer if scorer else "none",
+            segment_s=args.segment, realloc=f"{args.realloc} ({reuse.count} allocations)", scorer=args.scorer if scorer else "none",
             allocator=args.allocator, renditions=renditions, audio=audio,
             conventions={"psnr_y": "BT.601 Y of RGB (16+65.481R+128.553G+24.966B), unrounded, crop 0, mean over "
                                    "frames, reconstruction rounded to 8 bits vs the decoded source",

@@ -189,3 +189,23 @@ def test_planes_layout_lossless(tmp_path):
             i += 1
     assert i == N
     assert rend.psnr_y > 20
+
+
+def test_map_reuse_modes():
+    from packager.reuse import MapReuse
+
+    g = BlockGrid(H, W)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    shifted = np.roll(img, 3, axis=1)  # same content, moved: no re-allocation in auto
+    flat = np.full_like(img, 90)  # a scene cut
+    for mode, expect in (("every", [True, True, True, True]), ("gop", [True, False, False, True]),
+                         ("auto", [True, False, True, True])):
+        r = MapReuse(mode, g)
+        got = []
+        for frame, start in ((img, False), (shifted, False), (flat, False), (flat, True)):
+            need = r.needs_realloc(frame, start)
+            got.append(need)
+            if need:
+                r.allocated(frame)
+        assert got == expect, mode
