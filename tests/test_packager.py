@@ -209,3 +209,33 @@ def test_map_reuse_modes():
             if need:
                 r.allocated(frame)
         assert got == expect, mode
+
+
+def test_audio_passed_through_once(tmp_path):
+    src = tmp_path / "av.mp4"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=FPS)
+        v.width, v.height, v.pix_fmt = 256, 128, "yuv420p"
+        a = out.add_stream("aac", rate=16000)
+        rng = np.random.default_rng(1)
+        for i in range(6):
+            f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (128, 256, 3), dtype=np.uint8), format="rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                out.mux(p)
+        for i in range(10):
+            af = av.AudioFrame.from_ndarray(rng.standard_normal((1, 1024)).astype(np.float32) * 0.1,
+                                            format="fltp", layout="mono")
+            af.sample_rate, af.pts = 16000, i * 1024
+            for p in a.encode(af):
+                out.mux(p)
+        for s in (v, a):
+            for p in s.encode(None):
+                out.mux(p)
+    out = tmp_path / "stream"
+    assert main([str(src), "--out", str(out), "--scorer", "bicubic", "--ladder", "bbmr:30,uniform:30",
+                 "--no-measure", "--segment", "0.4"]) == 0
+    man = load(out)
+    assert man.audio == "audio.ts"
+    with av.open(str(out / man.audio)) as c:
+        assert c.streams.audio and not c.streams.video
