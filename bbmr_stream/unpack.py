@@ -103,3 +103,19 @@ def unpack_planes(pictures: list[np.ndarray], scales: tuple[int, ...], smap: Sca
         by_k[k] = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
         index[k] = idx
     return LRBlocks(grid, f.astype(np.uint8), by_k, index)
+
+
+def unpack_segment(path: str | Path, rend, grid: BlockGrid, matrix: str = "bt709", full_range: bool = False
+                   ) -> Iterator[LRBlocks]:
+    """LRBlocks of every frame of one segment file of a manifest rendition (atlas or planes layout).
+    Raises ScaleMapError for a frame without a valid scale map (callers decide how to conceal)."""
+    if rend.layout == "planes":
+        for pics, smap, _ in decode_lr_planes(path, len(rend.pictures), matrix, full_range):
+            if smap is None:
+                raise ScaleMapError("frame without a scale map")
+            yield unpack_planes(pics, tuple(rend.scales), smap, grid)
+    else:
+        for lrf in decode_lr(path, matrix, full_range):
+            if lrf.scalemap is None:
+                raise ScaleMapError("frame without a scale map")
+            yield unpack_atlas(lrf.rgb, lrf.scalemap, grid, rend.overall)

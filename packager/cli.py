@@ -29,7 +29,7 @@ from bbmr_stream.manifest import Manifest, Rendition, Segment
 from bbmr_stream.metrics import psnr_y
 from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor, to_uint8
 from bbmr_stream.scalemap import ScaleMap
-from bbmr_stream.unpack import decode_lr, decode_lr_planes, unpack_atlas, unpack_planes
+from bbmr_stream.unpack import unpack_segment
 from packager.decode import frames, probe
 from packager.encode import LREncoder
 from packager.pack import atlas_cols, atlas_rows, fit_to_rows, pack_frame, pack_planes, plane_sizes
@@ -234,7 +234,7 @@ def run(args: argparse.Namespace, console) -> Path:
             for rend in renditions:
                 vals = []
                 for seg in rend.segments:
-                    for lr in unpack_segment(tmp / seg.file, rend, grid, info):
+                    for lr in unpack_segment(tmp / seg.file, rend, grid, info.matrix, info.full_range):
                         idx = len(vals)
                         with torch.no_grad():
                             hr = upscaler(lr)[..., : grid.height, : grid.width]
@@ -266,16 +266,6 @@ def run(args: argparse.Namespace, console) -> Path:
         raise
     summary(man, n_frames, timing, console)
     return out
-
-
-def unpack_segment(path: Path, rend: Rendition, grid: BlockGrid, info):
-    """LRBlocks of every frame of one segment file."""
-    if rend.layout == "planes":
-        for pics, smap, _ in decode_lr_planes(path, len(rend.pictures), info.matrix, info.full_range):
-            yield unpack_planes(pics, tuple(rend.scales), smap, grid)
-    else:
-        for lrf in decode_lr(path, info.matrix, info.full_range):
-            yield unpack_atlas(lrf.rgb, lrf.scalemap, grid, rend.overall)
 
 
 def weights_ref(upscaler: str | None) -> dict | None:

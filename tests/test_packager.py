@@ -45,7 +45,7 @@ def packaged(tmp_path_factory):
     src = d / "in.mp4"
     _clip(src)
     out = d / "stream"
-    rc = main([str(src), "--out", str(out), "--scorer", "bicubic", "--realloc", "every", "--segment", "0.4",
+    rc = main([str(src), "--out", str(out), "--scorer", "bicubic", "--realloc", "every", "--segment", "0.4", "--layout", "atlas",
                "--ladder", "bbmr:23,uniform:23", "--lossless", "--upscaler", "bicubic", "--device", "cpu"])
     assert rc == 0
     return src, out
