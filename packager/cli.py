@@ -30,7 +30,7 @@ from bbmr_stream.metrics import psnr_y
 from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor, to_uint8
 from bbmr_stream.scalemap import ScaleMap
 from bbmr_stream.unpack import unpack_segment
-from packager.decode import frames, probe
+from bbmr_stream.decode import frames, probe
 from packager.encode import LREncoder
 from packager.pack import atlas_cols, atlas_rows, fit_to_rows, pack_frame, pack_planes, plane_sizes
 from packager.reuse import MapReuse
