@@ -105,17 +105,28 @@ def unpack_planes(pictures: list[np.ndarray], scales: tuple[int, ...], smap: Sca
     return LRBlocks(grid, f.astype(np.uint8), by_k, index)
 
 
-def unpack_segment(path: str | Path, rend, grid: BlockGrid, matrix: str = "bt709", full_range: bool = False
-                   ) -> Iterator[LRBlocks]:
-    """LRBlocks of every frame of one segment file of a manifest rendition (atlas or planes layout).
-    Raises ScaleMapError for a frame without a valid scale map (callers decide how to conceal)."""
+def lr_frames(path: str | Path, rend, matrix: str = "bt709", full_range: bool = False
+              ) -> Iterator[tuple[list[np.ndarray], ScaleMap | None]]:
+    """(LR pictures, scale map or None) of every frame of one segment file of a rendition."""
     if rend.layout == "planes":
         for pics, smap, _ in decode_lr_planes(path, len(rend.pictures), matrix, full_range):
-            if smap is None:
-                raise ScaleMapError("frame without a scale map")
-            yield unpack_planes(pics, tuple(rend.scales), smap, grid)
+            yield pics, smap
     else:
         for lrf in decode_lr(path, matrix, full_range):
-            if lrf.scalemap is None:
-                raise ScaleMapError("frame without a scale map")
-            yield unpack_atlas(lrf.rgb, lrf.scalemap, grid, rend.overall)
+            yield [lrf.rgb], lrf.scalemap
+
+
+def unpack_frame(pictures: list[np.ndarray], smap: ScaleMap, rend, grid: BlockGrid) -> LRBlocks:
+    if rend.layout == "planes":
+        return unpack_planes(pictures, tuple(rend.scales), smap, grid)
+    return unpack_atlas(pictures[0], smap, grid, rend.overall)
+
+
+def unpack_segment(path: str | Path, rend, grid: BlockGrid, matrix: str = "bt709", full_range: bool = False
+                   ) -> Iterator[LRBlocks]:
+    """LRBlocks of every frame of one segment file (atlas or planes layout); raises ScaleMapError for a frame
+    without a scale map (the player conceals instead, see player.playback)."""
+    for pics, smap in lr_frames(path, rend, matrix, full_range):
+        if smap is None:
+            raise ScaleMapError("frame without a scale map")
+        yield unpack_frame(pics, smap, rend, grid)

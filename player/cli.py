@@ -1,0 +1,210 @@
+"""``bbmr-play stream/``: decode a BBMR stream, super-resolve it, write/report the HR frames.
+
+This version plays headless (``--out recon.mp4``, ``--frames-dir``, ``--report``); the on-screen window, ABR
+and http(s) streams are issue 5's remaining work (docs/player.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from bbmr_stream.cli import pick_device, run_cli
+from bbmr_stream.imageio import InputError, write_image
+from bbmr_stream.manifest import ManifestError, load
+from bbmr_stream.metrics import niqe, psnr_y
+from player.playback import PlayStats, play
+from player.report import Report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="bbmr-play", description="Play a BBMR stream (headless).")
+    ap.add_argument("stream", help="stream directory (with manifest.json)")
+    ap.add_argument("--rendition", help="rendition name (default: the highest-bitrate BBMR rendition)")
+    ap.add_argument("--upscaler", default="auto", help="auto | jointsr | omnisr | bicubic")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--headless", action="store_true", help="no window (the only mode of this version)")
+    ap.add_argument("--out", help="write the HR frames to this video (H.264, --out-crf)")
+    ap.add_argument("--out-crf", type=float, default=0.0, help="0 = lossless (qp 0, 4:4:4)")
+    ap.add_argument("--frames-dir", help="write every HR frame as PNG here")
+    ap.add_argument("--reference", help="source video: per-frame PSNR-Y against it")
+    ap.add_argument("--niqe-every", type=int, default=1, help="NIQE on every Nth frame (0: off)")
+    ap.add_argument("--compare", default="", help="comma list: bicubic (same stream, bicubic reconstruction)")
+    ap.add_argument("--report", help="per-frame report JSON (CSV and PNG plot beside it)")
+    ap.add_argument("--max-frames", type=int)
+    return ap
+
+
+class VideoWriter:
+    """HR frames -> H.264 file, written to a temp name and renamed on close."""
+
+    def __init__(self, path: str, width: int, height: int, fps, crf: float) -> None:
+        import av
+
+        self.path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix or ".mp4",
+                                   dir=self.path.parent if str(self.path.parent) else ".")
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.out = av.open(tmp, "w")
+        s = self.out.add_stream("libx264", rate=fps)
+        s.width, s.height = width, height
+        s.pix_fmt = "yuv444p" if crf == 0 else "yuv420p"
+        s.codec_context.options = {"qp": "0"} if crf == 0 else {"crf": str(crf)}
+        self.stream, self.n = s, 0
+
+    def write(self, rgb: np.ndarray) -> None:
+        import av
+
+        f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        f.pts = self.n
+        self.n += 1
+        for p in self.stream.encode(f):
+            self.out.mux(p)
+
+    def close(self, ok: bool) -> None:
+        if ok:
+            for p in self.stream.encode(None):
+                self.out.mux(p)
+        self.out.close()
+        if ok:
+            self.tmp.replace(self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def choose_upscaler(name: str, rend, scales, device):
+    from bbmr_stream.evaluate import make_upscaler
+
+    if name == "auto":
+        name = rend.psnr_y_upscaler or "bicubic"
+    up = make_upscaler(name, scales, device)
+    if rend.weights and name != "bicubic":
+        from models.registry import load_registry
+
+        reg = load_registry()
+        for wid, sha in rend.weights.items():
+            have = reg.get(wid)
+            if have is None or have.sha256 != sha:
+                warnings.warn(f"the stream was measured with weights {wid} {sha[:12]}..., this player has "
+                              f"{have.sha256[:12] + '...' if have else 'none'}: quality may differ from the manifest")
+    return name, up
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=True, emoji=False)
+    stream = Path(args.stream)
+    try:
+        man = load(stream)
+    except ManifestError as e:
+        raise InputError(str(e)) from None
+    from bbmr_stream.resize import RESIZE_CONVENTION
+
+    if man.resize != RESIZE_CONVENTION:
+        warnings.warn(f"stream resize convention {man.resize!r} differs from this player's {RESIZE_CONVENTION!r}")
+    if args.rendition:
+        cand = [r for r in man.renditions if r.name == args.rendition]
+        if not cand:
+            raise InputError(f"no rendition {args.rendition!r} (have: {', '.join(r.name for r in man.renditions)})")
+        rend = cand[0]
+    else:
+        rend = max(man.renditions, key=lambda r: (r.kind == "bbmr", r.bitrate_kbps))
+    device = pick_device(args.device)
+    up_name, upscaler = choose_upscaler(args.upscaler, rend, man.scales, device)
+    compare = [c for c in args.compare.split(",") if c]
+    for c in compare:
+        if c != "bicubic":
+            raise InputError(f"--compare supports bicubic in this version, not {c!r}")
+    bic = None
+    if compare:
+        from bbmr_stream.upscale import BicubicUpscaler
+
+        bic = BicubicUpscaler()
+    ref_frames = None
+    if args.reference:
+        from bbmr_stream.decode import frames, probe
+
+        ref_frames = frames(probe(args.reference))
+    fps = man.source["fps"][0] / man.source["fps"][1]
+    report = Report(fps, {"rendition": rend.name, "bitrate_kbps": rend.bitrate_kbps, "upscaler": up_name,
+                          "layout": rend.layout, "manifest_psnr_y": rend.psnr_y})
+    writer = VideoWriter(args.out, man.source["width"], man.source["height"], Fraction(*man.source["fps"]),
+                         args.out_crf) if args.out else None
+    if args.frames_dir:
+        Path(args.frames_dir).mkdir(parents=True, exist_ok=True)
+    stats = PlayStats()
+    t0 = time.time()
+    ok = False
+    try:
+        bic_stats = PlayStats()
+        bic_iter = play(stream, man, rend, bic, bic_stats, args.max_frames) if bic else None
+        for fr in play(stream, man, rend, upscaler, stats, args.max_frames):
+            m: dict = {"concealed": int(fr.concealed)}
+            if fr.scalemap is not None:
+                for k, v in fr.scalemap.share().items():
+                    m[f"scale_x{k}_share"] = v
+            ref = next(ref_frames, None) if ref_frames is not None else None
+            if ref is not None:
+                m["psnr_y"] = psnr_y(ref.rgb, fr.rgb, crop=0)
+            if bic_iter is not None:
+                b = next(bic_iter)
+                if ref is not None:
+                    m["bicubic_psnr_y"] = psnr_y(ref.rgb, b.rgb, crop=0)
+            if args.niqe_every and fr.index % args.niqe_every == 0 and min(fr.rgb.shape[:2]) >= 96:
+                m["niqe"] = niqe(fr.rgb)
+            report.add(fr.index, m)
+            if writer:
+                writer.write(fr.rgb)
+            if args.frames_dir:
+                write_image(Path(args.frames_dir) / f"frame_{fr.index:06d}.png", fr.rgb)
+        ok = True
+    finally:
+        if writer:
+            writer.close(ok)
+    n = len(report.frames)
+    if n == 0:
+        raise InputError(f"{stream}: no frames played")
+    report.extra = {"concealed_frames": stats.concealed_frames, "missing_segments": stats.missing_segments,
+                    "frames_without_map": stats.frames_without_map,
+                    "timing_s": {k: round(v, 3) for k, v in stats.seconds.items()} | {"total": round(time.time() - t0, 3)}}
+    if args.report:
+        report.write(args.report)
+    summary(report, console)
+    return 0
+
+
+def summary(report: Report, console) -> None:
+    from rich.table import Table
+
+    d = report.to_dict()
+    t = Table(title=f"{len(d['frames'])} frames, {d['stream']['rendition']} ({d['stream']['bitrate_kbps']:.0f} kbps, "
+                    f"{d['stream']['upscaler']})")
+    for c in ("metric", "mean", "min", "max"):
+        t.add_column(c)
+    for k, v in d["pooled_metrics"].items():
+        if v and k != "concealed":
+            t.add_row(k, f"{v['mean']:.4f}", f"{v['min']:.4f}", f"{v['max']:.4f}")
+    console.print(t)
+    console.print(f"concealed frames: {d['concealed_frames']}, frames without a scale map: {d['frames_without_map']}, "
+                  f"seconds: {d['timing_s']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        return run_cli("bbmr-play", lambda: run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

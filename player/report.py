@@ -1,0 +1,92 @@
+"""Per-frame quality report in libvmaf's JSON layout, plus CSV and a PNG plot.
+
+``{"version", "fps", "frames": [{"frameNum", "metrics": {"psnr_y", "niqe", "scale_x2_share", ...}}],
+"pooled_metrics": {metric: {"min", "max", "mean", "harmonic_mean"}}, "stream": {...}, "conventions": {...}}``
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from bbmr_stream.imageio import write_text_atomic
+
+CONVENTIONS = {
+    "psnr_y": "BT.601 Y of RGB (16+65.481R+128.553G+24.966B), unrounded, crop 0 (video), peak 255, "
+              "vs the reference decoded with its own colour matrix",
+    "niqe": "MATLAB niqe.m semantics (BasicSR 1.4.2), Y rounded, crop 0",
+    "scale_share": "fraction of the frame's blocks at each scale (from its SEI scale map)",
+}
+
+
+def pooled(values: list[float]) -> dict:
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return {}
+    hm = float(v.size / np.sum(1.0 / v)) if (v > 0).all() else float("nan")
+    return {"min": float(v.min()), "max": float(v.max()), "mean": float(v.mean()), "harmonic_mean": hm}
+
+
+class Report:
+    def __init__(self, fps: float, stream: dict) -> None:
+        self.fps, self.stream = fps, stream
+        self.frames: list[dict] = []
+        self.extra: dict = {}
+
+    def add(self, frame_num: int, metrics: dict) -> None:
+        self.frames.append({"frameNum": frame_num, "metrics": metrics})
+
+    def to_dict(self) -> dict:
+        keys = sorted({k for f in self.frames for k in f["metrics"]})
+        return {"version": "bbmr-stream-1", "fps": self.fps, "frames": self.frames,
+                "pooled_metrics": {k: pooled([f["metrics"].get(k) for f in self.frames]) for k in keys},
+                "stream": self.stream, "conventions": CONVENTIONS} | self.extra
+
+    def write(self, path: str | Path) -> None:
+        p = Path(path)
+        d = self.to_dict()
+        write_text_atomic(p, json.dumps(d, indent=2))
+        keys = sorted({k for f in self.frames for k in f["metrics"]})
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["frameNum"] + keys)
+        for f in self.frames:
+            w.writerow([f["frameNum"]] + [f["metrics"].get(k, "") for k in keys])
+        write_text_atomic(p.with_suffix(".csv"), buf.getvalue())
+        self.plot(p.with_suffix(".png"))
+
+    def plot(self, path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(9, 3.5))
+        x = [f["frameNum"] for f in self.frames]
+        for k, color in (("psnr_y", "tab:blue"), ("bicubic_psnr_y", "tab:gray")):
+            ys = [f["metrics"].get(k) for f in self.frames]
+            if any(y is not None for y in ys):
+                ax.plot(x, [np.nan if y is None else y for y in ys], color=color, label=k)
+        ax.set_xlabel("frame")
+        ax.set_ylabel("PSNR-Y (dB)")
+        ny = [f["metrics"].get("niqe") for f in self.frames]
+        if any(v is not None for v in ny):
+            ax2 = ax.twinx()
+            pts = [(i, v) for i, v in zip(x, ny) if v is not None]
+            ax2.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="tab:orange", ms=3, label="niqe")
+            ax2.set_ylabel("NIQE (lower is better)")
+        for f in self.frames:
+            if f["metrics"].get("concealed"):
+                ax.axvline(f["frameNum"], color="red", alpha=0.2)
+        ax.legend(loc="lower left")
+        ax.set_title(f"{self.stream.get('rendition', '')}  {self.stream.get('bitrate_kbps', 0):.0f} kbps")
+        fig.tight_layout()
+        tmp = path.with_name(path.stem + ".tmp.png")
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        tmp.replace(path)

@@ -1,0 +1,99 @@
+import json
+
+import av
+import numpy as np
+import pytest
+
+from bbmr_stream.manifest import load
+from packager.cli import main as package
+from player.cli import main as play
+from tests.test_packager import FPS, H, N, W, _clip
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    d = tmp_path_factory.mktemp("play")
+    src = d / "in.mp4"
+    _clip(src)
+    out = d / "stream"
+    assert package([str(src), "--out", str(out), "--scorer", "bicubic", "--segment", "0.4", "--ladder",
+                    "bbmr:20,uniform:20", "--upscaler", "bicubic", "--device", "cpu"]) == 0
+    return src, out
+
+
+def test_headless_report_matches_manifest(stream, tmp_path):
+    src, out = stream
+    rep = tmp_path / "r.json"
+    rec = tmp_path / "recon.mp4"
+    assert play([str(out), "--headless", "--reference", str(src), "--report", str(rep), "--out", str(rec),
+                 "--upscaler", "bicubic", "--niqe-every", "4"]) == 0
+    r = json.loads(rep.read_text())
+    assert len(r["frames"]) == N and r["concealed_frames"] == 0
+    man = load(out)
+    bbmr = [x for x in man.renditions if x.kind == "bbmr"][0]
+    assert r["stream"]["rendition"] == bbmr.name
+    assert abs(r["pooled_metrics"]["psnr_y"]["mean"] - bbmr.psnr_y) < 0.05
+    assert set(r["pooled_metrics"]) >= {"psnr_y", "niqe", "scale_x2_share"}
+    assert rep.with_suffix(".csv").exists() and rep.with_suffix(".png").exists()
+    with av.open(str(rec)) as c:
+        frs = list(c.decode(video=0))
+    assert len(frs) == N and (frs[0].width, frs[0].height) == (W, H)
+
+
+def test_missing_segment_is_concealed(stream, tmp_path):
+    src, out = stream
+    man = load(out)
+    bbmr = [x for x in man.renditions if x.kind == "bbmr"][0]
+    broken = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(out, broken)
+    (broken / bbmr.segments[1].file).unlink()
+    rep = tmp_path / "r.json"
+    with pytest.warns(UserWarning, match="concealing"):
+        assert play([str(broken), "--headless", "--reference", str(src), "--report", str(rep),
+                     "--upscaler", "bicubic", "--niqe-every", "0"]) == 0
+    r = json.loads(rep.read_text())
+    assert len(r["frames"]) == N
+    assert r["concealed_frames"] == bbmr.segments[1].frames
+    assert r["missing_segments"] == [bbmr.segments[1].file]
+
+
+@pytest.mark.parametrize("bad", ["nodir", "garbage", "escape"])
+def test_bad_stream(tmp_path, capsys, bad):
+    d = tmp_path / "s"
+    if bad != "nodir":
+        d.mkdir()
+        if bad == "garbage":
+            (d / "manifest.json").write_text("{not json")
+        else:
+            (d / "manifest.json").write_text(json.dumps({"version": 1, "source": {"width": 8, "height": 8, "frames": 1},
+                                                         "block": 128, "overall": 4, "scales": [2, 4, 8],
+                                                         "renditions": [{"name": "x", "segments": [
+                                                             {"file": "../../etc/passwd", "duration_s": 1, "bytes": 1,
+                                                              "first_frame": 0, "frames": 1}]}]}))
+    assert play([str(d), "--headless"]) == 2
+    err = capsys.readouterr().err
+    assert "bbmr-play: error:" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("path", ["../secret.ts", "/etc/passwd", "a/../../b.ts", "~/x.ts"])
+def test_manifest_paths_stay_inside(stream, path):
+    from bbmr_stream.manifest import ManifestError, from_dict
+
+    _, out = stream
+    d = json.loads((out / "manifest.json").read_text())
+    from_dict(d)  # the real manifest is valid
+    d["renditions"][0]["segments"][0]["file"] = path
+    with pytest.raises(ManifestError, match="leaves|bad path"):
+        from_dict(d)
+
+
+def test_manifest_limits(stream):
+    from bbmr_stream.manifest import ManifestError, from_dict
+
+    _, out = stream
+    d = json.loads((out / "manifest.json").read_text())
+    d["source"]["width"] = 10**9
+    with pytest.raises(ManifestError, match="source.width"):
+        from_dict(d)
