@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--niqe-every", type=int, default=1, help="NIQE on every Nth frame (0: off)")
     ap.add_argument("--compare", default="", help="comma list: bicubic (same stream, bicubic reconstruction)")
     ap.add_argument("--report", help="per-frame report JSON (CSV and PNG plot beside it)")
+    ap.add_argument("--trace", help="simulate the network from a Pensieve trace (time_s throughput_Mbps) and "
+                    "switch renditions per segment with the ABR rule; the report gets the per-segment decisions")
     ap.add_argument("--max-frames", type=int)
     return ap
 
@@ -81,6 +83,23 @@ class VideoWriter:
             self.tmp.unlink(missing_ok=True)
 
 
+def abr_plan(man, trace_path: str, pinned_name: str | None):
+    """Per-segment renditions from the ABR simulation over the trace (all renditions share segment bounds)."""
+    from player.abr import Trace, simulate, summary as abr_sum
+
+    rends = man.renditions
+    n = len(rends[0].segments)
+    if any(len(r.segments) != n for r in rends):
+        raise InputError("renditions have different segment counts: cannot switch between them")
+    pinned = next(i for i, r in enumerate(rends) if r.name == pinned_name) if pinned_name else None
+    dec = simulate([[s.bytes * 8 for s in r.segments] for r in rends], [s.duration_s for s in rends[0].segments],
+                   [r.bitrate_kbps for r in rends], Trace.load(trace_path), pinned=pinned)
+    out = abr_sum(dec)
+    for d in out["segments"]:
+        d["rendition"] = rends[d["rendition"]].name
+    return [rends[d.rendition] for d in dec], out
+
+
 def choose_upscaler(name: str, rend, scales, device):
     from bbmr_stream.evaluate import make_upscaler
 
@@ -119,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
         rend = cand[0]
     else:
         rend = max(man.renditions, key=lambda r: (r.kind == "bbmr", r.bitrate_kbps))
+    plan, abr_summary = rend, None
+    if args.trace:
+        plan, abr_summary = abr_plan(man, args.trace, args.rendition)
     device = pick_device(args.device)
     up_name, upscaler = choose_upscaler(args.upscaler, rend, man.scales, device)
     compare = [c for c in args.compare.split(",") if c]
@@ -147,9 +169,9 @@ def run(args: argparse.Namespace) -> int:
     ok = False
     try:
         bic_stats = PlayStats()
-        bic_iter = play(stream, man, rend, bic, bic_stats, args.max_frames) if bic else None
-        for fr in play(stream, man, rend, upscaler, stats, args.max_frames):
-            m: dict = {"concealed": int(fr.concealed)}
+        bic_iter = play(stream, man, plan, bic, bic_stats, args.max_frames) if bic else None
+        for fr in play(stream, man, plan, upscaler, stats, args.max_frames):
+            m: dict = {"concealed": int(fr.concealed), "rendition": fr.rendition}
             if fr.scalemap is not None:
                 for k, v in fr.scalemap.share().items():
                     m[f"scale_x{k}_share"] = v
@@ -177,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
     report.extra = {"concealed_frames": stats.concealed_frames, "missing_segments": stats.missing_segments,
                     "frames_without_map": stats.frames_without_map,
                     "timing_s": {k: round(v, 3) for k, v in stats.seconds.items()} | {"total": round(time.time() - t0, 3)}}
+    if abr_summary is not None:
+        report.extra["abr"] = abr_summary
     if args.report:
         report.write(args.report)
     summary(report, console)

@@ -39,15 +39,20 @@ class HRFrame:
     scalemap: ScaleMap | None
     concealed: bool
     segment: int
+    rendition: str
 
 
-def play(stream: Path, man: Manifest, rend: Rendition, upscaler, stats: PlayStats,
+def play(stream: Path, man: Manifest, plan: Rendition | list[Rendition], upscaler, stats: PlayStats,
          max_frames: int | None = None) -> Iterator[HRFrame]:
+    """HR frames of the stream; ``plan`` is one rendition, or one per segment (ABR decisions)."""
+    if isinstance(plan, Rendition):
+        plan = [plan] * len(plan.segments)
     grid = BlockGrid(int(man.source["height"]), int(man.source["width"]), man.block)
     uniform = ScaleMap(np.full((grid.grid_h, grid.grid_w), man.overall, np.uint8), tuple(man.scales), 0, man.block)
     last: np.ndarray | None = None
     n = 0
-    for si, seg in enumerate(rend.segments):
+    for si, rend in enumerate(plan):
+        seg = rend.segments[si]
         path = stream / seg.file
         produced = 0
         seg_map: ScaleMap | None = None
@@ -70,7 +75,7 @@ def play(stream: Path, man: Manifest, rend: Rendition, upscaler, stats: PlayStat
                 rgb = to_uint8(hr.float().cpu())
                 stats.seconds["upscale"] += time.time() - t
                 last = rgb
-                yield HRFrame(n, rgb, smap, False, si)
+                yield HRFrame(n, rgb, smap, False, si, rend.name)
                 n += 1
                 produced += 1
                 t = time.time()
@@ -82,5 +87,5 @@ def play(stream: Path, man: Manifest, rend: Rendition, upscaler, stats: PlayStat
                 return
             rgb = last if last is not None else np.zeros((grid.height, grid.width, 3), np.uint8)
             stats.concealed_frames += 1
-            yield HRFrame(n, rgb, None, True, si)
+            yield HRFrame(n, rgb, None, True, si, rend.name)
             n += 1

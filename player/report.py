@@ -42,7 +42,7 @@ class Report:
         self.frames.append({"frameNum": frame_num, "metrics": metrics})
 
     def to_dict(self) -> dict:
-        keys = sorted({k for f in self.frames for k in f["metrics"]})
+        keys = sorted({k for f in self.frames for k in f["metrics"] if k != "rendition"})
         return {"version": "bbmr-stream-1", "fps": self.fps, "frames": self.frames,
                 "pooled_metrics": {k: pooled([f["metrics"].get(k) for f in self.frames]) for k in keys},
                 "stream": self.stream, "conventions": CONVENTIONS} | self.extra
@@ -83,6 +83,11 @@ class Report:
         for f in self.frames:
             if f["metrics"].get("concealed"):
                 ax.axvline(f["frameNum"], color="red", alpha=0.2)
+        for a, b in zip(self.frames, self.frames[1:]):  # rendition switches
+            if a["metrics"].get("rendition") != b["metrics"].get("rendition"):
+                ax.axvline(b["frameNum"], color="green", ls="--", alpha=0.6)
+                ax.text(b["frameNum"], ax.get_ylim()[1], str(b["metrics"].get("rendition")), fontsize=7,
+                        rotation=90, va="top", color="green")
         ax.legend(loc="lower left")
         ax.set_title(f"{self.stream.get('rendition', '')}  {self.stream.get('bitrate_kbps', 0):.0f} kbps")
         fig.tight_layout()

@@ -97,3 +97,26 @@ def test_manifest_limits(stream):
     d["source"]["width"] = 10**9
     with pytest.raises(ManifestError, match="source.width"):
         from_dict(d)
+
+
+def test_abr_trace_in_report(stream, tmp_path):
+    """The stream's 0.4 s segments never fill the buffer past the panic level, so the rule keeps the lowest rung;
+    pinned to the top rung on half the lowest rung's throughput, playback stalls. (Stepping down within one
+    segment with 2 s segments: tests/test_abr.py.)"""
+    src, out = stream
+    man = load(out)
+    lo_r = min(man.renditions, key=lambda r: r.bitrate_kbps)
+    hi_r = max(man.renditions, key=lambda r: r.bitrate_kbps)
+    tr = tmp_path / "trace.txt"
+    tr.write_text(f"0 {lo_r.bitrate_kbps / 1000 * 0.5}\n100 {lo_r.bitrate_kbps / 1000 * 0.5}\n")
+    for pin, expect in ((None, lo_r.name), (hi_r.name, hi_r.name)):
+        rep = tmp_path / "r.json"
+        argv = [str(out), "--headless", "--reference", str(src), "--report", str(rep), "--upscaler", "bicubic",
+                "--trace", str(tr), "--niqe-every", "0"] + (["--rendition", pin] if pin else [])
+        assert play(argv) == 0
+        r = json.loads(rep.read_text())
+        assert len(r["frames"]) == N
+        segs = r["abr"]["segments"]
+        assert [s["rendition"] for s in segs] == [expect] * len(man.renditions[0].segments)
+        assert [f["metrics"]["rendition"] for f in r["frames"][::4]] == [s["rendition"] for s in segs]
+        assert r["abr"]["rebuffer_s"] > 0
