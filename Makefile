@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean xvfb
 
 install: $(STAMP)
 
@@ -19,7 +19,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/bbmr-eval images --sample --niqe --json bbmr-eval-demo.json
 
-test: $(STAMP)
+# the player's window test needs an X server: Xvfb from Debian's packages (installed here when we are root)
+xvfb:
+	@command -v Xvfb >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb >/dev/null; } || \
+	  echo "warning: Xvfb missing (apt-get install xvfb): the window test will fail"
+
+test: $(STAMP) xvfb
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:

@@ -1,7 +1,6 @@
-"""``bbmr-play stream/``: decode a BBMR stream, super-resolve it, write/report the HR frames.
-
-This version plays headless (``--out recon.mp4``, ``--frames-dir``, ``--report``); the on-screen window, ABR
-and http(s) streams are issue 5's remaining work (docs/player.md).
+"""``bbmr-play stream/``: decode a BBMR stream, super-resolve it, show it in a window (player/display.py for
+the pacing policy and keys) or play headless, write the HR frames (``--out``, ``--frames-dir``) and a
+per-frame quality report (``--report``, ``--reference``). ``--trace`` simulates a network for the ABR rule.
 """
 
 from __future__ import annotations
@@ -31,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rendition", help="rendition name (default: the highest-bitrate BBMR rendition)")
     ap.add_argument("--upscaler", default="auto", help="auto | jointsr | omnisr | bicubic")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--headless", action="store_true", help="no window (the only mode of this version)")
+    ap.add_argument("--headless", action="store_true", help="no window (servers, batch reports)")
+    ap.add_argument("--start", type=float, default=0.0, help="start at this time (seconds)")
+    ap.add_argument("--window-size", default="1280x720", help="largest window picture, WxH (frames fit inside)")
+    ap.add_argument("--linger", type=float, default=0.0, help="keep the window open this long after the end")
     ap.add_argument("--out", help="write the HR frames to this video (H.264, --out-crf)")
     ap.add_argument("--out-crf", type=float, default=0.0, help="0 = lossless (qp 0, 4:4:4)")
     ap.add_argument("--frames-dir", help="write every HR frame as PNG here")
@@ -81,6 +83,16 @@ class VideoWriter:
             self.tmp.replace(self.path)
         else:
             self.tmp.unlink(missing_ok=True)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--window-size must be WxH, got {text!r}") from None
+    if w < 16 or h < 16:
+        raise InputError("--window-size too small")
+    return w, h
 
 
 def abr_plan(man, trace_path: str, pinned_name: str | None):
@@ -152,12 +164,19 @@ def run(args: argparse.Namespace) -> int:
         from bbmr_stream.upscale import BicubicUpscaler
 
         bic = BicubicUpscaler()
+    fps = man.source["fps"][0] / man.source["fps"][1]
+    start = max(0, int(round(args.start * fps)))
+    if start >= man.source["frames"]:
+        raise InputError(f"--start {args.start} s is past the end ({man.source['frames'] / fps:.2f} s)")
     ref_frames = None
     if args.reference:
         from bbmr_stream.decode import frames, probe
 
         ref_frames = frames(probe(args.reference))
-    fps = man.source["fps"][0] / man.source["fps"][1]
+        for _ in range(start):
+            next(ref_frames, None)
+    if not args.headless and not os.environ.get("DISPLAY"):
+        raise InputError("no display (DISPLAY is not set): use --headless")
     report = Report(fps, {"rendition": rend.name, "bitrate_kbps": rend.bitrate_kbps, "upscaler": up_name,
                           "layout": rend.layout, "manifest_psnr_y": rend.psnr_y})
     writer = VideoWriter(args.out, man.source["width"], man.source["height"], Fraction(*man.source["fps"]),
@@ -167,10 +186,10 @@ def run(args: argparse.Namespace) -> int:
     stats = PlayStats()
     t0 = time.time()
     ok = False
-    try:
-        bic_stats = PlayStats()
-        bic_iter = play(stream, man, plan, bic, bic_stats, args.max_frames) if bic else None
-        for fr in play(stream, man, plan, upscaler, stats, args.max_frames):
+
+    def produce():
+        bic_iter = play(stream, man, plan, bic, PlayStats(), args.max_frames, start) if bic else None
+        for fr in play(stream, man, plan, upscaler, stats, args.max_frames, start):
             m: dict = {"concealed": int(fr.concealed), "rendition": fr.rendition}
             if fr.scalemap is not None:
                 for k, v in fr.scalemap.share().items():
@@ -189,6 +208,18 @@ def run(args: argparse.Namespace) -> int:
                 writer.write(fr.rgb)
             if args.frames_dir:
                 write_image(Path(args.frames_dir) / f"frame_{fr.index:06d}.png", fr.rgb)
+            yield fr, m
+
+    try:
+        if args.headless:
+            for _ in produce():
+                pass
+        else:
+            from player.display import Shown, Window
+
+            win = Window(f"bbmr-play {stream.name}", fps, parse_size(args.window_size), linger_s=args.linger)
+            win.run((Shown(fr.rgb, fr.scalemap, fr.rendition, m.get("psnr_y"), fr.index) for fr, m in produce()),
+                    man.block)
         ok = True
     finally:
         if writer:

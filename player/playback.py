@@ -43,8 +43,9 @@ class HRFrame:
 
 
 def play(stream: Path, man: Manifest, plan: Rendition | list[Rendition], upscaler, stats: PlayStats,
-         max_frames: int | None = None) -> Iterator[HRFrame]:
-    """HR frames of the stream; ``plan`` is one rendition, or one per segment (ABR decisions)."""
+         max_frames: int | None = None, start_frame: int = 0) -> Iterator[HRFrame]:
+    """HR frames of the stream; ``plan`` is one rendition, or one per segment (ABR decisions). Playback starts
+    at ``start_frame``: earlier segments are not read, earlier frames of its segment are decoded only."""
     if isinstance(plan, Rendition):
         plan = [plan] * len(plan.segments)
     grid = BlockGrid(int(man.source["height"]), int(man.source["width"]), man.block)
@@ -53,6 +54,9 @@ def play(stream: Path, man: Manifest, plan: Rendition | list[Rendition], upscale
     n = 0
     for si, rend in enumerate(plan):
         seg = rend.segments[si]
+        if seg.first_frame + seg.frames <= start_frame:
+            n += seg.frames
+            continue
         path = stream / seg.file
         produced = 0
         seg_map: ScaleMap | None = None
@@ -61,8 +65,12 @@ def play(stream: Path, man: Manifest, plan: Rendition | list[Rendition], upscale
             if not path.is_file():
                 raise FileNotFoundError(seg.file)
             for pics, smap in lr_frames(path, rend, man.source["matrix"], bool(man.source["full_range"])):
-                if max_frames is not None and n >= max_frames:
+                if max_frames is not None and n - start_frame >= max_frames:
                     return
+                if n < start_frame:  # seeking: decoded for the GOP, not shown
+                    n += 1
+                    produced += 1
+                    continue
                 if smap is None or (smap.grid_h, smap.grid_w) != (grid.grid_h, grid.grid_w):
                     stats.frames_without_map += 1
                     smap = seg_map or uniform
@@ -83,8 +91,11 @@ def play(stream: Path, man: Manifest, plan: Rendition | list[Rendition], upscale
             warnings.warn(f"segment {seg.file}: {e.__class__.__name__}: {e}; concealing")
             stats.missing_segments.append(seg.file)
         for _ in range(max(seg.frames - produced, 0)):
-            if max_frames is not None and n >= max_frames:
+            if max_frames is not None and n - start_frame >= max_frames:
                 return
+            if n < start_frame:
+                n += 1
+                continue
             rgb = last if last is not None else np.zeros((grid.height, grid.width, 3), np.uint8)
             stats.concealed_frames += 1
             yield HRFrame(n, rgb, None, True, si, rend.name)
