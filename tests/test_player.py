@@ -120,3 +120,18 @@ def test_abr_trace_in_report(stream, tmp_path):
         assert [s["rendition"] for s in segs] == [expect] * len(man.renditions[0].segments)
         assert [f["metrics"]["rendition"] for f in r["frames"][::4]] == [s["rendition"] for s in segs]
         assert r["abr"]["rebuffer_s"] > 0
+
+
+def test_start_seeks(stream, tmp_path):
+    src, out = stream
+    rep = tmp_path / "r.json"
+    assert play([str(out), "--headless", "--start", "0.5", "--reference", str(src), "--report", str(rep),
+                 "--upscaler", "bicubic", "--niqe-every", "0"]) == 0
+    r = json.loads(rep.read_text())
+    assert [f["frameNum"] for f in r["frames"]] == list(range(5, N))
+    full = tmp_path / "full.json"
+    assert play([str(out), "--headless", "--reference", str(src), "--report", str(full), "--upscaler", "bicubic",
+                 "--niqe-every", "0"]) == 0
+    f = json.loads(full.read_text())
+    assert [x["metrics"]["psnr_y"] for x in f["frames"][5:]] == pytest.approx([x["metrics"]["psnr_y"] for x in r["frames"]])
+    assert play([str(out), "--headless", "--start", "99"]) == 2
