@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--frames-dir", help="write every HR frame as PNG here")
     ap.add_argument("--reference", help="source video: per-frame PSNR-Y against it")
     ap.add_argument("--niqe-every", type=int, default=1, help="NIQE on every Nth frame (0: off)")
-    ap.add_argument("--compare", default="", help="comma list: bicubic (same stream, bicubic reconstruction)")
+    ap.add_argument("--compare", default="", help="comma list: bicubic (this rendition, bicubic reconstruction), "
+                    "uniform (the uniform-x4 rendition nearest in bitrate, OmniSR-O, or bicubic without weights)")
     ap.add_argument("--report", help="per-frame report JSON (CSV and PNG plot beside it)")
     ap.add_argument("--trace", help="simulate the network from a Pensieve trace (time_s throughput_Mbps) and "
                     "switch renditions per segment with the ABR rule; the report gets the per-segment decisions")
@@ -83,6 +84,29 @@ class VideoWriter:
             self.tmp.replace(self.path)
         else:
             self.tmp.unlink(missing_ok=True)
+
+
+def make_comparisons(text: str, man, rend, device) -> dict:
+    """name -> (rendition, upscaler) reconstructed beside the main one, same frames."""
+    from bbmr_stream.evaluate import make_upscaler
+
+    out = {}
+    for c in [c.strip() for c in text.split(",") if c.strip()]:
+        if c == "bicubic":
+            out["bicubic"] = (rend, make_upscaler("bicubic", man.scales, device))
+        elif c == "uniform":
+            uni = [r for r in man.renditions if r.kind == "uniform"]
+            if not uni:
+                warnings.warn("--compare uniform: the stream has no uniform rendition")
+                continue
+            u = min(uni, key=lambda r: abs(r.bitrate_kbps - rend.bitrate_kbps))
+            try:
+                out["uniform_omnisr"] = (u, make_upscaler("omnisr", man.scales, device))
+            except InputError:
+                out["uniform_bicubic"] = (u, make_upscaler("bicubic", man.scales, device))
+        else:
+            raise InputError(f"--compare takes bicubic and/or uniform, not {c!r}")
+    return out
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -155,15 +179,7 @@ def run(args: argparse.Namespace) -> int:
         plan, abr_summary = abr_plan(man, args.trace, args.rendition)
     device = pick_device(args.device)
     up_name, upscaler = choose_upscaler(args.upscaler, rend, man.scales, device)
-    compare = [c for c in args.compare.split(",") if c]
-    for c in compare:
-        if c != "bicubic":
-            raise InputError(f"--compare supports bicubic in this version, not {c!r}")
-    bic = None
-    if compare:
-        from bbmr_stream.upscale import BicubicUpscaler
-
-        bic = BicubicUpscaler()
+    comparisons = make_comparisons(args.compare, man, rend, device)
     fps = man.source["fps"][0] / man.source["fps"][1]
     start = max(0, int(round(args.start * fps)))
     if start >= man.source["frames"]:
@@ -188,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
     ok = False
 
     def produce():
-        bic_iter = play(stream, man, plan, bic, PlayStats(), args.max_frames, start) if bic else None
+        others = {name: play(stream, man, r, up, PlayStats(), args.max_frames, start)
+                  for name, (r, up) in comparisons.items()}
         for fr in play(stream, man, plan, upscaler, stats, args.max_frames, start):
             m: dict = {"concealed": int(fr.concealed), "rendition": fr.rendition}
             if fr.scalemap is not None:
@@ -197,10 +214,10 @@ def run(args: argparse.Namespace) -> int:
             ref = next(ref_frames, None) if ref_frames is not None else None
             if ref is not None:
                 m["psnr_y"] = psnr_y(ref.rgb, fr.rgb, crop=0)
-            if bic_iter is not None:
-                b = next(bic_iter)
+            for name, it in others.items():
+                b = next(it)
                 if ref is not None:
-                    m["bicubic_psnr_y"] = psnr_y(ref.rgb, b.rgb, crop=0)
+                    m[f"{name}_psnr_y"] = psnr_y(ref.rgb, b.rgb, crop=0)
             if args.niqe_every and fr.index % args.niqe_every == 0 and min(fr.rgb.shape[:2]) >= 96:
                 m["niqe"] = niqe(fr.rgb)
             report.add(fr.index, m)

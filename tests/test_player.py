@@ -135,3 +135,14 @@ def test_start_seeks(stream, tmp_path):
     f = json.loads(full.read_text())
     assert [x["metrics"]["psnr_y"] for x in f["frames"][5:]] == pytest.approx([x["metrics"]["psnr_y"] for x in r["frames"]])
     assert play([str(out), "--headless", "--start", "99"]) == 2
+
+
+def test_compare_uniform_and_bicubic(stream, tmp_path):
+    src, out = stream
+    rep = tmp_path / "r.json"
+    assert play([str(out), "--headless", "--reference", str(src), "--report", str(rep), "--upscaler", "bicubic",
+                 "--compare", "uniform,bicubic", "--niqe-every", "0"]) == 0
+    r = json.loads(rep.read_text())
+    pm = r["pooled_metrics"]
+    assert "bicubic_psnr_y" in pm and ("uniform_omnisr_psnr_y" in pm or "uniform_bicubic_psnr_y" in pm)
+    assert pm["bicubic_psnr_y"]["mean"] == pytest.approx(pm["psnr_y"]["mean"])  # same stream, same upscaler
