@@ -18,15 +18,15 @@ import numpy as np
 
 from bbmr_stream.cli import pick_device, run_cli
 from bbmr_stream.imageio import InputError, write_image
-from bbmr_stream.manifest import ManifestError, load
 from bbmr_stream.metrics import niqe, psnr_y
+from player.fetch import StreamSource
 from player.playback import PlayStats, play
 from player.report import Report
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="bbmr-play", description="Play a BBMR stream (headless).")
-    ap.add_argument("stream", help="stream directory (with manifest.json)")
+    ap = argparse.ArgumentParser(prog="bbmr-play", description="Play a BBMR stream.")
+    ap.add_argument("stream", help="stream directory (with manifest.json) or its http(s) URL")
     ap.add_argument("--rendition", help="rendition name (default: the highest-bitrate BBMR rendition)")
     ap.add_argument("--upscaler", default="auto", help="auto | jointsr | omnisr | bicubic")
     ap.add_argument("--device", default="auto")
@@ -158,11 +158,16 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console(stderr=True, emoji=False)
-    stream = Path(args.stream)
+    src = StreamSource(args.stream)
     try:
-        man = load(stream)
-    except ManifestError as e:
-        raise InputError(str(e)) from None
+        return _run(args, src, console)
+    finally:
+        src.close()
+
+
+def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
+    man = src.manifest
+    stream = src.path
     from bbmr_stream.resize import RESIZE_CONVENTION
 
     if man.resize != RESIZE_CONVENTION:
@@ -234,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             from player.display import Shown, Window
 
-            win = Window(f"bbmr-play {stream.name}", fps, parse_size(args.window_size), linger_s=args.linger)
+            win = Window(f"bbmr-play {src.name}", fps, parse_size(args.window_size), linger_s=args.linger)
             win.run((Shown(fr.rgb, fr.scalemap, fr.rendition, m.get("psnr_y"), fr.index) for fr, m in produce()),
                     man.block)
         ok = True
@@ -243,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
             writer.close(ok)
     n = len(report.frames)
     if n == 0:
-        raise InputError(f"{stream}: no frames played")
+        raise InputError(f"{src.where}: no frames played")
     report.extra = {"concealed_frames": stats.concealed_frames, "missing_segments": stats.missing_segments,
                     "frames_without_map": stats.frames_without_map,
                     "timing_s": {k: round(v, 3) for k, v in stats.seconds.items()} | {"total": round(time.time() - t0, 3)}}

@@ -12,7 +12,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -42,10 +42,11 @@ class HRFrame:
     rendition: str
 
 
-def play(stream: Path, man: Manifest, plan: Rendition | list[Rendition], upscaler, stats: PlayStats,
+def play(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition | list[Rendition], upscaler, stats: PlayStats,
          max_frames: int | None = None, start_frame: int = 0) -> Iterator[HRFrame]:
     """HR frames of the stream; ``plan`` is one rendition, or one per segment (ABR decisions). Playback starts
     at ``start_frame``: earlier segments are not read, earlier frames of its segment are decoded only."""
+    resolve = stream if callable(stream) else (lambda f: Path(stream) / f)
     if isinstance(plan, Rendition):
         plan = [plan] * len(plan.segments)
     grid = BlockGrid(int(man.source["height"]), int(man.source["width"]), man.block)
@@ -57,11 +58,11 @@ def play(stream: Path, man: Manifest, plan: Rendition | list[Rendition], upscale
         if seg.first_frame + seg.frames <= start_frame:
             n += seg.frames
             continue
-        path = stream / seg.file
         produced = 0
         seg_map: ScaleMap | None = None
         t = time.time()
         try:
+            path = resolve(seg.file)
             if not path.is_file():
                 raise FileNotFoundError(seg.file)
             for pics, smap in lr_frames(path, rend, man.source["matrix"], bool(man.source["full_range"])):

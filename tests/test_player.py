@@ -146,3 +146,29 @@ def test_compare_uniform_and_bicubic(stream, tmp_path):
     pm = r["pooled_metrics"]
     assert "bicubic_psnr_y" in pm and ("uniform_omnisr_psnr_y" in pm or "uniform_bicubic_psnr_y" in pm)
     assert pm["bicubic_psnr_y"]["mean"] == pytest.approx(pm["psnr_y"]["mean"])  # same stream, same upscaler
+
+
+def test_http_stream(stream, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    src, out = stream
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
+    handler.log_message = lambda *a, **k: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/"
+        rep = tmp_path / "r.json"
+        assert play([url, "--headless", "--reference", str(src), "--report", str(rep), "--upscaler", "bicubic",
+                     "--niqe-every", "0"]) == 0
+        r = json.loads(rep.read_text())
+        assert len(r["frames"]) == N and r["concealed_frames"] == 0
+        man = load(out)
+        bbmr = [x for x in man.renditions if x.kind == "bbmr"][0]
+        assert abs(r["pooled_metrics"]["psnr_y"]["mean"] - bbmr.psnr_y) < 0.05
+        assert play([url + "nothing-here/", "--headless"]) == 2
+    finally:
+        srv.shutdown()
