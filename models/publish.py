@@ -95,3 +95,60 @@ def write_entry(entry: WeightsEntry, path: Path = REGISTRY_FILE) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(reg, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+JOINT_CONVENTION = ("PSNR-Y dB: BT.601 Y unrounded, crop 0, whole image (padded to 128-px blocks, padding cut), scale map "
+                    "= optimal allocation under the bicubic scorer at the uniform-x4 LR budget, LR tiles by "
+                    "bbmr_stream.downscale (frame mode, 8-bit), SR rounded to 8 bits; omnisr_o = uniform x4 through "
+                    "the x4 branch's OmniSR on the same images")
+
+
+def publish_jointsr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], data_dirs: list[str]) -> WeightsEntry:
+    from safetensors import safe_open
+
+    from bbmr_stream.blocks import BlockGrid
+    from models.jointsr import JointSR, JointSRConfig
+    from models.train import evaluate_jointsr, load_branch, optimal_maps
+
+    ck = Path(ckpt_dir)
+    with safe_open(str(ck / "model.safetensors"), "pt") as f:
+        meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+    cfg = JointSRConfig.from_dict(meta["config"])
+    model = JointSR(cfg)
+    model.load_state_dict(load_state_dict_file(ck / "model.safetensors"))
+    model.eval()
+    dst = WEIGHTS_DIR / f"{weights_id}.safetensors"
+    from models.train import save_weights
+
+    save_weights(model, dst, {"id": weights_id, "arch": "jointsr", "config": cfg.to_dict(), "input_range": "0,1"})
+    x4 = load_branch(meta["branches"]["4"]) if "4" in meta.get("branches", {}) else None
+    metrics: dict = {"convention": JOINT_CONVENTION}
+    for name, path in val_sets.items():
+        imgs = load_images([path])
+        maps = optimal_maps(imgs, cfg.scales, cfg.block)
+        row = {"psnr_y": round(evaluate_jointsr(model, imgs, maps, torch.device("cpu")), 3), "images": len(imgs)}
+        if x4 is not None:
+            uni = [np.full(BlockGrid(im.shape[0], im.shape[1]).n_blocks, 4, np.uint8) for im in imgs]
+            from bbmr_stream.evaluate import rescale
+            from bbmr_stream.metrics import psnr_y
+            from models.registry import SRModel
+            from models.upscalers import OmniSRUpscaler
+
+            up = OmniSRUpscaler({4: SRModel(x4.eval(), 4)}, torch.device("cpu"))
+            row["omnisr_o_psnr_y"] = round(float(np.mean([psnr_y(im, rescale(im, u, up).image)
+                                                          for im, u in zip(imgs, uni)])), 3)
+        metrics[name] = row
+    log = [json.loads(line) for line in (ck / "log.jsonl").read_text().splitlines() if line.strip()]
+    sets = [Path(d).name for d in data_dirs]
+    entry = WeightsEntry(
+        id=weights_id, file=dst.name, arch="jointsr", config=cfg.to_dict(), scales=tuple(cfg.scales),
+        num_params=count_params(model), input_range="0,1", sha256=sha256_file(dst),
+        training={"data": {s: LICENCES.get(s, "see ../shared/DATA.md") for s in sets},
+                  "licence_note": "trained on research-use-only images (SunHays80, BSD68): research use only"
+                  if {"SunHays80", "BSD68"} & set(sets) else "openly licensed training data",
+                  "iterations": int(meta["iterations"]), "wall_time_s": round(log[-1]["elapsed_s"], 1) if log else None,
+                  "branches": meta.get("branches"), "recipe": "frozen OmniSR branches; 384-px HR crops = 3x3 blocks, "
+                  "uniformly random scale per block; trained: per-branch Upsamples, deblock, final Upsample; L1, AdamW"},
+        metrics=metrics)
+    write_entry(entry)
+    return entry

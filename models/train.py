@@ -476,12 +476,13 @@ def main(argv: list[str] | None = None) -> int:
             fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
             train_jointsr(TrainConfig(arch="jointsr", scale=0, **fields), resume=args.resume)
         elif args.cmd == "publish":
-            from models.publish import publish_omnisr
+            from models.publish import publish_jointsr, publish_omnisr
 
             sets = dict(v.split("=", 1) for v in args.val if "=" in v)
             if len(sets) != len(args.val):
                 raise InputError("--val takes NAME=DIR pairs")
-            e = publish_omnisr(args.ckpt, args.id, sets, args.data)
+            fn = publish_jointsr if args.id.startswith("jointsr") else publish_omnisr
+            e = fn(args.ckpt, args.id, sets, args.data)
             print(json.dumps(e.to_dict(), indent=2))
         return 0
 

@@ -1,0 +1,91 @@
+"""JointSR vs stitched OmniSR vs OmniSR-O on full frames, and the deblock branch's effect on block edges.
+
+For every image: the optimal map from the ``--scorer`` (default light), then PSNR-Y (BT.601, crop 0, original
+region) of
+- ``omnisr_o``: uniform x4, the whole LR frame through the x4 OmniSR (the baseline),
+- ``omnisr_stitched``: each block by its scale's OmniSR alone, stitched (the paper's ablation case 3),
+- ``omnisr_context``: each scale's OmniSR on a full plane with neighbours resampled in (ours),
+- ``jointsr`` and ``jointsr_no_deblock`` (the band replacement switched off),
+and, for the multi-scale reconstructions, the MSE on Y inside the 8-pixel HR band around internal block
+edges vs the rest (``edge_mse`` / ``interior_mse``): what the deblock branch is for.
+
+usage: python -m bench.jointsr_eval IMAGES... [--scorer light] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bbmr_stream.allocate import allocate
+from bbmr_stream.blocks import BlockGrid
+from bbmr_stream.cli import pick_device
+from bbmr_stream.evaluate import make_scorer, make_upscaler, rescale
+from bbmr_stream.imageio import list_images, read_image
+from bbmr_stream.metrics import psnr_y, rgb_to_y
+
+
+def edge_mask(h: int, w: int, block: int = 128, band: int = 8) -> np.ndarray:
+    ys = np.arange(h) % block
+    xs = np.arange(w) % block
+    ny = ((ys < band) | (ys >= block - band)) & (np.arange(h) >= band) & (np.arange(h) < (h // block) * block)
+    nx = ((xs < band) | (xs >= block - band)) & (np.arange(w) >= band) & (np.arange(w) < (w // block) * block)
+    return ny[:, None] | nx[None, :]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("paths", nargs="+")
+    ap.add_argument("--scorer", default="light")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    dev = pick_device(args.device)
+    scales = (2, 4, 8)
+    scorer = make_scorer(args.scorer, scales, dev)
+    ups = {"omnisr_context": make_upscaler("omnisr", scales, dev, "context"),
+           "omnisr_stitched": make_upscaler("omnisr", scales, dev, "tile"),
+           "jointsr": make_upscaler("jointsr", scales, dev)}
+    rows = []
+    for p in list_images(args.paths):
+        img = read_image(p)
+        g = BlockGrid(img.shape[0], img.shape[1])
+        f = allocate("optimal", scorer.score(torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(dev)),
+                     scales, 4, weights=g.valid_fraction())
+        uni = np.full(g.n_blocks, 4, np.uint8)
+        row = {"name": p.name, "psnr_y": {}, "edge_mse": {}, "interior_mse": {}}
+        mask = edge_mask(*img.shape[:2])
+        recs = {"omnisr_o": rescale(img, uni, ups["omnisr_context"], device=dev).image}
+        for name, up in ups.items():
+            recs[name] = rescale(img, f, up, device=dev).image
+        jm = ups["jointsr"].model
+        band = jm.cfg.band
+        object.__setattr__(jm.cfg, "band", 0)  # frozen dataclass: switch the replacement off for one run
+        try:
+            recs["jointsr_no_deblock"] = rescale(img, f, ups["jointsr"], device=dev).image
+        finally:
+            object.__setattr__(jm.cfg, "band", band)
+        for name, rec in recs.items():
+            row["psnr_y"][name] = psnr_y(img, rec)
+            d = (rgb_to_y(img) - rgb_to_y(rec)) ** 2
+            row["edge_mse"][name] = float(d[mask].mean())
+            row["interior_mse"][name] = float(d[~mask].mean())
+        rows.append(row)
+        print(p.name, {k: round(v, 2) for k, v in row["psnr_y"].items()}, flush=True)
+    names = list(rows[0]["psnr_y"])
+    mean = {k: {n: float(np.mean([r[k][n] for r in rows])) for n in names} for k in ("psnr_y", "edge_mse",
+                                                                                   "interior_mse")}
+    out = {"scorer": args.scorer, "images": rows, "mean": mean,
+           "conventions": "PSNR-Y BT.601 crop 0; edge band = HR pixels within 8 px of an internal block edge"}
+    print(json.dumps(mean, indent=2))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
