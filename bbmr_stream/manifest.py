@@ -34,10 +34,10 @@ class Segment:
 @dataclass
 class Rendition:
     name: str
-    kind: str  # "bbmr" (multi-scale atlas + SEI scale maps) | "uniform" (uniform x4, SEI maps too)
+    kind: str  # "bbmr" (multi-scale + SEI scale maps) | "uniform" (uniform x4, SEI maps too) | "plain" (full size)
     codec: str  # "h264" | "hevc"
     crf: float
-    layout: str  # "atlas" | "planes"
+    layout: str  # "atlas" | "planes" | "plain"
     scales: list[int]
     overall: int
     lr_width: int

@@ -29,7 +29,7 @@ from bbmr_stream.manifest import Manifest, Rendition, Segment
 from bbmr_stream.metrics import psnr_y
 from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor, to_uint8
 from bbmr_stream.scalemap import ScaleMap
-from bbmr_stream.unpack import unpack_segment
+from bbmr_stream.unpack import decode_lr, unpack_segment
 from bbmr_stream.decode import frames, probe
 from packager.encode import LREncoder
 from packager.pack import atlas_cols, atlas_rows, fit_to_rows, pack_frame, pack_planes, plane_sizes
@@ -53,8 +53,8 @@ def parse_ladder(text: str) -> list[Rung]:
     rungs = []
     for item in text.split(","):
         kind, _, crf = item.strip().partition(":")
-        if kind not in ("bbmr", "uniform") or not crf:
-            raise InputError(f"--ladder items are bbmr:CRF or uniform:CRF, got {item!r}")
+        if kind not in ("bbmr", "uniform", "plain") or not crf:
+            raise InputError(f"--ladder items are bbmr:CRF, uniform:CRF or plain:CRF, got {item!r}")
         try:
             c = float(crf)
         except ValueError:
@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--allocator", default="optimal", choices=("optimal", "paper", "uniform"))
     ap.add_argument("--scales", default=",".join(map(str, DEFAULT_SCALES)))
     ap.add_argument("--overall", type=int, default=4)
-    ap.add_argument("--ladder", default=DEFAULT_LADDER, help="comma list of bbmr:CRF / uniform:CRF rungs")
+    ap.add_argument("--ladder", default=DEFAULT_LADDER,
+                    help="comma list of rungs: bbmr:CRF (multi-scale), uniform:CRF (uniform x4, for comparisons), "
+                         "plain:CRF (the source frames as ordinary H.264 at full size, for any HLS player)")
     ap.add_argument("--layout", choices=("atlas", "planes"), default="planes",
                     help="LR block streams: one atlas picture, or one picture per scale (docs/packager.md)")
     ap.add_argument("--codec", choices=("h264", "hevc"), default="h264")
@@ -134,7 +136,9 @@ def run(args: argparse.Namespace, console) -> Path:
         work.mkdir()
         for r in rungs:
             r.ts = work / f"{r.name}.ts"
-            if r.kind == "uniform":
+            if r.kind == "plain":
+                sizes = [(info.width + info.width % 2, info.height + info.height % 2)]
+            elif r.kind == "uniform":
                 sizes = [(grid.grid_w * slot, grid.grid_h * slot)]
             elif args.layout == "planes":
                 sizes = plane_sizes(grid, scales)
@@ -185,12 +189,15 @@ def run(args: argparse.Namespace, console) -> Path:
                             pics = [pack_frame(x, grid, f, rows, cols, args.overall)]
                         pictures[kind] = (pics, ScaleMap(f.reshape(grid.grid_h, grid.grid_w), scales,
                                                          fr.index).to_bytes())
+                if any(r.kind == "plain" for r in rungs):
+                    even = np.pad(fr.rgb, ((0, info.height % 2), (0, info.width % 2), (0, 0)), mode="edge")
+                    pictures["plain"] = ([even], None)
                 timing["pack"] += time.time() - t
                 t = time.time()
                 for r in rungs:
                     pics, payload = pictures[r.kind]
                     r.encoder.encode(pics, fr.pts, payload)
-                    r.shares.append(factors if r.kind == "bbmr" else uniform)
+                    r.shares.append(factors if r.kind == "bbmr" else uniform if r.kind == "uniform" else None)
                 timing["encode"] += time.time() - t
                 n_frames += 1
                 prog.update(task, advance=1, fps=n_frames / (time.time() - t0),
@@ -216,10 +223,12 @@ def run(args: argparse.Namespace, console) -> Path:
                 seg_objs[-1].frames = n_frames - seg_objs[-1].first_frame
             dur = sum(s.duration_s for s in seg_objs) or n_frames / float(info.fps)
             kbps = sum(s.bytes for s in seg_objs) * 8 / dur / 1000
-            allf = np.stack(r.shares)
-            share = {str(k): float(np.mean(allf == k)) for k in scales}
+            share = {}
+            if r.kind != "plain":
+                allf = np.stack(r.shares)
+                share = {str(k): float(np.mean(allf == k)) for k in scales}
             w, h = r.encoder.stream.width, r.encoder.stream.height
-            layout_name = args.layout if r.kind == "bbmr" else "atlas"
+            layout_name = args.layout if r.kind == "bbmr" else "plain" if r.kind == "plain" else "atlas"
             renditions.append(Rendition(r.name, r.kind, args.codec, r.crf, layout_name, list(scales), args.overall,
                                         w, h, round(kbps, 2), playlist, seg_objs, share=share,
                                         pictures=[[s.width, s.height] for s in r.encoder.streams]))
@@ -234,14 +243,18 @@ def run(args: argparse.Namespace, console) -> Path:
             for rend in renditions:
                 vals = []
                 for seg in rend.segments:
+                    if rend.kind == "plain":
+                        for lrf in decode_lr(tmp / seg.file, info.matrix, info.full_range):
+                            vals.append(psnr_y(src[len(vals)], lrf.rgb[: grid.height, : grid.width], crop=0))
+                        continue
                     for lr in unpack_segment(tmp / seg.file, rend, grid, info.matrix, info.full_range):
                         idx = len(vals)
                         with torch.no_grad():
                             hr = upscaler(lr)[..., : grid.height, : grid.width]
                         vals.append(psnr_y(src[idx], to_uint8(hr.float().cpu()), crop=0))
                 rend.psnr_y = round(float(np.mean(vals)), 4)
-                rend.psnr_y_upscaler = up_name
-                rend.weights = weights_ref(up_name)
+                rend.psnr_y_upscaler = up_name if rend.kind != "plain" else "none"
+                rend.weights = weights_ref(up_name) if rend.kind != "plain" else None
             timing["measure"] = time.time() - t
 
         master = master_playlist([(r.playlist, r.bitrate_kbps * 1000, r.lr_width, r.lr_height) for r in renditions])

@@ -64,7 +64,7 @@ class LREncoder:
         cc.color_range = 2 if full_range else 1
         return st
 
-    def encode(self, pictures: list[np.ndarray], pts: int, payload: bytes) -> None:
+    def encode(self, pictures: list[np.ndarray], pts: int, payload: bytes | None) -> None:
         """One frame: a picture per stream (RGB uint8), its pts (source time base), the SEI payload."""
         import av
 
@@ -87,7 +87,9 @@ class LREncoder:
         if st is self.stream:
             # packet pts is in the stream time base after encode; map back to the frame's pts
             key = int(round(Fraction(pkt.pts) * Fraction(pkt.time_base) / self.time_base))
-            data = insert_sei(data, self.payloads.pop(key), self.codec)
+            payload = self.payloads.pop(key)
+            if payload is not None:  # plain renditions carry no scale map
+                data = insert_sei(data, payload, self.codec)
         new = av.Packet(data)
         new.pts, new.dts, new.time_base = pkt.pts, pkt.dts, pkt.time_base
         new.is_keyframe = pkt.is_keyframe

@@ -140,7 +140,7 @@ def choose_upscaler(name: str, rend, scales, device):
     from bbmr_stream.evaluate import make_upscaler
 
     if name == "auto":
-        name = rend.psnr_y_upscaler or "bicubic"
+        name = rend.psnr_y_upscaler if rend.psnr_y_upscaler not in (None, "none") else "bicubic"
     up = make_upscaler(name, scales, device)
     if rend.weights and name != "bicubic":
         from models.registry import load_registry

@@ -72,6 +72,14 @@ def play(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition | 
                     n += 1
                     produced += 1
                     continue
+                if rend.kind == "plain":  # ordinary video at full size: nothing to unpack or upscale
+                    rgb = np.ascontiguousarray(pics[0][: grid.height, : grid.width])
+                    last = rgb
+                    yield HRFrame(n, rgb, None, False, si, rend.name)
+                    n += 1
+                    produced += 1
+                    t = time.time()
+                    continue
                 if smap is None or (smap.grid_h, smap.grid_w) != (grid.grid_h, grid.grid_w):
                     stats.frames_without_map += 1
                     smap = seg_map or uniform

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import av
@@ -239,3 +240,24 @@ def test_audio_passed_through_once(tmp_path):
     assert man.audio == "audio.ts"
     with av.open(str(out / man.audio)) as c:
         assert c.streams.audio and not c.streams.video
+
+
+def test_plain_rung_plays_anywhere(tmp_path):
+    from player.cli import main as play
+
+    src = tmp_path / "in.mp4"
+    _clip(src)
+    out = tmp_path / "stream"
+    assert main([str(src), "--out", str(out), "--scorer", "bicubic", "--segment", "0.4", "--ladder",
+                 "bbmr:23,plain:23", "--upscaler", "bicubic"]) == 0
+    man = load(out)
+    plain = [r for r in man.renditions if r.kind == "plain"][0]
+    assert plain.pictures == [[W, H]] and plain.weights is None and plain.psnr_y > 30
+    with av.open(str(out / plain.segments[0].file)) as c:  # an ordinary H.264 stream without our SEI
+        fr = next(c.decode(video=0))
+        assert scalemap_of(fr) is None and (fr.width, fr.height) == (W, H)
+    rep = tmp_path / "r.json"
+    assert play([str(out), "--headless", "--rendition", plain.name, "--reference", str(src), "--report", str(rep),
+                 "--niqe-every", "0"]) == 0
+    r = json.loads(rep.read_text())
+    assert abs(r["pooled_metrics"]["psnr_y"]["mean"] - plain.psnr_y) < 0.05
