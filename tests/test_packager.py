@@ -261,3 +261,31 @@ def test_plain_rung_plays_anywhere(tmp_path):
                  "--niqe-every", "0"]) == 0
     r = json.loads(rep.read_text())
     assert abs(r["pooled_metrics"]["psnr_y"]["mean"] - plain.psnr_y) < 0.05
+
+
+def test_ten_bit_hd_input(tmp_path):
+    """10-bit 4:2:0 input, tagged BT.709: converted to 8-bit RGB with BT.709, which the manifest records."""
+    from bbmr_stream.decode import probe
+
+    src = tmp_path / "ten.mkv"
+    rng = np.random.default_rng(2)
+    with av.open(str(src), "w") as out:
+        s = out.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = 256, 128, "yuv420p10le"
+        s.codec_context.colorspace = 1  # BT.709
+        s.codec_context.color_range = 1
+        for i in range(4):
+            f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (128, 256, 3), dtype=np.uint8), format="rgb24")
+            f = f.reformat(format="yuv420p10le", dst_colorspace="ITU709")
+            f.pts = i
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    info = probe(str(src))
+    assert info.bit_depth == 10 and info.matrix == "bt709"
+    out = tmp_path / "stream"
+    assert main([str(src), "--out", str(out), "--scorer", "bicubic", "--ladder", "bbmr:20", "--upscaler",
+                 "bicubic", "--segment", "0.4"]) == 0
+    man = load(out)
+    assert man.source["matrix"] == "bt709" and man.source["frames"] == 4
