@@ -137,11 +137,20 @@ def allocate_paper(dist: np.ndarray, scales: Sequence[int] = DEFAULT_SCALES, ove
 
 
 def allocate_optimal(dist: np.ndarray, scales: Sequence[int] = DEFAULT_SCALES, overall: int = DEFAULT_OVERALL,
-                     block: int = 128, weights: np.ndarray | None = None, **_) -> np.ndarray:
-    """Exact minimum of sum_i w_i * dist[i, s_i] subject to sum_i cost(s_i) <= budget."""
+                     block: int = 128, weights: np.ndarray | None = None, rate: np.ndarray | None = None,
+                     lam: float = 0.0, **_) -> np.ndarray:
+    """Exact minimum of sum_i w_i * dist[i, s_i] subject to sum_i cost(s_i) <= budget.
+
+    Rate-aware variant (``rate`` (n_blocks, n_scales) bits and ``lam`` > 0): minimises
+    sum_i [w_i * dist[i, s_i] * block^2 + lam * rate[i, s_i]] (SSE on Y + lambda * bits) under the same budget."""
     d = _check(dist, scales)
     n, ns = d.shape
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64).reshape(n)
+    if rate is not None and lam > 0:
+        r = np.asarray(rate, dtype=np.float64)
+        if r.shape != d.shape:
+            raise ValueError(f"rate table {r.shape} does not match the distortion table {d.shape}")
+        d = d * block * block + lam * r / np.maximum(w[:, None], 1e-12)  # w multiplies it back below
     cost = block_costs(scales, block)
     unit = math.gcd(*cost.tolist())
     cu = (cost // unit).astype(np.int64)

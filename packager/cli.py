@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--realloc", choices=("auto", "gop", "every"), default="auto",
                     help="re-score and re-allocate: at segment starts (gop), every frame (every), or at segment "
                          "starts and whenever the blocks' detail changed (auto, see packager/reuse.py)")
+    ap.add_argument("--rate-lambda", type=float, default=0.0,
+                    help="rate-aware allocation (optimal allocator): weight of the bit-cost proxy "
+                         "(bbmr_stream/rate.py), in units of the H.264 lambda at the middle BBMR rung's CRF; 0 = off")
     ap.add_argument("--realloc-threshold", type=float, default=0.25,
                     help="auto: share of blocks whose detail changed that triggers a re-allocation")
     ap.add_argument("--upscaler", default="auto", help="upscaler whose PSNR-Y goes into the manifest: "
@@ -149,6 +152,8 @@ def run(args: argparse.Namespace, console) -> Path:
         timing = {"decode": 0.0, "score": 0.0, "allocate": 0.0, "pack": 0.0, "encode": 0.0}
         n_frames, factors, first_pts = 0, None, None
         reuse = MapReuse(args.realloc, grid, args.realloc_threshold)
+        bbmr_crfs = sorted(r.crf for r in rungs if r.kind == "bbmr") or [23.0]
+        rate_crf = bbmr_crfs[len(bbmr_crfs) // 2]
         uniform = np.full(grid.n_blocks, args.overall, np.uint8)
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -170,8 +175,15 @@ def run(args: argparse.Namespace, console) -> Path:
                         dist = scorer.score(x.to(device), 128)
                         timing["score"] += time.time() - t
                         t = time.time()
+                        rate_kw = {}
+                        if args.rate_lambda > 0:
+                            from bbmr_stream.blocks import pad_tensor
+                            from bbmr_stream.rate import h264_lambda, rate_proxy
+
+                            rate_kw = {"rate": rate_proxy(pad_tensor(x, 128), scales, 128, rate_crf),
+                                       "lam": args.rate_lambda * h264_lambda(rate_crf)}
                         factors = allocate(args.allocator, dist, scales, args.overall, 128,
-                                           weights=grid.valid_fraction())
+                                           weights=grid.valid_fraction(), **rate_kw)
                         factors = fit_to_rows(factors, grid, rows, args.overall)
                         timing["allocate"] += time.time() - t
                     else:

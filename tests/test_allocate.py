@@ -116,3 +116,17 @@ def test_optimal_budget_infeasible():
 def test_unknown_allocator():
     with pytest.raises(ValueError):
         allocate("greedy", np.ones((2, 3)))
+
+
+def test_rate_aware_optimal_trades_bits():
+    rng = np.random.default_rng(5)
+    n = 40
+    dist = np.cumsum(rng.gamma(1.0, 30.0, size=(n, 3)), axis=1)
+    rate = np.stack([np.full(n, 4000.0), np.full(n, 1000.0), np.full(n, 250.0)], axis=1) * rng.uniform(0.5, 2, (n, 1))
+    f0 = allocate("optimal", dist)
+    f1 = allocate("optimal", dist, rate=rate, lam=2000.0)  # comparable to dist * 128^2 per block
+    bits = lambda f: rate[np.arange(n), np.searchsorted([2, 4, 8], f)].sum()  # noqa: E731
+    assert lr_pixels(f1) <= budget(n)
+    assert bits(f1) < bits(f0)
+    assert total_error(dist, (2, 4, 8), f1) >= total_error(dist, (2, 4, 8), f0)
+    np.testing.assert_array_equal(allocate("optimal", dist, rate=rate, lam=0.0), f0)
