@@ -289,3 +289,31 @@ def test_ten_bit_hd_input(tmp_path):
                  "bicubic", "--segment", "0.4"]) == 0
     man = load(out)
     assert man.source["matrix"] == "bt709" and man.source["frames"] == 4
+
+
+def test_vfr_timestamps_kept(tmp_path):
+    src = tmp_path / "vfr.mkv"
+    pts_ms = [0, 40, 80, 200, 240, 400, 440, 480]  # irregular frame spacing
+    rng = np.random.default_rng(3)
+    with av.open(str(src), "w") as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 256, 128, "yuv420p"
+        s.codec_context.time_base = __import__("fractions").Fraction(1, 1000)
+        s.codec_context.options = {"bf": "0"}
+        for t in pts_ms:
+            f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (128, 256, 3), dtype=np.uint8), format="rgb24")
+            f.pts = t
+            f.time_base = s.codec_context.time_base
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    out = tmp_path / "stream"
+    assert main([str(src), "--out", str(out), "--scorer", "bicubic", "--ladder", "bbmr:28", "--no-measure"]) == 0
+    man = load(out)
+    got = []
+    for seg in man.renditions[0].segments:
+        with av.open(str(out / seg.file)) as c:
+            got += [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    rel = [round((g - got[0]) * 1000) for g in got]
+    assert rel == pts_ms
