@@ -10,10 +10,8 @@ usage: python -m bench.core_speed IMAGE [--json out.json]  (IMAGE is resized to 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +19,7 @@ from scipy.ndimage import convolve
 from scipy.special import gamma
 
 from bbmr_stream import metrics as M
+from bench.common import emit
 from bbmr_stream.allocate import allocate
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.imageio import read_image
@@ -114,11 +113,7 @@ def main() -> None:
     t_pap, _ = timed(lambda: allocate("paper", dist))
     res["score_bicubic_s"] = t_score
     res["allocate_s"] = {"optimal": t_opt, "paper": t_pap, "blocks": grid.n_blocks}
-    print(json.dumps(res, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+    emit(res, args.json)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,12 @@ usage: python -m bench.flops [--res-num 1 5] [--json out.json]
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bbmr_stream.allocate import budget, lr_pixels
+from bench.common import emit
 from models.jointsr import JointSR, JointSRConfig
 from models.omnisr import OmniSR, OmniSRConfig
 
@@ -70,10 +68,7 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
     rows = [measure(h, w, r) for r in args.res_num for (h, w) in ((1080, 1920), (2160, 3840))]
-    print(json.dumps(rows, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+    emit(rows, args.json)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ usage: python -m bench.jointsr_eval IMAGES... [--scorer light] [--json out.json]
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from bbmr_stream.allocate import allocate
+from bench.common import emit
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.cli import pick_device
 from bbmr_stream.evaluate import make_scorer, make_upscaler, rescale
@@ -81,10 +80,7 @@ def main() -> None:
                                                                                    "interior_mse")}
     out = {"scorer": args.scorer, "images": rows, "mean": mean,
            "conventions": "PSNR-Y BT.601 crop 0; edge band = HR pixels within 8 px of an internal block edge"}
-    print(json.dumps(mean, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
+    emit(out, args.json)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,22 @@
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    """A packaged 12-frame clip (bicubic scorer, one BBMR and one uniform rung, 0.4 s segments)."""
+    from packager.cli import main as package
+    from tests.media import _clip
+
+    d = tmp_path_factory.mktemp("play")
+    src = d / "in.mp4"
+    _clip(src)
+    out = d / "stream"
+    assert package([str(src), "--out", str(out), "--scorer", "bicubic", "--segment", "0.4", "--ladder",
+                    "bbmr:20,uniform:20", "--upscaler", "bicubic", "--device", "cpu"]) == 0
+    return src, out

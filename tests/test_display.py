@@ -12,7 +12,6 @@ import pytest
 from bbmr_stream.imageio import read_image
 from bbmr_stream.metrics import psnr_y
 from player.display import fit, fit_size
-from tests.test_player import stream  # noqa: F401  (fixture)
 
 
 @pytest.fixture()
@@ -29,7 +28,7 @@ def xvfb():
     p.wait(10)
 
 
-def test_window_shows_the_decoded_frame(stream, xvfb, tmp_path):  # noqa: F811
+def test_window_shows_the_decoded_frame(stream, xvfb, tmp_path):
     from PIL import ImageGrab
 
     _, out = stream

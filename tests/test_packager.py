@@ -1,6 +1,4 @@
 import json
-from pathlib import Path
-
 import av
 import numpy as np
 import pytest
@@ -14,30 +12,7 @@ from bbmr_stream.unpack import scalemap_of
 from packager.cli import main
 from packager.pack import atlas_cols, atlas_rows, fit_to_rows, pack_frame
 
-W, H, FPS, N = 320, 200, 10, 12  # 3 x 2 blocks (odd sizes: padded), GOP = 4 frames at --segment 0.4
-
-
-def _clip(path: Path) -> None:
-    """Textured picture panning + a moving noisy square: the best scale per block changes every frame."""
-    from skimage import data
-
-    base = np.asarray(data.astronaut()[:, :, :3])
-    rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt = W, H, "yuv444p"
-        s.codec_context.options = {"qp": "0", "preset": "ultrafast"}
-        for i in range(N):
-            img = base[20 + 7 * i:20 + 7 * i + H, 30:30 + W].copy()
-            y, x = (i * 37) % (H - 60), (i * 53) % (W - 60)
-            img[y:y + 60, x:x + 60] = rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)
-            img[:, (i * 29) % W:] //= 3  # flat dark area that moves
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
+from tests.media import FPS, H, N, W, _clip
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +64,15 @@ def test_scale_maps_round_trip(packaged):
     assert any(b"\x00\x00" in m.to_bytes()[4:] for m in got)  # payloads that need emulation prevention
 
 
+def _assert_encodes_losslessly(decoded, picture: np.ndarray) -> None:
+    """The decoded 4:2:0 planes equal the packager's RGB picture converted as the encoder converts it
+    (BT.601 limited range for this small clip): qp 0 keeps every YUV sample."""
+    ref = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(
+        format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG",
+        interpolation=av.video.reformatter.Interpolation.BICUBIC)
+    np.testing.assert_array_equal(decoded.to_ndarray(), ref.to_ndarray())
+
+
 def test_lossless_tiles_equal_packager(packaged):
     src, out = packaged
     man = load(out)
@@ -101,11 +85,7 @@ def test_lossless_tiles_equal_packager(packaged):
         with av.open(str(out / seg.file)) as c:
             for fr in c.decode(video=0):
                 m = scalemap_of(fr)
-                pic = pack_frame(to_tensor(frames[i]), grid, m.flat, rows, cols)
-                ref = av.VideoFrame.from_ndarray(pic, format="rgb24").reformat(
-                    format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG",
-                    interpolation=av.video.reformatter.Interpolation.BICUBIC)
-                np.testing.assert_array_equal(fr.to_ndarray(), ref.to_ndarray())
+                _assert_encodes_losslessly(fr, pack_frame(to_tensor(frames[i]), grid, m.flat, rows, cols))
                 i += 1
     assert i == N
 
@@ -183,10 +163,7 @@ def test_planes_layout_lossless(tmp_path):
             assert m is not None and m.frame_index == i
             assert all(scalemap_of(f) is None for f in frs[1:])  # the SEI rides on the first stream only
             for fr, pic in zip(frs, pack_planes(to_tensor(frames[i]), grid, m.flat, (2, 4, 8))):
-                ref = av.VideoFrame.from_ndarray(pic, format="rgb24").reformat(
-                    format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG",
-                    interpolation=av.video.reformatter.Interpolation.BICUBIC)
-                np.testing.assert_array_equal(fr.to_ndarray(), ref.to_ndarray())
+                _assert_encodes_losslessly(fr, pic)
             i += 1
     assert i == N
     assert rend.psnr_y > 20

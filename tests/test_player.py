@@ -1,24 +1,11 @@
 import json
 
 import av
-import numpy as np
 import pytest
 
 from bbmr_stream.manifest import load
-from packager.cli import main as package
 from player.cli import main as play
-from tests.test_packager import FPS, H, N, W, _clip
-
-
-@pytest.fixture(scope="module")
-def stream(tmp_path_factory):
-    d = tmp_path_factory.mktemp("play")
-    src = d / "in.mp4"
-    _clip(src)
-    out = d / "stream"
-    assert package([str(src), "--out", str(out), "--scorer", "bicubic", "--segment", "0.4", "--ladder",
-                    "bbmr:20,uniform:20", "--upscaler", "bicubic", "--device", "cpu"]) == 0
-    return src, out
+from tests.media import H, N, W
 
 
 def test_headless_report_matches_manifest(stream, tmp_path):

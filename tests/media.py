@@ -1,0 +1,31 @@
+"""Small generated media for the tests (no ../shared needed)."""
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+W, H, FPS, N = 320, 200, 10, 12  # 3 x 2 blocks (odd sizes: padded), GOP = 4 frames at --segment 0.4
+
+
+def _clip(path: Path) -> None:
+    """Textured picture panning + a moving noisy square: the best scale per block changes every frame."""
+    from skimage import data
+
+    base = np.asarray(data.astronaut()[:, :, :3])
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = W, H, "yuv444p"
+        s.codec_context.options = {"qp": "0", "preset": "ultrafast"}
+        for i in range(N):
+            img = base[20 + 7 * i:20 + 7 * i + H, 30:30 + W].copy()
+            y, x = (i * 37) % (H - 60), (i * 53) % (W - 60)
+            img[y:y + 60, x:x + 60] = rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)
+            img[:, (i * 29) % W:] //= 3  # flat dark area that moves
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
