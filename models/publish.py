@@ -18,7 +18,7 @@ import torch
 from bbmr_stream.metrics import psnr_y_torch
 from bbmr_stream.resize import downscale, upscale
 from models.omnisr import count_params
-from models.registry import REGISTRY_FILE, WEIGHTS_DIR, WeightsEntry, build_omnisr, load_state_dict_file, sha256_file
+from models.registry import WEIGHTS_DIR, WeightsEntry, build_omnisr, load_state_dict_file, sha256_file
 from models.train import crop_to_multiple, evaluate_sr, load_images
 
 METRIC_CONVENTION = ("PSNR-Y dB: BT.601 Y (16+65.481R+128.553G+24.966B, RGB in [0,1]) unrounded, peak 255, "
@@ -88,7 +88,10 @@ def publish_omnisr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], dat
     return entry
 
 
-def write_entry(entry: WeightsEntry, path: Path = REGISTRY_FILE) -> None:
+def write_entry(entry: WeightsEntry, path: Path | None = None) -> None:
+    import models.registry as registry
+
+    path = path or registry.REGISTRY_FILE
     reg = json.loads(path.read_text()) if path.exists() else {"version": 1, "weights": []}
     reg["weights"] = [w for w in reg["weights"] if w["id"] != entry.id] + [entry.to_dict()]
     reg["weights"].sort(key=lambda w: w["id"])

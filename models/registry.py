@@ -64,7 +64,8 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_registry(path: Path = REGISTRY_FILE) -> dict[str, WeightsEntry]:
+def load_registry(path: Path | None = None) -> dict[str, WeightsEntry]:
+    path = path or REGISTRY_FILE
     if not path.exists():
         return {}
     return {d["id"]: WeightsEntry.from_dict(d) for d in json.loads(path.read_text())["weights"]}
