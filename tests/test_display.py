@@ -17,13 +17,15 @@ from player.display import fit, fit_size
 @pytest.fixture()
 def xvfb():
     exe = shutil.which("Xvfb")
-    assert exe, "Xvfb is not installed (apt-get install xvfb; .ci/run does it)"
-    disp = f":{90 + os.getpid() % 9}"
-    p = subprocess.Popen([exe, disp, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
-    assert p.poll() is None, "Xvfb did not start"
-    yield disp
+    assert exe, "Xvfb is not installed (apt-get install xvfb; make test does it as root)"
+    r, w = os.pipe()  # Xvfb picks a free display and writes its number here
+    p = subprocess.Popen([exe, "-displayfd", str(w), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+                         pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        num = f.readline().strip()
+    assert num.isdigit() and p.poll() is None, "Xvfb did not start"
+    yield f":{num}"
     p.terminate()
     p.wait(10)
 
