@@ -9,7 +9,8 @@ region) of
 and, for the multi-scale reconstructions, the MSE on Y inside the 8-pixel HR band around internal block
 edges vs the rest (``edge_mse`` / ``interior_mse``): what the deblock branch is for.
 
-usage: python -m bench.jointsr_eval IMAGES... [--scorer light] [--json out.json]
+usage: python -m bench.jointsr_eval IMAGES... [--scorer light] [--jointsr CKPT_DIR] [--json out.json]
+(``--jointsr`` evaluates a `bbmr-train jointsr` checkpoint directory instead of the shipped weights)
 """
 
 from __future__ import annotations
@@ -36,11 +37,29 @@ def edge_mask(h: int, w: int, block: int = 128, band: int = 8) -> np.ndarray:
     return ny[:, None] | nx[None, :]
 
 
+def _from_dir(path: str, dev: torch.device):
+    import json
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from models.jointsr import JointSR, JointSRConfig, JointSRUpscaler
+    from models.registry import load_state_dict_file
+
+    f = Path(path) / "model.safetensors"
+    with safe_open(str(f), "pt") as h:
+        meta = {k: json.loads(v) for k, v in (h.metadata() or {}).items()}
+    net = JointSR(JointSRConfig.from_dict(meta["config"]))
+    net.load_state_dict(load_state_dict_file(f))
+    return JointSRUpscaler(net.eval(), dev)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("paths", nargs="+")
     ap.add_argument("--scorer", default="light")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--jointsr", help="a `bbmr-train jointsr` checkpoint directory (default: shipped weights)")
     ap.add_argument("--json")
     args = ap.parse_args()
     dev = pick_device(args.device)
@@ -48,7 +67,7 @@ def main() -> None:
     scorer = make_scorer(args.scorer, scales, dev)
     ups = {"omnisr_context": make_upscaler("omnisr", scales, dev, "context"),
            "omnisr_stitched": make_upscaler("omnisr", scales, dev, "tile"),
-           "jointsr": make_upscaler("jointsr", scales, dev)}
+           "jointsr": make_upscaler("jointsr", scales, dev) if not args.jointsr else _from_dir(args.jointsr, dev)}
     rows = []
     for p in list_images(args.paths):
         img = read_image(p)
@@ -78,7 +97,7 @@ def main() -> None:
     names = list(rows[0]["psnr_y"])
     mean = {k: {n: float(np.mean([r[k][n] for r in rows])) for n in names} for k in ("psnr_y", "edge_mse",
                                                                                    "interior_mse")}
-    out = {"scorer": args.scorer, "images": rows, "mean": mean,
+    out = {"scorer": args.scorer, "jointsr": args.jointsr or "shipped", "images": rows, "mean": mean,
            "conventions": "PSNR-Y BT.601 crop 0; edge band = HR pixels within 8 px of an internal block edge"}
     emit(out, args.json)
 

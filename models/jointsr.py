@@ -13,9 +13,13 @@ Data path for a frame (or a batch of frames) cut into ``block`` x ``block`` HR b
    internal block edge (F_b). It is evaluated on strips around the edges only (same result in the band);
 5. a final Upsample (3x3 conv to 3 * k_min^2 + PixelShuffle(k_min)) gives the SR frame.
 
-Branches are initialised from trained per-scale OmniSR models (:meth:`JointSR.load_branches`), the r = 1
-Upsample as the identity, and the final Upsample from the finest-scale model's upsampler, so an untrained
-JointSR already reproduces the finest-scale OmniSR on its blocks.
+Initialisation (:meth:`JointSR.load_branches`), function-preserving: each branch k from the trained OmniSR at
+scale k, and its Upsample from that model's upsampler rearranged so that the first 3 * k_min^2 channels of the
+common grid hold the model's SR pixels (colour, sub-pixel) of each k_min x k_min HR cell; the final Upsample
+starts as the matching selection (a centre-tap identity on those channels) and the deblock as F_d = F_r.
+An untrained JointSR therefore equals the per-scale OmniSR models applied block by block and stitched (the
+paper's case 3 with per-tile borders) exactly; training only has to improve on it (block edges via the deblock
+branch, and the other common-grid channels, which start with random Upsample rows and zero read-out weights).
 """
 
 from __future__ import annotations
@@ -103,21 +107,41 @@ class JointSR(nn.Module):
 
     def _init_identity(self) -> None:
         with torch.no_grad():
-            up = self.upsamples[str(self.cfg.k_min)][0]
-            nn.init.dirac_(up.weight)
-            nn.init.zeros_(up.bias)
             if self.deblock is not None:  # start as F_d = F_r (residual branch off)
                 nn.init.zeros_(self.deblock[4].weight)
                 nn.init.zeros_(self.deblock[4].bias)
 
     def load_branches(self, models: dict[int, OmniSR]) -> None:
-        """Initialise branch k from a trained OmniSR at scale k (its upsampler is dropped); the final
-        Upsample from the finest-scale model's upsampler."""
-        for k, m in models.items():
-            sd = {n: t for n, t in m.state_dict().items() if not n.startswith("up.")}
-            self.branches[str(k)].load_state_dict(sd)
-        if self.cfg.k_min in models:
-            self.up.load_state_dict(models[self.cfg.k_min].up.state_dict())
+        """Initialise from trained per-scale OmniSR models ``{k: model}`` (one per scale of the config) so that
+        the JointSR output equals the stitched per-block outputs of those models (see the module docstring)."""
+        cfg = self.cfg
+        m = cfg.k_min
+        if sorted(models) != sorted(cfg.scales):
+            raise ValueError(f"need one OmniSR per scale {cfg.scales}, got {sorted(models)}")
+        n_out = 3 * m * m  # common-grid channels carrying SR pixels
+        if cfg.num_feat < n_out:
+            raise ValueError(f"num_feat {cfg.num_feat} < 3 * k_min^2 = {n_out}: the common grid cannot carry "
+                             "the per-scale models' output")
+        with torch.no_grad():
+            for k, net in models.items():
+                sd = {n: t for n, t in net.state_dict().items() if not n.startswith("up.")}
+                self.branches[str(k)].load_state_dict(sd)
+                head = net.up[0]  # conv to 3 * k^2 channels before PixelShuffle(k)
+                conv = self.upsamples[str(k)][0]
+                r = k // m
+                rows = torch.tensor([(col * m * m + u * m + v) * r * r + a * r + b
+                                     for col in range(3) for a in range(r) for u in range(m)
+                                     for b in range(r) for v in range(m)])
+                src = torch.tensor([col * k * k + (a * m + u) * k + (b * m + v)
+                                    for col in range(3) for a in range(r) for u in range(m)
+                                    for b in range(r) for v in range(m)])
+                conv.weight[rows] = head.weight[src].to(conv.weight.dtype)
+                conv.bias[rows] = head.bias[src].to(conv.bias.dtype)
+            up = self.up[0]
+            up.weight.zero_()
+            up.bias.zero_()
+            for c in range(n_out):
+                up.weight[c, c, 1, 1] = 1.0
 
     def feature_map(self, tiles: dict[int, torch.Tensor], index: dict[int, torch.Tensor], n_frames: int,
                     grid_h: int, grid_w: int) -> torch.Tensor:

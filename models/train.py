@@ -177,6 +177,9 @@ def run_training(cfg: TrainConfig, model: torch.nn.Module, params: list, sample:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
+        if sched.step_size != cfg.decay_every:  # a resumed run may shorten the decay period (halves from here)
+            log(f"decay period {sched.step_size} -> {cfg.decay_every} iterations")
+            sched.step_size = cfg.decay_every
         g.set_state(ck["rng"])
         it = int(ck["iter"])
         elapsed = float(ck.get("elapsed", 0.0))

@@ -29,3 +29,29 @@ def _clip(path: Path) -> None:
                 out.mux(p)
         for p in s.encode(None):
             out.mux(p)
+
+
+def _texture_clip(path: Path, n: int = N) -> None:
+    """384 x 256 (3 x 2 blocks), near-lossless: a natural texture (scikit-image's brick wall photo) panning in
+    the left block column, a smooth moving colour gradient elsewhere, so the allocator mixes x2/x4 (texture)
+    with x8 (gradient) and a trained SR model clearly beats bicubic."""
+    from skimage import data
+
+    base = np.asarray(data.brick())
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = 384, 256, "yuv444p"
+        s.codec_context.options = {"qp": "0", "preset": "ultrafast"}
+        for i in range(n):
+            img = np.empty((256, 384, 3), np.uint8)
+            img[:, :128] = base[5 * i:5 * i + 256, 3 * i:3 * i + 128, None]
+            t = 0.3 * i
+            for c, (a, b) in enumerate(((0.011, 0.004), (0.006, 0.009), (0.003, 0.007))):
+                img[:, 128:, c] = (128 + 90 * np.sin(a * xx + b * yy + t + c)).astype(np.uint8)
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)

@@ -51,15 +51,33 @@ def test_uniform_map_and_batch_of_frames(tiny):
     torch.testing.assert_close(both[1:], one)
 
 
-def test_untrained_jointsr_reproduces_finest_branch():
+@pytest.mark.parametrize("scales", [(2, 4), (2, 4, 8), (4, 8)])
+def test_untrained_jointsr_equals_stitched_per_block_models(scales):
+    """Function-preserving init: JointSR from per-scale OmniSRs == those models per block, stitched."""
     torch.manual_seed(1)
-    cfg = JointSRConfig(scales=(2, 4), res_num=1, num_feat=16, block=32)
+    block, gh, gw = 128, 2, 3
+    c = 16 if min(scales) == 2 else 48  # the common grid carries 3 * k_min^2 SR channels
+    cfg = JointSRConfig(scales=scales, res_num=1, num_feat=c, block=block)
+    nets = {k: OmniSR(OmniSRConfig(scale=k, res_num=1, num_feat=c)).eval() for k in scales}
+    for net in nets.values():  # non-trivial upsampler biases
+        torch.nn.init.normal_(net.up[0].bias, std=0.1)
     m = JointSR(cfg).eval()
-    x2 = OmniSR(OmniSRConfig(scale=2, res_num=1, num_feat=16)).eval()
-    m.load_branches({2: x2})
-    t = torch.rand(1, 3, 16, 16)
+    m.load_branches(nets)
+    fmap = torch.tensor([scales[i % len(scales)] for i in (0, 1, 2, 2, 1, 0)][: gh * gw])
+    tiles = {k: torch.rand(int((fmap == k).sum()), 3, block // k, block // k) for k in scales}
+    index = {k: torch.nonzero(fmap == k).flatten() for k in scales}
+    expect = torch.zeros(1, 3, gh * block, gw * block)
     with torch.no_grad():
-        torch.testing.assert_close(m({2: t}, {2: torch.arange(1)}, 1, 1), x2(t))
+        out = m(tiles, index, gh, gw)
+        for k in scales:
+            sr = nets[k](tiles[k])
+            for t, i in enumerate(index[k].tolist()):
+                y, x = divmod(i, gw)
+                expect[0, :, y * block:(y + 1) * block, x * block:(x + 1) * block] = sr[t]
+    torch.testing.assert_close(out, expect, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="num_feat"):
+        JointSR(JointSRConfig(scales=(4, 8), res_num=1, num_feat=16, block=block)).load_branches(
+            {k: OmniSR(OmniSRConfig(scale=k, res_num=1, num_feat=16)) for k in (4, 8)})
 
 
 def test_edge_band_mask():

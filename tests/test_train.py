@@ -49,6 +49,16 @@ def test_resume_continues_exactly(tmp_path, tiny_set):
     np.testing.assert_allclose([r["loss"] for r in lb], [r["loss"] for r in la], rtol=1e-6)
 
 
+def test_resume_can_shorten_the_decay_period(tmp_path, tiny_set):
+    train_sr(_cfg(tmp_path, tiny_set, iters=4, decay_every=1000), log=lambda *_: None)
+    msgs = []
+    train_sr(_cfg(tmp_path, tiny_set, iters=8, decay_every=3), resume=True, log=msgs.append)
+    assert any("decay period 1000 -> 3" in m for m in msgs)
+    lrs = {r["iter"]: r["lr"] for r in _losses(tmp_path / "ck")}
+    # halved when the step count reaches a multiple of the new period after the resume (6), not before
+    assert lrs[4] == lrs[5] == 2e-3 and lrs[6] == lrs[8] == 1e-3
+
+
 def test_cli_bad_input(tmp_path, capsys):
     assert main(["sr", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"), "--iters", "1"]) == 2
     assert "bbmr-train: error:" in capsys.readouterr().err
