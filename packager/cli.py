@@ -251,22 +251,7 @@ def run(args: argparse.Namespace, console) -> Path:
         if not args.no_measure:
             t = time.time()
             up_name, upscaler = pick_upscaler(args.upscaler, scales, device)
-            src = [f.rgb for f in frames(info, n_frames)]
-            for rend in renditions:
-                vals = []
-                for seg in rend.segments:
-                    if rend.kind == "plain":
-                        for lrf in decode_lr(tmp / seg.file, info.matrix, info.full_range):
-                            vals.append(psnr_y(src[len(vals)], lrf.rgb[: grid.height, : grid.width], crop=0))
-                        continue
-                    for lr in unpack_segment(tmp / seg.file, rend, grid, info.matrix, info.full_range):
-                        idx = len(vals)
-                        with torch.no_grad():
-                            hr = upscaler(lr)[..., : grid.height, : grid.width]
-                        vals.append(psnr_y(src[idx], to_uint8(hr.float().cpu()), crop=0))
-                rend.psnr_y = round(float(np.mean(vals)), 4)
-                rend.psnr_y_upscaler = up_name if rend.kind != "plain" else "none"
-                rend.weights = weights_ref(up_name) if rend.kind != "plain" else None
+            measure(renditions, info, grid, n_frames, upscaler, up_name, tmp, console)
             timing["measure"] = time.time() - t
 
         master = master_playlist([(r.playlist, r.bitrate_kbps * 1000, r.lr_width, r.lr_height) for r in renditions])
@@ -291,6 +276,40 @@ def run(args: argparse.Namespace, console) -> Path:
         raise
     summary(man, n_frames, timing, console)
     return out
+
+
+def measure(renditions: list[Rendition], info, grid, n_frames: int, upscaler, up_name: str, tmp: Path,
+            console) -> None:
+    """Decode every rendition back, reconstruct it with ``upscaler`` and set its mean PSNR-Y against the
+    source (decoded again alongside, frame by frame: memory stays at one frame per stream, any length)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), console=console) as prog:
+        task = prog.add_task("measuring", total=n_frames * len(renditions))
+        for rend in renditions:
+            prog.update(task, description=f"measuring {rend.name} ({up_name if rend.kind != 'plain' else 'none'})")
+            src = frames(info, n_frames)
+            vals = []
+            for seg in rend.segments:
+                if rend.kind == "plain":
+                    recs = (lrf.rgb[: grid.height, : grid.width]
+                            for lrf in decode_lr(tmp / seg.file, info.matrix, info.full_range))
+                else:
+                    recs = (_reconstruct(upscaler, lr, grid)
+                            for lr in unpack_segment(tmp / seg.file, rend, grid, info.matrix, info.full_range))
+                for rec in recs:
+                    vals.append(psnr_y(next(src).rgb, rec, crop=0))
+                    prog.advance(task)
+            rend.psnr_y = round(float(np.mean(vals)), 4)
+            rend.psnr_y_upscaler = up_name if rend.kind != "plain" else "none"
+            rend.weights = weights_ref(up_name) if rend.kind != "plain" else None
+
+
+def _reconstruct(upscaler, lr, grid) -> np.ndarray:
+    with torch.no_grad():
+        hr = upscaler(lr)[..., : grid.height, : grid.width]
+    return to_uint8(hr.float().cpu())
 
 
 def weights_ref(upscaler: str | None) -> dict | None:
