@@ -111,9 +111,13 @@ class JointSR(nn.Module):
                 nn.init.zeros_(self.deblock[4].weight)
                 nn.init.zeros_(self.deblock[4].bias)
 
-    def load_branches(self, models: dict[int, OmniSR]) -> None:
+    def load_branches(self, models: dict[int, OmniSR], keep_trained: bool = False) -> None:
         """Initialise from trained per-scale OmniSR models ``{k: model}`` (one per scale of the config) so that
-        the JointSR output equals the stitched per-block outputs of those models (see the module docstring)."""
+        the JointSR output equals the stitched per-block outputs of those models (see the module docstring).
+
+        ``keep_trained``: re-synchronise a trained JointSR to newer branch models: branches and the SR-pixel
+        channels are set as above, while the other common-grid channels (Upsample rows, their read-out
+        weights) and the deblock branch keep their trained values (a warm start for fine-tuning)."""
         cfg = self.cfg
         m = cfg.k_min
         if sorted(models) != sorted(cfg.scales):
@@ -138,7 +142,10 @@ class JointSR(nn.Module):
                 conv.weight[rows] = head.weight[src].to(conv.weight.dtype)
                 conv.bias[rows] = head.bias[src].to(conv.bias.dtype)
             up = self.up[0]
-            up.weight.zero_()
+            if keep_trained:
+                up.weight[:, :n_out] = 0.0
+            else:
+                up.weight.zero_()
             up.bias.zero_()
             for c in range(n_out):
                 up.weight[c, c, 1, 1] = 1.0

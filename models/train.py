@@ -67,6 +67,7 @@ class TrainConfig:
     grid: int = 3  # HR crops of grid x grid blocks
     block: int = 128
     band: int = 4
+    init: str | None = None  # jointsr: warm start from a trained JointSR (safetensors file or run directory)
     train_branches: bool = False  # default: branches frozen (their features need no backward pass)
 
 
@@ -392,7 +393,20 @@ def train_jointsr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     jcfg = JointSRConfig(scales=scales, res_num=res_num, num_feat=num_feat, window_size=window, block=cfg.block,
                          band=cfg.band)
     model = JointSR(jcfg)
-    model.load_branches(nets)
+    if cfg.init:  # warm start: a trained JointSR re-synchronised to these branches
+        from models.registry import load_state_dict_file
+
+        f = Path(cfg.init)
+        f = f / "model.safetensors" if f.is_dir() else f
+        if not f.is_file():
+            raise InputError(f"--init: no JointSR weights at {cfg.init}")
+        try:
+            model.load_state_dict(load_state_dict_file(f))
+        except RuntimeError as e:
+            raise InputError(f"--init {cfg.init}: not a JointSR of this configuration ({str(e)[:200]})") from None
+        model.load_branches(nets, keep_trained=True)
+    else:
+        model.load_branches(nets)
     model = model.to(device)
     if not cfg.train_branches:
         model.branches.requires_grad_(False)
@@ -457,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     js.add_argument("--amp", choices=("bf16", "fp16", "none"), default=d.amp)
     js.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
     js.add_argument("--train-branches", action="store_true", help="fine-tune the branches too (slower)")
+    js.add_argument("--init", help="warm start from a trained JointSR (run directory or .safetensors), "
+                                   "re-synchronised to --branches (newer per-scale models)")
     js.add_argument("--compile", action="store_true")
     js.add_argument("--resume", action="store_true")
     pb = sub.add_parser("publish", help="copy a trained model into models/weights and register it with metrics")

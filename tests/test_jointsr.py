@@ -80,6 +80,36 @@ def test_untrained_jointsr_equals_stitched_per_block_models(scales):
             {k: OmniSR(OmniSRConfig(scale=k, res_num=1, num_feat=16)) for k in (4, 8)})
 
 
+def test_resync_to_new_branches_keeps_trained_layers():
+    torch.manual_seed(2)
+    block, scales = 128, (2, 4, 8)
+    cfg = JointSRConfig(scales=scales, res_num=1, num_feat=16, block=block)
+    m = JointSR(cfg).eval()
+    with torch.no_grad():  # a "trained" JointSR: every weight perturbed
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    deblock = {k: v.clone() for k, v in m.deblock.state_dict().items()}
+    extra_readout = m.up[0].weight[:, 12:].clone()
+    nets = {k: OmniSR(OmniSRConfig(scale=k, res_num=1, num_feat=16)).eval() for k in scales}
+    m.load_branches(nets, keep_trained=True)
+    for k, v in m.deblock.state_dict().items():
+        torch.testing.assert_close(v, deblock[k])
+    torch.testing.assert_close(m.up[0].weight[:, 12:], extra_readout)
+    with torch.no_grad():  # without the trained extras it is exactly the new models stitched
+        m.up[0].weight[:, 12:] = 0
+        m.deblock[4].weight.zero_()
+        m.deblock[4].bias.zero_()
+        tiles = {k: torch.rand(2, 3, block // k, block // k) for k in scales}
+        index = {2: torch.tensor([0, 5]), 4: torch.tensor([1, 4]), 8: torch.tensor([2, 3])}
+        out = m(tiles, index, 2, 3)
+        for k in scales:
+            sr = nets[k](tiles[k])
+            for t, i in enumerate(index[k].tolist()):
+                y, x = divmod(i, 3)
+                torch.testing.assert_close(out[0, :, y * block:(y + 1) * block, x * block:(x + 1) * block], sr[t],
+                                           atol=1e-5, rtol=1e-4)
+
+
 def test_edge_band_mask():
     m = edge_band_mask(2, 3, 8, 2)[0, 0]
     assert m.shape == (16, 24)
