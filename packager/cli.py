@@ -92,19 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--realloc-threshold", type=float, default=0.25,
                     help="auto: share of blocks whose detail changed that triggers a re-allocation")
     ap.add_argument("--upscaler", default="auto", help="upscaler whose PSNR-Y goes into the manifest: "
-                    "auto | bicubic | omnisr | jointsr")
+                    "auto (BBMR: jointsr, else omnisr; uniform: omnisr = OmniSR-O; else bicubic) | bicubic | "
+                    "omnisr | jointsr")
     ap.add_argument("--no-measure", action="store_true", help="skip decoding the stream back to measure PSNR-Y")
     ap.add_argument("--max-frames", type=int)
     ap.add_argument("--device", default="auto")
     return ap
 
 
-def pick_upscaler(name: str, scales, device):
+def pick_upscaler(name: str, scales, device, kind: str = "bbmr"):
+    """The upscaler a rendition is measured (and, by default, played) with. ``auto``: for BBMR renditions the
+    best shipped multi-scale model (jointsr, else omnisr), for uniform ones OmniSR-O (omnisr); else bicubic."""
     from bbmr_stream.evaluate import make_upscaler
 
     if name != "auto":
         return name, make_upscaler(name, scales, device)
-    for cand in ("jointsr", "omnisr"):
+    for cand in (("jointsr", "omnisr") if kind == "bbmr" else ("omnisr",)):
         try:
             return cand, make_upscaler(cand, scales, device)
         except InputError:
@@ -247,11 +250,10 @@ def run(args: argparse.Namespace, console) -> Path:
         timing["segment"] = time.time() - t
         shutil.rmtree(work)
 
-        up_name = None
         if not args.no_measure:
             t = time.time()
-            up_name, upscaler = pick_upscaler(args.upscaler, scales, device)
-            measure(renditions, info, grid, n_frames, upscaler, up_name, tmp, console)
+            measure(renditions, info, grid, n_frames, lambda kind: pick_upscaler(args.upscaler, scales, device, kind),
+                    tmp, console)
             timing["measure"] = time.time() - t
 
         master = master_playlist([(r.playlist, r.bitrate_kbps * 1000, r.lr_width, r.lr_height) for r in renditions])
@@ -278,17 +280,21 @@ def run(args: argparse.Namespace, console) -> Path:
     return out
 
 
-def measure(renditions: list[Rendition], info, grid, n_frames: int, upscaler, up_name: str, tmp: Path,
-            console) -> None:
-    """Decode every rendition back, reconstruct it with ``upscaler`` and set its mean PSNR-Y against the
-    source (decoded again alongside, frame by frame: memory stays at one frame per stream, any length)."""
+def measure(renditions: list[Rendition], info, grid, n_frames: int, pick, tmp: Path, console) -> None:
+    """Decode every rendition back, reconstruct it with ``pick(kind) -> (name, upscaler)`` and set its mean
+    PSNR-Y against the source (decoded again alongside, frame by frame: memory stays at one frame per stream,
+    any length)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), console=console) as prog:
         task = prog.add_task("measuring", total=n_frames * len(renditions))
+        ups: dict = {}
         for rend in renditions:
-            prog.update(task, description=f"measuring {rend.name} ({up_name if rend.kind != 'plain' else 'none'})")
+            if rend.kind != "plain" and rend.kind not in ups:
+                ups[rend.kind] = pick(rend.kind)
+            up_name, upscaler = ups.get(rend.kind, ("none", None))
+            prog.update(task, description=f"measuring {rend.name} ({up_name})")
             src = frames(info, n_frames)
             vals = []
             for seg in rend.segments:
