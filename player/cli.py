@@ -208,6 +208,9 @@ def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
     t0 = time.time()
     ok = False
 
+    secs = stats.seconds  # per stage; decode_unpack and upscale are filled by play()
+    secs.update({"reference_decode": 0.0, "psnr": 0.0, "niqe": 0.0, "compare": 0.0, "output": 0.0})
+
     def produce():
         others = {name: play(stream, man, r, up, PlayStats(), args.max_frames, start)
                   for name, (r, up) in comparisons.items()}
@@ -216,20 +219,30 @@ def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
             if fr.scalemap is not None:
                 for k, v in fr.scalemap.share().items():
                     m[f"scale_x{k}_share"] = v
+            t = time.time()
             ref = next(ref_frames, None) if ref_frames is not None else None
+            secs["reference_decode"] += time.time() - t
+            t = time.time()
             if ref is not None:
                 m["psnr_y"] = psnr_y(ref.rgb, fr.rgb, crop=0)
+            secs["psnr"] += time.time() - t
+            t = time.time()
             for name, it in others.items():
                 b = next(it)
                 if ref is not None:
                     m[f"{name}_psnr_y"] = psnr_y(ref.rgb, b.rgb, crop=0)
+            secs["compare"] += time.time() - t
+            t = time.time()
             if args.niqe_every and fr.index % args.niqe_every == 0 and min(fr.rgb.shape[:2]) >= 96:
                 m["niqe"] = niqe(fr.rgb)
+            secs["niqe"] += time.time() - t
             report.add(fr.index, m)
+            t = time.time()
             if writer:
                 writer.write(fr.rgb)
             if args.frames_dir:
                 write_image(Path(args.frames_dir) / f"frame_{fr.index:06d}.png", fr.rgb)
+            secs["output"] += time.time() - t
             yield fr, m
 
     try:
@@ -251,7 +264,8 @@ def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
         raise InputError(f"{src.where}: no frames played")
     report.extra = {"concealed_frames": stats.concealed_frames, "missing_segments": stats.missing_segments,
                     "frames_without_map": stats.frames_without_map,
-                    "timing_s": {k: round(v, 3) for k, v in stats.seconds.items()} | {"total": round(time.time() - t0, 3)}}
+                    "timing_s": {k: round(v, 3) for k, v in secs.items() if v >= 5e-4} | {"total": round(time.time() - t0, 3)}}
+    report.extra["stage_fps"] = {k: round(n / v, 3) for k, v in report.extra["timing_s"].items() if v > 0}
     if abr_summary is not None:
         report.extra["abr"] = abr_summary
     if args.report:
@@ -272,8 +286,13 @@ def summary(report: Report, console) -> None:
         if v and k != "concealed":
             t.add_row(k, f"{v['mean']:.4f}", f"{v['min']:.4f}", f"{v['max']:.4f}")
     console.print(t)
-    console.print(f"concealed frames: {d['concealed_frames']}, frames without a scale map: {d['frames_without_map']}, "
-                  f"seconds: {d['timing_s']}")
+    console.print(f"concealed frames: {d['concealed_frames']}, frames without a scale map: {d['frames_without_map']}")
+    st = Table(title="time per stage (this run)")
+    for c in ("stage", "seconds", "frames/s"):
+        st.add_column(c)
+    for k, v in d["timing_s"].items():
+        st.add_row(k, f"{v:.2f}", f"{d['stage_fps'].get(k, 0):.2f}")
+    console.print(st)
 
 
 def main(argv: list[str] | None = None) -> int:
