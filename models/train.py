@@ -68,6 +68,7 @@ class TrainConfig:
     block: int = 128
     band: int = 4
     init: str | None = None  # jointsr: warm start from a trained JointSR (safetensors file or run directory)
+    upsample_lr_mult: float = 0.1  # jointsr: learning rate of the Upsamples relative to --lr (0 = frozen)
     train_branches: bool = False  # default: branches frozen (their features need no backward pass)
 
 
@@ -410,13 +411,23 @@ def train_jointsr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     model = model.to(device)
     if not cfg.train_branches:
         model.branches.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
+    # the function-preserving init starts at the stitched per-scale models: Adam's per-weight steps of ~lr would
+    # random-walk the Upsamples away from it, so they train at lr * upsample_lr_mult (0 = frozen) and the
+    # deblock branch at lr
+    if cfg.upsample_lr_mult == 0:
+        model.upsamples.requires_grad_(False)
+        model.up.requires_grad_(False)
+    slow = {id(p) for p in [*model.upsamples.parameters(), *model.up.parameters()]}
+    params = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in slow]},
+              {"params": [p for p in model.parameters() if p.requires_grad and id(p) in slow],
+               "lr": cfg.lr * cfg.upsample_lr_mult}]
+    params = [g for g in params if g["params"]]
     fwd = torch.compile(model) if cfg.compile else model
     sampler = JointCropSampler(load_images(cfg.data), scales, cfg.block, cfg.grid)
     val_images = load_images(cfg.val) if cfg.val else []
     val_maps = optimal_maps(val_images, scales, cfg.block) if val_images else []
     n_params = count_params(model)
-    log(f"jointsr {scales} res_num {jcfg.res_num}: {n_params} params ({sum(p.numel() for p in params)} trained), "
+    log(f"jointsr {scales} res_num {jcfg.res_num}: {n_params} params ({sum(p.numel() for g in params for p in g['params'])} trained), "
         f"{len(sampler.crop.images)} training images, device {device}")
 
     def sample(g):
@@ -471,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     js.add_argument("--amp", choices=("bf16", "fp16", "none"), default=d.amp)
     js.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
     js.add_argument("--train-branches", action="store_true", help="fine-tune the branches too (slower)")
+    js.add_argument("--upsample-lr-mult", type=float, default=d.upsample_lr_mult,
+                    help="learning rate of the per-branch and final Upsamples relative to --lr (0 = frozen)")
     js.add_argument("--init", help="warm start from a trained JointSR (run directory or .safetensors), "
                                    "re-synchronised to --branches (newer per-scale models)")
     js.add_argument("--compile", action="store_true")
