@@ -262,7 +262,9 @@ def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
     n = len(report.frames)
     if n == 0:
         raise InputError(f"{src.where}: no frames played")
-    report.extra = {"concealed_frames": stats.concealed_frames, "missing_segments": stats.missing_segments,
+    compared = {name: {"rendition": r.name, "bitrate_kbps": r.bitrate_kbps, "upscaler": up.name}
+                for name, (r, up) in comparisons.items()}
+    report.extra = {"compare": compared, "concealed_frames": stats.concealed_frames, "missing_segments": stats.missing_segments,
                     "frames_without_map": stats.frames_without_map,
                     "timing_s": {k: round(v, 3) for k, v in secs.items() if v >= 5e-4} | {"total": round(time.time() - t0, 3)}}
     report.extra["stage_fps"] = {k: round(n / v, 3) for k, v in report.extra["timing_s"].items() if v > 0}

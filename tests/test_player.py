@@ -133,6 +133,9 @@ def test_compare_uniform_and_bicubic(stream, tmp_path):
     pm = r["pooled_metrics"]
     assert "bicubic_psnr_y" in pm and ("uniform_omnisr_psnr_y" in pm or "uniform_bicubic_psnr_y" in pm)
     assert pm["bicubic_psnr_y"]["mean"] == pytest.approx(pm["psnr_y"]["mean"])  # same stream, same upscaler
+    uni = [x for x in load(out).renditions if x.kind == "uniform"][0]
+    assert r["compare"]["bicubic"]["rendition"] == r["stream"]["rendition"]
+    assert [v["rendition"] for k, v in r["compare"].items() if k.startswith("uniform")] == [uni.name]
 
 
 def test_http_stream(stream, tmp_path):
