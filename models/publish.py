@@ -18,7 +18,8 @@ import torch
 from bbmr_stream.metrics import psnr_y_torch
 from bbmr_stream.resize import downscale, upscale
 from models.omnisr import count_params
-from models.registry import WEIGHTS_DIR, WeightsEntry, build_omnisr, load_state_dict_file, sha256_file
+import models.registry as registry
+from models.registry import WeightsEntry, build_omnisr, load_state_dict_file, sha256_file
 from models.train import crop_to_multiple, evaluate_sr, load_images
 
 METRIC_CONVENTION = ("PSNR-Y dB: BT.601 Y (16+65.481R+128.553G+24.966B, RGB in [0,1]) unrounded, peak 255, "
@@ -63,8 +64,8 @@ def publish_omnisr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], dat
     net.eval()
     scale = int(meta["config"]["scale"])
     log = [json.loads(line) for line in (ck / "log.jsonl").read_text().splitlines() if line.strip()]
-    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    dst = WEIGHTS_DIR / f"{weights_id}.safetensors"
+    registry.WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    dst = registry.WEIGHTS_DIR / f"{weights_id}.safetensors"
     from models.train import save_weights
 
     save_weights(net, dst, {"id": weights_id, "arch": "omnisr", "config": meta["config"], "input_range": "0,1"})
@@ -89,8 +90,6 @@ def publish_omnisr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], dat
 
 
 def write_entry(entry: WeightsEntry, path: Path | None = None) -> None:
-    import models.registry as registry
-
     path = path or registry.REGISTRY_FILE
     reg = json.loads(path.read_text()) if path.exists() else {"version": 1, "weights": []}
     reg["weights"] = [w for w in reg["weights"] if w["id"] != entry.id] + [entry.to_dict()]
@@ -103,7 +102,9 @@ def write_entry(entry: WeightsEntry, path: Path | None = None) -> None:
 JOINT_CONVENTION = ("PSNR-Y dB: BT.601 Y unrounded, crop 0, whole image (padded to 128-px blocks, padding cut), scale map "
                     "= optimal allocation under the bicubic scorer at the uniform-x4 LR budget, LR tiles by "
                     "bbmr_stream.downscale (frame mode, 8-bit), SR rounded to 8 bits; omnisr_o = uniform x4 through "
-                    "the x4 branch's OmniSR on the same images")
+                    "the x4 branch's OmniSR on the same images; stitched = each block by its scale's OmniSR alone "
+                    "(paper's case 3); omnisr_context = each scale's OmniSR on the whole plane, neighbours resampled "
+                    "in; all with the per-scale models JointSR was initialised from")
 
 
 def publish_jointsr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], data_dirs: list[str]) -> WeightsEntry:
@@ -120,26 +121,34 @@ def publish_jointsr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], da
     model = JointSR(cfg)
     model.load_state_dict(load_state_dict_file(ck / "model.safetensors"))
     model.eval()
-    dst = WEIGHTS_DIR / f"{weights_id}.safetensors"
+    registry.WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    dst = registry.WEIGHTS_DIR / f"{weights_id}.safetensors"
     from models.train import save_weights
 
     save_weights(model, dst, {"id": weights_id, "arch": "jointsr", "config": cfg.to_dict(), "input_range": "0,1"})
-    x4 = load_branch(meta["branches"]["4"]) if "4" in meta.get("branches", {}) else None
+    from bbmr_stream.evaluate import rescale
+    from bbmr_stream.metrics import psnr_y
+    from models.registry import SRModel
+    from models.upscalers import OmniSRUpscaler
+
+    branches = meta.get("branches", {})
+    nets = {int(k): SRModel(load_branch(v).eval(), int(k)) for k, v in branches.items()} \
+        if set(map(int, branches)) == set(cfg.scales) else {}
     metrics: dict = {"convention": JOINT_CONVENTION}
+
+    def mean_psnr(imgs, maps, up) -> float:
+        return round(float(np.mean([psnr_y(im, rescale(im, f, up, cfg.block).image)
+                                    for im, f in zip(imgs, maps)])), 3)
+
     for name, path in val_sets.items():
         imgs = load_images([path])
         maps = optimal_maps(imgs, cfg.scales, cfg.block)
         row = {"psnr_y": round(evaluate_jointsr(model, imgs, maps, torch.device("cpu")), 3), "images": len(imgs)}
-        if x4 is not None:
-            uni = [np.full(BlockGrid(im.shape[0], im.shape[1]).n_blocks, 4, np.uint8) for im in imgs]
-            from bbmr_stream.evaluate import rescale
-            from bbmr_stream.metrics import psnr_y
-            from models.registry import SRModel
-            from models.upscalers import OmniSRUpscaler
-
-            up = OmniSRUpscaler({4: SRModel(x4.eval(), 4)}, torch.device("cpu"))
-            row["omnisr_o_psnr_y"] = round(float(np.mean([psnr_y(im, rescale(im, u, up).image)
-                                                          for im, u in zip(imgs, uni)])), 3)
+        if nets:  # the per-scale models JointSR was initialised from, on the same maps / uniform x4
+            uni = [np.full(BlockGrid(im.shape[0], im.shape[1], cfg.block).n_blocks, 4, np.uint8) for im in imgs]
+            row["omnisr_o_psnr_y"] = mean_psnr(imgs, uni, OmniSRUpscaler(nets, torch.device("cpu")))
+            row["stitched_psnr_y"] = mean_psnr(imgs, maps, OmniSRUpscaler(nets, torch.device("cpu"), "tile"))
+            row["omnisr_context_psnr_y"] = mean_psnr(imgs, maps, OmniSRUpscaler(nets, torch.device("cpu")))
         metrics[name] = row
     log = [json.loads(line) for line in (ck / "log.jsonl").read_text().splitlines() if line.strip()]
     sets = [Path(d).name for d in data_dirs]
@@ -150,8 +159,10 @@ def publish_jointsr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], da
                   "licence_note": "trained on research-use-only images (SunHays80, BSD68): research use only"
                   if {"SunHays80", "BSD68"} & set(sets) else "openly licensed training data",
                   "iterations": int(meta["iterations"]), "wall_time_s": round(log[-1]["elapsed_s"], 1) if log else None,
-                  "branches": meta.get("branches"), "recipe": "frozen OmniSR branches; 384-px HR crops = 3x3 blocks, "
-                  "uniformly random scale per block; trained: per-branch Upsamples, deblock, final Upsample; L1, AdamW"},
+                  "branches": meta.get("branches"), "recipe": "frozen OmniSR branches, function-preserving init "
+                  "(step 0 == the per-scale models stitched per block); 384-px HR crops = 3x3 blocks, uniformly "
+                  "random scale per block; trained: deblock at lr, per-branch and final Upsamples at lr x "
+                  f"{meta.get('upsample_lr_mult', 'see log')}; L1, AdamW"},
         metrics=metrics)
     write_entry(entry)
     return entry

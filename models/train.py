@@ -441,7 +441,8 @@ def train_jointsr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
 
     def meta(it, record):
         return {"arch": "jointsr", "config": jcfg.to_dict(), "iterations": it, "input_range": "0,1",
-                "num_params": n_params, "branches": specs, "last": record}
+                "num_params": n_params, "branches": specs, "upsample_lr_mult": cfg.upsample_lr_mult,
+                "init": cfg.init, "last": record}
 
     validate = (lambda: evaluate_jointsr(model, val_images, val_maps, device)) if val_images else None
     return run_training(cfg, model, params, sample, loss_fn, validate, meta, resume, log, device)

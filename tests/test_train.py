@@ -64,7 +64,7 @@ def test_cli_bad_input(tmp_path, capsys):
     assert "bbmr-train: error:" in capsys.readouterr().err
 
 
-def test_jointsr_training_loss_falls(tmp_path, tiny_set):
+def test_jointsr_training_loss_falls(tmp_path, tiny_set, monkeypatch):
     from models.omnisr import OmniSR, OmniSRConfig
     from models.train import save_weights, train_jointsr
 
@@ -82,3 +82,16 @@ def test_jointsr_training_loss_falls(tmp_path, tiny_set):
     assert np.isfinite(rec["val_psnr_y"])
     losses = [r["loss"] for r in _losses(tmp_path / "js")]
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+
+    # publish into a temporary registry: the entry's sha256/params match the file, and the comparison
+    # metrics with the branch models (stitched, OmniSR-O, context) are there
+    import models.registry as registry
+    from models.publish import publish_jointsr
+
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "w")
+    monkeypatch.setattr(registry, "REGISTRY_FILE", tmp_path / "w" / "registry.json")
+    e = publish_jointsr(str(tmp_path / "js"), "jointsr-test", {"tiny": str(tiny_set)}, [str(tiny_set)])
+    m = registry.load_model("jointsr-test")
+    assert e.sha256 == registry.sha256_file(tmp_path / "w" / e.file) and e.training["iterations"] == 30
+    assert set(e.metrics["tiny"]) >= {"psnr_y", "stitched_psnr_y", "omnisr_o_psnr_y", "omnisr_context_psnr_y"}
+    assert m.cfg.block == 32
