@@ -4,7 +4,9 @@ feature space.
 Data path for a frame (or a batch of frames) cut into ``block`` x ``block`` HR blocks:
 
 1. per scale k, the LR tiles of the blocks at that scale (batched) go through an OmniSR feature branch
-   (OmniSR without its upsampler: input conv, OSAGs, output conv + long skip);
+   (OmniSR without its upsampler: input conv, OSAGs, output conv + long skip); with ``margin`` > 0 (ours, not
+   the paper's) each tile carries ``margin`` LR pixels of its neighbours (other scales resampled to 1/k), and
+   the branch features are cropped back to the tile;
 2. an Upsample (3x3 conv to C * r^2 channels + PixelShuffle(r), r = k / k_min) brings every branch to the
    common feature grid, 1/k_min of HR (the finest scale's LR grid; r = 1 is a plain 3x3 conv);
 3. the feature tiles are put back at their block positions: the full feature map F_r;
@@ -43,6 +45,7 @@ class JointSRConfig:
     band: int = 4  # feature pixels on each side of a block edge taken from the deblock branch
     deblock: bool = True
     deblock_feat: int = 32  # hidden channels of the deblock branch (its output has num_feat channels)
+    margin: int = 0  # LR pixels of neighbour context around each branch tile (0 = the paper: tile alone)
 
     @classmethod
     def from_dict(cls, d: dict) -> "JointSRConfig":
@@ -76,6 +79,32 @@ def edge_band_mask(grid_h: int, grid_w: int, fb: int, band: int, device=None) ->
         return near
 
     return (axis(grid_h)[:, None] | axis(grid_w)[None, :])[None, None]
+
+
+def context_tiles(tiles: dict[int, torch.Tensor], index: dict[int, torch.Tensor], k: int, n_frames: int,
+                  grid_h: int, grid_w: int, margin: int) -> torch.Tensor:
+    """The tiles of scale ``k`` with ``margin`` LR pixels of their neighbours around them: the frame's LR plane
+    at 1/k is assembled from all tiles (other scales resampled to 1/k, as the ``context`` border mode does),
+    padded by replication at the frame border, and cut around each tile of scale k.
+    Returns (N_k, 3, t + 2 * margin, t + 2 * margin), t = block / k, in the order of ``tiles[k]``."""
+    from bbmr_stream.upscale import resample_tiles
+
+    t = tiles[k].shape[-1]
+    ref = tiles[k]
+    n = n_frames * grid_h * grid_w
+    blocks = ref.new_zeros(n, ref.shape[1], t, t)
+    for kk, tt in tiles.items():
+        if tt.shape[0]:
+            blocks[index[kk].to(ref.device)] = resample_tiles(tt, kk, k).to(ref.dtype)
+    planes = (blocks.view(n_frames, grid_h, grid_w, -1, t, t).permute(0, 3, 1, 4, 2, 5)
+              .reshape(n_frames, -1, grid_h * t, grid_w * t))
+    planes = nn.functional.pad(planes, (margin,) * 4, mode="replicate")
+    out = []
+    for i in index[k].tolist():
+        fr, rest = divmod(i, grid_h * grid_w)
+        y, x = divmod(rest, grid_w)
+        out.append(planes[fr, :, y * t:y * t + t + 2 * margin, x * t:x * t + t + 2 * margin])
+    return torch.stack(out)
 
 
 class JointSR(nn.Module):
@@ -158,10 +187,16 @@ class JointSR(nn.Module):
         fb = cfg.feat_block
         n = n_frames * grid_h * grid_w
         feats = None
+        m = cfg.margin
         for k, t in tiles.items():
             if t.shape[0] == 0:
                 continue
-            f = self.upsamples[str(k)](self.branches[str(k)].features(t))
+            if m:  # Upsample before the crop: its 3x3 conv sees the neighbours' features too
+                e = m * (k // cfg.k_min)
+                t = context_tiles(tiles, index, k, n_frames, grid_h, grid_w, m)
+                f = self.upsamples[str(k)](self.branches[str(k)].features(t))[..., e:-e, e:-e]
+            else:
+                f = self.upsamples[str(k)](self.branches[str(k)].features(t))
             if feats is None:
                 feats = f.new_zeros(n, f.shape[1], fb, fb)
             feats[index[k].to(f.device)] = f.to(feats.dtype)

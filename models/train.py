@@ -68,6 +68,7 @@ class TrainConfig:
     block: int = 128
     band: int = 4
     init: str | None = None  # jointsr: warm start from a trained JointSR (safetensors file or run directory)
+    margin: int = 4  # jointsr: LR context pixels around each branch tile (0 = the paper's tile-only branches)
     upsample_lr_mult: float = 0.1  # jointsr: learning rate of the Upsamples relative to --lr (0 = frozen)
     train_branches: bool = False  # default: branches frozen (their features need no backward pass)
 
@@ -392,7 +393,7 @@ def train_jointsr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
             raise InputError(f"branch for x{k} is an x{n.cfg.scale} model")
     torch.manual_seed(cfg.seed)
     jcfg = JointSRConfig(scales=scales, res_num=res_num, num_feat=num_feat, window_size=window, block=cfg.block,
-                         band=cfg.band)
+                         band=cfg.band, margin=cfg.margin)
     model = JointSR(jcfg)
     if cfg.init:  # warm start: a trained JointSR re-synchronised to these branches
         from models.registry import load_state_dict_file
@@ -474,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     js.add_argument("--data", nargs="+", required=True)
     js.add_argument("--val", nargs="*", default=[])
     js.add_argument("--out", required=True)
-    for name, default in (("iters", 20_000), ("batch", 4), ("grid", 3), ("block", 128), ("band", 4),
+    for name, default in (("iters", 20_000), ("batch", 4), ("grid", 3), ("block", 128), ("band", 4), ("margin", d.margin),
                           ("decay_every", 5_000), ("seed", d.seed), ("threads", 0), ("val_every", 500),
                           ("log_every", 20)):
         js.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)

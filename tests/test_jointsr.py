@@ -80,6 +80,39 @@ def test_untrained_jointsr_equals_stitched_per_block_models(scales):
             {k: OmniSR(OmniSRConfig(scale=k, res_num=1, num_feat=16)) for k in (4, 8)})
 
 
+def test_untrained_jointsr_with_margin_equals_per_block_models_with_context():
+    """margin > 0: each block through its scale's OmniSR with `margin` LR pixels of the neighbours (other
+    scales resampled, frame border replicated), cropped and stitched."""
+    from bbmr_stream.upscale import resample_tiles
+
+    torch.manual_seed(3)
+    block, gh, gw, mg, scales = 128, 2, 3, 4, (2, 4, 8)
+    cfg = JointSRConfig(scales=scales, res_num=1, num_feat=16, block=block, margin=mg)
+    nets = {k: OmniSR(OmniSRConfig(scale=k, res_num=1, num_feat=16)).eval() for k in scales}
+    m = JointSR(cfg).eval()
+    m.load_branches(nets)
+    fmap = torch.tensor([2, 8, 4, 8, 8, 4])
+    tiles = {k: torch.rand(int((fmap == k).sum()), 3, block // k, block // k) for k in scales}
+    index = {k: torch.nonzero(fmap == k).flatten() for k in scales}
+    expect = torch.zeros(1, 3, gh * block, gw * block)
+    with torch.no_grad():
+        out = m(tiles, index, gh, gw)
+        for k in scales:
+            t = block // k
+            plane = torch.zeros(1, 3, gh * t, gw * t)
+            for kk in scales:
+                for j, i in enumerate(index[kk].tolist()):
+                    y, x = divmod(i, gw)
+                    plane[0, :, y * t:(y + 1) * t, x * t:(x + 1) * t] = resample_tiles(tiles[kk][j:j + 1], kk, k)[0]
+            plane = torch.nn.functional.pad(plane, (mg,) * 4, mode="replicate")
+            for i in index[k].tolist():
+                y, x = divmod(i, gw)
+                sr = nets[k](plane[..., y * t:y * t + t + 2 * mg, x * t:x * t + t + 2 * mg])
+                expect[0, :, y * block:(y + 1) * block, x * block:(x + 1) * block] = \
+                    sr[0, :, mg * k:mg * k + block, mg * k:mg * k + block]
+    torch.testing.assert_close(out, expect, atol=1e-5, rtol=1e-4)
+
+
 def test_resync_to_new_branches_keeps_trained_layers():
     torch.manual_seed(2)
     block, scales = 128, (2, 4, 8)
