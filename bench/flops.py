@@ -39,11 +39,12 @@ def count(fn) -> int:
     return fc.get_total_flops()
 
 
-def measure(h: int, w: int, res_num: int) -> dict:
+def measure(h: int, w: int, res_num: int, margin: int = 0) -> dict:
     dev = torch.device("meta")
     gh, gw = -(-h // 128), -(-w // 128)
     o = OmniSR(OmniSRConfig(scale=4, res_num=res_num)).to(dev).eval()
-    j = JointSR(JointSRConfig(res_num=res_num)).to(dev).eval()
+    j = JointSR(JointSRConfig(res_num=res_num, margin=margin)).to(dev).eval()
+    mg = 2 * margin
     f = typical_map(gh * gw)
     tiles = {k: torch.empty(int((f == k).sum()), 3, 128 // k, 128 // k, device=dev) for k in (2, 4, 8)}
     index = {k: torch.from_numpy(np.flatnonzero(f == k)) for k in (2, 4, 8)}
@@ -51,13 +52,15 @@ def measure(h: int, w: int, res_num: int) -> dict:
         f_o = count(lambda: o(torch.empty(1, 3, h // 4, w // 4, device=dev)))
         f_j = count(lambda: j(tiles, index, gh, gw))
         parts = {
-            "branches": count(lambda: [j.branches[str(k)].features(t) for k, t in tiles.items()]),
-            "upsamples": count(lambda: [j.upsamples[str(k)](torch.empty(t.shape[0], 64, 128 // k, 128 // k,
+            "branches": count(lambda: [j.branches[str(k)].features(
+                torch.empty(t.shape[0], 3, 128 // k + mg, 128 // k + mg, device=dev)) for k, t in tiles.items()]),
+            "upsamples": count(lambda: [j.upsamples[str(k)](torch.empty(t.shape[0], 64, 128 // k + 2 * bool(mg),
+                                                                      128 // k + 2 * bool(mg),
                                                                       device=dev)) for k, t in tiles.items()]),
             "deblock": count(lambda: j.replace_edges(torch.empty(1, 64, gh * 64, gw * 64, device=dev), gh, gw)),
             "final_up": count(lambda: j.up(torch.empty(1, 64, gh * 64, gw * 64, device=dev))),
         }
-    return {"frame": f"{w}x{h}", "res_num": res_num, "omnisr_o_gflops": f_o / 1e9, "jointsr_gflops": f_j / 1e9,
+    return {"frame": f"{w}x{h}", "res_num": res_num, "margin": margin, "omnisr_o_gflops": f_o / 1e9, "jointsr_gflops": f_j / 1e9,
             "ratio": f_j / f_o, "jointsr_parts_gflops": {k: v / 1e9 for k, v in parts.items()},
             "shares": {str(k): float(np.mean(f == k)) for k in (2, 4, 8)}}
 
@@ -65,9 +68,10 @@ def measure(h: int, w: int, res_num: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--res-num", type=int, nargs="+", default=[1, 5])
+    ap.add_argument("--margin", type=int, nargs="+", default=[0, 4])
     ap.add_argument("--json")
     args = ap.parse_args()
-    rows = [measure(h, w, r) for r in args.res_num for (h, w) in ((1080, 1920), (2160, 3840))]
+    rows = [measure(h, w, r, m) for r in args.res_num for m in args.margin for (h, w) in ((1080, 1920), (2160, 3840))]
     emit(rows, args.json)
 
 

@@ -81,6 +81,10 @@ def edge_band_mask(grid_h: int, grid_w: int, fb: int, band: int, device=None) ->
     return (axis(grid_h)[:, None] | axis(grid_w)[None, :])[None, None]
 
 
+def f_end(m: int) -> int | None:
+    return -(m - 1) if m > 1 else None
+
+
 def context_tiles(tiles: dict[int, torch.Tensor], index: dict[int, torch.Tensor], k: int, n_frames: int,
                   grid_h: int, grid_w: int, margin: int) -> torch.Tensor:
     """The tiles of scale ``k`` with ``margin`` LR pixels of their neighbours around them: the frame's LR plane
@@ -191,10 +195,11 @@ class JointSR(nn.Module):
         for k, t in tiles.items():
             if t.shape[0] == 0:
                 continue
-            if m:  # Upsample before the crop: its 3x3 conv sees the neighbours' features too
-                e = m * (k // cfg.k_min)
+            if m:  # keep 1 feature pixel of context for the Upsample's 3x3 conv, crop after it
+                r = k // cfg.k_min
                 t = context_tiles(tiles, index, k, n_frames, grid_h, grid_w, m)
-                f = self.upsamples[str(k)](self.branches[str(k)].features(t))[..., e:-e, e:-e]
+                f = self.branches[str(k)].features(t)[..., m - 1:f_end(m), m - 1:f_end(m)]
+                f = self.upsamples[str(k)](f)[..., r:-r, r:-r]
             else:
                 f = self.upsamples[str(k)](self.branches[str(k)].features(t))
             if feats is None:
