@@ -59,17 +59,32 @@ def main() -> None:
     ap.add_argument("paths", nargs="+")
     ap.add_argument("--scorer", default="light")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--branches", nargs="+", metavar="K=DIR", help="per-scale OmniSR checkpoint dirs for the "
+                    "scorer, OmniSR-O and the stitched baselines (default: the shipped light models)")
+    ap.add_argument("--limit", type=int, help="only the first N images")
     ap.add_argument("--jointsr", help="a `bbmr-train jointsr` checkpoint directory (default: shipped weights)")
     ap.add_argument("--json")
     args = ap.parse_args()
     dev = pick_device(args.device)
     scales = (2, 4, 8)
-    scorer = make_scorer(args.scorer, scales, dev)
-    ups = {"omnisr_context": make_upscaler("omnisr", scales, dev, "context"),
-           "omnisr_stitched": make_upscaler("omnisr", scales, dev, "tile"),
+    if args.branches:  # explicit per-scale models (e.g. the ones a JointSR checkpoint was initialised from)
+        from models.registry import SRModel
+        from models.scorers import scorer_from_models
+        from models.train import load_branch
+        from models.upscalers import OmniSRUpscaler
+
+        nets = {int(k): SRModel(load_branch(v).eval().to(dev), int(k))
+                for k, v in (b.split("=", 1) for b in args.branches)}
+        scorer = scorer_from_models(nets, scales, dev)
+        ups = {"omnisr_context": OmniSRUpscaler(nets, dev, "context"), "omnisr_stitched": OmniSRUpscaler(nets, dev, "tile")}
+    else:
+        scorer = make_scorer(args.scorer, scales, dev)
+        ups = {"omnisr_context": make_upscaler("omnisr", scales, dev, "context"),
+               "omnisr_stitched": make_upscaler("omnisr", scales, dev, "tile")}
+    ups |= {
            "jointsr": make_upscaler("jointsr", scales, dev) if not args.jointsr else _from_dir(args.jointsr, dev)}
     rows = []
-    for p in list_images(args.paths):
+    for p in list_images(args.paths)[: args.limit]:
         img = read_image(p)
         g = BlockGrid(img.shape[0], img.shape[1])
         f = allocate("optimal", scorer.score(torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(dev)),
@@ -97,7 +112,7 @@ def main() -> None:
     names = list(rows[0]["psnr_y"])
     mean = {k: {n: float(np.mean([r[k][n] for r in rows])) for n in names} for k in ("psnr_y", "edge_mse",
                                                                                    "interior_mse")}
-    out = {"scorer": args.scorer, "jointsr": args.jointsr or "shipped", "images": rows, "mean": mean,
+    out = {"scorer": args.scorer, "jointsr": args.jointsr or "shipped", "branches": args.branches or "shipped", "images": rows, "mean": mean,
            "conventions": "PSNR-Y BT.601 crop 0; edge band = HR pixels within 8 px of an internal block edge"}
     emit(out, args.json)
 

@@ -26,7 +26,12 @@ def make_model_scorer(name: str, scales: Sequence[int], device: torch.device, bo
                       ) -> RoundTripScorer:
     if name not in FAMILIES:
         raise WeightsError(f"unknown scorer {name!r} (choose from bicubic, {', '.join(FAMILIES)})")
-    models = load_family(FAMILIES[name], scales, device)
+    return scorer_from_models(load_family(FAMILIES[name], scales, device), scales, device, border, name)
+
+
+def scorer_from_models(models: dict[int, torch.nn.Module], scales: Sequence[int], device: torch.device,
+                       border: str = "context", name: str = "light") -> RoundTripScorer:
+    """A round-trip scorer over given per-scale SR models (``{k: model}``)."""
 
     def sr(x: torch.Tensor, k: int) -> torch.Tensor:
         x = x.to(device)
