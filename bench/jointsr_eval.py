@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--branches", nargs="+", metavar="K=DIR", help="per-scale OmniSR checkpoint dirs for the "
                     "scorer, OmniSR-O and the stitched baselines (default: the shipped light models)")
     ap.add_argument("--limit", type=int, help="only the first N images")
+    ap.add_argument("--skip", type=int, default=0, help="leave out the first N images")
     ap.add_argument("--jointsr", help="a `bbmr-train jointsr` checkpoint directory (default: shipped weights)")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -84,7 +85,7 @@ def main() -> None:
     ups |= {
            "jointsr": make_upscaler("jointsr", scales, dev) if not args.jointsr else _from_dir(args.jointsr, dev)}
     rows = []
-    for p in list_images(args.paths)[: args.limit]:
+    for p in list_images(args.paths)[args.skip:][: args.limit]:
         img = read_image(p)
         g = BlockGrid(img.shape[0], img.shape[1])
         f = allocate("optimal", scorer.score(torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(dev)),
