@@ -14,15 +14,24 @@ def _clip(path: Path) -> None:
 
     base = np.asarray(data.astronaut()[:, :, :3])
     rng = np.random.default_rng(0)
+
+    def frame(i: int) -> np.ndarray:
+        img = base[20 + 7 * i:20 + 7 * i + H, 30:30 + W].copy()
+        y, x = (i * 37) % (H - 60), (i * 53) % (W - 60)
+        img[y:y + 60, x:x + 60] = rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)
+        img[:, (i * 29) % W:] //= 3  # flat dark area that moves
+        return img
+
+    _write_lossless(path, (frame(i) for i in range(N)), W, H)
+
+
+def _write_lossless(path: Path, frames, width: int, height: int) -> None:
+    """RGB frames -> H.264 qp 0 4:4:4 at FPS, pts 0, 1, 2, ..."""
     with av.open(str(path), "w") as out:
         s = out.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt = W, H, "yuv444p"
+        s.width, s.height, s.pix_fmt = width, height, "yuv444p"
         s.codec_context.options = {"qp": "0", "preset": "ultrafast"}
-        for i in range(N):
-            img = base[20 + 7 * i:20 + 7 * i + H, 30:30 + W].copy()
-            y, x = (i * 37) % (H - 60), (i * 53) % (W - 60)
-            img[y:y + 60, x:x + 60] = rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)
-            img[:, (i * 29) % W:] //= 3  # flat dark area that moves
+        for i, img in enumerate(frames):
             f = av.VideoFrame.from_ndarray(img, format="rgb24")
             f.pts = i
             for p in s.encode(f):
@@ -39,19 +48,12 @@ def _texture_clip(path: Path, n: int = N) -> None:
 
     base = np.asarray(data.brick())
     yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt = 384, 256, "yuv444p"
-        s.codec_context.options = {"qp": "0", "preset": "ultrafast"}
-        for i in range(n):
-            img = np.empty((256, 384, 3), np.uint8)
-            img[:, :128] = base[5 * i:5 * i + 256, 3 * i:3 * i + 128, None]
-            t = 0.3 * i
-            for c, (a, b) in enumerate(((0.011, 0.004), (0.006, 0.009), (0.003, 0.007))):
-                img[:, 128:, c] = (128 + 90 * np.sin(a * xx + b * yy + t + c)).astype(np.uint8)
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
+
+    def frame(i: int) -> np.ndarray:
+        img = np.empty((256, 384, 3), np.uint8)
+        img[:, :128] = base[5 * i:5 * i + 256, 3 * i:3 * i + 128, None]
+        for c, (a, b) in enumerate(((0.011, 0.004), (0.006, 0.009), (0.003, 0.007))):
+            img[:, 128:, c] = (128 + 90 * np.sin(a * xx + b * yy + 0.3 * i + c)).astype(np.uint8)
+        return img
+
+    _write_lossless(path, (frame(i) for i in range(n)), 384, 256)

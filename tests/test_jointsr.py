@@ -51,6 +51,12 @@ def test_uniform_map_and_batch_of_frames(tiny):
     torch.testing.assert_close(both[1:], one)
 
 
+def _random_tiles(fmap: torch.Tensor, scales, block: int):
+    """Random LR tiles for a flat scale map: ({k: (N_k, 3, block/k, block/k)}, {k: block indices})."""
+    tiles = {k: torch.rand(int((fmap == k).sum()), 3, block // k, block // k) for k in scales}
+    return tiles, {k: torch.nonzero(fmap == k).flatten() for k in scales}
+
+
 @pytest.mark.parametrize("scales", [(2, 4), (2, 4, 8), (4, 8)])
 def test_untrained_jointsr_equals_stitched_per_block_models(scales):
     """Function-preserving init: JointSR from per-scale OmniSRs == those models per block, stitched."""
@@ -64,8 +70,7 @@ def test_untrained_jointsr_equals_stitched_per_block_models(scales):
     m = JointSR(cfg).eval()
     m.load_branches(nets)
     fmap = torch.tensor([scales[i % len(scales)] for i in (0, 1, 2, 2, 1, 0)][: gh * gw])
-    tiles = {k: torch.rand(int((fmap == k).sum()), 3, block // k, block // k) for k in scales}
-    index = {k: torch.nonzero(fmap == k).flatten() for k in scales}
+    tiles, index = _random_tiles(fmap, scales, block)
     expect = torch.zeros(1, 3, gh * block, gw * block)
     with torch.no_grad():
         out = m(tiles, index, gh, gw)
@@ -92,8 +97,7 @@ def test_untrained_jointsr_with_margin_equals_per_block_models_with_context():
     m = JointSR(cfg).eval()
     m.load_branches(nets)
     fmap = torch.tensor([2, 8, 4, 8, 8, 4])
-    tiles = {k: torch.rand(int((fmap == k).sum()), 3, block // k, block // k) for k in scales}
-    index = {k: torch.nonzero(fmap == k).flatten() for k in scales}
+    tiles, index = _random_tiles(fmap, scales, block)
     expect = torch.zeros(1, 3, gh * block, gw * block)
     with torch.no_grad():
         out = m(tiles, index, gh, gw)
