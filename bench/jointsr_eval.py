@@ -38,20 +38,9 @@ def edge_mask(h: int, w: int, block: int = 128, band: int = 8) -> np.ndarray:
 
 
 def _from_dir(path: str, dev: torch.device):
-    import json
-    from pathlib import Path
+    from models.jointsr import JointSRUpscaler, load_run
 
-    from safetensors import safe_open
-
-    from models.jointsr import JointSR, JointSRConfig, JointSRUpscaler
-    from models.registry import load_state_dict_file
-
-    f = Path(path) / "model.safetensors"
-    with safe_open(str(f), "pt") as h:
-        meta = {k: json.loads(v) for k, v in (h.metadata() or {}).items()}
-    net = JointSR(JointSRConfig.from_dict(meta["config"]))
-    net.load_state_dict(load_state_dict_file(f))
-    return JointSRUpscaler(net.eval(), dev)
+    return JointSRUpscaler(load_run(path)[0], dev)
 
 
 def main() -> None:

@@ -251,6 +251,23 @@ class JointSR(nn.Module):
         return torch.where(mask, fd, fr)
 
 
+def load_run(run_dir) -> tuple["JointSR", dict]:
+    """The JointSR in a `bbmr-train jointsr` run directory (its model.safetensors) and the file's metadata."""
+    import json
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from models.registry import load_state_dict_file
+
+    f = Path(run_dir) / "model.safetensors"
+    with safe_open(str(f), "pt") as h:
+        meta = {k: json.loads(v) for k, v in (h.metadata() or {}).items()}
+    model = JointSR(JointSRConfig.from_dict(meta["config"]))
+    model.load_state_dict(load_state_dict_file(f))
+    return model.eval(), meta
+
+
 class JointSRUpscaler:
     """:class:`~bbmr_stream.upscale.Upscaler` adapter: LRBlocks -> padded HR frame in [0, 1]."""
 

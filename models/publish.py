@@ -108,19 +108,13 @@ JOINT_CONVENTION = ("PSNR-Y dB: BT.601 Y unrounded, crop 0, whole image (padded 
 
 
 def publish_jointsr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], data_dirs: list[str]) -> WeightsEntry:
-    from safetensors import safe_open
-
     from bbmr_stream.blocks import BlockGrid
-    from models.jointsr import JointSR, JointSRConfig
+    from models.jointsr import load_run
     from models.train import evaluate_jointsr, load_branch, optimal_maps
 
     ck = Path(ckpt_dir)
-    with safe_open(str(ck / "model.safetensors"), "pt") as f:
-        meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
-    cfg = JointSRConfig.from_dict(meta["config"])
-    model = JointSR(cfg)
-    model.load_state_dict(load_state_dict_file(ck / "model.safetensors"))
-    model.eval()
+    model, meta = load_run(ck)
+    cfg = model.cfg
     registry.WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     dst = registry.WEIGHTS_DIR / f"{weights_id}.safetensors"
     from models.train import save_weights
