@@ -95,3 +95,18 @@ def test_jointsr_training_loss_falls(tmp_path, tiny_set, monkeypatch):
     assert e.sha256 == registry.sha256_file(tmp_path / "w" / e.file) and e.training["iterations"] == 30
     assert set(e.metrics["tiny"]) >= {"psnr_y", "stitched_psnr_y", "omnisr_o_psnr_y", "omnisr_context_psnr_y"}
     assert m.cfg.block == 32
+
+
+def test_amp_auto_uses_bf16_only_where_native(monkeypatch):
+    import torch
+
+    import models.train as tr
+
+    cpu = torch.device("cpu")
+    assert tr.resolve_amp("bf16", cpu) == "bf16" and tr.resolve_amp("none", cpu) == "none"
+    monkeypatch.setattr(tr, "native_bf16", lambda dev: False)
+    assert tr.resolve_amp("auto", cpu) == "none"
+    assert tr._amp(TrainConfig(amp="auto"), cpu) == (torch.float32, False)
+    monkeypatch.setattr(tr, "native_bf16", lambda dev: True)
+    assert tr.resolve_amp("auto", cpu) == "bf16"
+    assert tr.resolve_amp("auto", torch.device("cuda")) == "fp16"
