@@ -153,10 +153,25 @@ def publish_jointsr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], da
                   "licence_note": "trained on research-use-only images (SunHays80, BSD68): research use only"
                   if {"SunHays80", "BSD68"} & set(sets) else "openly licensed training data",
                   "iterations": int(meta["iterations"]), "wall_time_s": round(log[-1]["elapsed_s"], 1) if log else None,
-                  "branches": meta.get("branches"), "recipe": "frozen OmniSR branches, function-preserving init "
+                  "branches": meta.get("branches"), "warm_start": _warm_start(meta.get("init")), "recipe": "frozen OmniSR branches, function-preserving init "
                   "(step 0 == the per-scale models stitched per block); 384-px HR crops = 3x3 blocks, uniformly "
                   "random scale per block; trained: deblock at lr, per-branch and final Upsamples at lr x "
                   f"{meta.get('upsample_lr_mult', 'see log')}; L1, AdamW"},
         metrics=metrics)
     write_entry(entry)
     return entry
+
+
+def _warm_start(init: str | None) -> dict | None:
+    """Where a warm-started JointSR came from and how many iterations that run had (when still readable)."""
+    if not init:
+        return None
+    from safetensors import safe_open
+
+    f = Path(init) / "model.safetensors" if Path(init).is_dir() else Path(init)
+    try:
+        with safe_open(str(f), "pt") as h:
+            it = json.loads((h.metadata() or {}).get("iterations", "null"))
+    except (OSError, ValueError, TypeError):
+        it = None
+    return {"from": str(init), "iterations": it}
