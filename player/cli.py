@@ -227,14 +227,16 @@ def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
                 m["psnr_y"] = psnr_y(ref.rgb, fr.rgb, crop=0)
             secs["psnr"] += time.time() - t
             t = time.time()
-            for name, it in others.items():
-                b = next(it)
-                if ref is not None:
+            compared = {name: next(it) for name, it in others.items()}
+            if ref is not None:
+                for name, b in compared.items():
                     m[f"{name}_psnr_y"] = psnr_y(ref.rgb, b.rgb, crop=0)
             secs["compare"] += time.time() - t
             t = time.time()
             if args.niqe_every and fr.index % args.niqe_every == 0 and min(fr.rgb.shape[:2]) >= 96:
                 m["niqe"] = niqe(fr.rgb)
+                for name, b in compared.items():  # the comparison columns get NIQE too (no reference needed)
+                    m[f"{name}_niqe"] = niqe(b.rgb)
             secs["niqe"] += time.time() - t
             report.add(fr.index, m)
             t = time.time()

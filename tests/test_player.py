@@ -128,11 +128,13 @@ def test_compare_uniform_and_bicubic(stream, tmp_path):
     src, out = stream
     rep = tmp_path / "r.json"
     assert play([str(out), "--headless", "--reference", str(src), "--report", str(rep), "--upscaler", "bicubic",
-                 "--compare", "uniform,bicubic", "--niqe-every", "0"]) == 0
+                 "--compare", "uniform,bicubic", "--niqe-every", "2"]) == 0
     r = json.loads(rep.read_text())
     pm = r["pooled_metrics"]
     assert "bicubic_psnr_y" in pm and ("uniform_omnisr_psnr_y" in pm or "uniform_bicubic_psnr_y" in pm)
     assert pm["bicubic_psnr_y"]["mean"] == pytest.approx(pm["psnr_y"]["mean"])  # same stream, same upscaler
+    assert pm["bicubic_niqe"]["mean"] == pytest.approx(pm["niqe"]["mean"])  # NIQE of the comparison columns too
+    assert any(k.startswith("uniform_") and k.endswith("_niqe") for k in pm)
     uni = [x for x in load(out).renditions if x.kind == "uniform"][0]
     assert r["compare"]["bicubic"]["rendition"] == r["stream"]["rendition"]
     assert [v["rendition"] for k, v in r["compare"].items() if k.startswith("uniform")] == [uni.name]
