@@ -98,7 +98,8 @@ def main() -> None:
             row["edge_mse"][name] = float(d[mask].mean())
             row["interior_mse"][name] = float(d[~mask].mean())
         rows.append(row)
-        print(p.name, {k: round(v, 2) for k, v in row["psnr_y"].items()}, flush=True)
+        print(p.name, {k: round(v, 2) for k, v in row["psnr_y"].items()}, "edge MSE",
+              {k: round(v, 2) for k, v in row["edge_mse"].items()}, flush=True)
     names = list(rows[0]["psnr_y"])
     mean = {k: {n: float(np.mean([r[k][n] for r in rows])) for n in names} for k in ("psnr_y", "edge_mse",
                                                                                    "interior_mse")}
