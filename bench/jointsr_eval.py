@@ -9,8 +9,11 @@ region) of
 and, for the multi-scale reconstructions, the MSE on Y inside the 8-pixel HR band around internal block
 edges vs the rest (``edge_mse`` / ``interior_mse``): what the deblock branch is for.
 
-usage: python -m bench.jointsr_eval IMAGES... [--scorer light] [--jointsr CKPT_DIR] [--json out.json]
+usage: python -m bench.jointsr_eval IMAGES... [--scorer light] [--jointsr CKPT_DIR] [--skip N] [--limit N]
+       [--json out.json]
 (``--jointsr`` evaluates a `bbmr-train jointsr` checkpoint directory instead of the shipped weights)
+       python -m bench.jointsr_eval --merge part1.json part2.json ... --json all.json
+(one result from runs over disjoint image subsets, e.g. one 1-thread process per core with --skip/--limit)
 """
 
 from __future__ import annotations
@@ -37,6 +40,32 @@ def edge_mask(h: int, w: int, block: int = 128, band: int = 8) -> np.ndarray:
     return ny[:, None] | nx[None, :]
 
 
+KINDS = ("psnr_y", "edge_mse", "interior_mse")
+CONVENTIONS = "PSNR-Y BT.601 crop 0; edge band = HR pixels within 8 px of an internal block edge"
+
+
+def summarize(rows: list[dict], scorer: str, jointsr: str, branches) -> dict:
+    """The result document: per-image rows and their unweighted means (dB for PSNR-Y, Y MSE on [0,255])."""
+    names = list(rows[0]["psnr_y"])
+    mean = {k: {n: float(np.mean([r[k][n] for r in rows])) for n in names} for k in KINDS}
+    return {"scorer": scorer, "jointsr": jointsr, "branches": branches, "images": rows, "mean": mean,
+            "conventions": CONVENTIONS}
+
+
+def merge(parts: list[dict]) -> dict:
+    """Merge results over disjoint image subsets; they must come from the same models, scorer and conventions."""
+    keys = ("scorer", "jointsr", "branches", "conventions")
+    for p in parts[1:]:
+        diff = [k for k in keys if p.get(k) != parts[0].get(k)]
+        if diff:
+            raise ValueError(f"results differ in {', '.join(diff)}: not merged")
+    rows = [r for p in parts for r in p["images"]]
+    names = [r["name"] for r in rows]
+    if len(set(names)) != len(names):
+        raise ValueError("an image appears in more than one result: not merged")
+    return summarize(rows, parts[0]["scorer"], parts[0]["jointsr"], parts[0]["branches"])
+
+
 def _from_dir(path: str, dev: torch.device):
     from models.jointsr import JointSRUpscaler, load_run
 
@@ -45,7 +74,8 @@ def _from_dir(path: str, dev: torch.device):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("paths", nargs="+")
+    ap.add_argument("paths", nargs="*")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="merge earlier results instead of evaluating")
     ap.add_argument("--scorer", default="light")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--branches", nargs="+", metavar="K=DIR", help="per-scale OmniSR checkpoint dirs for the "
@@ -55,6 +85,17 @@ def main() -> None:
     ap.add_argument("--jointsr", help="a `bbmr-train jointsr` checkpoint directory (default: shipped weights)")
     ap.add_argument("--json")
     args = ap.parse_args()
+    if args.merge:
+        import json
+        from pathlib import Path
+
+        try:
+            emit(merge([json.loads(Path(p).read_text()) for p in args.merge]), args.json)
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit(f"error: {e}")
+        return
+    if not args.paths:
+        ap.error("give image paths, or --merge JSON...")
     dev = pick_device(args.device)
     scales = (2, 4, 8)
     if args.branches:  # explicit per-scale models (e.g. the ones a JointSR checkpoint was initialised from)
@@ -100,12 +141,7 @@ def main() -> None:
         rows.append(row)
         print(p.name, {k: round(v, 2) for k, v in row["psnr_y"].items()}, "edge MSE",
               {k: round(v, 2) for k, v in row["edge_mse"].items()}, flush=True)
-    names = list(rows[0]["psnr_y"])
-    mean = {k: {n: float(np.mean([r[k][n] for r in rows])) for n in names} for k in ("psnr_y", "edge_mse",
-                                                                                   "interior_mse")}
-    out = {"scorer": args.scorer, "jointsr": args.jointsr or "shipped", "branches": args.branches or "shipped", "images": rows, "mean": mean,
-           "conventions": "PSNR-Y BT.601 crop 0; edge band = HR pixels within 8 px of an internal block edge"}
-    emit(out, args.json)
+    emit(summarize(rows, args.scorer, args.jointsr or "shipped", args.branches or "shipped"), args.json)
 
 
 if __name__ == "__main__":
