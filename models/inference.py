@@ -20,39 +20,48 @@ def autocast_for(device: torch.device, half: bool | None = None):
 
 
 TILE = {"cuda": 192, "cpu": 1024}  # LR tile side by device: GPU memory vs. CPU RAM (24 GiB here)
+BATCH = {"cuda": 4, "cpu": 1}  # tiles per forward call: a 1024-px tile of a 1-OSAG OmniSR peaks at ~4 GB on CPU
+
+
+def tile_spans(n: int, tile: int) -> list[tuple[int, int]]:
+    """Split ``n`` pixels into the fewest spans of at most ``tile``, of equal size (+-1): no sliver tiles."""
+    parts = -(-n // tile)
+    size = -(-n // parts)
+    return [(i * size, min((i + 1) * size, n)) for i in range(parts) if i * size < n]
 
 
 @torch.no_grad()
 def tiled_sr(model: nn.Module, x: torch.Tensor, scale: int, tile: int | None = None, overlap: int = 16,
-             batch: int = 4, half: bool | None = None) -> torch.Tensor:
-    """(1, 3, h, w) LR in [0, 1] -> (1, 3, s*h, s*w) SR; tiles of ``tile`` px with ``overlap`` px margins.
+             batch: int | None = None, half: bool | None = None) -> torch.Tensor:
+    """(1, 3, h, w) LR in [0, 1] -> (1, 3, s*h, s*w) SR; tiles of at most ``tile`` px with ``overlap`` px margins.
 
     Default tile: 192 px on CUDA (batched), 1024 px on CPU, where a 1080p frame's x2 plane goes through in one
-    piece: OmniSR's ESA sees beyond a 16-px overlap, so tiling changes the result (and costs ~1.4x at 192 px)."""
+    piece: OmniSR's ESA sees beyond a 16-px overlap, so tiling changes the result (and costs ~1.4x at 192 px).
+    Larger planes (a 4K frame's x2 plane, 1920x1088) are cut into equal tiles, ``batch`` tiles of one shape per
+    forward call (default 4 on CUDA, 1 on CPU): peak memory is that of one call, whatever the frame size.
+    A model whose receptive radius is within ``overlap`` gives exactly its whole-plane result (tested)."""
     dev = x.device
     tile = tile or TILE.get(dev.type, 1024)
+    batch = batch or BATCH.get(dev.type, 1)
     _, c, h, w = x.shape
     if h <= tile + 2 * overlap and w <= tile + 2 * overlap:
         with autocast_for(dev, half):
             return model(x).float()
     out = torch.empty(1, c, h * scale, w * scale, device=dev)
-    boxes = [(y, xx) for y in range(0, h, tile) for xx in range(0, w, tile)]
-    for i in range(0, len(boxes), batch):
-        crops, metas = [], []
-        for y, xx in boxes[i:i + batch]:
+    groups: dict[tuple[int, int], list] = {}  # crop shape -> boxes: only same-shaped crops share a call
+    for y, ye in tile_spans(h, tile):
+        for xx, xe in tile_spans(w, tile):
             y0, x0 = max(y - overlap, 0), max(xx - overlap, 0)
-            y1, x1 = min(y + tile + overlap, h), min(xx + tile + overlap, w)
-            crops.append(x[..., y0:y1, x0:x1])
-            metas.append((y, xx, y0, x0, min(y + tile, h), min(xx + tile, w)))
-        # pad crops of one batch to a common size (edge crops are smaller)
-        hh = max(t.shape[-2] for t in crops)
-        ww = max(t.shape[-1] for t in crops)
-        stack = torch.cat([nn.functional.pad(t, (0, ww - t.shape[-1], 0, hh - t.shape[-2]), mode="replicate")
-                           for t in crops])
-        with autocast_for(dev, half):
-            sr = model(stack).float()
-        for j, (y, xx, y0, x0, ye, xe) in enumerate(metas):
-            oy, ox = (y - y0) * scale, (xx - x0) * scale
-            out[..., y * scale:ye * scale, xx * scale:xe * scale] = \
-                sr[j, :, oy:oy + (ye - y) * scale, ox:ox + (xe - xx) * scale]
+            y1, x1 = min(ye + overlap, h), min(xe + overlap, w)
+            groups.setdefault((y1 - y0, x1 - x0), []).append((y, ye, xx, xe, y0, y1, x0, x1))
+    for boxes in groups.values():
+        for i in range(0, len(boxes), batch):
+            part = boxes[i:i + batch]
+            stack = torch.cat([x[..., y0:y1, x0:x1] for _, _, _, _, y0, y1, x0, x1 in part])
+            with autocast_for(dev, half):
+                sr = model(stack).float()
+            for j, (y, ye, xx, xe, y0, _, x0, _) in enumerate(part):
+                oy, ox = (y - y0) * scale, (xx - x0) * scale
+                out[..., y * scale:ye * scale, xx * scale:xe * scale] = \
+                    sr[j, :, oy:oy + (ye - y) * scale, ox:ox + (xe - xx) * scale]
     return out
