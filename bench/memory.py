@@ -29,6 +29,7 @@ def run_stage(stage: str, w: int, h: int) -> dict:
 
     from bbmr_stream.blocks import BlockGrid
     from bbmr_stream.evaluate import make_scorer, make_upscaler, rescale
+    from bbmr_stream.resize import to_tensor
 
     dev = torch.device("cpu")
     rng = np.random.default_rng(0)
@@ -36,7 +37,7 @@ def run_stage(stage: str, w: int, h: int) -> dict:
     grid = BlockGrid(h, w)
     if stage == "scorer_light":
         s = make_scorer("light", (2, 4, 8), dev)
-        run = lambda: s.score(torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255))  # noqa: E731
+        run = lambda: s.score(to_tensor(img))  # noqa: E731
     else:
         f = (np.full(grid.n_blocks, 4, np.uint8) if stage == "omnisr_o" else
              rng.choice([2, 4, 8], size=grid.n_blocks, p=[0.12, 0.40, 0.48]).astype(np.uint8))

@@ -253,16 +253,12 @@ class JointSR(nn.Module):
 
 def load_run(run_dir) -> tuple["JointSR", dict]:
     """The JointSR in a `bbmr-train jointsr` run directory (its model.safetensors) and the file's metadata."""
-    import json
     from pathlib import Path
 
-    from safetensors import safe_open
-
-    from models.registry import load_state_dict_file
+    from models.registry import load_state_dict_file, read_metadata
 
     f = Path(run_dir) / "model.safetensors"
-    with safe_open(str(f), "pt") as h:
-        meta = {k: json.loads(v) for k, v in (h.metadata() or {}).items()}
+    meta = read_metadata(f)
     model = JointSR(JointSRConfig.from_dict(meta["config"]))
     model.load_state_dict(load_state_dict_file(f))
     return model.eval(), meta

@@ -19,7 +19,7 @@ from bbmr_stream.metrics import psnr_y_torch
 from bbmr_stream.resize import downscale, upscale
 from models.omnisr import count_params
 import models.registry as registry
-from models.registry import WeightsEntry, build_omnisr, load_state_dict_file, sha256_file
+from models.registry import WeightsEntry, build_omnisr, load_state_dict_file, read_metadata, sha256_file
 from models.train import crop_to_multiple, evaluate_sr, load_images
 
 METRIC_CONVENTION = ("PSNR-Y dB: BT.601 Y (16+65.481R+128.553G+24.966B, RGB in [0,1]) unrounded, peak 255, "
@@ -55,10 +55,7 @@ def measure(model: torch.nn.Module, scale: int, val_sets: dict[str, str]) -> dic
 
 def publish_omnisr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], data_dirs: list[str]) -> WeightsEntry:
     ck = Path(ckpt_dir)
-    from safetensors import safe_open
-
-    with safe_open(str(ck / "model.safetensors"), "pt") as f:
-        meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+    meta = read_metadata(ck / "model.safetensors")
     net = build_omnisr(meta["config"])
     net.load_state_dict(load_state_dict_file(ck / "model.safetensors"))
     net.eval()
@@ -166,12 +163,9 @@ def _warm_start(init: str | None) -> dict | None:
     """Where a warm-started JointSR came from and how many iterations that run had (when still readable)."""
     if not init:
         return None
-    from safetensors import safe_open
-
     f = Path(init) / "model.safetensors" if Path(init).is_dir() else Path(init)
     try:
-        with safe_open(str(f), "pt") as h:
-            it = json.loads((h.metadata() or {}).get("iterations", "null"))
+        it = read_metadata(f).get("iterations")
     except (OSError, ValueError, TypeError):
         it = None
     return {"from": str(init), "iterations": it}

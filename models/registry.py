@@ -98,6 +98,14 @@ def build_omnisr(config: dict) -> OmniSR:
     return OmniSR(OmniSRConfig(**config))
 
 
+def read_metadata(path: Path) -> dict:
+    """The JSON-encoded metadata of a safetensors file written by `bbmr-train` (config, iterations, ...)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+
+
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """safetensors, or an official ``.pth`` read without unpickling code (weights_only=True); thop's
     ``total_ops``/``total_params`` entries are dropped."""

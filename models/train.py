@@ -335,12 +335,9 @@ def load_branch(spec: str) -> OmniSR:
     """An OmniSR from a `bbmr-train sr` checkpoint directory or a registry id."""
     p = Path(spec)
     if p.is_dir():
-        from safetensors import safe_open
+        from models.registry import load_state_dict_file, read_metadata
 
-        from models.registry import load_state_dict_file
-
-        with safe_open(str(p / "model.safetensors"), "pt") as f:
-            meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+        meta = read_metadata(p / "model.safetensors")
         net = OmniSR(OmniSRConfig(**meta["config"]))
         net.load_state_dict(load_state_dict_file(p / "model.safetensors"))
         return net
