@@ -18,11 +18,10 @@ from typing import Iterator
 
 import numpy as np
 
+from bbmr_stream.colour import AV_TO_MATRIX, frame_to_rgb
 from bbmr_stream.imageio import InputError, check_input_file
 
-# FFmpeg AVColorSpace / AVColorRange / AVColorTransferCharacteristic values
-_MATRIX = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020", 10: "bt2020"}
-_SWS = {"bt709": "ITU709", "bt601": "ITU601", "bt2020": "BT2020"}
+# FFmpeg AVColorTransferCharacteristic values
 _HDR_TRC = {16: "PQ", 18: "HLG"}
 
 
@@ -77,7 +76,7 @@ def probe(path: str) -> SourceInfo:
         except Exception as e:
             raise InputError(f"{path}: cannot decode video ({e.__class__.__name__}: {e})") from None
         notes = []
-        matrix = _MATRIX.get(int(first.colorspace))
+        matrix = AV_TO_MATRIX.get(int(first.colorspace))
         if matrix is None:
             matrix = "bt709" if first.height >= 720 else "bt601"
             notes.append(f"colour matrix unspecified: assuming {matrix} for {first.height} lines")
@@ -98,7 +97,8 @@ def probe(path: str) -> SourceInfo:
 class Frame:
     index: int
     pts: int  # in SourceInfo.time_base
-    rgb: np.ndarray  # (H, W, 3) uint8
+    rgb: np.ndarray  # (H, W, 3) uint8, by the exact conversion of bbmr_stream.colour
+    y: np.ndarray  # (H, W) uint8: the source's own luma plane (the reference of video PSNR-Y)
 
 
 def frames(info: SourceInfo, max_frames: int | None = None) -> Iterator[Frame]:
@@ -112,14 +112,13 @@ def frames(info: SourceInfo, max_frames: int | None = None) -> Iterator[Frame]:
         for fr in c.decode(video=0):
             if max_frames is not None and n >= max_frames:
                 break
-            rgb = fr.reformat(format="rgb24", src_colorspace=_SWS[info.matrix],
-                              src_color_range="JPEG" if info.full_range else "MPEG",
-                              interpolation=av.video.reformatter.Interpolation.BICUBIC).to_ndarray()
+            rgb, y = frame_to_rgb(fr, info.matrix, info.full_range)
             if info.rotation:
                 rgb = np.ascontiguousarray(np.rot90(rgb, k=info.rotation // 90))
+                y = np.ascontiguousarray(np.rot90(y, k=info.rotation // 90))
             pts = fr.pts if fr.pts is not None else (0 if last_pts is None else last_pts + 1)
             last_pts = pts
-            yield Frame(n, int(pts), rgb)
+            yield Frame(n, int(pts), rgb, y)
             n += 1
     except av.error.FFmpegError as e:
         warnings.warn(f"{info.path}: decoding stopped after {n} frames ({e})")

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 SCHEMA_VERSION = 1
-MAX_RENDITIONS = 32
+MAX_RENDITIONS = 64
 MAX_SEGMENTS = 100_000
 MAX_SIDE = 16384  # pixels, source and LR pictures
 MAX_SEGMENT_BYTES = 1 << 30
@@ -34,7 +34,7 @@ class Segment:
 @dataclass
 class Rendition:
     name: str
-    kind: str  # "bbmr" (multi-scale + SEI scale maps) | "uniform" (uniform x4, SEI maps too) | "plain" (full size)
+    kind: str  # the rung family (bbmr_stream.family): "plain" | "plain-sr" | "uniform" | "bbmr"
     codec: str  # "h264" | "hevc"
     crf: float
     layout: str  # "atlas" | "planes" | "plain"
@@ -47,6 +47,7 @@ class Rendition:
     segments: list[Segment]
     psnr_y: float | None = None  # mean PSNR-Y of the reconstruction (see Manifest.conventions)
     psnr_y_upscaler: str | None = None
+    niqe: float | None = None  # mean NIQE of the first measured frames (MATLAB niqe.m), None if not measured
     weights: dict | None = None  # {"id", "sha256"} the player should use, None for bicubic
     share: dict = field(default_factory=dict)  # fraction of blocks per scale over the stream
     pictures: list = field(default_factory=list)  # [width, height] of each video stream (planes: one per scale)
@@ -130,7 +131,7 @@ def from_dict(d: dict) -> Manifest:
                                  overall=int(r["overall"]), lr_width=int(r["lr_width"]), lr_height=int(r["lr_height"]),
                                  bitrate_kbps=float(r["bitrate_kbps"]), playlist=_safe_rel(r["playlist"], "playlist"),
                                  segments=seg_objs, psnr_y=r.get("psnr_y"), psnr_y_upscaler=r.get("psnr_y_upscaler"),
-                                 weights=r.get("weights"), share=r.get("share", {}),
+                                 weights=r.get("weights"), share=r.get("share", {}), niqe=r.get("niqe"),
                                  pictures=_pictures(r)))
         audio = d.get("audio")
         return Manifest(source=src, block=block, overall=overall, scales=scales, resize=str(d["resize"]),

@@ -1,6 +1,9 @@
 """Quality metrics with the conventions of the SR literature.
 
-PSNR-Y: BT.601 luma of RGB in [0, 1], ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` (so Y is on the [0, 255]
+Video PSNR-Y (:func:`psnr_luma`): the source's own decoded Y plane vs the reconstruction's luma in the
+source's matrix (BT.709 for HD), as FFmpeg's ``psnr`` filter and libvmaf; peak 255, no crop.
+
+Image PSNR-Y (:func:`psnr_y`): BT.601 luma of RGB in [0, 1], ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` (so Y is on the [0, 255]
 scale, 16..235), *not* rounded; ``crop`` pixels removed at every border (SR papers use crop = scale; video
 reports use 0); peak 255. Identical images give ``inf``.
 
@@ -60,6 +63,24 @@ def psnr_y(a: np.ndarray, b: np.ndarray, crop: int = 0) -> float:
         raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
     d = _crop(rgb_to_y(a), crop) - _crop(rgb_to_y(b), crop)
     return float(mse_to_psnr(np.mean(d * d)))
+
+
+def psnr_plane(ref: np.ndarray, dist: np.ndarray) -> float:
+    """PSNR in dB (peak 255) between two (H, W) planes of 8-bit code values (``dist`` may be unrounded)."""
+    if ref.shape != dist.shape:
+        raise ValueError(f"shape mismatch {ref.shape} vs {dist.shape}")
+    d = np.asarray(ref, np.float64) - np.asarray(dist, np.float64)
+    return float(mse_to_psnr(np.mean(d * d)))
+
+
+def psnr_luma(ref_y: np.ndarray, rec_rgb: np.ndarray, matrix: str, full_range: bool = False) -> float:
+    """Video PSNR-Y: the source's decoded (H, W) uint8 luma plane vs the luma of an (H, W, 3) uint8 RGB
+    reconstruction in the source's own matrix and range (exact, unrounded: :func:`bbmr_stream.colour.luma`),
+    peak 255, no crop. For a reconstruction that is a decoded YUV picture this is FFmpeg's ``psnr`` filter on
+    Y (tested within 0.01 dB)."""
+    from bbmr_stream.colour import luma
+
+    return psnr_plane(ref_y, luma(rec_rgb, matrix, full_range))
 
 
 def psnr_y_torch(a: torch.Tensor, b: torch.Tensor, crop: int = 0) -> torch.Tensor:

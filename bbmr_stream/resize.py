@@ -47,6 +47,16 @@ def upscale(x: torch.Tensor, k: int) -> torch.Tensor:
     return y.clamp_(0.0, 1.0)
 
 
+def resize_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(N, C, H, W) float in [0, 1] -> (N, C, height, width) at any ratio, same convention: antialiased bicubic
+    when shrinking (per axis), plain bicubic when enlarging (what a display does with a low rung)."""
+    if x.shape[-2:] == (height, width):
+        return x
+    shrink = height < x.shape[-2] or width < x.shape[-1]
+    y = F.interpolate(x, size=(height, width), mode="bicubic", antialias=shrink, align_corners=False)
+    return y.clamp_(0.0, 1.0)
+
+
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32 in [0, 1]."""
     if img.dtype != np.uint8 or img.ndim != 3:

@@ -81,3 +81,7 @@ class BicubicUpscaler:
 
     def __call__(self, lr: LRBlocks) -> torch.Tensor:
         return upscale_blocks(lr, upscale, self.border)
+
+    def sr_plane(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """(1, 3, h, w) -> (1, 3, k*h, k*w) bicubic: a whole plane (plain-sr played without a model)."""
+        return upscale(x, k)

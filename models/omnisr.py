@@ -218,7 +218,8 @@ class Attention(nn.Module):
         q, k, v = self.to_qkv(t).view(t.shape[0], w1 * w2, 3, h, d // h).permute(2, 0, 3, 1, 4)
         bias = None
         if self.with_pe:
-            bias = self.rel_pos_bias(self.rel_pos_indices).permute(2, 0, 1).to(q.dtype)  # (h, n, n)
+            # (1, h, n, n): a 4-D mask takes SDPA's fused CPU kernel; a 3-D one falls back to the unfused path
+            bias = self.rel_pos_bias(self.rel_pos_indices).permute(2, 0, 1).unsqueeze(0).to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # scale = dim_head ** -0.5
         out = out.transpose(1, 2).reshape(b, nx, ny, w1, w2, d)
         return self.to_out(out)

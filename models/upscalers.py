@@ -25,6 +25,10 @@ class OmniSRUpscaler:
         self.models, self.device, self.border = models, device, border
         self.name = "omnisr"
 
+    def sr_plane(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """(1, 3, h, w) LR in [0, 1] -> (1, 3, k*h, k*w): the whole plane through the xk model (plain-sr)."""
+        return self._sr(x, k)
+
     def _sr(self, x: torch.Tensor, k: int) -> torch.Tensor:
         x = x.to(self.device)
         if x.shape[0] == 1:

@@ -24,45 +24,32 @@ import torch
 from bbmr_stream.allocate import DEFAULT_SCALES, allocate
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.cli import run_cli
+from bbmr_stream.decode import frames, probe
+from bbmr_stream.family import FAMILIES, Family, Geometry, RungSpec, make_family, parse_ladder, spec_of
 from bbmr_stream.imageio import InputError
 from bbmr_stream.manifest import Manifest, Rendition, Segment
-from bbmr_stream.metrics import psnr_y
-from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor, to_uint8
-from bbmr_stream.scalemap import ScaleMap
-from bbmr_stream.unpack import decode_lr, unpack_segment
-from bbmr_stream.decode import frames, probe
+from bbmr_stream.metrics import psnr_luma
+from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor
 from packager.encode import LREncoder
-from packager.pack import atlas_cols, atlas_rows, fit_to_rows, pack_frame, pack_planes, plane_sizes
 from packager.reuse import MapReuse
 from packager.segment import master_playlist, segment_hls
 
-DEFAULT_LADDER = "bbmr:18,bbmr:23,bbmr:28"
+DEFAULT_LADDER = "auto"
 
 
 @dataclass
 class Rung:
-    name: str
-    kind: str  # bbmr | uniform
-    crf: float
+    """One rendition being made: its spec, its family (how frames become pictures and back) and its encoder."""
+
+    spec: RungSpec
+    family: Family
     encoder: LREncoder | None = None
     ts: Path | None = None
-    shares: list = field(default_factory=list)
+    factors: list = field(default_factory=list)  # per frame, for the scale shares of block families
 
-
-def parse_ladder(text: str) -> list[Rung]:
-    rungs = []
-    for item in text.split(","):
-        kind, _, crf = item.strip().partition(":")
-        if kind not in ("bbmr", "uniform", "plain") or not crf:
-            raise InputError(f"--ladder items are bbmr:CRF, uniform:CRF or plain:CRF, got {item!r}")
-        try:
-            c = float(crf)
-        except ValueError:
-            raise InputError(f"--ladder: bad CRF {crf!r}") from None
-        rungs.append(Rung(f"{kind}_crf{crf}", kind, c))
-    if len({r.name for r in rungs}) != len(rungs):
-        raise InputError("--ladder has duplicate rungs")
-    return rungs
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,15 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--force", action="store_true", help="replace an existing --out")
     ap.add_argument("--scorer", default="light", help="bicubic | light | full (light: shipped 1-OSAG OmniSR)")
     ap.add_argument("--allocator", default="optimal", choices=("optimal", "paper", "uniform"))
-    ap.add_argument("--scales", default=",".join(map(str, DEFAULT_SCALES)))
-    ap.add_argument("--overall", type=int, default=4)
+    ap.add_argument("--scales", default=",".join(map(str, DEFAULT_SCALES)), help="BBMR block scales (default %(default)s)")
+    ap.add_argument("--overall", type=int, default=4, help="BBMR LR pixel budget = uniform x OVERALL (default 4)")
     ap.add_argument("--ladder", default=DEFAULT_LADDER,
-                    help="comma list of rungs: bbmr:CRF (multi-scale), uniform:CRF (uniform x4, for comparisons), "
-                         "plain:CRF (the source frames as ordinary H.264 at full size, for any HLS player)")
+                    help="auto (default: measure every family on a sample of the title and ship the rungs on the "
+                         "rate-quality front, see packager/ladder.py), or a comma list of plain:CRF, "
+                         "plain:WxH:CRF, plain-sr:K:CRF, uniform:CRF, bbmr:CRF (bbmr_stream/family.py)")
+    ap.add_argument("--study", help="--ladder auto: reuse the candidates measured by `bbmr-bench rd` on this "
+                    "title (its rd.json) instead of measuring them again")
+    ap.add_argument("--auto-max-rungs", type=int, default=8, help="--ladder auto: at most this many rungs")
+    ap.add_argument("--auto-sample-segments", type=int, default=3,
+                    help="--ladder auto: measure the candidates on this many segments spread over the title")
+    ap.add_argument("--auto-measure-frames", type=int, default=6,
+                    help="--ladder auto: PSNR-Y of each candidate on this many evenly spaced frames of the sample")
+    ap.add_argument("--block", type=int, default=128, help="BBMR block size in source pixels")
     ap.add_argument("--layout", choices=("atlas", "planes"), default="planes",
                     help="LR block streams: one atlas picture, or one picture per scale (docs/packager.md)")
     ap.add_argument("--codec", choices=("h264", "hevc"), default="h264")
-    ap.add_argument("--preset", default="medium")
+    ap.add_argument("--preset", default="medium", help="x264/x265 preset (default medium)")
     ap.add_argument("--lossless", action="store_true", help="x264 qp 0 / x265 lossless (tests, references)")
     ap.add_argument("--segment", type=float, default=2.0, help="segment (and GOP) duration in seconds")
     ap.add_argument("--realloc", choices=("auto", "gop", "every"), default="auto",
@@ -95,19 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
                     "auto (BBMR: jointsr, else omnisr; uniform: omnisr = OmniSR-O; else bicubic) | bicubic | "
                     "omnisr | jointsr")
     ap.add_argument("--no-measure", action="store_true", help="skip decoding the stream back to measure PSNR-Y")
-    ap.add_argument("--max-frames", type=int)
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--measure-frames", type=int, default=0,
+                    help="measure PSNR-Y on this many evenly spaced frames (0 = every frame)")
+    ap.add_argument("--niqe-frames", type=int, default=0, help="NIQE of the first N measured frames per rendition")
+    ap.add_argument("--max-frames", type=int, help="package only the first N frames (default: all)")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     return ap
 
 
-def pick_upscaler(name: str, scales, device, kind: str = "bbmr"):
-    """The upscaler a rendition is measured (and, by default, played) with. ``auto``: for BBMR renditions the
-    best shipped multi-scale model (jointsr, else omnisr), for uniform ones OmniSR-O (omnisr); else bicubic."""
+def pick_upscaler(name: str, family: type[Family] | Family, scales, device):
+    """The upscaler a rendition is measured (and, by default, played) with: ``auto`` takes the family's
+    preferred shipped model (BBMR: jointsr, else omnisr; uniform and plain-sr: omnisr), else bicubic."""
     from bbmr_stream.evaluate import make_upscaler
 
+    if family.name == "plain":
+        return "bicubic", None
     if name != "auto":
         return name, make_upscaler(name, scales, device)
-    for cand in (("jointsr", "omnisr") if kind == "bbmr" else ("omnisr",)):
+    for cand in family.upscalers:
         try:
             return cand, make_upscaler(cand, scales, device)
         except InputError:
@@ -115,160 +116,226 @@ def pick_upscaler(name: str, scales, device, kind: str = "bbmr"):
     return "bicubic", make_upscaler("bicubic", scales, device)
 
 
-def run(args: argparse.Namespace, console) -> Path:
+@dataclass
+class Allocation:
+    """The scorer + allocator state of the encode stage: the current per-block factors of BBMR rungs."""
+
+    scorer: object | None
+    reuse: MapReuse
+    factors: np.ndarray | None = None
+    seconds: dict = field(default_factory=lambda: {"score": 0.0, "allocate": 0.0})
+
+
+def source_frames(info, args, gop: int):
+    """The frames to package: all (up to ``--max-frames``), or, when ``args.sample`` lists segment indices (the
+    auto ladder's sample), the frames of those segments re-timed back to back (indices and pts contiguous)."""
+    from bbmr_stream.decode import Frame
+
+    segs = getattr(args, "sample", None)
+    if not segs:
+        yield from frames(info, args.max_frames)
+        return
+    want, last = set(segs), max(segs)
+    step = max(1, int(round(1 / (float(info.fps) * float(info.time_base)))))
+    j, pts0 = 0, None
+    for fr in frames(info, args.max_frames):
+        if fr.index // gop > last:
+            break
+        if fr.index // gop in want:
+            pts0 = fr.pts if pts0 is None else pts0
+            yield Frame(j, pts0 + j * step, fr.rgb, fr.y)
+            j += 1
+
+
+def make_rungs(specs: list[RungSpec], geo: Geometry, info, args, gop: int, work: Path) -> list[Rung]:
+    rungs = []
+    for spec in specs:
+        fam = make_family(spec, geo)
+        ts = work / f"{spec.name}.ts"
+        enc = LREncoder(ts, fam.sizes(), info.time_base, info.fps, args.codec, spec.crf, args.preset, gop,
+                        info.matrix, info.full_range, lossless=args.lossless)
+        rungs.append(Rung(spec, fam, enc, ts))
+    return rungs
+
+
+def allocate_frame(alloc: Allocation, x: torch.Tensor, rgb: np.ndarray, segment_start: bool, geo: Geometry,
+                   args, rate_crf: float, device) -> None:
+    """Re-score and re-allocate when the reuse policy says so (sets ``alloc.factors``)."""
+    if not alloc.reuse.needs_realloc(rgb, segment_start):
+        return
+    g = geo.grid
+    if alloc.scorer is None:
+        alloc.factors = np.full(g.n_blocks, geo.overall, np.uint8)
+    else:
+        t = time.time()
+        dist = alloc.scorer.score(x.to(device), g.block)
+        alloc.seconds["score"] += time.time() - t
+        t = time.time()
+        rate_kw = {}
+        if args.rate_lambda > 0:
+            from bbmr_stream.blocks import pad_tensor
+            from bbmr_stream.rate import h264_lambda, rate_proxy
+
+            rate_kw = {"rate": rate_proxy(pad_tensor(x, g.block), geo.scales, g.block, rate_crf),
+                       "lam": args.rate_lambda * h264_lambda(rate_crf)}
+        alloc.factors = allocate(args.allocator, dist, geo.scales, geo.overall, g.block,
+                                 weights=g.valid_fraction(), **rate_kw)
+        alloc.seconds["allocate"] += time.time() - t
+    alloc.reuse.allocated(rgb)
+
+
+def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, args, gop: int, device,
+                 console) -> tuple[int, dict]:
+    """decode -> (score -> allocate) -> pack -> encode + SEI, frame by frame; returns (frames, seconds)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    timing = {"decode": 0.0, "pack": 0.0, "encode": 0.0}
+    bbmr_crfs = sorted(r.spec.crf for r in rungs if r.family.allocates) or [23.0]
+    rate_crf = bbmr_crfs[len(bbmr_crfs) // 2]
+    needs_alloc = any(r.family.allocates for r in rungs)
+    total = min(info.frames or 0, args.max_frames or 10**9) or None
+    n = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("{task.fields[fps]:.2f} fps"), TimeRemainingColumn(), console=console) as prog:
+        task = prog.add_task(f"encoding {len(rungs)} renditions", total=total, fps=0.0)
+        t0 = t = time.time()
+        for fr in source_frames(info, args, gop):
+            timing["decode"] += time.time() - t
+            x = to_tensor(fr.rgb)
+            if needs_alloc:
+                allocate_frame(alloc, x, fr.rgb, fr.index % gop == 0, geo, args, rate_crf, device)
+            for r in rungs:
+                t = time.time()
+                f = r.family.fit(alloc.factors) if r.family.allocates else None
+                pics = r.family.pictures(x, f)
+                payload = r.family.scale_map(f, fr.index) if r.family.carries_map else None
+                timing["pack"] += time.time() - t
+                t = time.time()
+                r.encoder.encode(pics, fr.pts, payload)
+                timing["encode"] += time.time() - t
+                if r.family.carries_map:
+                    r.factors.append(r.family.block_factors(f))
+            n += 1
+            prog.update(task, advance=1, fps=n / (time.time() - t0))
+            t = time.time()
+        if n == 0:
+            raise InputError(f"{args.input}: no frames decoded")
+        t = time.time()
+        for r in rungs:
+            r.encoder.close()
+        timing["encode"] += time.time() - t
+    timing.update(alloc.seconds)
+    return n, timing
+
+
+def codecs_tag(codec: str) -> str:
+    """RFC 6381 CODECS value of our streams (x264 High, level 4.0 nominal; x265 Main)."""
+    return "avc1.640028" if codec == "h264" else "hvc1.1.6.L120.90"
+
+
+def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, args) -> list[Rendition]:
+    """Each rung's MPEG-TS -> HLS segments + media playlist; a Rendition per rung (bytes as shipped)."""
+    out = []
+    for r in rungs:
+        playlist, segs = segment_hls(r.ts, tmp, r.name, args.segment)
+        seg_objs, first = [], 0
+        for s in segs:
+            nf = int(round(s.duration_s * float(info.fps)))
+            seg_objs.append(Segment(s.file, s.duration_s, s.bytes, first, nf))
+            first += nf
+        if seg_objs:  # the last segment takes the rounding remainder
+            seg_objs[-1].frames = n_frames - seg_objs[-1].first_frame
+        dur = n_frames / float(info.fps)
+        kbps = sum(s.bytes for s in seg_objs) * 8 / dur / 1000
+        share = {}
+        if r.factors:
+            allf = np.stack(r.factors)
+            share = {str(k): float(np.mean(allf == k)) for k in r.family.lr_scales()}
+        w, h = r.encoder.stream.width, r.encoder.stream.height
+        out.append(Rendition(r.name, r.spec.family, args.codec, r.spec.crf, r.family.layout, r.family.lr_scales(),
+                             r.family.overall(), w, h, round(kbps, 2), playlist, seg_objs, share=share,
+                             pictures=[[s.width, s.height] for s in r.encoder.streams]))
+    return out
+
+
+def measured_frames(n_frames: int, count: int) -> list[int]:
+    """Indices of the frames whose quality is measured: all (count 0), else ``count`` evenly spaced."""
+    if count <= 0 or count >= n_frames:
+        return list(range(n_frames))
+    return sorted({int(round(v)) for v in np.linspace(0, n_frames - 1, count)})
+
+
+def build_manifest(args, info, geo: Geometry, n_frames: int, renditions, alloc: Allocation, timing: dict,
+                   audio, measured: list[int] | None) -> Manifest:
+    conv = {"psnr_y": PSNR_CONVENTION, "bitrate": "bytes of the HLS segments as shipped * 8 / duration",
+            "timing_s": {k: round(v, 3) for k, v in timing.items()}}
+    if measured is not None:
+        conv["measured_frames"] = measured
+    return Manifest(
+        source={"file": Path(args.input).name, "width": info.width, "height": info.height,
+                "fps": [info.fps.numerator, info.fps.denominator], "frames": n_frames,
+                "duration_s": n_frames / float(info.fps), "matrix": info.matrix, "full_range": info.full_range},
+        block=geo.grid.block, overall=geo.overall, scales=list(geo.scales), resize=RESIZE_CONVENTION,
+        container="mpegts", segment_s=args.segment, realloc=f"{args.realloc} ({alloc.reuse.count} allocations)",
+        scorer=args.scorer if alloc.scorer else "none", allocator=args.allocator, renditions=renditions,
+        audio=audio, conventions=conv)
+
+
+PSNR_CONVENTION = ("video PSNR-Y: the source's decoded Y plane vs the luma of the reconstruction in the source's "
+                   "matrix and range (exact, unrounded; bbmr_stream.metrics.psnr_luma), peak 255, crop 0, mean "
+                   "of per-frame PSNR over the measured frames; reconstruction rounded to 8-bit RGB first")
+
+
+def run(args: argparse.Namespace, console, specs: list[RungSpec] | None = None) -> Path:
+    """The whole pipeline; ``specs`` overrides ``--ladder`` (the auto ladder passes the rungs it chose)."""
     from bbmr_stream.cli import pick_device
     from bbmr_stream.evaluate import make_scorer, parse_scales
 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise InputError(f"{out} exists (use --force to replace it)")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError("--max-frames must be >= 1")
     scales = parse_scales(args.scales)
-    rungs = parse_ladder(args.ladder)
-    device = pick_device(args.device)
     info = probe(args.input)
     for n in info.notes:
         console.print(f"[yellow]note:[/] {n}")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise InputError("--max-frames must be >= 1")
-    scorer = make_scorer(args.scorer, scales, device) if args.allocator != "uniform" else None
-    grid = BlockGrid(info.height, info.width, 128)
-    rows, cols = atlas_rows(grid, scales, args.overall), atlas_cols(grid, scales, args.overall)
-    slot = 128 // args.overall
+    device = pick_device(args.device)
+    geo = Geometry(BlockGrid(info.height, info.width, args.block), tuple(scales), args.overall, args.layout)
+    if specs is None:
+        if args.ladder == "auto":
+            from packager.ladder import auto_ladder
+
+            specs = auto_ladder(args, info, geo, console)
+        else:
+            specs = parse_ladder(args.ladder)
+    needs_alloc = any(FAMILIES[s.family].allocates for s in specs)
+    scorer = make_scorer(args.scorer, scales, device) if needs_alloc and args.allocator != "uniform" else None
     gop = max(1, int(round(float(info.fps) * args.segment)))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         work = tmp / "work"
         work.mkdir()
-        for r in rungs:
-            r.ts = work / f"{r.name}.ts"
-            if r.kind == "plain":
-                sizes = [(info.width + info.width % 2, info.height + info.height % 2)]
-            elif r.kind == "uniform":
-                sizes = [(grid.grid_w * slot, grid.grid_h * slot)]
-            elif args.layout == "planes":
-                sizes = plane_sizes(grid, scales)
-            else:
-                sizes = [(cols * slot, rows * slot)]
-            r.encoder = LREncoder(r.ts, sizes, info.time_base, info.fps, args.codec, r.crf, args.preset, gop,
-                                  info.matrix, info.full_range, lossless=args.lossless)
-        timing = {"decode": 0.0, "score": 0.0, "allocate": 0.0, "pack": 0.0, "encode": 0.0}
-        n_frames, factors, first_pts = 0, None, None
-        reuse = MapReuse(args.realloc, grid, args.realloc_threshold)
-        bbmr_crfs = sorted(r.crf for r in rungs if r.kind == "bbmr") or [23.0]
-        rate_crf = bbmr_crfs[len(bbmr_crfs) // 2]
-        uniform = np.full(grid.n_blocks, args.overall, np.uint8)
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        total = min(info.frames or 0, args.max_frames or 10**9) or None
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TextColumn("{task.fields[fps]:.2f} fps"), TimeRemainingColumn(), console=console,
-                      transient=False) as prog:
-            task = prog.add_task("packaging", total=total, fps=0.0)
-            t0 = time.time()
-            t = time.time()
-            for fr in frames(info, args.max_frames):
-                timing["decode"] += time.time() - t
-                x = to_tensor(fr.rgb)
-                if first_pts is None:
-                    first_pts = fr.pts
-                if reuse.needs_realloc(fr.rgb, fr.index % gop == 0):
-                    if scorer is not None:
-                        t = time.time()
-                        dist = scorer.score(x.to(device), 128)
-                        timing["score"] += time.time() - t
-                        t = time.time()
-                        rate_kw = {}
-                        if args.rate_lambda > 0:
-                            from bbmr_stream.blocks import pad_tensor
-                            from bbmr_stream.rate import h264_lambda, rate_proxy
-
-                            rate_kw = {"rate": rate_proxy(pad_tensor(x, 128), scales, 128, rate_crf),
-                                       "lam": args.rate_lambda * h264_lambda(rate_crf)}
-                        factors = allocate(args.allocator, dist, scales, args.overall, 128,
-                                           weights=grid.valid_fraction(), **rate_kw)
-                        factors = fit_to_rows(factors, grid, rows, args.overall)
-                        timing["allocate"] += time.time() - t
-                    else:
-                        factors = uniform
-                    reuse.allocated(fr.rgb)
-                t = time.time()
-                pictures = {}
-                for kind, f in (("bbmr", factors), ("uniform", uniform)):
-                    if any(r.kind == kind for r in rungs):
-                        if kind == "uniform":
-                            pics = [pack_frame(x, grid, f, grid.grid_h, grid.grid_w, args.overall)]
-                        elif args.layout == "planes":
-                            pics = pack_planes(x, grid, f, scales)
-                        else:
-                            pics = [pack_frame(x, grid, f, rows, cols, args.overall)]
-                        pictures[kind] = (pics, ScaleMap(f.reshape(grid.grid_h, grid.grid_w), scales,
-                                                         fr.index).to_bytes())
-                if any(r.kind == "plain" for r in rungs):
-                    even = np.pad(fr.rgb, ((0, info.height % 2), (0, info.width % 2), (0, 0)), mode="edge")
-                    pictures["plain"] = ([even], None)
-                timing["pack"] += time.time() - t
-                t = time.time()
-                for r in rungs:
-                    pics, payload = pictures[r.kind]
-                    r.encoder.encode(pics, fr.pts, payload)
-                    r.shares.append(factors if r.kind == "bbmr" else uniform if r.kind == "uniform" else None)
-                timing["encode"] += time.time() - t
-                n_frames += 1
-                prog.update(task, advance=1, fps=n_frames / (time.time() - t0),
-                            description=f"packaging ({len(rungs)} renditions)")
-                t = time.time()
-            if n_frames == 0:
-                raise InputError(f"{args.input}: no frames decoded")
-            t = time.time()
-            for r in rungs:
-                r.encoder.close()
-            timing["encode"] += time.time() - t
-
-        renditions = []
+        rungs = make_rungs(specs, geo, info, args, gop, work)
+        alloc = Allocation(scorer, MapReuse(args.realloc, geo.grid, args.realloc_threshold))
+        n_frames, timing = encode_stage(rungs, info, geo, alloc, args, gop, device, console)
         t = time.time()
-        for r in rungs:
-            playlist, segs = segment_hls(r.ts, tmp, r.name, args.segment)
-            seg_objs, first = [], 0
-            for s in segs:
-                nf = int(round(s.duration_s * float(info.fps)))
-                seg_objs.append(Segment(s.file, s.duration_s, s.bytes, first, nf))
-                first += nf
-            if seg_objs:  # the last segment takes the rounding remainder
-                seg_objs[-1].frames = n_frames - seg_objs[-1].first_frame
-            dur = sum(s.duration_s for s in seg_objs) or n_frames / float(info.fps)
-            kbps = sum(s.bytes for s in seg_objs) * 8 / dur / 1000
-            share = {}
-            if r.kind != "plain":
-                allf = np.stack(r.shares)
-                share = {str(k): float(np.mean(allf == k)) for k in scales}
-            w, h = r.encoder.stream.width, r.encoder.stream.height
-            layout_name = args.layout if r.kind == "bbmr" else "plain" if r.kind == "plain" else "atlas"
-            renditions.append(Rendition(r.name, r.kind, args.codec, r.crf, layout_name, list(scales), args.overall,
-                                        w, h, round(kbps, 2), playlist, seg_objs, share=share,
-                                        pictures=[[s.width, s.height] for s in r.encoder.streams]))
+        renditions = segment_stage(rungs, tmp, info, n_frames, args)
         timing["segment"] = time.time() - t
         shutil.rmtree(work)
-
+        measured = None
         if not args.no_measure:
             t = time.time()
-            measure(renditions, info, grid, n_frames, lambda kind: pick_upscaler(args.upscaler, scales, device, kind),
-                    tmp, console)
+            measured = measured_frames(n_frames, args.measure_frames)
+            measure(renditions, info, geo, measured, lambda fam: pick_upscaler(args.upscaler, fam, scales, device),
+                    tmp, console, args.niqe_frames, source=lambda: source_frames(info, args, gop))
             timing["measure"] = time.time() - t
-
-        master = master_playlist([(r.playlist, r.bitrate_kbps * 1000, r.lr_width, r.lr_height) for r in renditions])
-        (tmp / "master.m3u8").write_text(master)
+        (tmp / "master.m3u8").write_text(master_playlist(
+            [(r.playlist, r.bitrate_kbps * 1000, _peak_bps(r), r.lr_width, r.lr_height, codecs_tag(r.codec))
+             for r in renditions]))
         audio = passthrough_audio(info, tmp, console)
-        man = Manifest(
-            source={"file": Path(args.input).name, "width": info.width, "height": info.height,
-                    "fps": [info.fps.numerator, info.fps.denominator], "frames": n_frames,
-                    "duration_s": n_frames / float(info.fps), "matrix": info.matrix, "full_range": info.full_range},
-            block=128, overall=args.overall, scales=list(scales), resize=RESIZE_CONVENTION, container="mpegts",
-            segment_s=args.segment, realloc=f"{args.realloc} ({reuse.count} allocations)", scorer=args.scorer if scorer else "none",
-            allocator=args.allocator, renditions=renditions, audio=audio,
-            conventions={"psnr_y": "BT.601 Y of RGB (16+65.481R+128.553G+24.966B), unrounded, crop 0, mean over "
-                                   "frames, reconstruction rounded to 8 bits vs the decoded source",
-                         "timing_s": {k: round(v, 3) for k, v in timing.items()}})
+        man = build_manifest(args, info, geo, n_frames, renditions, alloc, timing, audio, measured)
         (tmp / "manifest.json").write_text(man.to_json())
         if out.exists():
             shutil.rmtree(out)
@@ -280,46 +347,59 @@ def run(args: argparse.Namespace, console) -> Path:
     return out
 
 
-def measure(renditions: list[Rendition], info, grid, n_frames: int, pick, tmp: Path, console) -> None:
-    """Decode every rendition back, reconstruct it with ``pick(kind) -> (name, upscaler)`` and set its mean
-    PSNR-Y against the source (decoded again alongside, frame by frame: memory stays at one frame per stream,
-    any length)."""
+def _peak_bps(r: Rendition) -> float:
+    return max((s.bytes * 8 / s.duration_s for s in r.segments if s.duration_s > 0), default=r.bitrate_kbps * 1000)
+
+
+def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int], pick, tmp: Path, console,
+            niqe_frames: int = 0, source=None) -> None:
+    """Decode every rendition back, reconstruct the ``measured`` frames with its family and
+    ``pick(family) -> (name, upscaler)``, and set its mean PSNR-Y (:data:`PSNR_CONVENTION`) and the NIQE of
+    its first ``niqe_frames`` measured frames. The source's Y planes of those frames are decoded once."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from bbmr_stream.metrics import niqe
+    from bbmr_stream.unpack import segment_pictures
+
+    want = set(measured)
+    ref = {}
+    for fr in (source() if source else frames(info)):
+        if fr.index in want:
+            ref[fr.index] = fr.y
+        if fr.index >= max(measured):
+            break
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), console=console) as prog:
-        task = prog.add_task("measuring", total=n_frames * len(renditions))
+        task = prog.add_task("measuring", total=len(measured) * len(renditions))
         ups: dict = {}
         for rend in renditions:
-            if rend.kind != "plain" and rend.kind not in ups:
-                ups[rend.kind] = pick(rend.kind)
-            up_name, upscaler = ups.get(rend.kind, ("none", None))
+            fam = make_family(spec_of(rend), geo)
+            if fam.name not in ups:
+                ups[fam.name] = pick(fam)
+            up_name, upscaler = ups[fam.name]
             prog.update(task, description=f"measuring {rend.name} ({up_name})")
-            src = frames(info, n_frames)
-            vals = []
+            vals, niqes = [], []
             for seg in rend.segments:
-                if rend.kind == "plain":
-                    recs = (lrf.rgb[: grid.height, : grid.width]
-                            for lrf in decode_lr(tmp / seg.file, info.matrix, info.full_range))
-                else:
-                    recs = (_reconstruct(upscaler, lr, grid)
-                            for lr in unpack_segment(tmp / seg.file, rend, grid, info.matrix, info.full_range))
-                for rec in recs:
-                    vals.append(psnr_y(next(src).rgb, rec, crop=0))
+                wanted = lambda i, s=seg: s.first_frame + i in want  # noqa: E731
+                for i, (pics, smap) in enumerate(segment_pictures(tmp / seg.file, rend, info.matrix,
+                                                                  info.full_range, wanted)):
+                    if pics is None:
+                        continue
+                    rec = fam.reconstruct(pics, smap, upscaler)
+                    vals.append(psnr_luma(ref[seg.first_frame + i], rec, info.matrix, info.full_range))
+                    if len(niqes) < niqe_frames:
+                        niqes.append(niqe(rec))
                     prog.advance(task)
+            if len(vals) != len(measured):
+                raise RuntimeError(f"{rend.name}: decoded {len(vals)} of {len(measured)} measured frames")
             rend.psnr_y = round(float(np.mean(vals)), 4)
-            rend.psnr_y_upscaler = up_name if rend.kind != "plain" else "none"
-            rend.weights = weights_ref(up_name) if rend.kind != "plain" else None
-
-
-def _reconstruct(upscaler, lr, grid) -> np.ndarray:
-    with torch.no_grad():
-        hr = upscaler(lr)[..., : grid.height, : grid.width]
-    return to_uint8(hr.float().cpu())
+            rend.niqe = round(float(np.mean(niqes)), 4) if niqes else None
+            rend.psnr_y_upscaler = up_name
+            rend.weights = weights_ref(up_name)
 
 
 def weights_ref(upscaler: str | None) -> dict | None:
-    if upscaler in (None, "bicubic"):
+    if upscaler in (None, "bicubic", "none"):
         return None
     from models.registry import load_registry
 
@@ -346,16 +426,20 @@ def passthrough_audio(info, tmp: Path, console) -> str | None:
 
 
 def summary(man: Manifest, n_frames: int, timing: dict, console) -> None:
+    """The rendition table (results) on stdout; timing on stderr."""
+    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=f"{n_frames} frames, {man.source['width']}x{man.source['height']}")
-    for c in ("rendition", "LR picture", "kbps", "PSNR-Y", "x" + " / x".join(map(str, man.scales)) + " share"):
+    for c in ("rendition", "family", "coded picture(s)", "kbps", "PSNR-Y dB (upscaler)", "NIQE",
+              "x" + " / x".join(map(str, man.scales)) + " share"):
         t.add_column(c)
     for r in man.renditions:
-        t.add_row(r.name, f"{r.lr_width}x{r.lr_height}", f"{r.bitrate_kbps:.0f}",
+        t.add_row(r.name, r.kind, " + ".join(f"{w}x{h}" for w, h in r.pictures), f"{r.bitrate_kbps:.0f}",
                   f"{r.psnr_y:.2f} ({r.psnr_y_upscaler})" if r.psnr_y is not None else "-",
-                  " / ".join(f"{r.share.get(str(k), 0):.2f}" for k in man.scales))
-    console.print(t)
+                  f"{r.niqe:.2f}" if r.niqe is not None else "-",
+                  " / ".join(f"{r.share.get(str(k), 0):.2f}" for k in man.scales) if r.share else "-")
+    Console(emoji=False).print(t)
     console.print("seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in timing.items()))
 
 

@@ -2,7 +2,7 @@
 
 Closed GOPs of exactly ``gop`` frames (no scene-cut keyframes) so that segments of ``gop`` frames start
 with an IDR in every rendition. Pictures are RGB uint8, converted to 4:2:0 with the source's matrix and
-range (written into the stream's VUI). The SEI payload of a picture travels with its pts: when the encoder
+range (written into the stream's VUI) by the exact conversion of :mod:`bbmr_stream.colour`. The SEI payload of a picture travels with its pts: when the encoder
 emits a packet (B-frames reorder), the payload of that packet's pts is inserted before its first VCL NAL.
 """
 
@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bbmr_stream.colour import AV_COLORSPACE, video_frame
 from bbmr_stream.sei import insert_sei
 
 CODECS = {"h264": "libx264", "hevc": "libx265"}
-_SWS = {"bt709": "ITU709", "bt601": "ITU601", "bt2020": "BT2020"}
-_AV_SPACE = {"bt709": 1, "bt601": 6, "bt2020": 9}
 
 
 class LREncoder:
@@ -60,20 +59,16 @@ class LREncoder:
                 opts["crf"] = str(crf)
         st.codec_context.options = opts
         cc = st.codec_context
-        cc.colorspace = _AV_SPACE[matrix]
+        cc.colorspace = AV_COLORSPACE[matrix]
         cc.color_range = 2 if full_range else 1
         return st
 
     def encode(self, pictures: list[np.ndarray], pts: int, payload: bytes | None) -> None:
         """One frame: a picture per stream (RGB uint8), its pts (source time base), the SEI payload."""
-        import av
 
         self.payloads[pts] = payload
         for st, rgb in zip(self.streams, pictures, strict=True):
-            fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            fr = fr.reformat(format="yuv420p", dst_colorspace=_SWS[self.matrix],
-                             dst_color_range="JPEG" if self.full_range else "MPEG",
-                             interpolation=av.video.reformatter.Interpolation.BICUBIC)
+            fr = video_frame(rgb, self.matrix, self.full_range)
             fr.pts = pts
             fr.time_base = self.time_base
             for pkt in st.encode(fr):

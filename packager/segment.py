@@ -45,10 +45,12 @@ def segment_hls(ts_path: Path, out_dir: Path, name: str, segment_s: float) -> tu
     return playlist, segs
 
 
-def master_playlist(renditions: list[tuple[str, float, int, int]]) -> str:
-    """HLS master playlist text: (playlist, bandwidth bit/s, width, height) per rendition."""
+def master_playlist(renditions: list[tuple[str, float, float, int, int, str]]) -> str:
+    """HLS master playlist text: (playlist, average bit/s, peak bit/s, width, height, CODECS) per rendition,
+    lowest bitrate first (RFC 8216 4.3.4.2: BANDWIDTH is the peak segment bitrate)."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    for pl, bw, w, h in renditions:
-        lines.append(f"#EXT-X-STREAM-INF:BANDWIDTH={int(bw)},RESOLUTION={w}x{h}")
+    for pl, avg, peak, w, h, codecs in sorted(renditions, key=lambda r: r[1]):
+        lines.append(f"#EXT-X-STREAM-INF:BANDWIDTH={int(round(max(peak, avg)))},AVERAGE-BANDWIDTH={int(round(avg))},"
+                     f"RESOLUTION={w}x{h},CODECS=\"{codecs}\"")
         lines.append(pl)
     return "\n".join(lines) + "\n"

@@ -2,7 +2,9 @@
 from a Pensieve-format trace (lines ``time_s throughput_Mbps``).
 
 Rule (:class:`ThroughputBufferABR`): estimate the throughput as the harmonic mean of the last ``window``
-segment downloads; pick the highest bitrate <= ``safety`` (0.9) x estimate; while the buffer is below
+segment downloads; among the renditions whose bitrate is <= ``safety`` (0.9, as dash.js) x estimate pick
+the one of highest measured PSNR-Y (manifest; rungs of different families are not ordered by bitrate alone),
+ties and unmeasured renditions by bitrate; while the buffer is below
 ``low_buffer_s`` never step up, and when it is below ``panic_buffer_s`` take the lowest rung. The first
 segment uses the lowest rung (no estimate yet).
 
@@ -72,6 +74,7 @@ class Trace:
 @dataclass
 class ThroughputBufferABR:
     bitrates_kbps: list[float]  # per rendition, any order
+    quality: list[float | None] | None = None  # measured PSNR-Y per rendition (manifest); None = by bitrate
     safety: float = 0.9
     window: int = 3
     low_buffer_s: float = 4.0
@@ -87,13 +90,18 @@ class ThroughputBufferABR:
         h = self.history[-self.window:]
         return len(h) / sum(1.0 / max(x, 1e-9) for x in h) if h else None
 
+    def _value(self, i: int) -> tuple[float, float]:
+        """Best measured quality first (families differ: a dearer rung may be worse), then bitrate."""
+        q = self.quality[i] if self.quality else None
+        return (q if q is not None else float("-inf"), self.bitrates_kbps[i])
+
     def choose(self, buffer_s: float, current: int | None) -> int:
         order = sorted(range(len(self.bitrates_kbps)), key=lambda i: self.bitrates_kbps[i])
         est = self.estimate_mbps()
         if est is None or buffer_s < self.panic_buffer_s:
             return order[0]
         ok = [i for i in order if self.bitrates_kbps[i] / 1000 <= self.safety * est]
-        pick = ok[-1] if ok else order[0]
+        pick = max(ok, key=self._value) if ok else order[0]
         if current is not None and buffer_s < self.low_buffer_s and \
                 self.bitrates_kbps[pick] > self.bitrates_kbps[current]:
             pick = current
@@ -113,10 +121,10 @@ class SegmentDecision:
 
 def simulate(segment_bits: list[list[float]], segment_s: list[float], bitrates_kbps: list[float], trace: Trace,
              abr: ThroughputBufferABR | None = None, pinned: int | None = None,
-             buffer_target_s: float = 12.0) -> list[SegmentDecision]:
+             buffer_target_s: float = 12.0, quality: list[float | None] | None = None) -> list[SegmentDecision]:
     """``segment_bits[r][s]``: size in bits of segment s of rendition r. Returns one decision per segment.
     Downloads pause while the buffer holds more than ``buffer_target_s`` seconds (playback drains it)."""
-    abr = abr or ThroughputBufferABR(bitrates_kbps)
+    abr = abr or ThroughputBufferABR(bitrates_kbps, quality)
     t = 0.0
     buffer = 0.0
     cur: int | None = None

@@ -18,7 +18,7 @@ import numpy as np
 
 from bbmr_stream.cli import pick_device, run_cli
 from bbmr_stream.imageio import InputError, write_image
-from bbmr_stream.metrics import niqe, psnr_y
+from bbmr_stream.metrics import niqe, psnr_luma
 from player.fetch import StreamSource
 from player.playback import PlayStats, play
 from player.report import Report
@@ -27,9 +27,10 @@ from player.report import Report
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bbmr-play", description="Play a BBMR stream.")
     ap.add_argument("stream", help="stream directory (with manifest.json) or its http(s) URL")
-    ap.add_argument("--rendition", help="rendition name (default: the highest-bitrate BBMR rendition)")
-    ap.add_argument("--upscaler", default="auto", help="auto | jointsr | omnisr | bicubic")
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--rendition", help="rendition name (default: the highest-bitrate rendition)")
+    ap.add_argument("--upscaler", default="auto", help="auto (each rendition's measured upscaler) | jointsr | "
+                    "omnisr | bicubic")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--headless", action="store_true", help="no window (servers, batch reports)")
     ap.add_argument("--start", type=float, default=0.0, help="start at this time (seconds)")
     ap.add_argument("--window-size", default="1280x720", help="largest window picture, WxH (frames fit inside)")
@@ -129,19 +130,46 @@ def abr_plan(man, trace_path: str, pinned_name: str | None):
         raise InputError("renditions have different segment counts: cannot switch between them")
     pinned = next(i for i, r in enumerate(rends) if r.name == pinned_name) if pinned_name else None
     dec = simulate([[s.bytes * 8 for s in r.segments] for r in rends], [s.duration_s for s in rends[0].segments],
-                   [r.bitrate_kbps for r in rends], Trace.load(trace_path), pinned=pinned)
+                   [r.bitrate_kbps for r in rends], Trace.load(trace_path), pinned=pinned,
+                   quality=[r.psnr_y for r in rends])
     out = abr_sum(dec)
     for d in out["segments"]:
         d["rendition"] = rends[d["rendition"]].name
     return [rends[d.rendition] for d in dec], out
 
 
-def choose_upscaler(name: str, rend, scales, device):
-    from bbmr_stream.evaluate import make_upscaler
+class Upscalers:
+    """The upscaler of each rendition, made once per name: ``auto`` plays a rendition with the upscaler it was
+    measured with (manifest), plain renditions with bicubic (a display); a name forces one for all."""
 
-    if name == "auto":
-        name = rend.psnr_y_upscaler if rend.psnr_y_upscaler not in (None, "none") else "bicubic"
-    up = make_upscaler(name, scales, device)
+    def __init__(self, name: str, scales, device) -> None:
+        self.name, self.scales, self.device = name, scales, device
+        self.made: dict[str, object] = {}
+
+    def name_for(self, rend) -> str:
+        from bbmr_stream.family import FAMILIES
+
+        fam = FAMILIES.get(rend.kind)
+        if fam is None:
+            raise InputError(f"rendition {rend.name}: unknown family {rend.kind!r}")
+        if self.name != "auto" and fam.name != "plain":
+            if self.name not in fam.upscalers + ("bicubic",):
+                raise InputError(f"--upscaler {self.name} cannot play {fam.name} renditions "
+                                 f"({', '.join(fam.upscalers + ('bicubic',))})")
+            return self.name
+        return rend.psnr_y_upscaler if rend.psnr_y_upscaler not in (None, "none") else "bicubic"
+
+    def __call__(self, rend):
+        from bbmr_stream.evaluate import make_upscaler
+
+        name = self.name_for(rend)
+        if name not in self.made:
+            self.made[name] = make_upscaler(name, self.scales, self.device)
+            _check_weights(name, rend)
+        return self.made[name]
+
+
+def _check_weights(name: str, rend) -> None:
     if rend.weights and name != "bicubic":
         from models.registry import load_registry
 
@@ -151,7 +179,6 @@ def choose_upscaler(name: str, rend, scales, device):
             if have is None or have.sha256 != sha:
                 warnings.warn(f"the stream was measured with weights {wid} {sha[:12]}..., this player has "
                               f"{have.sha256[:12] + '...' if have else 'none'}: quality may differ from the manifest")
-    return name, up
 
 
 def run(args: argparse.Namespace) -> int:
@@ -178,12 +205,14 @@ def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
             raise InputError(f"no rendition {args.rendition!r} (have: {', '.join(r.name for r in man.renditions)})")
         rend = cand[0]
     else:
-        rend = max(man.renditions, key=lambda r: (r.kind == "bbmr", r.bitrate_kbps))
+        rend = max(man.renditions, key=lambda r: r.bitrate_kbps)  # the top of the ladder
     plan, abr_summary = rend, None
     if args.trace:
         plan, abr_summary = abr_plan(man, args.trace, args.rendition)
     device = pick_device(args.device)
-    up_name, upscaler = choose_upscaler(args.upscaler, rend, man.scales, device)
+    upscalers = Upscalers(args.upscaler, man.scales, device)
+    up_name = upscalers.name_for(rend)
+    upscalers(rend)  # made now: a missing model is an error before playback starts
     comparisons = make_comparisons(args.compare, man, rend, device)
     fps = man.source["fps"][0] / man.source["fps"][1]
     start = max(0, int(round(args.start * fps)))
@@ -209,13 +238,14 @@ def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
     ok = False
 
     secs = stats.seconds  # per stage; decode_unpack and upscale are filled by play()
+    matrix, full = man.source["matrix"], bool(man.source["full_range"])
     secs.update({"reference_decode": 0.0, "psnr": 0.0, "niqe": 0.0, "compare": 0.0, "output": 0.0})
 
     def produce():
-        others = {name: play(stream, man, r, up, PlayStats(), args.max_frames, start)
+        others = {name: play(stream, man, r, lambda _r, u=up: u, PlayStats(), args.max_frames, start)
                   for name, (r, up) in comparisons.items()}
-        for fr in play(stream, man, plan, upscaler, stats, args.max_frames, start):
-            m: dict = {"concealed": int(fr.concealed), "rendition": fr.rendition}
+        for fr in play(stream, man, plan, upscalers, stats, args.max_frames, start):
+            m: dict = {"concealed": int(fr.concealed), "rendition": fr.rendition, "family": fr.family}
             if fr.scalemap is not None:
                 for k, v in fr.scalemap.share().items():
                     m[f"scale_x{k}_share"] = v
@@ -224,13 +254,13 @@ def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
             secs["reference_decode"] += time.time() - t
             t = time.time()
             if ref is not None:
-                m["psnr_y"] = psnr_y(ref.rgb, fr.rgb, crop=0)
+                m["psnr_y"] = psnr_luma(ref.y, fr.rgb, matrix, full)
             secs["psnr"] += time.time() - t
             t = time.time()
             compared = {name: next(it) for name, it in others.items()}
             if ref is not None:
                 for name, b in compared.items():
-                    m[f"{name}_psnr_y"] = psnr_y(ref.rgb, b.rgb, crop=0)
+                    m[f"{name}_psnr_y"] = psnr_luma(ref.y, b.rgb, matrix, full)
             secs["compare"] += time.time() - t
             t = time.time()
             if args.niqe_every and fr.index % args.niqe_every == 0 and min(fr.rgb.shape[:2]) >= 96:

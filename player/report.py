@@ -17,10 +17,11 @@ import numpy as np
 from bbmr_stream.imageio import write_text_atomic
 
 CONVENTIONS = {
-    "psnr_y": "BT.601 Y of RGB (16+65.481R+128.553G+24.966B), unrounded, crop 0 (video), peak 255, "
-              "vs the reference decoded with its own colour matrix",
+    "psnr_y": "the reference's decoded Y plane vs the luma of the played RGB frame in the source's matrix and "
+              "range (exact, unrounded; bbmr_stream.metrics.psnr_luma, as FFmpeg's psnr filter), peak 255, crop 0",
     "niqe": "MATLAB niqe.m semantics (BasicSR 1.4.2), Y rounded, crop 0",
     "scale_share": "fraction of the frame's blocks at each scale (from its SEI scale map)",
+    "rendition / family": "the rung each frame was played from and its family (bbmr_stream.family)",
 }
 
 
@@ -42,7 +43,7 @@ class Report:
         self.frames.append({"frameNum": frame_num, "metrics": metrics})
 
     def to_dict(self) -> dict:
-        keys = sorted({k for f in self.frames for k in f["metrics"] if k != "rendition"})
+        keys = sorted({k for f in self.frames for k, v in f["metrics"].items() if not isinstance(v, str)})
         return {"version": "bbmr-stream-1", "fps": self.fps, "frames": self.frames,
                 "pooled_metrics": {k: pooled([f["metrics"].get(k) for f in self.frames]) for k in keys},
                 "stream": self.stream, "conventions": CONVENTIONS} | self.extra

@@ -10,7 +10,7 @@ from bbmr_stream.resize import to_tensor
 from bbmr_stream.score import BicubicScorer
 from bbmr_stream.unpack import scalemap_of
 from packager.cli import main
-from packager.pack import atlas_cols, atlas_rows, fit_to_rows, pack_frame
+from bbmr_stream.pack import atlas_cols, atlas_rows, fit_to_rows, pack_frame
 
 from tests.media import FPS, H, N, W, _clip
 
@@ -28,8 +28,10 @@ def packaged(tmp_path_factory):
 
 
 def _source_frames(src):
-    with av.open(str(src)) as c:
-        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    """The source's RGB frames as the packager sees them (bbmr_stream.colour's exact conversion)."""
+    from bbmr_stream.decode import frames, probe
+
+    return [f.rgb for f in frames(probe(str(src)))]
 
 
 def test_scale_maps_round_trip(packaged):
@@ -67,10 +69,10 @@ def test_scale_maps_round_trip(packaged):
 def _assert_encodes_losslessly(decoded, picture: np.ndarray) -> None:
     """The decoded 4:2:0 planes equal the packager's RGB picture converted as the encoder converts it
     (BT.601 limited range for this small clip): qp 0 keeps every YUV sample."""
-    ref = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(
-        format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG",
-        interpolation=av.video.reformatter.Interpolation.BICUBIC)
-    np.testing.assert_array_equal(decoded.to_ndarray(), ref.to_ndarray())
+    from bbmr_stream.colour import planes_of, rgb_to_yuv420
+
+    for got, want in zip(planes_of(decoded, "bt601", False), rgb_to_yuv420(picture, "bt601", False)):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_lossless_tiles_equal_packager(packaged):
@@ -139,7 +141,7 @@ def test_existing_out_refused(packaged, capsys):
 
 
 def test_planes_layout_lossless(tmp_path):
-    from packager.pack import pack_planes
+    from bbmr_stream.pack import pack_planes
 
     src = tmp_path / "in.mp4"
     _clip(src)

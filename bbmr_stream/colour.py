@@ -1,0 +1,138 @@
+"""Colour: the one YUV <-> RGB convention of the project, exact (float) both ways.
+
+swscale's default YUV -> RGB path is inexact (its Y, recomputed from the RGB it gives, is off by about one
+code value), so the project does the matrix itself:
+
+- matrices by name (``bt709``, ``bt601``, ``bt2020``), luma coefficients Kr, Kb of ITU-R BT.709 / BT.601 /
+  BT.2020; 8-bit code values, limited range (Y 16..235, C 16..240) or full range (0..255);
+- 4:2:0 chroma is MPEG-2/H.264 "left" sited: co-sited with even luma columns, vertically between two rows.
+  Up: linear interpolation at those positions (edges replicated). Down: [1, 2, 1] / 4 horizontally at even
+  columns, the mean of two rows vertically;
+- :func:`luma` is the exact luma of an RGB picture in a given matrix, unrounded, on the 8-bit code scale:
+  for a picture converted from YUV by :func:`yuv_to_rgb` it gives back the Y plane up to RGB rounding.
+
+Video PSNR-Y (:func:`bbmr_stream.metrics.psnr_luma`) compares a source's own decoded Y plane with this luma
+of the reconstruction, as FFmpeg's ``psnr`` filter and libvmaf compare Y planes (tested against ``psnr``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MATRICES: dict[str, tuple[float, float]] = {"bt709": (0.2126, 0.0722), "bt601": (0.299, 0.114),
+                                            "bt2020": (0.2627, 0.0593)}  # (Kr, Kb)
+AV_COLORSPACE = {"bt709": 1, "bt601": 6, "bt2020": 9}  # FFmpeg AVColorSpace written into the VUI
+AV_TO_MATRIX = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020", 10: "bt2020"}
+SWS_NAME = {"bt709": "ITU709", "bt601": "ITU601", "bt2020": "BT2020"}  # PyAV reformat names (non-4:2:0 input)
+
+
+def _coeffs(matrix: str) -> tuple[float, float, float]:
+    try:
+        kr, kb = MATRICES[matrix]
+    except KeyError:
+        raise ValueError(f"unknown colour matrix {matrix!r} (one of {', '.join(MATRICES)})") from None
+    return kr, 1.0 - kr - kb, kb
+
+
+def _ranges(full_range: bool) -> tuple[float, float, float]:
+    """(Y offset, Y span, C span) in 8-bit code values."""
+    return (0.0, 255.0, 255.0) if full_range else (16.0, 219.0, 224.0)
+
+
+def luma(rgb: np.ndarray, matrix: str, full_range: bool = False) -> np.ndarray:
+    """(H, W, 3) RGB (uint8, or float on [0, 255]) -> (H, W) float64 luma code values, unrounded."""
+    kr, kg, kb = _coeffs(matrix)
+    off, span, _ = _ranges(full_range)
+    x = np.asarray(rgb, dtype=np.float64) * (span / 255.0)
+    return off + kr * x[..., 0] + kg * x[..., 1] + kb * x[..., 2]
+
+
+def _round_u8(a: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def rgb_to_yuv420(rgb: np.ndarray, matrix: str, full_range: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(H, W, 3) uint8 RGB (H, W even) -> Y (H, W), U, V (H/2, W/2) uint8 planes."""
+    h, w, _ = rgb.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"4:2:0 needs an even size, got {w}x{h}")
+    kr, kg, kb = _coeffs(matrix)
+    off, yspan, cspan = _ranges(full_range)
+    x = rgb.astype(np.float32) / 255.0
+    yp = kr * x[..., 0] + kg * x[..., 1] + kb * x[..., 2]
+    pb = (x[..., 2] - yp) / (2.0 * (1.0 - kb))
+    pr = (x[..., 0] - yp) / (2.0 * (1.0 - kr))
+    planes = [_round_u8(off + yspan * yp)]
+    for c in (pb, pr):
+        v = 0.5 * (c[0::2] + c[1::2])  # vertical: between the two rows
+        left = np.concatenate([v[:, :1], v[:, 1:-1:2]], axis=1)  # column 2i-1 (edge replicated)
+        hz = 0.25 * left + 0.5 * v[:, 0::2] + 0.25 * v[:, 1::2]  # [1, 2, 1] / 4 centred on column 2i
+        planes.append(_round_u8(128.0 + cspan * hz))
+    return planes[0], planes[1], planes[2]
+
+
+def _upsample_chroma(c: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(ceil(h/2), ceil(w/2)) left-sited 4:2:0 chroma -> (h, w) by linear interpolation."""
+    c = c.astype(np.float32)
+    # vertical: chroma row j sits at luma row 2j + 0.5
+    up = np.concatenate([c[:1], c[:-1]], axis=0)
+    dn = np.concatenate([c[1:], c[-1:]], axis=0)
+    v = np.empty((2 * c.shape[0], c.shape[1]), np.float32)
+    v[0::2] = 0.75 * c + 0.25 * up
+    v[1::2] = 0.75 * c + 0.25 * dn
+    # horizontal: chroma column i sits at luma column 2i
+    right = np.concatenate([v[:, 1:], v[:, -1:]], axis=1)
+    out = np.empty((v.shape[0], 2 * v.shape[1]), np.float32)
+    out[:, 0::2] = v
+    out[:, 1::2] = 0.5 * (v + right)
+    return out[:h, :w]
+
+
+def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str, full_range: bool = False) -> np.ndarray:
+    """Y (H, W) and U, V planes (4:2:0 or 4:4:4, 8-bit) -> (H, W, 3) uint8 RGB."""
+    kr, kg, kb = _coeffs(matrix)
+    off, yspan, cspan = _ranges(full_range)
+    h, w = y.shape
+    if u.shape != y.shape:  # 4:2:0 (planes_of turns every other layout into 4:4:4)
+        u, v = _upsample_chroma(u, h, w), _upsample_chroma(v, h, w)
+    yp = (y.astype(np.float32) - off) / yspan
+    pb = (np.asarray(u, np.float32) - 128.0) / cspan
+    pr = (np.asarray(v, np.float32) - 128.0) / cspan
+    r = yp + 2.0 * (1.0 - kr) * pr
+    b = yp + 2.0 * (1.0 - kb) * pb
+    g = (yp - kr * r - kb * b) / kg
+    return _round_u8(np.stack([r, g, b], axis=-1) * 255.0)
+
+
+def planes_of(frame, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """8-bit planar Y, U, V of a decoded PyAV frame. 8-bit planar YUV is read as it is; anything else (10-bit,
+    RGB, packed) is converted to yuv444p by swscale first (the only place swscale touches colour)."""
+    name = frame.format.name
+    if name not in ("yuv420p", "yuvj420p", "yuv444p", "yuvj444p"):
+        frame = frame.reformat(format="yuv444p", dst_colorspace=SWS_NAME[matrix],
+                               dst_color_range="JPEG" if full_range else "MPEG")
+    out = []
+    for p in frame.planes[:3]:
+        a = np.frombuffer(memoryview(p), np.uint8).reshape(p.height, p.line_size)[:, : p.width]
+        out.append(a)
+    return out[0], out[1], out[2]
+
+
+def frame_to_rgb(frame, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A decoded PyAV frame -> ((H, W, 3) uint8 RGB by the exact conversion, (H, W) uint8 Y plane)."""
+    y, u, v = planes_of(frame, matrix, full_range)
+    return yuv_to_rgb(y, u, v, matrix, full_range), y.copy()
+
+
+def video_frame(rgb: np.ndarray, matrix: str, full_range: bool):
+    """(H, W, 3) uint8 RGB (even size) -> a yuv420p PyAV frame by the exact conversion."""
+    import av
+
+    planes = rgb_to_yuv420(rgb, matrix, full_range)
+    h, w = planes[0].shape
+    fr = av.VideoFrame(w, h, "yuv420p")
+    for dst, src in zip(fr.planes, planes):
+        pad = dst.line_size - src.shape[1]
+        dst.update(np.ascontiguousarray(np.pad(src, ((0, 0), (0, pad))) if pad else src))
+    return fr

@@ -1,0 +1,342 @@
+"""Rung families: how one rendition turns source frames into coded pictures, and decoded pictures back into
+frames at the source size. The packager, the player and the rate-quality study all go through this module,
+so a new family is one new class here (registered in :data:`FAMILIES`), not edits across files.
+
+| family | coded pictures | scale map (SEI) | reconstruction (upscaler) |
+|---|---|---|---|
+| ``plain`` | the frame resized to W x H (any size, even) | no | bicubic to the source size (a display) |
+| ``plain-sr`` | the frame at 1/K (K = 2, 4, 8) | no | whole-frame OmniSR xK (client SR, NAS-like) |
+| ``uniform`` | every 128-px block at 1/overall (atlas) | yes | OmniSR-O |
+| ``bbmr`` | blocks at 1/2, 1/4, 1/8 (planes or atlas) | yes | JointSR |
+
+Ladder items (``--ladder``): ``plain:CRF`` (source size), ``plain:WxH:CRF``, ``plain-sr:K:CRF``,
+``uniform:CRF``, ``bbmr:CRF``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from bbmr_stream.blocks import BlockGrid
+from bbmr_stream.imageio import InputError
+from bbmr_stream.resize import downscale, resize_to, to_tensor, to_uint8
+from bbmr_stream.scalemap import ScaleMap
+
+
+@dataclass(frozen=True)
+class RungSpec:
+    """One rung of a ladder: family, x264/x265 CRF, and the coded size (plain) or SR factor (plain-sr)."""
+
+    family: str
+    crf: float
+    size: tuple[int, int] | None = None  # plain: coded (width, height); None = the source size
+    factor: int | None = None  # plain-sr: downscale factor K
+
+    @property
+    def name(self) -> str:
+        crf = f"crf{self.crf:g}"
+        if self.family == "plain":
+            return f"plain_{self.size[0]}x{self.size[1]}_{crf}" if self.size else f"plain_{crf}"
+        if self.family == "plain-sr":
+            return f"plainsr_x{self.factor}_{crf}"
+        return f"{self.family}_{crf}"
+
+    @property
+    def text(self) -> str:
+        """The ``--ladder`` item that gives this rung back."""
+        crf = f"{self.crf:g}"
+        if self.family == "plain" and self.size:
+            return f"plain:{self.size[0]}x{self.size[1]}:{crf}"
+        if self.family == "plain-sr":
+            return f"plain-sr:{self.factor}:{crf}"
+        return f"{self.family}:{crf}"
+
+
+def _crf(text: str, item: str) -> float:
+    try:
+        c = float(text)
+    except ValueError:
+        raise InputError(f"--ladder {item!r}: bad CRF {text!r}") from None
+    if not 0 <= c <= 51:
+        raise InputError(f"--ladder {item!r}: CRF must be in [0, 51]")
+    return c
+
+
+def parse_rung(item: str) -> RungSpec:
+    parts = item.strip().split(":")
+    fam = parts[0]
+    if fam not in FAMILIES:
+        raise InputError(f"--ladder items are {', '.join(f + ':...' for f in FAMILIES)}, got {item!r}")
+    if fam == "plain" and len(parts) == 3:
+        m = re.fullmatch(r"(\d+)x(\d+)", parts[1])
+        if not m or int(m.group(1)) < 2 or int(m.group(2)) < 2:
+            raise InputError(f"--ladder {item!r}: size must be WIDTHxHEIGHT")
+        w, h = int(m.group(1)), int(m.group(2))
+        return RungSpec("plain", _crf(parts[2], item), size=(w + w % 2, h + h % 2))
+    if fam == "plain-sr":
+        if len(parts) != 3 or parts[1] not in ("2", "4", "8"):
+            raise InputError(f"--ladder {item!r}: plain-sr items are plain-sr:K:CRF with K in 2, 4, 8")
+        return RungSpec("plain-sr", _crf(parts[2], item), factor=int(parts[1]))
+    if len(parts) != 2:
+        raise InputError(f"--ladder {item!r}: expected {fam}:CRF")
+    return RungSpec(fam, _crf(parts[1], item))
+
+
+def parse_ladder(text: str) -> list[RungSpec]:
+    specs = [parse_rung(i) for i in text.split(",") if i.strip()]
+    if not specs:
+        raise InputError("--ladder is empty")
+    if len({s.name for s in specs}) != len(specs):
+        raise InputError("--ladder has duplicate rungs")
+    return specs
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What every family of one stream shares: the block grid of the source, the BBMR scales, the overall
+    factor and the BBMR layout."""
+
+    grid: BlockGrid
+    scales: tuple[int, ...]
+    overall: int = 4
+    layout: str = "planes"
+
+    @property
+    def height(self) -> int:
+        return self.grid.height
+
+    @property
+    def width(self) -> int:
+        return self.grid.width
+
+
+class Family:
+    """Base class; subclasses set the class attributes and implement the three methods."""
+
+    name: ClassVar[str]
+    carries_map: ClassVar[bool] = False  # scale map in an SEI of every frame
+    allocates: ClassVar[bool] = False  # needs the scorer/allocator's per-block factors
+    upscalers: ClassVar[tuple[str, ...]] = ("bicubic",)  # preference order for --upscaler auto
+
+    def __init__(self, spec: RungSpec, geo: Geometry) -> None:
+        self.spec, self.geo = spec, geo
+
+    @property
+    def layout(self) -> str:
+        return "plain"
+
+    def sizes(self) -> list[tuple[int, int]]:
+        """(width, height) of each coded video stream."""
+        raise NotImplementedError
+
+    def pictures(self, x: torch.Tensor, factors: np.ndarray | None) -> list[np.ndarray]:
+        """(1, 3, H, W) float source frame (+ block factors) -> RGB uint8 picture per coded stream."""
+        raise NotImplementedError
+
+    def scale_map(self, factors: np.ndarray | None, index: int) -> bytes | None:
+        return None
+
+    def reconstruct(self, pictures: list[np.ndarray], smap: ScaleMap | None, upscaler) -> np.ndarray:
+        """Decoded pictures (+ scale map) -> (H, W, 3) uint8 frame at the source size."""
+        raise NotImplementedError
+
+    def lr_scales(self) -> list[int]:
+        return [1]
+
+    def overall(self) -> int:
+        return 1
+
+
+class Plain(Family):
+    """An ordinary rendition: the frame resized to W x H, shown bicubic-upscaled (what any HLS player does)."""
+
+    name = "plain"
+
+    def _size(self) -> tuple[int, int]:
+        if self.spec.size:
+            return self.spec.size
+        return self.geo.width + self.geo.width % 2, self.geo.height + self.geo.height % 2
+
+    def sizes(self) -> list[tuple[int, int]]:
+        return [self._size()]
+
+    def pictures(self, x, factors):
+        w, h = self._size()
+        if (w, h) == (self.geo.width + self.geo.width % 2, self.geo.height + self.geo.height % 2):
+            x = torch.nn.functional.pad(x, (0, w - self.geo.width, 0, h - self.geo.height), mode="replicate")
+        return [to_uint8(resize_to(x, h, w))]
+
+    def reconstruct(self, pictures, smap, upscaler):
+        full = (self.geo.width + self.geo.width % 2, self.geo.height + self.geo.height % 2)
+        pic = pictures[0]
+        if (pic.shape[1], pic.shape[0]) == full:  # full size: nothing to resize
+            return np.ascontiguousarray(pic[: self.geo.height, : self.geo.width])
+        return to_uint8(resize_to(to_tensor(pic), self.geo.height, self.geo.width))
+
+
+class PlainSR(Family):
+    """The frame at 1/K as an ordinary rendition, super-resolved as a whole by the client (OmniSR xK)."""
+
+    name = "plain-sr"
+    upscalers = ("omnisr",)
+
+    def _pad(self) -> tuple[int, int]:
+        m = 2 * self.spec.factor  # the LR picture has an even size
+        return -(-self.geo.height // m) * m, -(-self.geo.width // m) * m
+
+    def sizes(self):
+        h, w = self._pad()
+        return [(w // self.spec.factor, h // self.spec.factor)]
+
+    def pictures(self, x, factors):
+        h, w = self._pad()
+        x = torch.nn.functional.pad(x, (0, w - self.geo.width, 0, h - self.geo.height), mode="replicate")
+        return [to_uint8(downscale(x, self.spec.factor))]
+
+    def reconstruct(self, pictures, smap, upscaler):
+        with torch.no_grad():
+            hr = upscaler.sr_plane(to_tensor(pictures[0]), self.spec.factor)
+        return to_uint8(hr[..., : self.geo.height, : self.geo.width].float().cpu())
+
+    def lr_scales(self):
+        return [self.spec.factor]
+
+    def overall(self):
+        return self.spec.factor
+
+
+class _Blocks(Family):
+    """Families whose pictures carry 128-px blocks at per-block factors, with the scale map in an SEI."""
+
+    carries_map = True
+
+    def block_factors(self, factors):
+        raise NotImplementedError
+
+    def scale_map(self, factors, index):
+        g = self.geo.grid
+        return ScaleMap(self.block_factors(factors).reshape(g.grid_h, g.grid_w), self.lr_scales(), index).to_bytes()
+
+    def _lr(self, pictures, smap):
+        from bbmr_stream.unpack import unpack_atlas, unpack_planes
+
+        if self.layout == "planes":
+            return unpack_planes(pictures, tuple(self.lr_scales()), smap, self.geo.grid)
+        return unpack_atlas(pictures[0], smap, self.geo.grid, self.overall())
+
+    def reconstruct(self, pictures, smap, upscaler):
+        with torch.no_grad():
+            hr = upscaler(self._lr(pictures, smap))[..., : self.geo.height, : self.geo.width]
+        return to_uint8(hr.float().cpu())
+
+    def overall(self):
+        return self.geo.overall
+
+
+class Uniform(_Blocks):
+    """Every block at 1/overall in one atlas picture: BBMR's uniform baseline (OmniSR-O)."""
+
+    name = "uniform"
+    upscalers = ("omnisr", "jointsr")
+
+    @property
+    def layout(self):
+        return "atlas"
+
+    def block_factors(self, factors):
+        return np.full(self.geo.grid.n_blocks, self.geo.overall, np.uint8)
+
+    def sizes(self):
+        g, k = self.geo.grid, self.geo.overall
+        return [(g.grid_w * (g.block // k), g.grid_h * (g.block // k))]
+
+    def pictures(self, x, factors):
+        from bbmr_stream.pack import pack_frame
+
+        g = self.geo.grid
+        return [pack_frame(x, g, self.block_factors(None), g.grid_h, g.grid_w, self.geo.overall)]
+
+    def lr_scales(self):
+        return list(self.geo.scales)
+
+
+class BBMR(_Blocks):
+    """Blocks at their allocated scales (x2 hard .. x8 easy) at the LR pixel budget of uniform x``overall``."""
+
+    name = "bbmr"
+    allocates = True
+    upscalers = ("jointsr", "omnisr")
+
+    @property
+    def layout(self):
+        return self.geo.layout
+
+    def block_factors(self, factors):
+        return np.asarray(factors, np.uint8)
+
+    def _atlas(self) -> tuple[int, int]:
+        from bbmr_stream.pack import atlas_cols, atlas_rows
+
+        g = self.geo
+        return atlas_rows(g.grid, g.scales, g.overall), atlas_cols(g.grid, g.scales, g.overall)
+
+    def sizes(self):
+        from bbmr_stream.pack import plane_sizes
+
+        g = self.geo
+        if self.layout == "planes":
+            return plane_sizes(g.grid, g.scales)
+        rows, cols = self._atlas()
+        slot = g.grid.block // g.overall
+        return [(cols * slot, rows * slot)]
+
+    def fit(self, factors: np.ndarray) -> np.ndarray:
+        """Factors made to fit this rendition's picture(s) (atlas: a fixed number of rows)."""
+        from bbmr_stream.pack import fit_to_rows
+
+        if self.layout == "planes":
+            return factors
+        return fit_to_rows(factors, self.geo.grid, self._atlas()[0], self.geo.overall)
+
+    def pictures(self, x, factors):
+        from bbmr_stream.pack import pack_frame, pack_planes
+
+        g = self.geo
+        if self.layout == "planes":
+            return pack_planes(x, g.grid, factors, g.scales)
+        rows, cols = self._atlas()
+        return [pack_frame(x, g.grid, factors, rows, cols, g.overall)]
+
+    def lr_scales(self):
+        return list(self.geo.scales)
+
+
+FAMILIES: dict[str, type[Family]] = {c.name: c for c in (Plain, PlainSR, Uniform, BBMR)}
+
+
+def make_family(spec: RungSpec, geo: Geometry) -> Family:
+    return FAMILIES[spec.family](spec, geo)
+
+
+def spec_of(rend) -> RungSpec:
+    """The RungSpec of a manifest rendition (its ``kind`` is the family name)."""
+    if rend.kind == "plain":
+        return RungSpec("plain", rend.crf, size=(rend.lr_width, rend.lr_height))
+    if rend.kind == "plain-sr":
+        return RungSpec("plain-sr", rend.crf, factor=rend.overall)
+    return RungSpec(rend.kind, rend.crf)
+
+
+def family_of(rend, man) -> Family:
+    """The Family object that plays rendition ``rend`` of manifest ``man``."""
+    if rend.kind not in FAMILIES:
+        raise ValueError(f"unknown rendition family {rend.kind!r}")
+    grid = BlockGrid(int(man.source["height"]), int(man.source["width"]), man.block)
+    geo = Geometry(grid, tuple(man.scales), man.overall, rend.layout if rend.kind == "bbmr" else "planes")
+    return make_family(spec_of(rend), geo)
+

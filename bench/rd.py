@@ -1,0 +1,165 @@
+"""``bbmr-bench rd CLIP --out DIR``: the rate-quality study of every rung family against the plain ladder.
+
+Every candidate of :func:`packager.ladder.candidate_specs` (plain at 1, 2/3, 1/2, 1/3, 1/4 of the source x 5
+CRFs, bicubic up; plain-sr 1/2 and 1/4 with the shipped OmniSR x2 / x4; uniform x4 + OmniSR-O; BBMR + JointSR)
+is packaged by the real packager from the same frames with the same x264 settings and 2 s closed GOPs; rate =
+bytes of the MPEG-TS HLS segments as shipped * 8 / duration; PSNR-Y = ``bbmr_stream.metrics.psnr_luma`` (the
+source's decoded Y plane vs the reconstruction's luma in the source's matrix, as FFmpeg's ``psnr`` filter),
+mean over ``--measure-frames`` evenly spaced frames (the same frames for every candidate); NIQE (MATLAB niqe.m)
+on the first ``--niqe-frames`` of them.
+
+Writes ``rd.json`` (points, Pareto fronts, BD-rates), ``rd.md`` (tables) and ``rd.png`` (RD plot). BD-rate
+of each family's front against the plain front over their overlap: the ``bjontegaard`` package, pchip
+interpolation of log-rate over PSNR-Y (negative = bits saved at equal PSNR-Y).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from bbmr_stream.imageio import InputError, write_text_atomic
+from packager.ladder import Point, candidate_specs, choose, measure_candidates, pareto, points_json, shortfall
+
+
+def bd(anchor: list[Point], test: list[Point]) -> dict:
+    """BD-rate (%) and BD-PSNR (dB) of ``test`` against ``anchor`` (both fronts) over their PSNR overlap."""
+    import bjontegaard
+
+    if len(anchor) < 2 or len(test) < 2:
+        return {"bd_rate_pct": None, "bd_psnr_db": None, "note": "fewer than 2 front points"}
+    lo = max(min(p.psnr_y for p in anchor), min(p.psnr_y for p in test))
+    hi = min(max(p.psnr_y for p in anchor), max(p.psnr_y for p in test))
+    if hi <= lo:
+        return {"bd_rate_pct": None, "bd_psnr_db": None, "note": "no PSNR-Y overlap"}
+    args = ([p.kbps for p in anchor], [p.psnr_y for p in anchor], [p.kbps for p in test], [p.psnr_y for p in test])
+    out = {"overlap_psnr_db": [round(lo, 3), round(hi, 3)]}
+    for key, fn in (("bd_rate_pct", bjontegaard.bd_rate), ("bd_psnr_db", bjontegaard.bd_psnr)):
+        try:
+            v = float(fn(*args, method="pchip", require_matching_points=False, min_overlap=0.0))
+            out[key] = round(v, 2) if math.isfinite(v) else None
+        except Exception as e:  # the package rejects curves it cannot interpolate: report, do not guess
+            out[key] = None
+            out["note"] = f"{e.__class__.__name__}: {e}"
+    return out
+
+
+def below_front(test: list[Point], anchor: list[Point]) -> float | None:
+    """Largest PSNR-Y shortfall (dB) of ``test`` points under the ``anchor`` front, interpolated linearly in
+    log-rate, over the anchor's rate range (None: no test point inside it)."""
+    a = sorted(anchor, key=lambda p: p.kbps)
+    gaps = [g for g in (shortfall(p, a) for p in test) if g is not None]
+    return round(max(gaps), 4) if gaps else None
+
+
+def study(points: list[Point]) -> dict:
+    fams = sorted({p.family for p in points}, key=["plain", "plain-sr", "uniform", "bbmr"].index)
+    fronts = {f: pareto([p for p in points if p.family == f]) for f in fams}
+    fronts["all"] = pareto(points)
+    bds = {f: bd(fronts["plain"], fronts[f]) for f in fams if f != "plain" and "plain" in fronts}
+    bds["all"] = bd(fronts["plain"], fronts["all"]) if "plain" in fronts else {}
+    if "bbmr" in fronts and "plain-sr" in fronts:
+        bds["bbmr_vs_plain-sr"] = bd(fronts["plain-sr"], fronts["bbmr"])
+    auto = choose(points)
+    return {"fronts": {k: [p.name for p in v] for k, v in fronts.items()}, "bd_vs_plain": bds,
+            "auto_ladder": [p.name for p in auto],
+            "auto_below_plain_front_db": below_front(auto, fronts.get("plain", [])) if "plain" in fronts else None}
+
+
+def markdown(points: list[Point], res: dict, meta: dict) -> str:
+    src = meta["source"]
+    s = meta["settings"]
+    front_all = set(res["fronts"]["all"])
+    lines = [f"# Rate-quality study: {src['file']} ({src['width']}x{src['height']}, {src['frames']} frames)", "",
+             f"x264 {s['preset']} ({s['codec']}), {s['segment_s']} s closed GOPs, MPEG-TS HLS segments; rate = "
+             "segment bytes as shipped * 8 / duration. PSNR-Y: " + meta["conventions"]["psnr_y"] +
+             f"; frames {meta['conventions'].get('measured_frames')}. NIQE: MATLAB niqe.m, first measured frames. "
+             f"BBMR: scorer {s['scorer']}, allocator {s['allocator']}, layout {s['layout']}, overall x{s['overall']}, "
+             f"scales {s['scales']}.", "",
+             "| rung | family | coded | CRF | kbps | PSNR-Y | NIQE | upscaler | on front |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for p in sorted(points, key=lambda p: (p.family, p.kbps)):
+        lines.append(f"| {p.rung} | {p.family} | {p.width}x{p.height} | {p.crf:g} | {p.kbps:.0f} | {p.psnr_y:.2f} | "
+                     f"{'' if p.niqe is None else f'{p.niqe:.2f}'} | {p.upscaler} | "
+                     f"{'yes' if p.name in front_all else ''} |")
+    lines += ["", "BD vs the plain front (bjontegaard, pchip; negative BD-rate = fewer bits at equal PSNR-Y):", "",
+              "| family front | BD-rate % | BD-PSNR dB | PSNR overlap | note |", "|---|---|---|---|---|"]
+    for k, v in res["bd_vs_plain"].items():
+        lines.append(f"| {k} | {v.get('bd_rate_pct')} | {v.get('bd_psnr_db')} | {v.get('overlap_psnr_db')} | "
+                     f"{v.get('note', '')} |")
+    by = {p.name: p for p in points}
+    lines += ["", "Auto ladder (`packager.ladder.choose` on these points): " +
+              ", ".join(f"{n} ({by[n].kbps:.0f} kbps, {by[n].psnr_y:.2f} dB)" for n in res["auto_ladder"]),
+              f"; largest shortfall under the plain front: {res['auto_below_plain_front_db']} dB", ""]
+    return "\n".join(lines)
+
+
+def plot(points: list[Point], res: dict, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"plain": "tab:blue", "plain-sr": "tab:green", "uniform": "tab:orange", "bbmr": "tab:red"}
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    by = {p.name: p for p in points}
+    for fam, c in colours.items():
+        pts = [p for p in points if p.family == fam]
+        if not pts:
+            continue
+        ax.scatter([p.kbps for p in pts], [p.psnr_y for p in pts], s=14, color=c, alpha=0.45)
+        fr = [by[n] for n in res["fronts"][fam]]
+        ax.plot([p.kbps for p in fr], [p.psnr_y for p in fr], "-o", ms=4, color=c, label=f"{fam} front")
+    auto = [by[n] for n in res["auto_ladder"]]
+    ax.plot([p.kbps for p in auto], [p.psnr_y for p in auto], "k*", ms=11, label="auto ladder")
+    ax.set_xscale("log")
+    ax.set_xlabel("kbps (MPEG-TS segments as shipped)")
+    ax.set_ylabel("PSNR-Y dB (source Y plane, psnr_luma)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def main_rd(argv: list[str]) -> int:
+    from rich.console import Console
+
+    ap = argparse.ArgumentParser(prog="bbmr-bench rd", description=__doc__.split("\n\n")[0])
+    ap.add_argument("clip")
+    ap.add_argument("--out", required=True, help="directory for rd.json, rd.md, rd.png")
+    ap.add_argument("--frames", type=int, default=60, help="frames of the clip to package (default 60)")
+    ap.add_argument("--measure-frames", type=int, default=10, help="PSNR-Y on this many evenly spaced frames")
+    ap.add_argument("--niqe-frames", type=int, default=2)
+    ap.add_argument("--families", default="plain,plain-sr,uniform,bbmr")
+    ap.add_argument("--scorer", default="light")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--preset", default="medium")
+    a = ap.parse_args(argv)
+    from packager.cli import build_parser
+    from bbmr_stream.decode import probe
+
+    fams = tuple(f.strip() for f in a.families.split(",") if f.strip())
+    info = probe(a.clip)
+    specs = candidate_specs(info.width, info.height, fams)
+    if not specs:
+        raise InputError("--families selects no candidate")
+    pargs = build_parser().parse_args([a.clip, "--out", "unused", "--max-frames", str(a.frames), "--scorer",
+                                       a.scorer, "--device", a.device, "--preset", a.preset, "--measure-frames",
+                                       str(a.measure_frames), "--niqe-frames", str(a.niqe_frames)])
+    console = Console(stderr=True, emoji=False)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    points, meta = measure_candidates(pargs, specs, console, workdir=out)
+    res = study(points)
+    write_text_atomic(out / "rd.json", json.dumps({"meta": meta, "points": points_json(points), **res}, indent=1))
+    md = markdown(points, res, meta)
+    write_text_atomic(out / "rd.md", md)
+    plot(points, res, f"{meta['source']['file']} ({meta['source']['frames']} frames)", out / "rd.png")
+    print(md)
+    return 0

@@ -1,0 +1,214 @@
+"""The per-title ladder (``--ladder auto``) and the candidate measurement it shares with ``bbmr-bench rd``.
+
+1. Candidates: every family of :mod:`bbmr_stream.family` at several CRFs: ``plain`` at 1, 2/3, 1/2, 1/3 and
+   1/4 of the source size, ``plain-sr`` at 1/2 and 1/4, ``uniform`` and ``bbmr`` (:func:`candidate_specs`).
+2. Measurement (:func:`measure_candidates`): the packager itself runs on a sample of the title (up to
+   ``sample_segments`` segments spread evenly over it, re-timed back to back) with every candidate as a
+   rung: bytes as shipped (HLS segments), PSNR-Y on evenly spaced frames (``bbmr_stream.metrics.psnr_luma``).
+3. Choice (:func:`choose`): the Pareto front of all candidates (higher PSNR-Y at lower rate), then rungs
+   about ``ratio`` (1.5-2x) apart in rate from the lowest point up to where quality saturates (the next
+   rung would add less than ``min_gain_db``), at most ``max_rungs``. Whatever family is on the front at a
+   rate ships there; a dominated point never does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bbmr_stream.family import FAMILIES, Geometry, RungSpec, parse_rung
+from bbmr_stream.imageio import InputError
+
+PLAIN_FRACTIONS = (1.0, 2 / 3, 1 / 2, 1 / 3, 1 / 4)
+PLAIN_CRFS = (18, 23, 28, 33, 38)
+SR_FACTORS = (2, 4)
+BLOCK_CRFS = (12, 18, 23, 28, 33)  # uniform / bbmr pictures are small: lower CRFs reach the same rates
+
+
+@dataclass
+class Point:
+    """One measured candidate: rate (bytes as shipped), PSNR-Y, and what made it."""
+
+    rung: str  # the --ladder item
+    name: str
+    family: str
+    width: int  # coded picture (first stream)
+    height: int
+    crf: float
+    kbps: float
+    psnr_y: float
+    niqe: float | None = None
+    upscaler: str | None = None
+
+    @property
+    def spec(self) -> RungSpec:
+        return parse_rung(self.rung)
+
+
+def even(v: float) -> int:
+    return max(2, int(round(v / 2)) * 2)
+
+
+def candidate_specs(width: int, height: int, families: tuple[str, ...] = tuple(FAMILIES),
+                    plain_crfs=PLAIN_CRFS, block_crfs=BLOCK_CRFS) -> list[RungSpec]:
+    specs: list[RungSpec] = []
+    if "plain" in families:
+        sizes = []
+        for f in PLAIN_FRACTIONS:
+            s = (even(width * f), even(height * f))
+            if min(s) >= 32 and s not in sizes:
+                sizes.append(s)
+        full = (width + width % 2, height + height % 2)
+        specs += [RungSpec("plain", c, size=None if s == full else s) for s in sizes for c in plain_crfs]
+    if "plain-sr" in families:
+        specs += [RungSpec("plain-sr", c, factor=k) for k in SR_FACTORS for c in plain_crfs
+                  if min(width, height) // k >= 32]
+    for fam in ("uniform", "bbmr"):
+        if fam in families:
+            specs += [RungSpec(fam, c) for c in block_crfs]
+    return specs
+
+
+def sample_segments(n_segments: int, count: int) -> list[int] | None:
+    """Indices of ``count`` segments spread evenly over ``n_segments`` (None: all of them)."""
+    if count <= 0 or n_segments <= count:
+        return None
+    step = n_segments / count
+    return sorted({int(step * (i + 0.5)) for i in range(count)})
+
+
+def measure_candidates(args: argparse.Namespace, specs: list[RungSpec], console, workdir: Path | None = None,
+                       segments: list[int] | None = None) -> tuple[list[Point], dict]:
+    """Run the packager with every candidate as a rung (on ``segments`` of the title, None = all frames up
+    to ``--max-frames``) and return the measured points and the manifest's source and conventions."""
+    from bbmr_stream.manifest import load
+    from packager.cli import run
+
+    a = copy.copy(args)
+    a.force, a.no_measure, a.sample = True, False, segments
+    with tempfile.TemporaryDirectory(prefix="bbmr-candidates-", dir=workdir) as td:
+        a.out = str(Path(td) / "stream")
+        run(a, console, specs=specs)
+        man = load(a.out)
+    rungs = {s.name: s for s in specs}
+    points = [Point(rungs[r.name].text, r.name, r.kind, r.lr_width, r.lr_height, r.crf, r.bitrate_kbps, r.psnr_y,
+                    r.niqe, r.psnr_y_upscaler) for r in man.renditions]
+    meta = {"source": man.source, "conventions": man.conventions, "segments": segments,
+            "settings": {"codec": args.codec, "preset": args.preset, "segment_s": args.segment,
+                         "scorer": man.scorer, "allocator": man.allocator, "layout": args.layout,
+                         "overall": man.overall, "scales": man.scales, "block": man.block}}
+    return points, meta
+
+
+def pareto(points: list[Point]) -> list[Point]:
+    """Points not dominated by another (no other has rate <= and PSNR-Y >= with one strict), by rate."""
+    front: list[Point] = []
+    for p in sorted(points, key=lambda p: (p.kbps, -p.psnr_y)):
+        if not front or p.psnr_y > front[-1].psnr_y:
+            front.append(p)
+    return front
+
+
+def hull(points: list[Point]) -> list[Point]:
+    """The upper convex hull of the points in (log rate, PSNR-Y), rising part only (the per-title "convex
+    hull"): no hull point lies below the straight line (in log rate) between two other points, so the ladder
+    is nowhere below any family's front interpolated the same way."""
+    pts = pareto(points)
+    out: list[Point] = []
+    for p in pts:
+        while len(out) >= 2:
+            a, b = out[-2], out[-1]
+            cross = ((math.log(b.kbps) - math.log(a.kbps)) * (p.psnr_y - a.psnr_y)
+                     - (b.psnr_y - a.psnr_y) * (math.log(p.kbps) - math.log(a.kbps)))
+            if cross >= 0:  # b is on or under the segment a-p
+                out.pop()
+            else:
+                break
+        out.append(p)
+    return out
+
+
+def shortfall(p: Point, curve: list[Point]) -> float | None:
+    """dB by which ``p`` lies under ``curve`` (points by rate) interpolated linearly in log rate; None
+    outside the curve's rate range."""
+    for u, v in zip(curve, curve[1:]):
+        if u.kbps <= p.kbps <= v.kbps:
+            t = 0.0 if v.kbps == u.kbps else math.log(p.kbps / u.kbps) / math.log(v.kbps / u.kbps)
+            return u.psnr_y + t * (v.psnr_y - u.psnr_y) - p.psnr_y
+    if curve and p.kbps == curve[0].kbps:
+        return curve[0].psnr_y - p.psnr_y
+    return None
+
+
+def choose(points: list[Point], max_rungs: int = 8, ratio: float = 1.5, min_gain_db: float = 0.25,
+           tol_db: float = 0.05) -> list[Point]:
+    """Rungs from the Pareto points within ``tol_db`` of the convex hull (the hull alone can leave 3-4x rate
+    gaps), each at least ``ratio`` x the rate of the previous and ``min_gain_db`` better, from the lowest
+    rate up to saturation, at most ``max_rungs``."""
+    h = hull(points)
+    front = [p for p in pareto(points) if (shortfall(p, h) or 0.0) <= tol_db]
+    if not front:
+        return []
+    picked = [front[0]]
+    for p in front[1:]:
+        if len(picked) >= max_rungs:
+            break
+        if p.kbps >= ratio * picked[-1].kbps and p.psnr_y >= picked[-1].psnr_y + min_gain_db:
+            picked.append(p)
+    return picked
+
+
+def load_study(path: str | Path, info, frames: int | None) -> list[Point]:
+    """Points of a ``bbmr-bench rd`` study (rd.json) made on this title."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"--study {p}: no such file")
+    try:
+        d = json.loads(p.read_text())
+        src = d["meta"]["source"]
+        pts = [Point(**q) for q in d["points"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"--study {p}: not an rd.json ({e.__class__.__name__}: {e})") from None
+    if (src["file"], src["width"], src["height"]) != (Path(info.path).name, info.width, info.height):
+        raise InputError(f"--study {p} was made on {src['file']} {src['width']}x{src['height']}, not this title")
+    if frames is not None and src["frames"] != frames:
+        raise InputError(f"--study {p} measured {src['frames']} frames, this run packages {frames}")
+    return pts
+
+
+def auto_ladder(args: argparse.Namespace, info, geo: Geometry, console) -> list[RungSpec]:
+    """The rungs ``--ladder auto`` ships (and a table of the choice on the console)."""
+    if args.study:
+        frames = min(info.frames, args.max_frames) if args.max_frames else None
+        points = load_study(args.study, info, frames)
+    else:
+        gop = max(1, int(round(float(info.fps) * args.segment)))
+        n = min(info.frames or 0, args.max_frames or 10**9)
+        segs = sample_segments(-(-n // gop), args.auto_sample_segments)
+        console.print(f"--ladder auto: measuring {len(candidate_specs(info.width, info.height))} candidates on "
+                      f"{'all' if segs is None else len(segs)} segment(s) of the title")
+        a = copy.copy(args)
+        a.measure_frames = args.auto_measure_frames
+        points, _ = measure_candidates(a, candidate_specs(info.width, info.height), console,
+                                       workdir=Path(args.out).resolve().parent, segments=segs)
+    picked = choose(points, args.auto_max_rungs)
+    if not picked:
+        raise InputError("--ladder auto: no candidate could be measured")
+    from rich.table import Table
+
+    t = Table(title="--ladder auto: rungs on the rate-quality front (measured on the sample)")
+    for c in ("rung", "family", "coded", "kbps", "PSNR-Y"):
+        t.add_column(c)
+    for p in picked:
+        t.add_row(p.rung, p.family, f"{p.width}x{p.height}", f"{p.kbps:.0f}", f"{p.psnr_y:.2f}")
+    console.print(t)
+    return [p.spec for p in picked]
+
+
+def points_json(points: list[Point]) -> list[dict]:
+    return [asdict(p) for p in points]
