@@ -141,9 +141,23 @@ class Family:
     def scale_map(self, factors: np.ndarray | None, index: int) -> bytes | None:
         return None
 
-    def reconstruct(self, pictures: list[np.ndarray], smap: ScaleMap | None, upscaler) -> np.ndarray:
-        """Decoded pictures (+ scale map) -> (H, W, 3) uint8 frame at the source size."""
+    def reconstruct_float(self, pictures: list[np.ndarray], smap: ScaleMap | None, upscaler) -> torch.Tensor:
+        """Decoded RGB pictures (+ scale map) -> (1, 3, H, W) float frame in [0, 1] at the source size."""
         raise NotImplementedError
+
+    def reconstruct(self, pictures: list[np.ndarray], smap: ScaleMap | None, upscaler) -> np.ndarray:
+        """Decoded pictures (+ scale map) -> (H, W, 3) uint8 frame at the source size (what is shown)."""
+        return to_uint8(self.reconstruct_float(pictures, smap, upscaler))
+
+    def luma(self, frames: list, smap: ScaleMap | None, upscaler, matrix: str, full_range: bool) -> np.ndarray:
+        """Decoded PyAV frames -> (H, W) float64 luma of the reconstruction in the source's matrix (the
+        distorted side of video PSNR-Y): the luma of the unrounded RGB output, clamped to the RGB gamut as
+        any RGB picture is."""
+        from bbmr_stream.colour import frame_to_rgb, luma
+
+        pics = [frame_to_rgb(f, matrix, full_range)[0] for f in frames]
+        x = self.reconstruct_float(pics, smap, upscaler)
+        return luma(x[0].permute(1, 2, 0).double().cpu().numpy() * 255.0, matrix, full_range)
 
     def lr_scales(self) -> list[int]:
         return [1]
@@ -172,11 +186,26 @@ class Plain(Family):
         return [to_uint8(resize_to(x, h, w))]
 
     def reconstruct(self, pictures, smap, upscaler):
-        full = (self.geo.width + self.geo.width % 2, self.geo.height + self.geo.height % 2)
         pic = pictures[0]
-        if (pic.shape[1], pic.shape[0]) == full:  # full size: nothing to resize
-            return np.ascontiguousarray(pic[: self.geo.height, : self.geo.width])
-        return to_uint8(resize_to(to_tensor(pic), self.geo.height, self.geo.width))
+        if pic.shape[:2] == (self.geo.height + self.geo.height % 2, self.geo.width + self.geo.width % 2):
+            return np.ascontiguousarray(pic[: self.geo.height, : self.geo.width])  # full size: as decoded
+        return to_uint8(self.reconstruct_float(pictures, smap, upscaler))
+
+    def reconstruct_float(self, pictures, smap, upscaler):
+        return resize_to(to_tensor(pictures[0]), self.geo.height, self.geo.width)[..., : self.geo.height,
+                                                                                 : self.geo.width]
+
+    def luma(self, frames, smap, upscaler, matrix, full_range):
+        """The decoded Y plane itself, bicubic-resized to the source size when smaller: for a full-size rung
+        exactly what FFmpeg's psnr filter and libvmaf compare (an ordinary ladder is measured the usual way)."""
+        from bbmr_stream.colour import planes_of
+
+        y = planes_of(frames[0], matrix, full_range)[0]
+        h, w = self.geo.height, self.geo.width
+        if y.shape[0] >= h and y.shape[1] >= w:
+            return y[:h, :w].astype(np.float64)
+        t = torch.from_numpy(y.astype(np.float32))[None, None] / 255.0
+        return (resize_to(t, h, w)[0, 0].double() * 255.0).numpy()
 
 
 class PlainSR(Family):
@@ -198,10 +227,10 @@ class PlainSR(Family):
         x = torch.nn.functional.pad(x, (0, w - self.geo.width, 0, h - self.geo.height), mode="replicate")
         return [to_uint8(downscale(x, self.spec.factor))]
 
-    def reconstruct(self, pictures, smap, upscaler):
+    def reconstruct_float(self, pictures, smap, upscaler):
         with torch.no_grad():
             hr = upscaler.sr_plane(to_tensor(pictures[0]), self.spec.factor)
-        return to_uint8(hr[..., : self.geo.height, : self.geo.width].float().cpu())
+        return hr[..., : self.geo.height, : self.geo.width].float().cpu().clamp_(0.0, 1.0)
 
     def lr_scales(self):
         return [self.spec.factor]
@@ -229,10 +258,10 @@ class _Blocks(Family):
             return unpack_planes(pictures, tuple(self.lr_scales()), smap, self.geo.grid)
         return unpack_atlas(pictures[0], smap, self.geo.grid, self.overall())
 
-    def reconstruct(self, pictures, smap, upscaler):
+    def reconstruct_float(self, pictures, smap, upscaler):
         with torch.no_grad():
             hr = upscaler(self._lr(pictures, smap))[..., : self.geo.height, : self.geo.width]
-        return to_uint8(hr.float().cpu())
+        return hr.float().cpu().clamp_(0.0, 1.0)
 
     def overall(self):
         return self.geo.overall

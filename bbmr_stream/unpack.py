@@ -37,18 +37,9 @@ def _rgb(fr, matrix: str, full_range: bool) -> np.ndarray:
     return frame_to_rgb(fr, matrix, full_range)[0]
 
 
-def segment_pictures(path: str | Path, rend, matrix: str = "bt709", full_range: bool = False,
-                     wanted=None) -> Iterator[tuple[list[np.ndarray] | None, ScaleMap | None]]:
-    """(RGB pictures of every coded stream, scale map or None) of each frame of one segment file, in order.
-    Frames ``i`` with ``wanted(i)`` false are decoded (the codec needs them) but not converted: None."""
-    for i, (frs, smap, _) in enumerate(_decoded(path, len(rend.pictures))):
-        if wanted is not None and not wanted(i):
-            yield None, smap
-        else:
-            yield [_rgb(f, matrix, full_range) for f in frs], smap
-
-
-def _decoded(path: str | Path, n_streams: int):
+def segment_frames(path: str | Path, n_streams: int) -> Iterator[tuple[list, ScaleMap | None]]:
+    """(decoded PyAV frame of every coded stream, scale map from the first stream's SEI or None) of each
+    frame of one segment file, in presentation order."""
     import av
 
     streams = []
@@ -56,7 +47,18 @@ def _decoded(path: str | Path, n_streams: int):
         with av.open(str(path)) as c:
             streams.append(list(c.decode(video=i)))
     for frs in zip(*streams):
-        yield frs, scalemap_of(frs[0]), frs[0].pts
+        yield list(frs), scalemap_of(frs[0])
+
+
+def segment_pictures(path: str | Path, rend, matrix: str = "bt709", full_range: bool = False,
+                     wanted=None) -> Iterator[tuple[list[np.ndarray] | None, ScaleMap | None]]:
+    """(RGB pictures of every coded stream, scale map or None) of each frame of one segment file, in order.
+    Frames ``i`` with ``wanted(i)`` false are decoded (the codec needs them) but not converted: None."""
+    for i, (frs, smap) in enumerate(segment_frames(path, len(rend.pictures))):
+        if wanted is not None and not wanted(i):
+            yield None, smap
+        else:
+            yield [_rgb(f, matrix, full_range) for f in frs], smap
 
 
 def unpack_atlas(picture: np.ndarray, smap: ScaleMap, grid: BlockGrid, overall: int) -> LRBlocks:

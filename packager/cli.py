@@ -28,7 +28,7 @@ from bbmr_stream.decode import frames, probe
 from bbmr_stream.family import FAMILIES, Family, Geometry, RungSpec, make_family, parse_ladder, spec_of
 from bbmr_stream.imageio import InputError
 from bbmr_stream.manifest import Manifest, Rendition, Segment
-from bbmr_stream.metrics import psnr_luma
+from bbmr_stream.colour import frame_to_rgb
 from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor
 from packager.encode import LREncoder
 from packager.reuse import MapReuse
@@ -281,9 +281,10 @@ def build_manifest(args, info, geo: Geometry, n_frames: int, renditions, alloc: 
         audio=audio, conventions=conv)
 
 
-PSNR_CONVENTION = ("video PSNR-Y: the source's decoded Y plane vs the luma of the reconstruction in the source's "
-                   "matrix and range (exact, unrounded; bbmr_stream.metrics.psnr_luma), peak 255, crop 0, mean "
-                   "of per-frame PSNR over the measured frames; reconstruction rounded to 8-bit RGB first")
+PSNR_CONVENTION = ("video PSNR-Y: the source's decoded 8-bit Y plane vs the reconstruction's luma in the source's "
+                   "matrix and range (plain: the decoded Y plane, bicubic-resized when smaller, as FFmpeg's psnr "
+                   "filter; SR families: the exact luma of the unrounded RGB output), peak 255, crop 0, mean of "
+                   "per-frame PSNR over the measured frames (bbmr_stream.family.Family.luma)")
 
 
 def run(args: argparse.Namespace, console, specs: list[RungSpec] | None = None) -> Path:
@@ -358,8 +359,8 @@ def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int
     its first ``niqe_frames`` measured frames. The source's Y planes of those frames are decoded once."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from bbmr_stream.metrics import niqe
-    from bbmr_stream.unpack import segment_pictures
+    from bbmr_stream.metrics import niqe, psnr_plane
+    from bbmr_stream.unpack import segment_frames
 
     want = set(measured)
     ref = {}
@@ -380,15 +381,14 @@ def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int
             prog.update(task, description=f"measuring {rend.name} ({up_name})")
             vals, niqes = [], []
             for seg in rend.segments:
-                wanted = lambda i, s=seg: s.first_frame + i in want  # noqa: E731
-                for i, (pics, smap) in enumerate(segment_pictures(tmp / seg.file, rend, info.matrix,
-                                                                  info.full_range, wanted)):
-                    if pics is None:
+                for i, (frs, smap) in enumerate(segment_frames(tmp / seg.file, len(rend.pictures))):
+                    if seg.first_frame + i not in want:
                         continue
-                    rec = fam.reconstruct(pics, smap, upscaler)
-                    vals.append(psnr_luma(ref[seg.first_frame + i], rec, info.matrix, info.full_range))
+                    y = fam.luma(frs, smap, upscaler, info.matrix, info.full_range)
+                    vals.append(psnr_plane(ref[seg.first_frame + i], y))
                     if len(niqes) < niqe_frames:
-                        niqes.append(niqe(rec))
+                        niqes.append(niqe(fam.reconstruct([frame_to_rgb(f, info.matrix, info.full_range)[0]
+                                                           for f in frs], smap, upscaler)))
                     prog.advance(task)
             if len(vals) != len(measured):
                 raise RuntimeError(f"{rend.name}: decoded {len(vals)} of {len(measured)} measured frames")

@@ -34,6 +34,7 @@ def segment_hls(ts_path: Path, out_dir: Path, name: str, segment_s: float) -> tu
              hls_segment_filename=str(out_dir / f"{name}_%05d.ts"), hls_flags="independent_segments")
      .global_args("-nostdin", "-loglevel", "error")
      .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True))
+    _fix_target_duration(out_dir / playlist)
     segs = []
     dur = None
     for line in (out_dir / playlist).read_text().splitlines():
@@ -43,6 +44,15 @@ def segment_hls(ts_path: Path, out_dir: Path, name: str, segment_s: float) -> tu
         elif line and not line.startswith("#"):
             segs.append(SegmentFile(line, float(dur or 0.0), (out_dir / line).stat().st_size))
     return playlist, segs
+
+
+def _fix_target_duration(path: Path) -> None:
+    """RFC 8216 4.3.3.1: EXT-X-TARGETDURATION is an integer >= every EXTINF rounded to the nearest integer,
+    and at least 1 (FFmpeg writes 0 for segments under 0.5 s)."""
+    text = path.read_text()
+    durs = [float(m) for m in re.findall(r"#EXTINF:([0-9.]+)", text)]
+    target = max([1] + [int(d + 0.5) for d in durs])
+    path.write_text(re.sub(r"#EXT-X-TARGETDURATION:\d+", f"#EXT-X-TARGETDURATION:{target}", text))
 
 
 def master_playlist(renditions: list[tuple[str, float, float, int, int, str]]) -> str:

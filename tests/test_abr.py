@@ -53,3 +53,16 @@ def test_bad_traces(tmp_path, text):
     p.write_text(text)
     with pytest.raises(InputError):
         Trace.load(p)
+
+
+def test_picks_by_measured_quality_within_the_budget():
+    """Across families a dearer rung can be worse: the rule takes the best measured PSNR-Y that fits 0.9 x the
+    throughput estimate, not the highest bitrate."""
+    abr = ThroughputBufferABR([500.0, 900.0, 1000.0, 3000.0], quality=[30.0, 33.0, 32.0, 38.0])
+    abr.observe(2.0, 1.0)  # 2 Mbps
+    assert abr.choose(buffer_s=10.0, current=None) == 1  # 900 kbps at 33 dB beats 1000 kbps at 32 dB
+    abr.history = [4.0]
+    assert abr.choose(buffer_s=10.0, current=None) == 3
+    by_rate = ThroughputBufferABR([500.0, 900.0, 1000.0, 3000.0])
+    by_rate.observe(2.0, 1.0)
+    assert by_rate.choose(buffer_s=10.0, current=None) == 2

@@ -1,0 +1,178 @@
+"""Rung families (bbmr_stream.family), the auto ladder's choice (packager.ladder), the RD study's BD-rates
+(bench.rd), HLS playlists and plain / plain-sr rungs end to end."""
+
+import json
+import subprocess
+
+import m3u8
+import numpy as np
+import pytest
+import torch
+
+from bbmr_stream.blocks import BlockGrid
+from bbmr_stream.family import FAMILIES, Geometry, RungSpec, make_family, parse_ladder, parse_rung
+from bbmr_stream.imageio import InputError
+from packager.ladder import Point, candidate_specs, choose, hull, pareto, sample_segments, shortfall
+from tests.media import H, W, _clip
+
+
+@pytest.mark.parametrize("item", ["plain:23", "plain:640x360:28", "plain-sr:2:18", "plain-sr:4:33", "uniform:12",
+                                  "bbmr:23.5"])
+def test_rung_text_round_trip(item):
+    spec = parse_rung(item)
+    assert parse_rung(spec.text) == spec and spec.family in FAMILIES
+
+
+@pytest.mark.parametrize("bad", ["plain", "plain:x:23", "plain:10x:3", "plain-sr:3:23", "plain-sr:23", "bbmr:abc",
+                                 "bbmr:99", "nope:23", ""])
+def test_bad_rungs(bad):
+    with pytest.raises(InputError):
+        parse_ladder(bad)
+
+
+def test_duplicate_rungs():
+    with pytest.raises(InputError):
+        parse_ladder("plain:23,plain:23")
+
+
+def test_odd_plain_size_made_even():
+    assert parse_rung("plain:641x361:23").size == (642, 362)
+
+
+@pytest.mark.parametrize("item", ["plain:23", "plain:160x100:23", "plain-sr:2:23", "plain-sr:4:23", "uniform:23",
+                                  "bbmr:23"])
+def test_every_family_round_trips_its_pictures(item):
+    """pictures() sizes match sizes(), and reconstructing the uncoded pictures with bicubic gives a frame of
+    the source size close to the source (the families agree with each other on geometry)."""
+    from bbmr_stream.upscale import BicubicUpscaler
+
+    from skimage import data
+
+    img = np.ascontiguousarray(data.astronaut()[:H, :W])
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    geo = Geometry(BlockGrid(H, W), (2, 4, 8), 4, "planes")
+    fam = make_family(parse_rung(item), geo)
+    f = np.array([2, 4, 8, 8, 4, 8], np.uint8) if fam.allocates else None
+    pics = fam.pictures(x, f)
+    assert [(p.shape[1], p.shape[0]) for p in pics] == fam.sizes()
+    from bbmr_stream.scalemap import ScaleMap
+
+    smap = ScaleMap.from_bytes(fam.scale_map(f, 0)) if fam.carries_map else None
+    rec = fam.reconstruct(pics, smap, BicubicUpscaler())
+    assert rec.shape == img.shape and rec.dtype == np.uint8
+    d = rec.astype(float) - img
+    if item == "plain:23":
+        assert not d.any()  # full size, uncoded: the frame itself
+    else:
+        assert 10 * np.log10(255**2 / np.mean(d * d)) > 18
+
+
+def _pts(rows, family="plain"):
+    return [Point(f"{family}:{i}", f"{family}_{i}", family, 10, 10, 23, kbps, q) for i, (kbps, q) in enumerate(rows)]
+
+
+def test_pareto_and_hull():
+    pts = _pts([(100, 30), (150, 29), (200, 33), (400, 33.5), (800, 37), (1600, 37.2)])
+    assert [p.kbps for p in pareto(pts)] == [100, 200, 400, 800, 1600]
+    # 400 kbps / 33.5 dB lies under the straight line (log rate) from 200 to 800
+    assert [p.kbps for p in hull(pts)] == [100, 200, 800, 1600]
+    assert shortfall(pts[3], hull(pts)) == pytest.approx(35.0 - 33.5)  # log-rate midpoint of 200..800
+    assert shortfall(Point("a", "a", "plain", 1, 1, 1, 50, 20), hull(pts)) is None
+
+
+def test_choose_spaces_rungs_and_stops_at_saturation():
+    pts = _pts([(100, 30), (120, 30.6), (160, 31.5), (250, 33), (400, 35), (700, 37), (1200, 38.5), (2000, 39.5),
+                (3500, 39.7)])
+    got = choose(pts)
+    rates = [p.kbps for p in got]
+    assert rates[0] == 100 and all(b >= 1.5 * a for a, b in zip(rates, rates[1:]))
+    assert 3500 not in rates  # +0.2 dB for 1.75x the bits: saturated
+    assert choose(pts, max_rungs=3) == got[:3]
+
+
+def test_choose_takes_the_winning_family_at_each_rate():
+    plain = _pts([(100, 30), (200, 32), (400, 34), (800, 36)])
+    sr = _pts([(100, 31), (200, 33)], "plain-sr")  # wins at low rates only
+    got = choose(plain + sr)
+    assert [p.family for p in got][:2] == ["plain-sr", "plain-sr"] and got[-1].family == "plain"
+    assert all(shortfall(p, plain) is None or shortfall(p, plain) <= 0 for p in got)
+
+
+def test_candidates_cover_every_family():
+    specs = candidate_specs(1920, 1080)
+    fams = {s.family for s in specs}
+    assert fams == set(FAMILIES)
+    sizes = {s.size for s in specs if s.family == "plain"}
+    assert {None, (1280, 720), (960, 540), (640, 360), (480, 270)} == sizes
+    assert len({s.name for s in specs}) == len(specs)
+
+
+def test_sample_segments():
+    assert sample_segments(3, 3) is None
+    assert sample_segments(30, 3) == [5, 15, 25]
+
+
+def test_bd_rate_of_a_shifted_curve():
+    """bench.rd.bd uses the bjontegaard package: a curve needing 20 % fewer bits everywhere gives -20 %."""
+    from bench.rd import bd
+
+    plain = _pts([(100, 30), (200, 32), (400, 34), (800, 36)])
+    better = [Point("t", f"t{i}", "bbmr", 1, 1, 1, p.kbps * 0.8, p.psnr_y) for i, p in enumerate(plain)]
+    r = bd(plain, better)
+    assert r["bd_rate_pct"] == pytest.approx(-20.0, abs=0.1) and r["bd_psnr_db"] > 0
+    assert bd(plain, _pts([(5000, 50), (6000, 51)], "bbmr"))["bd_rate_pct"] is None  # no overlap: not guessed
+
+
+def test_plain_and_plain_sr_rungs_package_play_and_validate(tmp_path):
+    """An explicit ladder of every family packages; the HLS playlists validate (m3u8) and FFmpeg plays the
+    master playlist's plain rung; the player plays each rung and its report names the family."""
+    import imageio_ffmpeg
+
+    from bbmr_stream.manifest import load
+    from packager.cli import main as package
+    from player.cli import main as play
+
+    src = tmp_path / "in.mp4"
+    _clip(src)
+    out = tmp_path / "stream"
+    assert package([str(src), "--out", str(out), "--scorer", "bicubic", "--segment", "0.4", "--upscaler", "bicubic",
+                    "--ladder", "plain:160x100:23,plain-sr:2:23,uniform:23,bbmr:23", "--device", "cpu"]) == 0
+    man = load(out)
+    assert [r.kind for r in man.renditions] == ["plain", "plain-sr", "uniform", "bbmr"]
+    plain, psr = man.renditions[0], man.renditions[1]
+    assert (plain.lr_width, plain.lr_height) == (160, 100) and (psr.lr_width, psr.lr_height) == (160, 100)
+    master = m3u8.load(str(out / "master.m3u8"))
+    assert len(master.playlists) == 4
+    for pl in master.playlists:
+        si = pl.stream_info
+        assert si.bandwidth >= si.average_bandwidth > 0 and si.codecs.startswith("avc1.") and si.resolution
+        media = m3u8.load(str(out / pl.uri))
+        assert media.target_duration >= 1 and media.is_endlist
+        assert all(round(s.duration) <= media.target_duration for s in media.segments)
+    bws = [pl.stream_info.average_bandwidth for pl in master.playlists]
+    assert bws == sorted(bws)
+    r = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(out / "master.m3u8"),
+                        "-map", "0:v:0", "-f", "null", "-"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for rend in man.renditions:
+        rep = tmp_path / f"{rend.name}.json"
+        assert play([str(out), "--headless", "--rendition", rend.name, "--reference", str(src), "--report", str(rep),
+                     "--niqe-every", "0", "--upscaler", "bicubic"]) == 0
+        d = json.loads(rep.read_text())
+        assert {f["metrics"]["family"] for f in d["frames"]} == {rend.kind}
+        assert d["concealed_frames"] == 0
+        assert abs(d["pooled_metrics"]["psnr_y"]["mean"] - rend.psnr_y) < 0.05  # player and packager agree
+
+
+def test_jointsr_cannot_play_plain_sr(tmp_path):
+    from bbmr_stream.manifest import load
+    from packager.cli import main as package
+    from player.cli import main as play
+
+    src = tmp_path / "in.mp4"
+    _clip(src)
+    out = tmp_path / "stream"
+    assert package([str(src), "--out", str(out), "--segment", "0.4", "--ladder", "plain-sr:2:23", "--upscaler",
+                    "bicubic", "--no-measure", "--device", "cpu"]) == 0
+    assert load(out).renditions[0].kind == "plain-sr"
+    assert play([str(out), "--headless", "--upscaler", "jointsr"]) == 2
