@@ -44,7 +44,7 @@ def segment_frames(path: str | Path, n_streams: int) -> Iterator[tuple[list, Sca
 
     streams = []
     for i in range(n_streams):
-        with av.open(str(path)) as c:
+        with av.open(str(path), format="mpegts") as c:  # no probing: a tiny valid segment fails format probing
             streams.append(list(c.decode(video=i)))
     for frs in zip(*streams):
         yield list(frs), scalemap_of(frs[0])

@@ -140,6 +140,7 @@ def main_rd(argv: list[str]) -> int:
     ap.add_argument("--scorer", default="light")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--preset", default="medium")
+    ap.add_argument("--segment", type=float, default=2.0, help="segment (closed GOP) seconds")
     a = ap.parse_args(argv)
     from packager.cli import build_parser
     from bbmr_stream.decode import probe
@@ -150,7 +151,7 @@ def main_rd(argv: list[str]) -> int:
     if not specs:
         raise InputError("--families selects no candidate")
     pargs = build_parser().parse_args([a.clip, "--out", "unused", "--max-frames", str(a.frames), "--scorer",
-                                       a.scorer, "--device", a.device, "--preset", a.preset, "--measure-frames",
+                                       a.scorer, "--device", a.device, "--preset", a.preset, "--segment", str(a.segment), "--measure-frames",
                                        str(a.measure_frames), "--niqe-frames", str(a.niqe_frames)])
     console = Console(stderr=True, emoji=False)
     out = Path(a.out)
@@ -162,4 +163,46 @@ def main_rd(argv: list[str]) -> int:
     write_text_atomic(out / "rd.md", md)
     plot(points, res, f"{meta['source']['file']} ({meta['source']['frames']} frames)", out / "rd.png")
     print(md)
+    return 0
+
+
+def main_check(argv: list[str]) -> int:
+    """``bbmr-bench ladder-check STREAM RD_JSON``: a packaged ladder against a study's plain front."""
+    ap = argparse.ArgumentParser(prog="bbmr-bench ladder-check",
+                                 description="Compare a packaged stream's rungs with the plain front of an RD study "
+                                             "(same title): shortfall of each rung and BD-rate of the ladder.")
+    ap.add_argument("stream", help="stream directory (manifest.json with measured PSNR-Y)")
+    ap.add_argument("study", help="rd.json of `bbmr-bench rd` on the same title")
+    ap.add_argument("--json", help="write the result here")
+    a = ap.parse_args(argv)
+    from bbmr_stream.manifest import ManifestError, load
+
+    try:
+        man = load(a.stream)
+        d = json.loads(Path(a.study).read_text())
+    except (ManifestError, OSError, ValueError) as e:
+        raise InputError(str(e)) from None
+    src = d["meta"]["source"]
+    if (src["file"], src["frames"]) != (man.source["file"], man.source["frames"]):
+        raise InputError(f"the study is of {src['file']} ({src['frames']} frames), the stream of "
+                         f"{man.source['file']} ({man.source['frames']} frames)")
+    if d["meta"]["conventions"].get("measured_frames") != man.conventions.get("measured_frames"):
+        raise InputError("the stream and the study measured PSNR-Y on different frames (--measure-frames)")
+    points = [Point(**q) for q in d["points"]]
+    plain = pareto([p for p in points if p.family == "plain"])
+    rungs = [Point(r.name, r.name, r.kind, r.lr_width, r.lr_height, r.crf, r.bitrate_kbps, r.psnr_y, r.niqe,
+                   r.psnr_y_upscaler) for r in man.renditions if r.psnr_y is not None]
+    rows = [{"rung": p.name, "family": p.family, "coded": f"{p.width}x{p.height}", "crf": p.crf, "kbps": p.kbps,
+             "psnr_y": p.psnr_y, "below_plain_front_db": None if (s := shortfall(p, plain)) is None else round(s, 4)}
+            for p in sorted(rungs, key=lambda p: p.kbps)]
+    res = {"stream": str(a.stream), "study": str(a.study), "rungs": rows,
+           "max_below_plain_front_db": below_front(rungs, plain), "bd_vs_plain": bd(plain, pareto(rungs))}
+    print("| rung | family | coded | CRF | kbps | PSNR-Y | below plain front (dB) |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['rung']} | {r['family']} | {r['coded']} | {r['crf']:g} | {r['kbps']:.0f} | {r['psnr_y']:.2f} | "
+              f"{'' if r['below_plain_front_db'] is None else r['below_plain_front_db']} |")
+    print(f"\nlargest shortfall under the plain front: {res['max_below_plain_front_db']} dB; BD vs plain: "
+          f"{res['bd_vs_plain']}")
+    if a.json:
+        write_text_atomic(a.json, json.dumps(res, indent=1))
     return 0

@@ -176,3 +176,38 @@ def test_jointsr_cannot_play_plain_sr(tmp_path):
                     "bicubic", "--no-measure", "--device", "cpu"]) == 0
     assert load(out).renditions[0].kind == "plain-sr"
     assert play([str(out), "--headless", "--upscaler", "jointsr"]) == 2
+
+
+def test_rd_study_auto_ladder_and_check(tmp_path, capsys):
+    """`bbmr-bench rd` on a generated clip (plain and plain-sr families), then `bbmr-package --ladder auto
+    --study rd.json` ships rungs of the study's hull, and `bbmr-bench ladder-check` finds the packaged ladder
+    nowhere below the plain front (same frames, same encodes)."""
+    from bbmr_stream.manifest import load
+    from bench.cli import main as bench
+    from packager.cli import main as package
+
+    src = tmp_path / "in.mp4"
+    _clip(src)
+    study = tmp_path / "rd"
+    assert bench(["rd", str(src), "--out", str(study), "--frames", "12", "--measure-frames", "4", "--niqe-frames",
+                  "0", "--families", "plain,plain-sr", "--segment", "0.4", "--device", "cpu"]) == 0
+    d = json.loads((study / "rd.json").read_text())
+    assert len(d["points"]) == 35 and (study / "rd.png").stat().st_size > 0 and "plain-sr" in d["bd_vs_plain"]
+    assert d["meta"]["conventions"]["measured_frames"] == [0, 4, 7, 11]
+    out = tmp_path / "stream"
+    assert package([str(src), "--out", str(out), "--ladder", "auto", "--study", str(study / "rd.json"),
+                    "--segment", "0.4", "--measure-frames", "4", "--device", "cpu"]) == 0
+    man = load(out)
+    by_name = {p["name"]: p for p in d["points"]}
+    assert [r.name for r in man.renditions] == d["auto_ladder"]
+    for r in man.renditions:  # the same encode gives the same bytes and quality as in the study
+        assert r.bitrate_kbps == pytest.approx(by_name[r.name]["kbps"], rel=1e-6)
+        assert r.psnr_y == pytest.approx(by_name[r.name]["psnr_y"], abs=0.01)  # SR float results vary ~1e-3
+    capsys.readouterr()
+    assert bench(["ladder-check", str(out), str(study / "rd.json"), "--json", str(tmp_path / "check.json")]) == 0
+    chk = json.loads((tmp_path / "check.json").read_text())
+    assert chk["max_below_plain_front_db"] is None or chk["max_below_plain_front_db"] <= 0.1
+    other = tmp_path / "other.mp4"
+    _clip(other)
+    assert package([str(other), "--out", str(tmp_path / "s2"), "--ladder", "auto", "--study",
+                    str(study / "rd.json"), "--max-frames", "6"]) == 2  # a study of another run is refused
