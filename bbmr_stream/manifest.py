@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -51,6 +52,7 @@ class Rendition:
     weights: dict | None = None  # {"id", "sha256"} the player should use, None for bicubic
     share: dict = field(default_factory=dict)  # fraction of blocks per scale over the stream
     pictures: list = field(default_factory=list)  # [width, height] of each video stream (planes: one per scale)
+    codecs: str | None = None  # RFC 6381 CODECS of the first video stream (HLS master playlist)
 
 
 @dataclass
@@ -97,6 +99,14 @@ def _pictures(r: dict) -> list:
             for w, h in pics]
 
 
+def _codecs(v) -> str | None:
+    if v is None:
+        return None
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9.]{4,40}", v):
+        raise ManifestError(f"codecs: bad value {v!r}")
+    return v
+
+
 def from_dict(d: dict) -> Manifest:
     if not isinstance(d, dict):
         raise ManifestError("manifest is not a JSON object")
@@ -132,7 +142,7 @@ def from_dict(d: dict) -> Manifest:
                                  bitrate_kbps=float(r["bitrate_kbps"]), playlist=_safe_rel(r["playlist"], "playlist"),
                                  segments=seg_objs, psnr_y=r.get("psnr_y"), psnr_y_upscaler=r.get("psnr_y_upscaler"),
                                  weights=r.get("weights"), share=r.get("share", {}), niqe=r.get("niqe"),
-                                 pictures=_pictures(r)))
+                                 pictures=_pictures(r), codecs=_codecs(r.get("codecs"))))
         audio = d.get("audio")
         return Manifest(source=src, block=block, overall=overall, scales=scales, resize=str(d["resize"]),
                         container=str(d["container"]), segment_s=float(d["segment_s"]), realloc=str(d["realloc"]),

@@ -228,11 +228,6 @@ def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, args
     return n, timing
 
 
-def codecs_tag(codec: str) -> str:
-    """RFC 6381 CODECS value of our streams (x264 High, level 4.0 nominal; x265 Main)."""
-    return "avc1.640028" if codec == "h264" else "hvc1.1.6.L120.90"
-
-
 def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, args) -> list[Rendition]:
     """Each rung's MPEG-TS -> HLS segments + media playlist; a Rendition per rung (bytes as shipped)."""
     out = []
@@ -254,7 +249,7 @@ def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, args) -> li
         w, h = r.encoder.stream.width, r.encoder.stream.height
         out.append(Rendition(r.name, r.spec.family, args.codec, r.spec.crf, r.family.layout, r.family.lr_scales(),
                              r.family.overall(), w, h, round(kbps, 2), playlist, seg_objs, share=share,
-                             pictures=[[s.width, s.height] for s in r.encoder.streams]))
+                             pictures=[[s.width, s.height] for s in r.encoder.streams], codecs=r.encoder.codecs))
     return out
 
 
@@ -333,7 +328,7 @@ def run(args: argparse.Namespace, console, specs: list[RungSpec] | None = None) 
                     tmp, console, args.niqe_frames, source=lambda: source_frames(info, args, gop))
             timing["measure"] = time.time() - t
         (tmp / "master.m3u8").write_text(master_playlist(
-            [(r.playlist, r.bitrate_kbps * 1000, _peak_bps(r), r.lr_width, r.lr_height, codecs_tag(r.codec))
+            [(r.playlist, r.bitrate_kbps * 1000, _peak_bps(r), r.lr_width, r.lr_height, r.codecs)
              for r in renditions]))
         audio = passthrough_audio(info, tmp, console)
         man = build_manifest(args, info, geo, n_frames, renditions, alloc, timing, audio, measured)

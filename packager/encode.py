@@ -19,6 +19,22 @@ from bbmr_stream.sei import insert_sei
 CODECS = {"h264": "libx264", "hevc": "libx265"}
 
 
+def codecs_of(annexb: bytes, codec: str) -> str:
+    """RFC 6381 CODECS string from the first SPS of an Annex B access unit: ``avc1.PPCCLL`` (profile_idc,
+    constraint flags, level_idc); HEVC: ``hvc1`` Main profile, the level read from the SPS."""
+    i = annexb.find(b"\x00\x00\x01")
+    while i >= 0:
+        n = i + 3
+        if codec == "h264" and n + 4 <= len(annexb) and annexb[n] & 0x1F == 7:
+            return "avc1." + annexb[n + 1:n + 4].hex().upper()
+        if codec == "hevc" and n + 2 <= len(annexb) and (annexb[n] >> 1) & 0x3F == 33:
+            # sps: 2-byte NAL header, 1 byte vps id/max sub layers, 12-byte profile_tier_level, level last
+            if n + 15 <= len(annexb):
+                return f"hvc1.1.6.L{annexb[n + 14]}.90"
+        i = annexb.find(b"\x00\x00\x01", n)
+    return "avc1.640028" if codec == "h264" else "hvc1.1.6.L120.90"
+
+
 class LREncoder:
     """One MPEG-TS file with one video stream per picture size in ``sizes`` (the atlas layout has one, the
     planes layout one per scale); the SEI rides on the first stream."""
@@ -39,6 +55,7 @@ class LREncoder:
         self.payloads: dict[int, bytes] = {}
         self.bytes_written = 0
         self.frames = 0
+        self.codecs: str | None = None  # RFC 6381 CODECS of the first stream, from its first SPS
 
     def _add_stream(self, width, height, time_base, fps, crf, preset, gop, bframes, lossless):
         codec, matrix, full_range = self.codec, self.matrix, self.full_range
@@ -79,6 +96,8 @@ class LREncoder:
         import av
 
         data = bytes(pkt)
+        if self.codecs is None and st is self.stream:
+            self.codecs = codecs_of(data, self.codec)
         if st is self.stream:
             # packet pts is in the stream time base after encode; map back to the frame's pts
             key = int(round(Fraction(pkt.pts) * Fraction(pkt.time_base) / self.time_base))
