@@ -6,7 +6,7 @@ import sys
 
 from bbmr_stream.cli import run_cli
 
-COMMANDS = {"rd": "bench.rd:main_rd", "ladder-check": "bench.rd:main_check"}
+COMMANDS = {"rd": "bench.rd:main_rd", "ladder-check": "bench.rd:main_check", "look": "bench.look:main_look"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -211,3 +211,20 @@ def test_rd_study_auto_ladder_and_check(tmp_path, capsys):
     _clip(other)
     assert package([str(other), "--out", str(tmp_path / "s2"), "--ladder", "auto", "--study",
                     str(study / "rd.json"), "--max-frames", "6"]) == 2  # a study of another run is refused
+
+
+def test_look_panel(tmp_path, capsys):
+    from PIL import Image
+
+    from bench.cli import main as bench
+
+    src = tmp_path / "in.mp4"
+    _clip(src)
+    png = tmp_path / "look.png"
+    assert bench(["look", str(src), "--rungs", "plain:160x100:30,bbmr:23", "--out", str(png), "--frames", "12",
+                  "--frame", "5", "--crop", "0,0,128,96", "--scorer", "bicubic", "--device", "cpu"]) == 0
+    im = Image.open(png)
+    assert im.size == (3 * 256 + 2 * 4, 192 + 28)
+    out = capsys.readouterr().out
+    assert "plain_160x100_crf30 (bicubic)" in out and "bbmr_crf23" in out
+    assert bench(["look", str(src), "--rungs", "bbmr:23", "--out", str(png), "--frames", "12", "--frame", "50"]) == 2
