@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from bbmr_stream.blocks import BlockGrid, split_tensor
-from bbmr_stream.resize import downscale
+from bbmr_stream.resize import downscale, quantize
 
 MODES = ("frame", "block")
 
@@ -38,11 +38,6 @@ class LRBlocks:
     @property
     def lr_pixels(self) -> int:
         return int(sum(t.shape[0] * t.shape[-1] * t.shape[-2] for t in self.tiles.values()))
-
-
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    """Round [0, 1] floats to the nearest 8-bit level (half up, as :func:`bbmr_stream.resize.to_uint8`)."""
-    return x.mul(255.0).add_(0.5).floor_().div_(255.0)
 
 
 def all_tiles(hr_padded: torch.Tensor, k: int, block: int, mode: str = "frame") -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 from bbmr_stream.atlas import layout, pack
 from bbmr_stream.blocks import BlockGrid, pad_tensor
 from bbmr_stream.downscale import downscale_blocks
+from bbmr_stream.resize import levels8
 
 
 def atlas_rows(grid: BlockGrid, scales: tuple[int, ...], overall: int = 4) -> int:
@@ -56,7 +57,7 @@ def to_uint8_tiles(lr) -> list[np.ndarray]:
     """Per-block (s, s, 3) uint8 tiles in raster order from LRBlocks."""
     tiles: list[np.ndarray | None] = [None] * lr.grid.n_blocks
     for k, t in lr.tiles.items():
-        arr = (t.mul(255).add(0.5).floor().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+        arr = levels8(t).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         for j, b in enumerate(lr.index[k].tolist()):
             tiles[b] = arr[j]
     return tiles  # type: ignore[return-value]

@@ -64,10 +64,21 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().div_(255.0)
 
 
+def levels8(x: torch.Tensor) -> torch.Tensor:
+    """The one 8-bit quantisation of the project: float in [0, 1] -> float levels 0..255, clamped, round half
+    up (``floor(255 x + 0.5)``)."""
+    return x.detach().float().clamp(0.0, 1.0).mul(255.0).add_(0.5).floor_()
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] floats rounded to the nearest 8-bit level and back to [0, 1] (:func:`levels8`)."""
+    return levels8(x).div_(255.0)
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) or (3, H, W) float in [0, 1] -> (H, W, 3) uint8 (round half up after clamping)."""
+    """(1, 3, H, W) or (3, H, W) float in [0, 1] -> (H, W, 3) uint8 (:func:`levels8`)."""
     if x.dim() == 4:
         if x.shape[0] != 1:
             raise ValueError("to_uint8 takes one image")
         x = x[0]
-    return (x.detach().float().clamp(0, 1) * 255.0 + 0.5).floor().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return levels8(x).to(torch.uint8).permute(1, 2, 0).cpu().numpy()

@@ -6,7 +6,8 @@ import sys
 
 from bbmr_stream.cli import run_cli
 
-COMMANDS = {"rd": "bench.rd:main_rd", "ladder-check": "bench.rd:main_check", "look": "bench.look:main_look"}
+COMMANDS = {"rd": "bench.rd:main_rd", "ladder-check": "bench.rd:main_check", "look": "bench.look:main_look",
+            "rd-summary": "bench.rd:main_summary"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,8 @@ from bbmr_stream.allocate import allocate
 from bench.common import emit
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.cli import pick_device
-from bbmr_stream.evaluate import make_scorer, make_upscaler, rescale
+from bbmr_stream.evaluate import rescale
+from models.factory import make_scorer, make_upscaler
 from bbmr_stream.imageio import list_images, read_image
 from bbmr_stream.metrics import psnr_y, rgb_to_y
 
@@ -67,7 +68,8 @@ def merge(parts: list[dict]) -> dict:
 
 
 def _from_dir(path: str, dev: torch.device):
-    from models.jointsr import JointSRUpscaler, load_run
+    from models.jointsr import JointSRUpscaler
+    from models.registry import load_run
 
     return JointSRUpscaler(load_run(path)[0], dev)
 

@@ -30,7 +30,7 @@ def _crop(text: str, w: int, h: int) -> tuple[int, int, int, int]:
     return x, y, cw, ch
 
 
-def _panel(tiles: list[tuple[str, np.ndarray]], zoom: int) -> "Image":
+def _panel(tiles: list[tuple[str, np.ndarray]], zoom: int):
     from PIL import Image, ImageDraw
 
     th, tw = tiles[0][1].shape[:2]

@@ -28,7 +28,8 @@ def run_stage(stage: str, w: int, h: int) -> dict:
     import torch
 
     from bbmr_stream.blocks import BlockGrid
-    from bbmr_stream.evaluate import make_scorer, make_upscaler, rescale
+    from bbmr_stream.evaluate import rescale
+    from models.factory import make_scorer, make_upscaler
     from bbmr_stream.resize import to_tensor
 
     dev = torch.device("cpu")

@@ -156,7 +156,9 @@ def main_rd(argv: list[str]) -> int:
     console = Console(stderr=True, emoji=False)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    points, meta = measure_candidates(pargs, specs, console, workdir=out)
+    from packager.cli import run
+
+    points, meta = measure_candidates(run, pargs, specs, console, workdir=out)
     res = study(points)
     write_text_atomic(out / "rd.json", json.dumps({"meta": meta, "points": points_json(points), **res}, indent=1))
     md = markdown(points, res, meta)
@@ -205,4 +207,64 @@ def main_check(argv: list[str]) -> int:
           f"{res['bd_vs_plain']}")
     if a.json:
         write_text_atomic(a.json, json.dumps(res, indent=1))
+    return 0
+
+
+def main_summary(argv: list[str]) -> int:
+    """``bbmr-bench rd-summary DIR... --out docs/rd.md``: one Markdown page from several studies (each DIR holds
+    rd.json, rd.png and optionally check.json from ladder-check); the plots are copied beside the page."""
+    import shutil
+
+    ap = argparse.ArgumentParser(prog="bbmr-bench rd-summary")
+    ap.add_argument("dirs", nargs="+")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--intro", help="Markdown file put at the top of the page")
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    img = out.parent / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    parts = [Path(a.intro).read_text().rstrip() + "\n"] if a.intro else []
+    fams = ["plain-sr", "uniform", "bbmr", "all", "bbmr_vs_plain-sr"]
+    head = ["", "## BD-rate against the plain front, all clips", "",
+            "Negative = fewer bits than the plain ladder at equal PSNR-Y (bjontegaard, pchip, over the PSNR-Y overlap "
+            "of the two fronts; `bbmr_vs_plain-sr` has plain-sr as the anchor). BD-PSNR in brackets.", "",
+            "| clip | " + " | ".join(fams) + " |", "|---" * (len(fams) + 1) + "|"]
+    body = []
+    for d in map(Path, a.dirs):
+        r = json.loads((d / "rd.json").read_text())
+        src = r["meta"]["source"]
+        name = d.name
+        cells = []
+        for f in fams:
+            v = r["bd_vs_plain"].get(f, {})
+            cells.append("n/a" if v.get("bd_rate_pct") is None else f"{v['bd_rate_pct']:+.1f} % ({v['bd_psnr_db']:+.2f} dB)")
+        head.append(f"| {name} | " + " | ".join(cells) + " |")
+        shutil.copyfile(d / "rd.png", img / f"rd_{name}.png")
+        body += ["", f"## {name}: {src['file']} ({src['width']}x{src['height']}, {src['frames']} frames)", "",
+                 f"![RD plot of {name}](img/rd_{name}.png)", "",
+                 f"Command: `bbmr-bench rd ../shared/data/video/{src['file']} --out bench/results/rd/{name} "
+                 f"--frames {src['frames']}`; full table: `bench/results/rd/{name}/rd.md`.", ""]
+        points = {p["name"]: p for p in r["points"]}
+        body += ["Front of each family (kbps / PSNR-Y dB):", "", "| family | front points |", "|---|---|"]
+        for f, names in r["fronts"].items():
+            body.append(f"| {f} | " + ", ".join(f"{points[n]['rung']} {points[n]['kbps']:.0f}/{points[n]['psnr_y']:.2f}"
+                                                 for n in names) + " |")
+        chk = d / "check.json"
+        if chk.is_file():
+            c = json.loads(chk.read_text())
+            body += ["", "Auto ladder as packaged (`bbmr-package CLIP --ladder auto --study rd.json --max-frames "
+                     f"{src['frames']} --measure-frames {len(r['meta']['conventions']['measured_frames'])}`, then "
+                     "`bbmr-bench ladder-check`):", "",
+                     "| rung | family | coded | CRF | kbps | PSNR-Y | below plain front (dB) |",
+                     "|---|---|---|---|---|---|---|"]
+            for row in c["rungs"]:
+                gap = row["below_plain_front_db"]
+                body.append(f"| {row['rung']} | {row['family']} | {row['coded']} | {row['crf']:g} | {row['kbps']:.0f} | "
+                            f"{row['psnr_y']:.2f} | {'outside its range' if gap is None else f'{gap:+.3f}'} |")
+            bdv = c["bd_vs_plain"]
+            body += ["", f"Largest shortfall under the plain front within its rate range: "
+                     f"{c['max_below_plain_front_db']} dB; BD-rate of the auto ladder vs plain: "
+                     f"{bdv.get('bd_rate_pct')} % (BD-PSNR {bdv.get('bd_psnr_db')} dB)."]
+    write_text_atomic(out, "\n".join(parts + head + body) + "\n")
+    print(f"wrote {out}")
     return 0

@@ -251,19 +251,6 @@ class JointSR(nn.Module):
         return torch.where(mask, fd, fr)
 
 
-def load_run(run_dir) -> tuple["JointSR", dict]:
-    """The JointSR in a `bbmr-train jointsr` run directory (its model.safetensors) and the file's metadata."""
-    from pathlib import Path
-
-    from models.registry import load_state_dict_file, read_metadata
-
-    f = Path(run_dir) / "model.safetensors"
-    meta = read_metadata(f)
-    model = JointSR(JointSRConfig.from_dict(meta["config"]))
-    model.load_state_dict(load_state_dict_file(f))
-    return model.eval(), meta
-
-
 class JointSRUpscaler:
     """:class:`~bbmr_stream.upscale.Upscaler` adapter: LRBlocks -> padded HR frame in [0, 1]."""
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from bbmr_stream.metrics import psnr_y_torch
-from bbmr_stream.resize import downscale, upscale
+from bbmr_stream.resize import downscale, quantize, upscale
 from models.omnisr import count_params
 import models.registry as registry
 from models.registry import WeightsEntry, build_omnisr, load_state_dict_file, read_metadata, sha256_file
@@ -38,8 +38,8 @@ def bicubic_psnr(images: list[np.ndarray], scale: int) -> float:
     vals = []
     for im in images:
         hr = torch.from_numpy(crop_to_multiple(im, scale)).permute(2, 0, 1)[None].float().div(255)
-        lr = downscale(hr, scale).mul(255).round().div(255)
-        sr = upscale(lr, scale).mul(255).round().div(255)
+        lr = quantize(downscale(hr, scale))
+        sr = quantize(upscale(lr, scale))
         vals.append(float(psnr_y_torch(sr, hr, crop=scale)[0]))
     return float(np.mean(vals))
 
@@ -106,7 +106,7 @@ JOINT_CONVENTION = ("PSNR-Y dB: BT.601 Y unrounded, crop 0, whole image (padded 
 
 def publish_jointsr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], data_dirs: list[str]) -> WeightsEntry:
     from bbmr_stream.blocks import BlockGrid
-    from models.jointsr import load_run
+    from models.registry import load_run
     from models.train import evaluate_jointsr, load_branch, optimal_maps
 
     ck = Path(ckpt_dir)

@@ -162,3 +162,14 @@ def load_model(weights_id: str, device: torch.device | str = "cpu", verify: bool
     if count_params(model) != e.num_params:
         raise WeightsError(f"{weights_id}: {count_params(model)} parameters, registry says {e.num_params}")
     return model.to(device).eval()
+
+
+def load_run(run_dir) -> tuple[torch.nn.Module, dict]:
+    """The JointSR in a `bbmr-train jointsr` run directory (its model.safetensors) and the file's metadata."""
+    from models.jointsr import JointSR, JointSRConfig
+
+    f = Path(run_dir) / "model.safetensors"
+    meta = read_metadata(f)
+    model = JointSR(JointSRConfig.from_dict(meta["config"]))
+    model.load_state_dict(load_state_dict_file(f))
+    return model.eval(), meta

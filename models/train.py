@@ -14,12 +14,10 @@ safetensors. Files are written to a temp name and renamed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,10 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bbmr_stream.cli import pick_device, run_cli
+from bbmr_stream.cli import pick_device
 from bbmr_stream.imageio import InputError, list_images, read_image
 from bbmr_stream.metrics import psnr_y_torch
-from bbmr_stream.resize import downscale
+from bbmr_stream.resize import downscale, quantize
 from models.omnisr import OmniSR, OmniSRConfig, count_params
 
 ARCHS = {"omnisr": 5, "omnisr-light": 1}
@@ -101,7 +99,7 @@ class CropSampler:
             rot = (0, 1, 3)[int(torch.randint(0, 3, (1,), generator=g))]
             crops.append(torch.rot90(c, rot, dims=(1, 2)))
         hr = torch.stack(crops).float().div_(255.0)
-        lr = downscale(hr, self.scale).mul_(255.0).round_().div_(255.0)
+        lr = quantize(downscale(hr, self.scale))
         return hr, lr
 
 
@@ -123,12 +121,12 @@ def evaluate_sr(model: torch.nn.Module, images: list[np.ndarray], scale: int, de
     vals = []
     for im in images:
         hr = torch.from_numpy(crop_to_multiple(im, scale)).permute(2, 0, 1)[None].float().div(255.0).to(device)
-        lr = downscale(hr, scale).mul(255.0).round().div(255.0)
+        lr = quantize(downscale(hr, scale))
         x = lr * 2 - 1 if input_range == "-1,1" else lr
         sr = model(x)
         if input_range == "-1,1":
             sr = (sr + 1) / 2
-        sr = sr.clamp(0, 1).mul(255.0).round().div(255.0)
+        sr = quantize(sr)
         vals.append(float(psnr_y_torch(sr.float(), hr, crop=scale)[0]))
     return float(np.mean(vals))
 
@@ -365,7 +363,7 @@ def evaluate_jointsr(model, images: list[np.ndarray], maps: list[np.ndarray], de
         x = to_tensor(im)
         lr = downscale_blocks(pad_tensor(x, g.block), g, f)
         sr = up(lr)[..., : g.height, : g.width].cpu()
-        sr = sr.mul(255).add(0.5).floor().div(255)
+        sr = quantize(sr)
         vals.append(float(psnr_y_torch(sr, x, crop=0)[0]))
     return float(np.mean(vals))
 
@@ -465,83 +463,3 @@ def train_jointsr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
 
     validate = (lambda: evaluate_jointsr(model, val_images, val_maps, device)) if val_images else None
     return run_training(cfg, model, params, sample, loss_fn, validate, meta, resume, log, device)
-
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="bbmr-train", description="Train the BBMR SR models on CPU or CUDA.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sr = sub.add_parser("sr", help="train an OmniSR model at one scale")
-    d = TrainConfig()
-    sr.add_argument("--arch", choices=list(ARCHS), default=d.arch)
-    sr.add_argument("--scale", type=int, choices=(2, 4, 8), default=d.scale)
-    sr.add_argument("--data", nargs="+", required=True, help="training image files or directories")
-    sr.add_argument("--val", nargs="*", default=[], help="validation images (PSNR-Y, crop = scale)")
-    sr.add_argument("--out", required=True, help="checkpoint directory")
-    for name in ("iters", "batch", "patch", "decay_every", "seed", "threads", "val_every", "log_every"):
-        sr.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
-    for name in ("lr", "weight_decay", "ckpt_minutes", "max_minutes"):
-        sr.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
-    sr.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"), default=d.amp,
-                    help="mixed precision (auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32)")
-    sr.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
-    sr.add_argument("--channels-last", action="store_true")
-    sr.add_argument("--compile", action="store_true", help="torch.compile the model (faster after warm-up)")
-    sr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
-    js = sub.add_parser("jointsr", help="train JointSR on top of trained per-scale OmniSR branches")
-    js.add_argument("--branches", nargs="+", required=True, metavar="K=CKPT_OR_ID",
-                    help="per-scale OmniSR: a bbmr-train sr checkpoint dir or a registry id, e.g. 2=runs/light_x2")
-    js.add_argument("--data", nargs="+", required=True)
-    js.add_argument("--val", nargs="*", default=[])
-    js.add_argument("--out", required=True)
-    for name, default in (("iters", 20_000), ("batch", 4), ("grid", 3), ("block", 128), ("band", 4), ("margin", d.margin),
-                          ("decay_every", 5_000), ("seed", d.seed), ("threads", 0), ("val_every", 500),
-                          ("log_every", 20)):
-        js.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
-    for name in ("lr", "weight_decay", "ckpt_minutes", "max_minutes"):
-        js.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
-    js.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"), default=d.amp,
-                    help="mixed precision (auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32)")
-    js.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
-    js.add_argument("--train-branches", action="store_true", help="fine-tune the branches too (slower)")
-    js.add_argument("--upsample-lr-mult", type=float, default=d.upsample_lr_mult,
-                    help="learning rate of the per-branch and final Upsamples relative to --lr (0 = frozen)")
-    js.add_argument("--init", help="warm start from a trained JointSR (run directory or .safetensors), "
-                                   "re-synchronised to --branches (newer per-scale models)")
-    js.add_argument("--compile", action="store_true")
-    js.add_argument("--resume", action="store_true")
-    pb = sub.add_parser("publish", help="copy a trained model into models/weights and register it with metrics")
-    pb.add_argument("--ckpt", required=True, help="checkpoint directory of `bbmr-train sr`")
-    pb.add_argument("--id", required=True, help="registry id, e.g. omnisr-light-x4")
-    pb.add_argument("--val", nargs="+", required=True, metavar="NAME=DIR",
-                    help="validation sets for _metrics, e.g. Set5=../shared/data/val/Set5")
-    pb.add_argument("--data", nargs="+", required=True, help="the training directories (recorded with licences)")
-    return ap
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-
-    def run() -> int:
-        if args.cmd == "sr":
-            fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
-            train_sr(TrainConfig(**fields), resume=args.resume)
-        elif args.cmd == "jointsr":
-            fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
-            train_jointsr(TrainConfig(arch="jointsr", scale=0, **fields), resume=args.resume)
-        elif args.cmd == "publish":
-            from models.publish import publish_jointsr, publish_omnisr
-
-            sets = dict(v.split("=", 1) for v in args.val if "=" in v)
-            if len(sets) != len(args.val):
-                raise InputError("--val takes NAME=DIR pairs")
-            fn = publish_jointsr if args.id.startswith("jointsr") else publish_omnisr
-            e = fn(args.ckpt, args.id, sets, args.data)
-            print(json.dumps(e.to_dict(), indent=2))
-        return 0
-
-    return run_cli("bbmr-train", run)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

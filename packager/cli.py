@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 def pick_upscaler(name: str, family: type[Family] | Family, scales, device):
     """The upscaler a rendition is measured (and, by default, played) with: ``auto`` takes the family's
     preferred shipped model (BBMR: jointsr, else omnisr; uniform and plain-sr: omnisr), else bicubic."""
-    from bbmr_stream.evaluate import make_upscaler
+    from models.factory import make_upscaler
 
     if family.name == "plain":
         return "bicubic", None
@@ -285,7 +285,8 @@ PSNR_CONVENTION = ("video PSNR-Y: the source's decoded 8-bit Y plane vs the reco
 def run(args: argparse.Namespace, console, specs: list[RungSpec] | None = None) -> Path:
     """The whole pipeline; ``specs`` overrides ``--ladder`` (the auto ladder passes the rungs it chose)."""
     from bbmr_stream.cli import pick_device
-    from bbmr_stream.evaluate import make_scorer, parse_scales
+    from bbmr_stream.evaluate import parse_scales
+    from models.factory import make_scorer
 
     out = Path(args.out)
     if out.exists() and not args.force:
@@ -302,7 +303,7 @@ def run(args: argparse.Namespace, console, specs: list[RungSpec] | None = None) 
         if args.ladder == "auto":
             from packager.ladder import auto_ladder
 
-            specs = auto_ladder(args, info, geo, console)
+            specs = auto_ladder(run, args, info, geo, console)
         else:
             specs = parse_ladder(args.ladder)
     needs_alloc = any(FAMILIES[s.family].allocates for s in specs)

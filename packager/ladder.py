@@ -82,12 +82,12 @@ def sample_segments(n_segments: int, count: int) -> list[int] | None:
     return sorted({int(step * (i + 0.5)) for i in range(count)})
 
 
-def measure_candidates(args: argparse.Namespace, specs: list[RungSpec], console, workdir: Path | None = None,
+def measure_candidates(run, args: argparse.Namespace, specs: list[RungSpec], console, workdir: Path | None = None,
                        segments: list[int] | None = None) -> tuple[list[Point], dict]:
-    """Run the packager with every candidate as a rung (on ``segments`` of the title, None = all frames up
-    to ``--max-frames``) and return the measured points and the manifest's source and conventions."""
+    """Run the packager (``run`` = :func:`packager.cli.run`) with every candidate as a rung (on ``segments``
+    of the title, None = all frames up to ``--max-frames``) and return the measured points and the manifest's
+    source and conventions."""
     from bbmr_stream.manifest import load
-    from packager.cli import run
 
     a = copy.copy(args)
     a.force, a.no_measure, a.sample = True, False, segments
@@ -181,7 +181,7 @@ def load_study(path: str | Path, info, frames: int | None) -> list[Point]:
     return pts
 
 
-def auto_ladder(args: argparse.Namespace, info, geo: Geometry, console) -> list[RungSpec]:
+def auto_ladder(run, args: argparse.Namespace, info, geo: Geometry, console) -> list[RungSpec]:
     """The rungs ``--ladder auto`` ships (and a table of the choice on the console)."""
     if args.study:
         frames = min(info.frames, args.max_frames) if args.max_frames else None
@@ -194,7 +194,7 @@ def auto_ladder(args: argparse.Namespace, info, geo: Geometry, console) -> list[
                       f"{'all' if segs is None else len(segs)} segment(s) of the title")
         a = copy.copy(args)
         a.measure_frames = args.auto_measure_frames
-        points, _ = measure_candidates(a, candidate_specs(info.width, info.height), console,
+        points, _ = measure_candidates(run, a, candidate_specs(info.width, info.height), console,
                                        workdir=Path(args.out).resolve().parent, segments=segs)
     picked = choose(points, args.auto_max_rungs)
     if not picked:

@@ -89,7 +89,7 @@ class VideoWriter:
 
 def make_comparisons(text: str, man, rend, device) -> dict:
     """name -> (rendition, upscaler) reconstructed beside the main one, same frames."""
-    from bbmr_stream.evaluate import make_upscaler
+    from models.factory import make_upscaler
 
     out = {}
     for c in [c.strip() for c in text.split(",") if c.strip()]:
@@ -160,7 +160,7 @@ class Upscalers:
         return rend.psnr_y_upscaler if rend.psnr_y_upscaler not in (None, "none") else "bicubic"
 
     def __call__(self, rend):
-        from bbmr_stream.evaluate import make_upscaler
+        from models.factory import make_upscaler
 
         name = self.name_for(rend)
         if name not in self.made:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bbmr_stream.evaluate import main
+from bench.eval_cli import main
 
 
 @pytest.fixture()

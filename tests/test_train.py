@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.train import TrainConfig, main, train_sr
+from models.train import TrainConfig, train_sr
+from models.train_cli import main
 
 
 @pytest.fixture(scope="module")

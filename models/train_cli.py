@@ -1,0 +1,90 @@
+"""``bbmr-train``: train (``sr``, ``jointsr``) and ship (``publish``) the SR models; the loops are in
+:mod:`models.train`, the registry entries in :mod:`models.publish`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from bbmr_stream.cli import run_cli
+from bbmr_stream.imageio import InputError
+from models.publish import publish_jointsr, publish_omnisr
+from models.train import ARCHS, TrainConfig, train_jointsr, train_sr
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="bbmr-train", description="Train the BBMR SR models on CPU or CUDA.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sr = sub.add_parser("sr", help="train an OmniSR model at one scale")
+    d = TrainConfig()
+    sr.add_argument("--arch", choices=list(ARCHS), default=d.arch)
+    sr.add_argument("--scale", type=int, choices=(2, 4, 8), default=d.scale)
+    sr.add_argument("--data", nargs="+", required=True, help="training image files or directories")
+    sr.add_argument("--val", nargs="*", default=[], help="validation images (PSNR-Y, crop = scale)")
+    sr.add_argument("--out", required=True, help="checkpoint directory")
+    for name in ("iters", "batch", "patch", "decay_every", "seed", "threads", "val_every", "log_every"):
+        sr.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+    for name in ("lr", "weight_decay", "ckpt_minutes", "max_minutes"):
+        sr.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    sr.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"), default=d.amp,
+                    help="mixed precision (auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32)")
+    sr.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
+    sr.add_argument("--channels-last", action="store_true")
+    sr.add_argument("--compile", action="store_true", help="torch.compile the model (faster after warm-up)")
+    sr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
+    js = sub.add_parser("jointsr", help="train JointSR on top of trained per-scale OmniSR branches")
+    js.add_argument("--branches", nargs="+", required=True, metavar="K=CKPT_OR_ID",
+                    help="per-scale OmniSR: a bbmr-train sr checkpoint dir or a registry id, e.g. 2=runs/light_x2")
+    js.add_argument("--data", nargs="+", required=True)
+    js.add_argument("--val", nargs="*", default=[])
+    js.add_argument("--out", required=True)
+    for name, default in (("iters", 20_000), ("batch", 4), ("grid", 3), ("block", 128), ("band", 4), ("margin", d.margin),
+                          ("decay_every", 5_000), ("seed", d.seed), ("threads", 0), ("val_every", 500),
+                          ("log_every", 20)):
+        js.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
+    for name in ("lr", "weight_decay", "ckpt_minutes", "max_minutes"):
+        js.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    js.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"), default=d.amp,
+                    help="mixed precision (auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32)")
+    js.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
+    js.add_argument("--train-branches", action="store_true", help="fine-tune the branches too (slower)")
+    js.add_argument("--upsample-lr-mult", type=float, default=d.upsample_lr_mult,
+                    help="learning rate of the per-branch and final Upsamples relative to --lr (0 = frozen)")
+    js.add_argument("--init", help="warm start from a trained JointSR (run directory or .safetensors), "
+                                   "re-synchronised to --branches (newer per-scale models)")
+    js.add_argument("--compile", action="store_true")
+    js.add_argument("--resume", action="store_true")
+    pb = sub.add_parser("publish", help="copy a trained model into models/weights and register it with metrics")
+    pb.add_argument("--ckpt", required=True, help="checkpoint directory of `bbmr-train sr`")
+    pb.add_argument("--id", required=True, help="registry id, e.g. omnisr-light-x4")
+    pb.add_argument("--val", nargs="+", required=True, metavar="NAME=DIR",
+                    help="validation sets for _metrics, e.g. Set5=../shared/data/val/Set5")
+    pb.add_argument("--data", nargs="+", required=True, help="the training directories (recorded with licences)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        if args.cmd == "sr":
+            fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+            train_sr(TrainConfig(**fields), resume=args.resume)
+        elif args.cmd == "jointsr":
+            fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+            train_jointsr(TrainConfig(arch="jointsr", scale=0, **fields), resume=args.resume)
+        elif args.cmd == "publish":
+            sets = dict(v.split("=", 1) for v in args.val if "=" in v)
+            if len(sets) != len(args.val):
+                raise InputError("--val takes NAME=DIR pairs")
+            fn = publish_jointsr if args.id.startswith("jointsr") else publish_omnisr
+            e = fn(args.ckpt, args.id, sets, args.data)
+            print(json.dumps(e.to_dict(), indent=2))
+        return 0
+
+    return run_cli("bbmr-train", run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
