@@ -1,4 +1,5 @@
-"""Atlas layout: all LR tiles of a frame packed into one picture of about the uniform-x4 size.
+"""Atlas layout (``atlas``, version 1): all LR tiles of a frame packed into one picture of about the uniform-x4
+size. Pack and unpack both live here (:class:`Atlas`); the packager and the player import this module.
 
 The atlas is a grid of ``slot`` x ``slot`` pixel slots (slot = block / overall, 32 px for 128-px blocks at
 x4), ``grid_w`` slots wide and at least ``grid_h`` slots high. A tile of scale k covers
@@ -21,6 +22,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import torch
+
+from bbmr_stream.blocks import BlockGrid, pad_tensor
+from bbmr_stream.downscale import LRBlocks, downscale_blocks, lr_blocks_from_tiles, to_uint8_tiles
+from bbmr_stream.scalemap import ScaleMap
+
+NAME = "atlas"
+VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -129,3 +138,80 @@ def unpack(atlas: np.ndarray, lay: Layout) -> list[np.ndarray]:
     if atlas.shape[0] < lay.height or atlas.shape[1] < lay.width:
         raise ValueError(f"atlas {atlas.shape[1]}x{atlas.shape[0]} smaller than its layout {lay.width}x{lay.height}")
     return [atlas[lay.y[b]:lay.y[b] + s, lay.x[b]:lay.x[b] + s] for b, s in enumerate(lay.size.tolist())]
+
+
+# ---------------------------------------------------------------- frames: fixed picture size, pack, unpack
+
+def atlas_rows(grid: BlockGrid, scales: tuple[int, ...], overall: int = 4) -> int:
+    """Fixed atlas height (slots) that fits the extreme maps under the budget."""
+    n = grid.n_blocks
+    k1, k3 = min(scales), max(scales)
+    rows = grid.grid_h
+    if k1 >= overall:
+        return rows
+    # x2-heavy extremes: m blocks at k1, the rest at k3 (most x2 blocks the budget allows) or at overall
+    c = lambda k: (grid.block // k) ** 2  # noqa: E731
+    budget = n * c(overall)
+    m_max = max(m for m in range(n + 1) if m * c(k1) + (n - m) * c(k3) <= budget)
+    for m in sorted({m_max, max(m_max - 1, 0), m_max // 2}):
+        for rest in (k3, overall):
+            f = np.array([k1] * m + [rest] * (n - m))
+            if (f.astype(np.int64) ** -2.0 * grid.block**2).sum() > budget + 1e-6:
+                continue
+            rows = max(rows, layout(f, grid.grid_h, grid.grid_w, grid.block, overall).rows)
+    return rows
+
+
+def atlas_cols(grid: BlockGrid, scales: tuple[int, ...], overall: int = 4) -> int:
+    k1 = min(scales)
+    return max(grid.grid_w, overall // k1) if k1 < overall else grid.grid_w
+
+
+def fit_to_rows(factors: np.ndarray, grid: BlockGrid, rows: int, overall: int = 4) -> np.ndarray:
+    f = np.asarray(factors, dtype=np.uint8).copy()
+    k1 = int(f.min())
+    while layout(f, grid.grid_h, grid.grid_w, grid.block, overall).rows > rows:
+        fine = np.flatnonzero(f == k1)
+        if k1 >= overall or fine.size == 0:
+            raise ValueError("scale map does not fit the atlas")
+        f[fine[-1]] = overall
+    return f
+
+
+def pack_frame(x: torch.Tensor, grid: BlockGrid, factors: np.ndarray, rows: int, cols: int, overall: int = 4
+               ) -> np.ndarray:
+    """(1, 3, H, W) float frame -> (rows * slot, cols * slot, 3) uint8 atlas (free area mid-grey)."""
+    lr = downscale_blocks(pad_tensor(x, grid.block), grid, factors)
+    lay = layout(factors, grid.grid_h, grid.grid_w, grid.block, overall)
+    atlas = pack(to_uint8_tiles(lr), lay)
+    full = np.full((rows * lay.slot, cols * lay.slot, 3), 128, np.uint8)
+    full[: atlas.shape[0], : atlas.shape[1]] = atlas
+    return full
+
+
+def unpack_atlas(picture: np.ndarray, smap: ScaleMap, grid: BlockGrid, overall: int) -> LRBlocks:
+    """LR tiles of every block from an atlas picture, grouped by scale (float [0, 1])."""
+    smap.check_grid(grid)
+    f = smap.flat
+    tiles = unpack(picture, layout(f, grid.grid_h, grid.grid_w, grid.block, overall))
+    return lr_blocks_from_tiles(grid, f, lambda b, k: tiles[b])
+
+
+class Atlas:
+    """The atlas layout as the families use it: one picture per frame."""
+
+    name, version = NAME, VERSION
+
+    def sizes(self, grid: BlockGrid, scales, overall: int) -> list[tuple[int, int]]:
+        slot = grid.block // overall
+        return [(atlas_cols(grid, tuple(scales), overall) * slot, atlas_rows(grid, tuple(scales), overall) * slot)]
+
+    def fit(self, factors: np.ndarray, grid: BlockGrid, scales, overall: int) -> np.ndarray:
+        return fit_to_rows(factors, grid, atlas_rows(grid, tuple(scales), overall), overall)
+
+    def pack(self, x: torch.Tensor, grid: BlockGrid, factors: np.ndarray, scales, overall: int) -> list[np.ndarray]:
+        return [pack_frame(x, grid, factors, atlas_rows(grid, tuple(scales), overall),
+                           atlas_cols(grid, tuple(scales), overall), overall)]
+
+    def unpack(self, pictures: list[np.ndarray], smap: ScaleMap, grid: BlockGrid, scales, overall: int) -> LRBlocks:
+        return unpack_atlas(pictures[0], smap, grid, overall)

@@ -128,25 +128,3 @@ def merge_tensor(blocks: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor
     if n != grid_h * grid_w or b != b2:
         raise ValueError(f"expected {grid_h * grid_w} square blocks, got {tuple(blocks.shape)}")
     return blocks.reshape(grid_h, grid_w, c, b, b).permute(2, 0, 3, 1, 4).reshape(1, c, grid_h * b, grid_w * b)
-
-
-def split_yuv420(y: np.ndarray, u: np.ndarray, v: np.ndarray, block: int = DEFAULT_BLOCK
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split 4:2:0 planes on one grid: luma blocks of ``block``, chroma blocks of ``block // 2``."""
-    if block % 2:
-        raise ValueError("4:2:0 needs an even block size")
-    h, w = y.shape
-    ch, cw = -(-h // 2), -(-w // 2)
-    for name, p in (("U", u), ("V", v)):
-        if p.shape != (ch, cw):
-            raise ValueError(f"{name} plane is {p.shape}, expected {(ch, cw)} for a {w}x{h} luma plane")
-    return split(y, block), split(u, block // 2), split(v, block // 2)
-
-
-def merge_yuv420(yb: np.ndarray, ub: np.ndarray, vb: np.ndarray, grid: BlockGrid
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse of :func:`split_yuv420` for a luma grid ``grid``."""
-    cgrid = BlockGrid(-(-grid.height // 2), -(-grid.width // 2), grid.block // 2)
-    if cgrid.grid_h != grid.grid_h or cgrid.grid_w != grid.grid_w:
-        raise AssertionError("chroma grid must match the luma grid")
-    return merge(yb, grid), merge(ub, cgrid), merge(vb, cgrid)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from bbmr_stream.blocks import BlockGrid, split_tensor
-from bbmr_stream.resize import downscale, quantize
+from bbmr_stream.resize import downscale, levels8, quantize
 
 MODES = ("frame", "block")
 
@@ -65,3 +65,28 @@ def downscale_blocks(hr_padded: torch.Tensor, grid: BlockGrid, factors: np.ndarr
         tiles[k] = quantize(t)
         index[k] = idx
     return LRBlocks(grid, f, tiles, index)
+
+
+def to_uint8_tiles(lr) -> list[np.ndarray]:
+    """Per-block (s, s, 3) uint8 tiles in raster order from LRBlocks."""
+    tiles: list[np.ndarray | None] = [None] * lr.grid.n_blocks
+    for k, t in lr.tiles.items():
+        arr = levels8(t).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        for j, b in enumerate(lr.index[k].tolist()):
+            tiles[b] = arr[j]
+    return tiles  # type: ignore[return-value]
+
+
+def lr_blocks_from_tiles(grid: BlockGrid, factors: np.ndarray, tile) -> LRBlocks:
+    """LRBlocks from decoded uint8 tiles: ``tile(b, k)`` is the (block/k, block/k, 3) tile of block b at
+    scale k; grouped by scale, float [0, 1]. The unpack side of every layout."""
+    f = np.asarray(factors, np.uint8).reshape(-1)
+    if f.size != grid.n_blocks:
+        raise ValueError(f"{f.size} factors for a grid of {grid.n_blocks} blocks")
+    by_k, index = {}, {}
+    for k in sorted(set(f.tolist())):
+        idx = np.flatnonzero(f == k)
+        arr = np.stack([tile(int(b), k) for b in idx])
+        by_k[k] = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
+        index[k] = idx
+    return LRBlocks(grid, f, by_k, index)

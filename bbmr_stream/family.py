@@ -22,10 +22,14 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from bbmr_stream.atlas import Atlas
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.imageio import InputError
 from bbmr_stream.resize import downscale, resize_to, to_tensor, to_uint8
+from bbmr_stream.planes import Planes
 from bbmr_stream.scalemap import ScaleMap
+
+LAYOUTS = {lay.name: lay for lay in (Atlas(), Planes())}  # BBMR stream layouts: one module each
 
 
 @dataclass(frozen=True)
@@ -240,28 +244,39 @@ class PlainSR(Family):
 
 
 class _Blocks(Family):
-    """Families whose pictures carry 128-px blocks at per-block factors, with the scale map in an SEI."""
+    """Families whose pictures carry blocks at per-block factors in a layout (:data:`LAYOUTS`), with the scale
+    map in an SEI. ``_pack_scales`` are the scales the layout is sized for."""
 
     carries_map = True
 
     def block_factors(self, factors):
         raise NotImplementedError
 
+    @property
+    def _layout(self):
+        return LAYOUTS[self.layout]
+
+    def _pack_scales(self) -> tuple[int, ...]:
+        return self.geo.scales
+
     def scale_map(self, factors, index):
         g = self.geo.grid
         return ScaleMap(self.block_factors(factors).reshape(g.grid_h, g.grid_w), self.lr_scales(), index).to_bytes()
 
-    def _lr(self, pictures, smap):
-        from bbmr_stream.unpack import unpack_atlas, unpack_planes
+    def sizes(self):
+        return self._layout.sizes(self.geo.grid, self._pack_scales(), self.geo.overall)
 
-        if self.layout == "planes":
-            return unpack_planes(pictures, tuple(self.lr_scales()), smap, self.geo.grid)
-        return unpack_atlas(pictures[0], smap, self.geo.grid, self.overall())
+    def pictures(self, x, factors):
+        return self._layout.pack(x, self.geo.grid, self.block_factors(factors), self._pack_scales(), self.geo.overall)
 
     def reconstruct_float(self, pictures, smap, upscaler):
+        lr = self._layout.unpack(pictures, smap, self.geo.grid, self.lr_scales(), self.geo.overall)
         with torch.no_grad():
-            hr = upscaler(self._lr(pictures, smap))[..., : self.geo.height, : self.geo.width]
+            hr = upscaler(lr)[..., : self.geo.height, : self.geo.width]
         return hr.float().cpu().clamp_(0.0, 1.0)
+
+    def lr_scales(self):
+        return list(self.geo.scales)
 
     def overall(self):
         return self.geo.overall
@@ -277,21 +292,11 @@ class Uniform(_Blocks):
     def layout(self):
         return "atlas"
 
+    def _pack_scales(self):
+        return (self.geo.overall,)  # a uniform map: the atlas is the block grid at 1/overall
+
     def block_factors(self, factors):
         return np.full(self.geo.grid.n_blocks, self.geo.overall, np.uint8)
-
-    def sizes(self):
-        g, k = self.geo.grid, self.geo.overall
-        return [(g.grid_w * (g.block // k), g.grid_h * (g.block // k))]
-
-    def pictures(self, x, factors):
-        from bbmr_stream.pack import pack_frame
-
-        g = self.geo.grid
-        return [pack_frame(x, g, self.block_factors(None), g.grid_h, g.grid_w, self.geo.overall)]
-
-    def lr_scales(self):
-        return list(self.geo.scales)
 
 
 class BBMR(_Blocks):
@@ -308,41 +313,9 @@ class BBMR(_Blocks):
     def block_factors(self, factors):
         return np.asarray(factors, np.uint8)
 
-    def _atlas(self) -> tuple[int, int]:
-        from bbmr_stream.pack import atlas_cols, atlas_rows
-
-        g = self.geo
-        return atlas_rows(g.grid, g.scales, g.overall), atlas_cols(g.grid, g.scales, g.overall)
-
-    def sizes(self):
-        from bbmr_stream.pack import plane_sizes
-
-        g = self.geo
-        if self.layout == "planes":
-            return plane_sizes(g.grid, g.scales)
-        rows, cols = self._atlas()
-        slot = g.grid.block // g.overall
-        return [(cols * slot, rows * slot)]
-
     def fit(self, factors: np.ndarray) -> np.ndarray:
         """Factors made to fit this rendition's picture(s) (atlas: a fixed number of rows)."""
-        from bbmr_stream.pack import fit_to_rows
-
-        if self.layout == "planes":
-            return factors
-        return fit_to_rows(factors, self.geo.grid, self._atlas()[0], self.geo.overall)
-
-    def pictures(self, x, factors):
-        from bbmr_stream.pack import pack_frame, pack_planes
-
-        g = self.geo
-        if self.layout == "planes":
-            return pack_planes(x, g.grid, factors, g.scales)
-        rows, cols = self._atlas()
-        return [pack_frame(x, g.grid, factors, rows, cols, g.overall)]
-
-    def lr_scales(self):
-        return list(self.geo.scales)
+        return self._layout.fit(factors, self.geo.grid, self.geo.scales, self.geo.overall)
 
 
 FAMILIES: dict[str, type[Family]] = {c.name: c for c in (Plain, PlainSR, Uniform, BBMR)}

@@ -105,8 +105,13 @@ class ScaleMap:
         return (self.scale_set == other.scale_set and self.frame_index == other.frame_index
                 and self.block == other.block and np.array_equal(self.scales, other.scales))
 
-    def with_frame_index(self, frame_index: int) -> "ScaleMap":
-        return ScaleMap(self.scales, self.scale_set, frame_index, self.block)
+    def check_grid(self, grid, scales=None) -> None:
+        """Raise :class:`ScaleMapError` unless this map fits ``grid`` (a BlockGrid) and uses only ``scales``."""
+        if (self.grid_h, self.grid_w) != (grid.grid_h, grid.grid_w):
+            raise ScaleMapError(f"scale map grid {self.grid_h}x{self.grid_w} does not match the stream's "
+                                f"{grid.grid_h}x{grid.grid_w}")
+        if scales is not None and not np.isin(self.flat, np.asarray(scales)).all():
+            raise ScaleMapError(f"scale map uses scales {sorted(set(self.flat.tolist()))}, the stream has {list(scales)}")
 
     # --------------------------------------------------------------------------------- binary form
     def to_bytes(self) -> bytes:

@@ -52,7 +52,7 @@ def main_look(argv: list[str]) -> int:
     from bbmr_stream.family import family_of
     from bbmr_stream.manifest import load
     from bbmr_stream.metrics import psnr_luma
-    from bbmr_stream.unpack import segment_pictures
+    from bbmr_stream.demux import segment_pictures
     from packager.cli import build_parser, pick_upscaler, run
     from bbmr_stream.cli import pick_device
     from bbmr_stream.family import parse_ladder

@@ -45,12 +45,16 @@ class OmniSRConfig:
 # --- parameter-free layers that stand where the official code has einops layers -----------------------
 
 
-class _ToWindows(nn.Module):
-    """(B, C, H, W) -> (B, H/w, W/w, w, w, C): non-overlapping w x w windows ("block" attention)."""
+class _Windowed(nn.Module):
+    """A parameter-free reshaping layer with a window size ``w``."""
 
     def __init__(self, w: int) -> None:
         super().__init__()
         self.w = w
+
+
+class _ToWindows(_Windowed):
+    """(B, C, H, W) -> (B, H/w, W/w, w, w, C): non-overlapping w x w windows ("block" attention)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, wd = x.shape
@@ -64,13 +68,9 @@ class _FromWindows(nn.Module):
         return x.permute(0, 5, 1, 3, 2, 4).reshape(b, c, nx * w1, ny * w2)
 
 
-class _ToGrid(nn.Module):
+class _ToGrid(_Windowed):
     """(B, C, H, W) -> (B, H/w, W/w, w, w, C) with a dilated (strided) grid: pixel (i, j) of group
     (x, y) is image pixel (i * H/w + x, j * W/w + y) ("grid" attention of MaxViT/OmniSR)."""
-
-    def __init__(self, w: int) -> None:
-        super().__init__()
-        self.w = w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, wd = x.shape

@@ -65,7 +65,7 @@ class TrainConfig:
     grid: int = 3  # HR crops of grid x grid blocks
     block: int = 128
     band: int = 4
-    init: str | None = None  # jointsr: warm start from a trained JointSR (safetensors file or run directory)
+    init: str | None = None  # warm start: registry id, run directory or .safetensors (see init_state_dict)
     margin: int = 4  # jointsr: LR context pixels around each branch tile (0 = the paper's tile-only branches)
     upsample_lr_mult: float = 0.1  # jointsr: learning rate of the Upsamples relative to --lr (0 = frozen)
     train_branches: bool = False  # default: branches frozen (their features need no backward pass)
@@ -269,6 +269,27 @@ def run_training(cfg: TrainConfig, model: torch.nn.Module, params: list, sample:
     return record | {"iter": it}
 
 
+def init_state_dict(spec: str) -> dict:
+    """Weights to warm-start from: a registry id (the shipped, sha256-checked file), a run directory (its
+    model.safetensors) or a .safetensors file."""
+    from models.registry import WeightsError, load_registry, load_state_dict_file, sha256_file
+
+    reg = load_registry()
+    if spec in reg:
+        e = reg[spec]
+        if sha256_file(e.path) != e.sha256:
+            raise InputError(f"--init {spec}: {e.path} does not match its registry sha256")
+        return load_state_dict_file(e.path)
+    f = Path(spec)
+    f = f / "model.safetensors" if f.is_dir() else f
+    if not f.is_file():
+        raise InputError(f"--init: {spec} is neither a registry id nor a weights file or run directory")
+    try:
+        return load_state_dict_file(f)
+    except (WeightsError, OSError, ValueError) as e:
+        raise InputError(f"--init {spec}: {e}") from None
+
+
 def train_sr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     """Run (or continue) one OmniSR training at one scale; returns the last log record."""
     if cfg.threads:
@@ -278,7 +299,13 @@ def train_sr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     mcfg = OmniSRConfig(scale=cfg.scale, res_num=ARCHS[cfg.arch])
-    model = OmniSR(mcfg).to(device)
+    model = OmniSR(mcfg)
+    if cfg.init:  # warm start (e.g. from the shipped weights); --resume of an existing run takes precedence
+        try:
+            model.load_state_dict(init_state_dict(cfg.init))
+        except RuntimeError as e:
+            raise InputError(f"--init {cfg.init}: not an {cfg.arch} x{cfg.scale} model ({str(e)[:200]})") from None
+    model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     fwd = torch.compile(model) if cfg.compile else model  # state dicts always come from `model`
@@ -301,7 +328,7 @@ def train_sr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
 
     def meta(it, record):
         return {"arch": cfg.arch, "config": mcfg.to_dict(), "iterations": it, "input_range": "0,1",
-                "num_params": n_params, "last": record}
+                "num_params": n_params, "init": cfg.init, "last": record}
 
     validate = (lambda: evaluate_sr(model, val_images, cfg.scale, device)) if val_images else None
     return run_training(cfg, model, list(model.parameters()), sample, loss_fn, validate, meta, resume, log, device)
@@ -412,14 +439,8 @@ def train_jointsr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
                          band=cfg.band, margin=cfg.margin)
     model = JointSR(jcfg)
     if cfg.init:  # warm start: a trained JointSR re-synchronised to these branches
-        from models.registry import load_state_dict_file
-
-        f = Path(cfg.init)
-        f = f / "model.safetensors" if f.is_dir() else f
-        if not f.is_file():
-            raise InputError(f"--init: no JointSR weights at {cfg.init}")
         try:
-            model.load_state_dict(load_state_dict_file(f))
+            model.load_state_dict(init_state_dict(cfg.init))
         except RuntimeError as e:
             raise InputError(f"--init {cfg.init}: not a JointSR of this configuration ({str(e)[:200]})") from None
         model.load_branches(nets, keep_trained=True)

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--channels-last", action="store_true")
     sr.add_argument("--compile", action="store_true", help="torch.compile the model (faster after warm-up)")
     sr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
+    sr.add_argument("--init", help="warm start from a registry id (e.g. omnisr-light-x4, the shipped weights), a "
+                                   "run directory or a .safetensors file (fresh optimizer and schedule)")
     js = sub.add_parser("jointsr", help="train JointSR on top of trained per-scale OmniSR branches")
     js.add_argument("--branches", nargs="+", required=True, metavar="K=CKPT_OR_ID",
                     help="per-scale OmniSR: a bbmr-train sr checkpoint dir or a registry id, e.g. 2=runs/light_x2")
@@ -51,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     js.add_argument("--train-branches", action="store_true", help="fine-tune the branches too (slower)")
     js.add_argument("--upsample-lr-mult", type=float, default=d.upsample_lr_mult,
                     help="learning rate of the per-branch and final Upsamples relative to --lr (0 = frozen)")
-    js.add_argument("--init", help="warm start from a trained JointSR (run directory or .safetensors), "
+    js.add_argument("--init", help="warm start from a trained JointSR (registry id jointsr, run directory or .safetensors), "
                                    "re-synchronised to --branches (newer per-scale models)")
     js.add_argument("--compile", action="store_true")
     js.add_argument("--resume", action="store_true")

@@ -294,6 +294,8 @@ def run(args: argparse.Namespace, console, specs: list[RungSpec] | None = None) 
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError("--max-frames must be >= 1")
     scales = parse_scales(args.scales)
+    if args.block < 16 or args.block % (2 * max(scales)):
+        raise InputError(f"--block {args.block} must be a multiple of 2 x the largest scale ({2 * max(scales)})")
     info = probe(args.input)
     for n in info.notes:
         console.print(f"[yellow]note:[/] {n}")
@@ -356,7 +358,7 @@ def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bbmr_stream.metrics import niqe, psnr_plane
-    from bbmr_stream.unpack import segment_frames
+    from bbmr_stream.demux import segment_frames
 
     want = set(measured)
     ref = {}

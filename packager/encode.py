@@ -53,7 +53,6 @@ class LREncoder:
         self.stream = self.streams[0]
         self.time_base = time_base
         self.payloads: dict[int, bytes] = {}
-        self.bytes_written = 0
         self.frames = 0
         self.codecs: str | None = None  # RFC 6381 CODECS of the first stream, from its first SPS
 
@@ -108,7 +107,6 @@ class LREncoder:
         new.pts, new.dts, new.time_base = pkt.pts, pkt.dts, pkt.time_base
         new.is_keyframe = pkt.is_keyframe
         new.stream = st
-        self.bytes_written += len(data)
         self.out.mux(new)
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -192,120 +193,169 @@ def run(args: argparse.Namespace) -> int:
         src.close()
 
 
-def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
-    man = src.manifest
-    stream = src.path
-    from bbmr_stream.resize import RESIZE_CONVENTION
-
-    if man.resize != RESIZE_CONVENTION:
-        warnings.warn(f"stream resize convention {man.resize!r} differs from this player's {RESIZE_CONVENTION!r}")
+def pick_plan(args: argparse.Namespace, man):
+    """The rendition shown (``--rendition``, else the top of the ladder) and the per-segment plan (one
+    rendition, or the ABR decisions over ``--trace``)."""
     if args.rendition:
         cand = [r for r in man.renditions if r.name == args.rendition]
         if not cand:
             raise InputError(f"no rendition {args.rendition!r} (have: {', '.join(r.name for r in man.renditions)})")
         rend = cand[0]
     else:
-        rend = max(man.renditions, key=lambda r: r.bitrate_kbps)  # the top of the ladder
-    plan, abr_summary = rend, None
+        rend = max(man.renditions, key=lambda r: r.bitrate_kbps)
     if args.trace:
         plan, abr_summary = abr_plan(man, args.trace, args.rendition)
-    device = pick_device(args.device)
-    upscalers = Upscalers(args.upscaler, man.scales, device)
-    up_name = upscalers.name_for(rend)
-    upscalers(rend)  # made now: a missing model is an error before playback starts
-    comparisons = make_comparisons(args.compare, man, rend, device)
+        return rend, plan, abr_summary
+    return rend, rend, None
+
+
+def start_frame(args: argparse.Namespace, man) -> int:
     fps = man.source["fps"][0] / man.source["fps"][1]
     start = max(0, int(round(args.start * fps)))
     if start >= man.source["frames"]:
         raise InputError(f"--start {args.start} s is past the end ({man.source['frames'] / fps:.2f} s)")
-    ref_frames = None
-    if args.reference:
-        from bbmr_stream.decode import frames, probe
+    return start
 
-        ref_frames = frames(probe(args.reference))
-        for _ in range(start):
-            next(ref_frames, None)
+
+def open_reference(path: str | None, start: int):
+    """Frames of the ``--reference`` source from ``start`` on (None without one)."""
+    if not path:
+        return None
+    from bbmr_stream.decode import frames, probe
+
+    it = frames(probe(path))
+    for _ in range(start):
+        next(it, None)
+    return it
+
+
+@dataclass
+class Measure:
+    """The per-frame measurement stage: PSNR-Y against the reference, NIQE, the comparison columns."""
+
+    matrix: str
+    full_range: bool
+    niqe_every: int
+    secs: dict
+
+    def _timed(self, key: str, fn):
+        t = time.time()
+        out = fn()
+        self.secs[key] += time.time() - t
+        return out
+
+    def __call__(self, fr, ref_frames, others: dict) -> dict:
+        m: dict = {"concealed": int(fr.concealed), "rendition": fr.rendition, "family": fr.family}
+        if fr.scalemap is not None:
+            m.update({f"scale_x{k}_share": v for k, v in fr.scalemap.share().items()})
+        ref = self._timed("reference_decode", lambda: next(ref_frames, None) if ref_frames is not None else None)
+        if ref is not None:
+            m["psnr_y"] = self._timed("psnr", lambda: psnr_luma(ref.y, fr.rgb, self.matrix, self.full_range))
+        compared = self._timed("compare", lambda: {name: next(it) for name, it in others.items()})
+        if ref is not None:
+            m.update({f"{name}_psnr_y": psnr_luma(ref.y, b.rgb, self.matrix, self.full_range)
+                      for name, b in compared.items()})
+        if self.niqe_every and fr.index % self.niqe_every == 0 and min(fr.rgb.shape[:2]) >= 96:
+            self._timed("niqe", lambda: m.update({"niqe": niqe(fr.rgb)} | {
+                f"{name}_niqe": niqe(b.rgb) for name, b in compared.items()}))  # comparisons get NIQE too
+        return m
+
+
+class Outputs:
+    """The output stage: the video file (written to a temp name, renamed when playback ended well) and PNGs."""
+
+    def __init__(self, args: argparse.Namespace, man, secs: dict) -> None:
+        self.writer = VideoWriter(args.out, man.source["width"], man.source["height"], Fraction(*man.source["fps"]),
+                                  args.out_crf) if args.out else None
+        self.frames_dir = Path(args.frames_dir) if args.frames_dir else None
+        if self.frames_dir:
+            self.frames_dir.mkdir(parents=True, exist_ok=True)
+        self.secs = secs
+
+    def write(self, fr) -> None:
+        t = time.time()
+        if self.writer:
+            self.writer.write(fr.rgb)
+        if self.frames_dir:
+            write_image(self.frames_dir / f"frame_{fr.index:06d}.png", fr.rgb)
+        self.secs["output"] += time.time() - t
+
+    def close(self, ok: bool) -> None:
+        if self.writer:
+            self.writer.close(ok)
+
+
+def show(args: argparse.Namespace, src: StreamSource, fps: float, block: int, produced) -> None:
+    """The display stage: a window (paced) or headless."""
+    if args.headless:
+        for _ in produced:
+            pass
+        return
+    from player.display import Shown, Window
+
+    win = Window(f"bbmr-play {src.name}", fps, parse_size(args.window_size), linger_s=args.linger)
+    win.run((Shown(fr.rgb, fr.scalemap, fr.rendition, m.get("psnr_y"), fr.index) for fr, m in produced), block)
+
+
+def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
+    """fetch (src) -> plan -> demux/unpack/upscale (player.playback) -> measure -> output -> show -> report."""
+    from bbmr_stream.resize import RESIZE_CONVENTION
+
+    man = src.manifest
+    if man.resize != RESIZE_CONVENTION:
+        warnings.warn(f"stream resize convention {man.resize!r} differs from this player's {RESIZE_CONVENTION!r}")
+    rend, plan, abr_summary = pick_plan(args, man)
+    device = pick_device(args.device)
+    upscalers = Upscalers(args.upscaler, man.scales, device)
+    upscalers(rend)  # made now: a missing model is an error before playback starts
+    comparisons = make_comparisons(args.compare, man, rend, device)
+    fps = man.source["fps"][0] / man.source["fps"][1]
+    start = start_frame(args, man)
+    ref_frames = open_reference(args.reference, start)
     if not args.headless and not os.environ.get("DISPLAY"):
         raise InputError("no display (DISPLAY is not set): use --headless")
-    report = Report(fps, {"rendition": rend.name, "bitrate_kbps": rend.bitrate_kbps, "upscaler": up_name,
-                          "layout": rend.layout, "manifest_psnr_y": rend.psnr_y})
-    writer = VideoWriter(args.out, man.source["width"], man.source["height"], Fraction(*man.source["fps"]),
-                         args.out_crf) if args.out else None
-    if args.frames_dir:
-        Path(args.frames_dir).mkdir(parents=True, exist_ok=True)
+    report = Report(fps, {"rendition": rend.name, "bitrate_kbps": rend.bitrate_kbps,
+                          "upscaler": upscalers.name_for(rend), "layout": rend.layout, "manifest_psnr_y": rend.psnr_y})
     stats = PlayStats()
+    stats.seconds.update({"reference_decode": 0.0, "psnr": 0.0, "niqe": 0.0, "compare": 0.0, "output": 0.0})
+    measure = Measure(man.source["matrix"], bool(man.source["full_range"]), args.niqe_every, stats.seconds)
+    outputs = Outputs(args, man, stats.seconds)
     t0 = time.time()
-    ok = False
-
-    secs = stats.seconds  # per stage; decode_unpack and upscale are filled by play()
-    matrix, full = man.source["matrix"], bool(man.source["full_range"])
-    secs.update({"reference_decode": 0.0, "psnr": 0.0, "niqe": 0.0, "compare": 0.0, "output": 0.0})
 
     def produce():
-        others = {name: play(stream, man, r, lambda _r, u=up: u, PlayStats(), args.max_frames, start)
+        others = {name: play(src.path, man, r, lambda _r, u=up: u, PlayStats(), args.max_frames, start)
                   for name, (r, up) in comparisons.items()}
-        for fr in play(stream, man, plan, upscalers, stats, args.max_frames, start):
-            m: dict = {"concealed": int(fr.concealed), "rendition": fr.rendition, "family": fr.family}
-            if fr.scalemap is not None:
-                for k, v in fr.scalemap.share().items():
-                    m[f"scale_x{k}_share"] = v
-            t = time.time()
-            ref = next(ref_frames, None) if ref_frames is not None else None
-            secs["reference_decode"] += time.time() - t
-            t = time.time()
-            if ref is not None:
-                m["psnr_y"] = psnr_luma(ref.y, fr.rgb, matrix, full)
-            secs["psnr"] += time.time() - t
-            t = time.time()
-            compared = {name: next(it) for name, it in others.items()}
-            if ref is not None:
-                for name, b in compared.items():
-                    m[f"{name}_psnr_y"] = psnr_luma(ref.y, b.rgb, matrix, full)
-            secs["compare"] += time.time() - t
-            t = time.time()
-            if args.niqe_every and fr.index % args.niqe_every == 0 and min(fr.rgb.shape[:2]) >= 96:
-                m["niqe"] = niqe(fr.rgb)
-                for name, b in compared.items():  # the comparison columns get NIQE too (no reference needed)
-                    m[f"{name}_niqe"] = niqe(b.rgb)
-            secs["niqe"] += time.time() - t
+        for fr in play(src.path, man, plan, upscalers, stats, args.max_frames, start):
+            m = measure(fr, ref_frames, others)
             report.add(fr.index, m)
-            t = time.time()
-            if writer:
-                writer.write(fr.rgb)
-            if args.frames_dir:
-                write_image(Path(args.frames_dir) / f"frame_{fr.index:06d}.png", fr.rgb)
-            secs["output"] += time.time() - t
+            outputs.write(fr)
             yield fr, m
 
+    ok = False
     try:
-        if args.headless:
-            for _ in produce():
-                pass
-        else:
-            from player.display import Shown, Window
-
-            win = Window(f"bbmr-play {src.name}", fps, parse_size(args.window_size), linger_s=args.linger)
-            win.run((Shown(fr.rgb, fr.scalemap, fr.rendition, m.get("psnr_y"), fr.index) for fr, m in produce()),
-                    man.block)
+        show(args, src, fps, man.block, produce())
         ok = True
     finally:
-        if writer:
-            writer.close(ok)
-    n = len(report.frames)
-    if n == 0:
+        outputs.close(ok)
+    if not report.frames:
         raise InputError(f"{src.where}: no frames played")
-    compared = {name: {"rendition": r.name, "bitrate_kbps": r.bitrate_kbps, "upscaler": up.name}
-                for name, (r, up) in comparisons.items()}
-    report.extra = {"compare": compared, "concealed_frames": stats.concealed_frames, "missing_segments": stats.missing_segments,
-                    "frames_without_map": stats.frames_without_map,
-                    "timing_s": {k: round(v, 3) for k, v in secs.items() if v >= 5e-4} | {"total": round(time.time() - t0, 3)}}
-    report.extra["stage_fps"] = {k: round(n / v, 3) for k, v in report.extra["timing_s"].items() if v > 0}
-    if abr_summary is not None:
-        report.extra["abr"] = abr_summary
+    finish_report(report, stats, comparisons, time.time() - t0, abr_summary)
     if args.report:
         report.write(args.report)
     summary(report, console)
     return 0
+
+
+def finish_report(report: Report, stats: PlayStats, comparisons: dict, total_s: float, abr_summary) -> None:
+    n = len(report.frames)
+    timing = {k: round(v, 3) for k, v in stats.seconds.items() if v >= 5e-4} | {"total": round(total_s, 3)}
+    report.extra = {"compare": {name: {"rendition": r.name, "bitrate_kbps": r.bitrate_kbps, "upscaler": up.name}
+                                for name, (r, up) in comparisons.items()},
+                    "concealed_frames": stats.concealed_frames, "missing_segments": stats.missing_segments,
+                    "frames_without_map": stats.frames_without_map, "timing_s": timing,
+                    "stage_fps": {k: round(n / v, 3) for k, v in timing.items() if v > 0}}
+    if abr_summary is not None:
+        report.extra["abr"] = abr_summary
 
 
 def summary(report: Report, console) -> None:

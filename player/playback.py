@@ -21,7 +21,7 @@ from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.family import family_of
 from bbmr_stream.manifest import Manifest, Rendition
 from bbmr_stream.scalemap import ScaleMap
-from bbmr_stream.unpack import segment_pictures
+from bbmr_stream.demux import segment_pictures
 
 
 @dataclass

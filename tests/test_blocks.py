@@ -4,8 +4,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bbmr_stream.blocks import (BlockGrid, merge, merge_tensor, merge_yuv420, pad, split, split_tensor,
-                                split_yuv420)
+from bbmr_stream.blocks import BlockGrid, merge, merge_tensor, pad, split, split_tensor
 
 
 @given(h=st.integers(1, 300), w=st.integers(1, 300), block=st.sampled_from([1, 8, 16, 64, 128]),
@@ -46,19 +45,6 @@ def test_tensor_split_merge_match_numpy():
     bn = split(x[0].permute(1, 2, 0).numpy(), 128)
     np.testing.assert_array_equal(bt.permute(0, 2, 3, 1).numpy(), bn)
     torch.testing.assert_close(merge_tensor(bt, 2, 3), x)
-
-
-@given(h=st.integers(1, 300), w=st.integers(1, 300))
-def test_yuv420_round_trip(h, w):
-    rng = np.random.default_rng(h * 1000 + w)
-    y = rng.integers(0, 256, (h, w), dtype=np.uint8)
-    u = rng.integers(0, 256, (-(-h // 2), -(-w // 2)), dtype=np.uint8)
-    v = rng.integers(0, 256, (-(-h // 2), -(-w // 2)), dtype=np.uint8)
-    yb, ub, vb = split_yuv420(y, u, v, 128)
-    assert yb.shape[0] == ub.shape[0] == vb.shape[0]
-    assert ub.shape[1:] == (64, 64)
-    for a, b in zip(merge_yuv420(yb, ub, vb, BlockGrid(h, w, 128)), (y, u, v)):
-        np.testing.assert_array_equal(a, b)
 
 
 def test_valid_fraction_and_mask():

@@ -34,11 +34,12 @@ def test_luma_of_converted_rgb_is_the_y_plane(matrix, full):
 
 @given(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255))
 def test_flat_colour_round_trip(r, g, b):
-    """A flat in-gamut colour survives RGB -> 4:2:0 -> RGB within one code value per channel."""
+    """A flat colour survives RGB -> 8-bit 4:2:0 -> RGB within 2 code values per channel (a Cr code step is
+    ~1.8 RGB levels of R in limited range: half a step of Y, Cb and Cr rounding adds up to < 2.5)."""
     img = np.empty((4, 6, 3), np.uint8)
     img[:] = (r, g, b)
     back = yuv_to_rgb(*rgb_to_yuv420(img, "bt709", False), "bt709", False)
-    assert np.abs(back.astype(int) - img).max() <= 1
+    assert np.abs(back.astype(int) - img).max() <= 2
 
 
 def test_video_frame_round_trip_odd_chroma_height():

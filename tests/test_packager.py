@@ -8,9 +8,9 @@ from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.manifest import load
 from bbmr_stream.resize import to_tensor
 from bbmr_stream.score import BicubicScorer
-from bbmr_stream.unpack import scalemap_of
+from bbmr_stream.demux import scalemap_of
 from packager.cli import main
-from bbmr_stream.pack import atlas_cols, atlas_rows, fit_to_rows, pack_frame
+from bbmr_stream.atlas import atlas_cols, atlas_rows, fit_to_rows, pack_frame
 
 from tests.media import FPS, H, N, W, _clip
 
@@ -141,7 +141,7 @@ def test_existing_out_refused(packaged, capsys):
 
 
 def test_planes_layout_lossless(tmp_path):
-    from bbmr_stream.pack import pack_planes
+    from bbmr_stream.planes import pack_planes
 
     src = tmp_path / "in.mp4"
     _clip(src)

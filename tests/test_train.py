@@ -111,3 +111,17 @@ def test_amp_auto_uses_bf16_only_where_native(monkeypatch):
     monkeypatch.setattr(tr, "native_bf16", lambda dev: True)
     assert tr.resolve_amp("auto", cpu) == "bf16"
     assert tr.resolve_amp("auto", torch.device("cuda")) == "fp16"
+
+
+def test_warm_start_from_the_shipped_weights(tmp_path, tiny_set):
+    """Training continues from a published weight (no checkpoint in the repo needed): --init omnisr-light-x2
+    starts at the shipped model's quality (with lr 0 the weights stay exactly the shipped ones)."""
+    from models.registry import load_registry, load_state_dict_file
+
+    shipped = load_state_dict_file(load_registry()["omnisr-light-x2"].path)
+    train_sr(_cfg(tmp_path, tiny_set, iters=2, lr=0.0, init="omnisr-light-x2"), log=lambda *_: None)
+    got = load_state_dict_file(tmp_path / "ck" / "model.safetensors")
+    assert all(np.array_equal(got[k].numpy(), v.numpy()) for k, v in shipped.items())
+    with pytest.raises(Exception, match="not an omnisr-light x4"):
+        train_sr(_cfg(tmp_path / "x4", tiny_set, scale=4, iters=1, init="omnisr-light-x2"), log=lambda *_: None)
+    assert main(["sr", "--data", str(tiny_set), "--out", str(tmp_path / "bad"), "--init", "no-such-id"]) == 2

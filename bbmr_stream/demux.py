@@ -1,0 +1,55 @@
+"""Demux: a segment file -> per frame, the decoded picture of every coded stream and the scale map from the
+first stream's SEI (frame side data SEI_UNREGISTERED with the project UUID; None for plain renditions or an
+unreadable map). Unpacking the pictures is the layout's job (:mod:`bbmr_stream.atlas`, :mod:`bbmr_stream.planes`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from bbmr_stream.colour import frame_to_rgb
+from bbmr_stream.scalemap import ScaleMap, ScaleMapError
+from bbmr_stream.sei import payload_from_side_data
+
+
+def scalemap_of(frame) -> ScaleMap | None:
+    for sd in frame.side_data:
+        if sd.type.name == "SEI_UNREGISTERED":
+            p = payload_from_side_data(bytes(sd))
+            if p is not None:
+                try:
+                    return ScaleMap.from_bytes(p)
+                except ScaleMapError:
+                    return None
+    return None
+
+
+def _rgb(fr, matrix: str, full_range: bool) -> np.ndarray:
+    return frame_to_rgb(fr, matrix, full_range)[0]
+
+
+def segment_frames(path: str | Path, n_streams: int) -> Iterator[tuple[list, ScaleMap | None]]:
+    """(decoded PyAV frame of every coded stream, scale map from the first stream's SEI or None) of each
+    frame of one segment file, in presentation order."""
+    import av
+
+    streams = []
+    for i in range(n_streams):
+        with av.open(str(path), format="mpegts") as c:  # no probing: a tiny valid segment fails format probing
+            streams.append(list(c.decode(video=i)))
+    for frs in zip(*streams):
+        yield list(frs), scalemap_of(frs[0])
+
+
+def segment_pictures(path: str | Path, rend, matrix: str = "bt709", full_range: bool = False,
+                     wanted=None) -> Iterator[tuple[list[np.ndarray] | None, ScaleMap | None]]:
+    """(RGB pictures of every coded stream, scale map or None) of each frame of one segment file, in order.
+    Frames ``i`` with ``wanted(i)`` false are decoded (the codec needs them) but not converted: None."""
+    for i, (frs, smap) in enumerate(segment_frames(path, len(rend.pictures))):
+        if wanted is not None and not wanted(i):
+            yield None, smap
+        else:
+            yield [_rgb(f, matrix, full_range) for f in frs], smap
