@@ -66,6 +66,7 @@ class TrainConfig:
     block: int = 128
     band: int = 4
     init: str | None = None  # warm start: registry id, run directory or .safetensors (see init_state_dict)
+    codec_crfs: list[float] = field(default_factory=list)  # sr: codec-aware LR (x264 at these CRFs); [] = clean
     margin: int = 4  # jointsr: LR context pixels around each branch tile (0 = the paper's tile-only branches)
     upsample_lr_mult: float = 0.1  # jointsr: learning rate of the Upsamples relative to --lr (0 = frozen)
     train_branches: bool = False  # default: branches frozen (their features need no backward pass)
@@ -103,6 +104,48 @@ class CropSampler:
         return hr, lr
 
 
+class CodedCropSampler(CropSampler):
+    """Codec-aware pairs: the LR of every training image (antialiased bicubic, 8 bits) is coded once per CRF of
+    ``crfs`` by :func:`models.degrade.code_picture` and cached; a batch takes random crops of a random CRF's
+    coded LR with the aligned HR crop (same flips and rotations)."""
+
+    def __init__(self, images: list[np.ndarray], scale: int, patch: int, crfs: list[float], log=print) -> None:
+        from models.degrade import code_picture
+        from bbmr_stream.resize import to_uint8
+
+        super().__init__([crop_to_multiple(im, scale) for im in images], scale, patch)
+        self.crfs = list(crfs)
+        self.coded: list[list[torch.Tensor]] = []
+        t = time.time()
+        for im in self.images:
+            lr = to_uint8(quantize(downscale(im[None].float().div(255.0), scale)))
+            self.coded.append([torch.from_numpy(code_picture(lr, c)).permute(2, 0, 1).contiguous() for c in crfs])
+        log(f"coded the LR of {len(self.images)} images at CRF {self.crfs} (+{_p_offset()}) in {time.time() - t:.0f} s")
+
+    def batch(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        s, p = self.scale, self.patch
+        idx = torch.multinomial(self.weights, n, replacement=True, generator=g)
+        hrs, lrs = [], []
+        for i in idx.tolist():
+            lr_full = self.coded[i][int(torch.randint(0, len(self.crfs), (1,), generator=g))]
+            y = int(torch.randint(0, lr_full.shape[1] - p + 1, (1,), generator=g))
+            x = int(torch.randint(0, lr_full.shape[2] - p + 1, (1,), generator=g))
+            pair = [self.images[i][:, y * s:(y + p) * s, x * s:(x + p) * s], lr_full[:, y:y + p, x:x + p]]
+            if int(torch.randint(0, 2, (1,), generator=g)):
+                pair = [c.flip(-1) for c in pair]
+            rot = (0, 1, 3)[int(torch.randint(0, 3, (1,), generator=g))]
+            hr, lr = (torch.rot90(c, rot, dims=(1, 2)) for c in pair)
+            hrs.append(hr)
+            lrs.append(lr)
+        return torch.stack(hrs).float().div_(255.0), torch.stack(lrs).float().div_(255.0)
+
+
+def _p_offset() -> float:
+    from models.degrade import P_OFFSET
+
+    return P_OFFSET
+
+
 def load_images(paths: list[str]) -> list[np.ndarray]:
     return [read_image(p) for p in list_images(paths)]
 
@@ -114,14 +157,19 @@ def crop_to_multiple(img: np.ndarray, s: int) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate_sr(model: torch.nn.Module, images: list[np.ndarray], scale: int, device: torch.device,
-                input_range: str = "0,1") -> float:
+                input_range: str = "0,1", code_crf: float | None = None) -> float:
     """Mean PSNR-Y (dB, BT.601, crop = scale) of ``model`` on HR images (cropped to a multiple of the scale),
-    LR made by :func:`downscale` and rounded to 8 bits."""
+    LR made by :func:`downscale` and rounded to 8 bits, then (``code_crf``) through x264 at that CRF."""
     model.eval()
     vals = []
     for im in images:
         hr = torch.from_numpy(crop_to_multiple(im, scale)).permute(2, 0, 1)[None].float().div(255.0).to(device)
         lr = quantize(downscale(hr, scale))
+        if code_crf is not None:
+            from bbmr_stream.resize import to_tensor, to_uint8
+            from models.degrade import code_picture
+
+            lr = to_tensor(code_picture(to_uint8(lr.cpu()), code_crf)).to(device)
         x = lr * 2 - 1 if input_range == "-1,1" else lr
         sr = model(x)
         if input_range == "-1,1":
@@ -309,7 +357,10 @@ def train_sr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     fwd = torch.compile(model) if cfg.compile else model  # state dicts always come from `model`
-    sampler = CropSampler(load_images(cfg.data), cfg.scale, cfg.patch)
+    if cfg.codec_crfs:
+        sampler = CodedCropSampler(load_images(cfg.data), cfg.scale, cfg.patch, cfg.codec_crfs, log)
+    else:
+        sampler = CropSampler(load_images(cfg.data), cfg.scale, cfg.patch)
     val_images = [crop_to_multiple(im, cfg.scale) for im in load_images(cfg.val)] if cfg.val else []
     n_params = count_params(model)
     log(f"{cfg.arch} x{cfg.scale}: {n_params} params, {len(sampler.images)} training images, device {device}, "
@@ -328,9 +379,10 @@ def train_sr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
 
     def meta(it, record):
         return {"arch": cfg.arch, "config": mcfg.to_dict(), "iterations": it, "input_range": "0,1",
-                "num_params": n_params, "init": cfg.init, "last": record}
+                "num_params": n_params, "init": cfg.init, "codec_crfs": cfg.codec_crfs, "last": record}
 
-    validate = (lambda: evaluate_sr(model, val_images, cfg.scale, device)) if val_images else None
+    val_crf = cfg.codec_crfs[len(cfg.codec_crfs) // 2] if cfg.codec_crfs else None
+    validate = (lambda: evaluate_sr(model, val_images, cfg.scale, device, code_crf=val_crf)) if val_images else None
     return run_training(cfg, model, list(model.parameters()), sample, loss_fn, validate, meta, resume, log, device)
 
 

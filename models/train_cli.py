@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--channels-last", action="store_true")
     sr.add_argument("--compile", action="store_true", help="torch.compile the model (faster after warm-up)")
     sr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
+    sr.add_argument("--codec-crfs", type=lambda t: [float(v) for v in t.split(",")], default=[],
+                    help="codec-aware training: LR through x264 at these CRFs (e.g. 18,23,28,33,38; an I frame at "
+                         "CRF+3 stands for the P/B frames); validation at the middle one")
     sr.add_argument("--init", help="warm start from a registry id (e.g. omnisr-light-x4, the shipped weights), a "
                                    "run directory or a .safetensors file (fresh optimizer and schedule)")
     js = sub.add_parser("jointsr", help="train JointSR on top of trained per-scale OmniSR branches")

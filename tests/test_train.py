@@ -125,3 +125,27 @@ def test_warm_start_from_the_shipped_weights(tmp_path, tiny_set):
     with pytest.raises(Exception, match="not an omnisr-light x4"):
         train_sr(_cfg(tmp_path / "x4", tiny_set, scale=4, iters=1, init="omnisr-light-x2"), log=lambda *_: None)
     assert main(["sr", "--data", str(tiny_set), "--out", str(tmp_path / "bad"), "--init", "no-such-id"]) == 2
+
+
+def test_codec_aware_pairs(tmp_path, tiny_set):
+    """Codec-aware training pairs: the LR crop is the x264-coded LR of the image, aligned with its HR crop (the
+    coded LR is near the clean LR of the same HR crop, and much further at a high CRF)."""
+    import torch
+
+    from bbmr_stream.resize import downscale, quantize
+    from models.train import CodedCropSampler, load_images
+
+    imgs = load_images([str(tiny_set)])
+    g = torch.Generator().manual_seed(0)
+
+    def gap(crf):
+        s = CodedCropSampler(imgs, 2, 16, [crf], log=lambda *_: None)
+        hr, lr = s.batch(8, g)
+        assert hr.shape == (8, 3, 32, 32) and lr.shape == (8, 3, 16, 16)
+        return float((lr - quantize(downscale(hr, 2))).abs().mean())
+
+    lo, hi = gap(10), gap(45)
+    assert lo < 0.02 < hi
+    msgs = []
+    train_sr(_cfg(tmp_path, tiny_set, iters=2, codec_crfs=[23.0, 33.0], init="omnisr-light-x2"), log=msgs.append)
+    assert any("coded the LR of 3 images at CRF [23.0, 33.0]" in m for m in msgs)
