@@ -147,6 +147,48 @@ def source_frames(info, args, gop: int):
             j += 1
 
 
+MAX_ENCODERS = 10  # x264 encoders alive at once: each holds its lookahead (~0.2 GB at 1080p, ~0.9 GB at 4K)
+
+
+def encode_groups(specs: list[RungSpec], size: int = MAX_ENCODERS) -> list[list[RungSpec]]:
+    """Rungs encoded together: the allocating (BBMR) rungs share one pass (one scorer run), the others go in
+    groups of at most ``size``; each group re-decodes the source."""
+    alloc = [s for s in specs if FAMILIES[s.family].allocates]
+    rest = [s for s in specs if not FAMILIES[s.family].allocates]
+    groups = [alloc] if alloc else []
+    groups += [rest[i:i + size] for i in range(0, len(rest), size)]
+    return groups
+
+
+def encode_in_groups(specs, geo: Geometry, info, args, gop: int, work: Path, tmp: Path, scorer, device, console):
+    """The encode and segment stages over :func:`encode_groups`; renditions in ladder order, encoders freed
+    after each group. Returns (frames, seconds per stage, renditions, the allocation state)."""
+    import gc
+
+    timing: dict = {}
+    renditions: list[Rendition] = []
+    n_frames, alloc_used = None, None
+    for group in encode_groups(specs):
+        rungs = make_rungs(group, geo, info, args, gop, work)
+        alloc = Allocation(scorer if any(FAMILIES[s.family].allocates for s in group) else None,
+                           MapReuse(args.realloc, geo.grid, args.realloc_threshold))
+        n, t = encode_stage(rungs, info, geo, alloc, args, gop, device, console)
+        if n_frames is not None and n != n_frames:
+            raise RuntimeError(f"the source gave {n} frames in one pass and {n_frames} in another")
+        n_frames = n
+        t0 = time.time()
+        renditions += segment_stage(rungs, tmp, info, n, args)
+        t["segment"] = time.time() - t0
+        for k, v in t.items():
+            timing[k] = timing.get(k, 0.0) + v
+        alloc_used = alloc if alloc.scorer is not None or alloc_used is None else alloc_used
+        del rungs
+        gc.collect()
+    order = {s.name: i for i, s in enumerate(specs)}
+    renditions.sort(key=lambda r: order[r.name])
+    return n_frames, timing, renditions, alloc_used
+
+
 def make_rungs(specs: list[RungSpec], geo: Geometry, info, args, gop: int, work: Path) -> list[Rung]:
     rungs = []
     for spec in specs:
@@ -316,12 +358,8 @@ def run(args: argparse.Namespace, console, specs: list[RungSpec] | None = None) 
     try:
         work = tmp / "work"
         work.mkdir()
-        rungs = make_rungs(specs, geo, info, args, gop, work)
-        alloc = Allocation(scorer, MapReuse(args.realloc, geo.grid, args.realloc_threshold))
-        n_frames, timing = encode_stage(rungs, info, geo, alloc, args, gop, device, console)
-        t = time.time()
-        renditions = segment_stage(rungs, tmp, info, n_frames, args)
-        timing["segment"] = time.time() - t
+        n_frames, timing, renditions, alloc = encode_in_groups(specs, geo, info, args, gop, work, tmp, scorer,
+                                                               device, console)
         shutil.rmtree(work)
         measured = None
         if not args.no_measure:

@@ -228,3 +228,12 @@ def test_look_panel(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "plain_160x100_crf30 (bicubic)" in out and "bbmr_crf23" in out
     assert bench(["look", str(src), "--rungs", "bbmr:23", "--out", str(png), "--frames", "12", "--frame", "50"]) == 2
+
+
+def test_encode_groups_bound_the_live_encoders():
+    from packager.cli import MAX_ENCODERS, encode_groups
+
+    specs = parse_ladder(",".join([f"plain:{c}" for c in range(10, 35)] + [f"bbmr:{c}" for c in range(12, 24)]))
+    groups = encode_groups(specs)
+    assert [s.family for s in groups[0]] == ["bbmr"] * 12  # one scorer pass for every BBMR rung
+    assert all(len(g) <= MAX_ENCODERS for g in groups[1:]) and sum(map(len, groups)) == len(specs)
