@@ -5,10 +5,10 @@
 2. Measurement (:func:`measure_candidates`): the packager itself runs on a sample of the title (up to
    ``sample_segments`` segments spread evenly over it, re-timed back to back) with every candidate as a
    rung: bytes as shipped (HLS segments), PSNR-Y on evenly spaced frames (``bbmr_stream.metrics.psnr_luma``).
-3. Choice (:func:`choose`): the Pareto front of all candidates (higher PSNR-Y at lower rate), then rungs
-   about ``ratio`` (1.5-2x) apart in rate from the lowest point up to where quality saturates (the next
-   rung would add less than ``min_gain_db``), at most ``max_rungs``. Whatever family is on the front at a
-   rate ships there; a dominated point never does.
+3. Choice (:func:`choose`): the Pareto front of all candidates (higher PSNR-Y at lower rate) less the points
+   under another family's front (:func:`efficient`), then rungs 1.5-2x apart in rate from the lowest point up
+   to where quality saturates (the next rung would add less than ``min_gain_db``), at most ``max_rungs``.
+   Whatever family is on the front at a rate ships there; a dominated point never does.
 """
 
 from __future__ import annotations
@@ -114,25 +114,6 @@ def pareto(points: list[Point]) -> list[Point]:
     return front
 
 
-def hull(points: list[Point]) -> list[Point]:
-    """The upper convex hull of the points in (log rate, PSNR-Y), rising part only (the per-title "convex
-    hull"): no hull point lies below the straight line (in log rate) between two other points, so the ladder
-    is nowhere below any family's front interpolated the same way."""
-    pts = pareto(points)
-    out: list[Point] = []
-    for p in pts:
-        while len(out) >= 2:
-            a, b = out[-2], out[-1]
-            cross = ((math.log(b.kbps) - math.log(a.kbps)) * (p.psnr_y - a.psnr_y)
-                     - (b.psnr_y - a.psnr_y) * (math.log(p.kbps) - math.log(a.kbps)))
-            if cross >= 0:  # b is on or under the segment a-p
-                out.pop()
-            else:
-                break
-        out.append(p)
-    return out
-
-
 def shortfall(p: Point, curve: list[Point]) -> float | None:
     """dB by which ``p`` lies under ``curve`` (points by rate) interpolated linearly in log rate; None
     outside the curve's rate range."""
@@ -145,21 +126,41 @@ def shortfall(p: Point, curve: list[Point]) -> float | None:
     return None
 
 
+def efficient(points: list[Point], tol_db: float = 0.05) -> list[Point]:
+    """The Pareto front of all points, less those lying more than ``tol_db`` under another family's front
+    (interpolated linearly in log rate): a rung never ships where another family does visibly better, even
+    between that family's measured points."""
+    fronts = {f: pareto([p for p in points if p.family == f]) for f in {p.family for p in points}}
+    return [p for p in pareto(points)
+            if all((shortfall(p, fr) or 0.0) <= tol_db for f, fr in fronts.items() if f != p.family)]
+
+
 def choose(points: list[Point], max_rungs: int = 8, ratio: float = 1.5, min_gain_db: float = 0.25,
            tol_db: float = 0.05) -> list[Point]:
-    """Rungs from the Pareto points within ``tol_db`` of the convex hull (the hull alone can leave 3-4x rate
-    gaps), each at least ``ratio`` x the rate of the previous and ``min_gain_db`` better, from the lowest
-    rate up to saturation, at most ``max_rungs``."""
-    h = hull(points)
-    front = [p for p in pareto(points) if (shortfall(p, h) or 0.0) <= tol_db]
+    """Rungs from :func:`efficient`, from the lowest rate up to saturation (the first point within
+    ``min_gain_db`` of the best): each next rung at least ``ratio`` x the rate of the previous and
+    ``min_gain_db`` better, the one nearest to ``step`` x (``ratio``, widened so that ``max_rungs`` span the
+    range); the saturation point closes the ladder."""
+    front = efficient(points, tol_db)
     if not front:
         return []
+    # saturation: past the first point within min_gain_db of the best, more bits buy too little
+    sat = next(i for i, p in enumerate(front) if p.psnr_y >= front[-1].psnr_y - min_gain_db)
+    front = front[: sat + 1]
+    lo, hi = front[0].kbps, front[-1].kbps
+    step = max(ratio, (hi / lo) ** (1.0 / (max_rungs - 1))) if max_rungs > 1 and lo > 0 else float("inf")
     picked = [front[0]]
-    for p in front[1:]:
-        if len(picked) >= max_rungs:
+    while len(picked) < max_rungs:
+        last = picked[-1]
+        nxt = [p for p in front if p.kbps >= ratio * last.kbps * (1 - 1e-9) and p.psnr_y >= last.psnr_y + min_gain_db]
+        if not nxt:
             break
-        if p.kbps >= ratio * picked[-1].kbps and p.psnr_y >= picked[-1].psnr_y + min_gain_db:
-            picked.append(p)
+        picked.append(min(nxt, key=lambda p: abs(math.log(p.kbps / (step * last.kbps)))))  # nearest to the step
+    top = front[-1]
+    if top is not picked[-1] and top.psnr_y >= picked[-1].psnr_y + min_gain_db:
+        if len(picked) >= max_rungs:
+            picked.pop()
+        picked.append(top)
     return picked
 
 

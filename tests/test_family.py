@@ -12,7 +12,7 @@ import torch
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.family import FAMILIES, Geometry, RungSpec, make_family, parse_ladder, parse_rung
 from bbmr_stream.imageio import InputError
-from packager.ladder import Point, candidate_specs, choose, hull, pareto, sample_segments, shortfall
+from packager.ladder import Point, candidate_specs, choose, efficient, pareto, sample_segments, shortfall
 from tests.media import H, W, _clip
 
 
@@ -71,13 +71,13 @@ def _pts(rows, family="plain"):
     return [Point(f"{family}:{i}", f"{family}_{i}", family, 10, 10, 23, kbps, q) for i, (kbps, q) in enumerate(rows)]
 
 
-def test_pareto_and_hull():
+def test_pareto_and_efficient():
     pts = _pts([(100, 30), (150, 29), (200, 33), (400, 33.5), (800, 37), (1600, 37.2)])
     assert [p.kbps for p in pareto(pts)] == [100, 200, 400, 800, 1600]
-    # 400 kbps / 33.5 dB lies under the straight line (log rate) from 200 to 800
-    assert [p.kbps for p in hull(pts)] == [100, 200, 800, 1600]
-    assert shortfall(pts[3], hull(pts)) == pytest.approx(35.0 - 33.5)  # log-rate midpoint of 200..800
-    assert shortfall(Point("a", "a", "plain", 1, 1, 1, 50, 20), hull(pts)) is None
+    sr = _pts([(300, 33.1)], "plain-sr")  # not dominated, but under plain's line from 200 to 400 kbps
+    assert shortfall(sr[0], pareto(pts)) == pytest.approx(33 + 0.5 * np.log(1.5) / np.log(2) - 33.1)
+    assert shortfall(Point("a", "a", "plain", 1, 1, 1, 50, 20), pareto(pts)) is None
+    assert sr[0] in pareto(pts + sr) and sr[0] not in efficient(pts + sr)
 
 
 def test_choose_spaces_rungs_and_stops_at_saturation():
@@ -86,8 +86,18 @@ def test_choose_spaces_rungs_and_stops_at_saturation():
     got = choose(pts)
     rates = [p.kbps for p in got]
     assert rates[0] == 100 and all(b >= 1.5 * a for a, b in zip(rates, rates[1:]))
-    assert 3500 not in rates  # +0.2 dB for 1.75x the bits: saturated
-    assert choose(pts, max_rungs=3) == got[:3]
+    assert 3500 not in rates and rates[-1] == 2000  # +0.2 dB for 1.75x the bits: saturated
+    short = [p.kbps for p in choose(pts, max_rungs=3)]
+    assert len(short) == 3 and short[0] == 100 and short[-1] == 2000  # fewer rungs still span the range
+
+
+def test_choose_spans_a_steep_curve():
+    """PSNR-Y that keeps rising fast with rate (a full-size rung gaining 4 dB per CRF step) still gets rungs
+    across the whole range, not just its two ends."""
+    pts = _pts([(100, 22), (180, 23.5), (300, 25.6), (430, 27), (630, 29), (980, 30.9), (1400, 35.2), (1960, 39.7),
+                (2650, 43.8), (3600, 47.9)])
+    rates = [p.kbps for p in choose(pts)]
+    assert rates[0] == 100 and rates[-1] == 3600 and 6 <= len(rates) <= 8
 
 
 def test_choose_takes_the_winning_family_at_each_rate():
@@ -180,7 +190,7 @@ def test_jointsr_cannot_play_plain_sr(tmp_path):
 
 def test_rd_study_auto_ladder_and_check(tmp_path, capsys):
     """`bbmr-bench rd` on a generated clip (plain and plain-sr families), then `bbmr-package --ladder auto
-    --study rd.json` ships rungs of the study's hull, and `bbmr-bench ladder-check` finds the packaged ladder
+    --study rd.json` ships the rungs the study chose, and `bbmr-bench ladder-check` finds the packaged ladder
     nowhere below the plain front (same frames, same encodes)."""
     from bbmr_stream.manifest import load
     from bench.cli import main as bench
