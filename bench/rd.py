@@ -141,6 +141,8 @@ def main_rd(argv: list[str]) -> int:
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--preset", default="medium")
     ap.add_argument("--segment", type=float, default=2.0, help="segment (closed GOP) seconds")
+    ap.add_argument("--reuse", action="store_true", help="take the points of OUT/rd.json (same clip) and only "
+                    "recompute the fronts, BD-rates, auto ladder, table and plot")
     a = ap.parse_args(argv)
     from packager.cli import build_parser
     from bbmr_stream.decode import probe
@@ -156,9 +158,18 @@ def main_rd(argv: list[str]) -> int:
     console = Console(stderr=True, emoji=False)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    from packager.cli import run
+    if a.reuse:
+        try:
+            old = json.loads((out / "rd.json").read_text())
+            points, meta = [Point(**q) for q in old["points"]], old["meta"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(f"--reuse: no usable {out / 'rd.json'} ({e})") from None
+        if meta["source"]["file"] != Path(a.clip).name:
+            raise InputError(f"--reuse: {out / 'rd.json'} is a study of {meta['source']['file']}")
+    else:
+        from packager.cli import run
 
-    points, meta = measure_candidates(run, pargs, specs, console, workdir=out)
+        points, meta = measure_candidates(run, pargs, specs, console, workdir=out)
     res = study(points)
     write_text_atomic(out / "rd.json", json.dumps({"meta": meta, "points": points_json(points), **res}, indent=1))
     md = markdown(points, res, meta)
