@@ -210,8 +210,9 @@ def test_rd_study_auto_ladder_and_check(tmp_path, capsys):
     man = load(out)
     by_name = {p["name"]: p for p in d["points"]}
     assert [r.name for r in man.renditions] == d["auto_ladder"]
-    for r in man.renditions:  # the same encode gives the same bytes and quality as in the study
-        assert r.bitrate_kbps == pytest.approx(by_name[r.name]["kbps"], rel=1e-6)
+    dur = man.source["duration_s"]
+    for r in man.renditions:  # the same encode gives the same bytes (the TS muxer may add a packet) and quality
+        assert abs(r.bitrate_kbps - by_name[r.name]["kbps"]) <= 2 * 188 * 8 * len(r.segments) / dur / 1000
         assert r.psnr_y == pytest.approx(by_name[r.name]["psnr_y"], abs=0.01)  # SR float results vary ~1e-3
     capsys.readouterr()
     assert bench(["ladder-check", str(out), str(study / "rd.json"), "--json", str(tmp_path / "check.json")]) == 0
