@@ -70,7 +70,7 @@ def publish_omnisr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], dat
     entry = WeightsEntry(
         id=weights_id, file=dst.name, arch="omnisr", config=meta["config"], scales=(scale,),
         num_params=count_params(net), input_range="0,1", sha256=sha256_file(dst),
-        training={"data": {s: LICENCES.get(s, "see ../shared/DATA.md") for s in sets},
+        training={"data": {s: LICENCES.get(s, "licence not recorded (add it to models.publish.LICENCES)") for s in sets},
                   "licence_note": "trained on research-use-only images (SunHays80, BSD68): research use only"
                   if {"SunHays80", "BSD68"} & set(sets) else "openly licensed training data",
                   "iterations": int(meta["iterations"]), "wall_time_s": round(log[-1]["elapsed_s"], 1) if log else None,
@@ -146,7 +146,7 @@ def publish_jointsr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], da
     entry = WeightsEntry(
         id=weights_id, file=dst.name, arch="jointsr", config=cfg.to_dict(), scales=tuple(cfg.scales),
         num_params=count_params(model), input_range="0,1", sha256=sha256_file(dst),
-        training={"data": {s: LICENCES.get(s, "see ../shared/DATA.md") for s in sets},
+        training={"data": {s: LICENCES.get(s, "licence not recorded (add it to models.publish.LICENCES)") for s in sets},
                   "licence_note": "trained on research-use-only images (SunHays80, BSD68): research use only"
                   if {"SunHays80", "BSD68"} & set(sets) else "openly licensed training data",
                   "iterations": int(meta["iterations"]), "wall_time_s": round(log[-1]["elapsed_s"], 1) if log else None,

@@ -126,13 +126,21 @@ def shortfall(p: Point, curve: list[Point]) -> float | None:
     return None
 
 
-def efficient(points: list[Point], tol_db: float = 0.05) -> list[Point]:
+RATE_TOL = 0.02  # rates within 2 % are equal: the MPEG-TS muxer alone moves a segment by a 188-byte packet
+
+
+def efficient(points: list[Point], tol_db: float = 0.05, rate_tol: float = RATE_TOL) -> list[Point]:
     """The Pareto front of all points, less those lying more than ``tol_db`` under another family's front
-    (interpolated linearly in log rate): a rung never ships where another family does visibly better, even
-    between that family's measured points."""
+    (interpolated linearly in log rate) or more than ``tol_db`` under another family's point that costs at
+    most ``rate_tol`` more: a rung never ships where another family does visibly better."""
     fronts = {f: pareto([p for p in points if p.family == f]) for f in {p.family for p in points}}
-    return [p for p in pareto(points)
-            if all((shortfall(p, fr) or 0.0) <= tol_db for f, fr in fronts.items() if f != p.family)]
+
+    def beaten(p: Point) -> bool:
+        return any(q.family != p.family and q.kbps <= p.kbps * (1 + rate_tol) and q.psnr_y > p.psnr_y + tol_db
+                   for q in points)
+
+    return [p for p in pareto(points) if not beaten(p)
+            and all((shortfall(p, fr) or 0.0) <= tol_db for f, fr in fronts.items() if f != p.family)]
 
 
 def choose(points: list[Point], max_rungs: int = 8, ratio: float = 1.5, min_gain_db: float = 0.25,

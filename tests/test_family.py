@@ -78,6 +78,8 @@ def test_pareto_and_efficient():
     assert shortfall(sr[0], pareto(pts)) == pytest.approx(33 + 0.5 * np.log(1.5) / np.log(2) - 33.1)
     assert shortfall(Point("a", "a", "plain", 1, 1, 1, 50, 20), pareto(pts)) is None
     assert sr[0] in pareto(pts + sr) and sr[0] not in efficient(pts + sr)
+    cheap = _pts([(99, 29.5)], "plain-sr")  # 1 % cheaper than plain's lowest point, 0.5 dB worse: not a rung
+    assert cheap[0] in pareto(pts + cheap) and cheap[0] not in efficient(pts + cheap)
 
 
 def test_choose_spaces_rungs_and_stops_at_saturation():
