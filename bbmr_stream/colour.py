@@ -48,7 +48,8 @@ def luma(rgb: np.ndarray, matrix: str, full_range: bool = False) -> np.ndarray:
 
 
 def _round_u8(a: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    """Code values -> uint8 by the project's one rounding rule (half up, clamped: resize.levels8)."""
+    return np.clip(np.floor(a + 0.5), 0, 255).astype(np.uint8)
 
 
 def rgb_to_yuv420(rgb: np.ndarray, matrix: str, full_range: bool = False
