@@ -153,15 +153,18 @@ class Family:
         """Decoded pictures (+ scale map) -> (H, W, 3) uint8 frame at the source size (what is shown)."""
         return to_uint8(self.reconstruct_float(pictures, smap, upscaler))
 
-    def luma(self, frames: list, smap: ScaleMap | None, upscaler, matrix: str, full_range: bool) -> np.ndarray:
-        """Decoded PyAV frames -> (H, W) float64 luma of the reconstruction in the source's matrix (the
-        distorted side of video PSNR-Y): the luma of the unrounded RGB output, clamped to the RGB gamut as
-        any RGB picture is."""
+    def luma(self, frames: list, smap: ScaleMap | None, upscaler, matrix: str, full_range: bool,
+             with_rgb: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Decoded PyAV frames -> ((H, W) float64 luma of the reconstruction in the source's matrix, the
+        distorted side of video PSNR-Y; the shown (H, W, 3) uint8 frame if ``with_rgb``, else None), from one
+        reconstruction. The luma is that of the unrounded RGB output, clamped to the RGB gamut as any RGB
+        picture is."""
         from bbmr_stream.colour import frame_to_rgb, luma
 
         pics = [frame_to_rgb(f, matrix, full_range)[0] for f in frames]
         x = self.reconstruct_float(pics, smap, upscaler)
-        return luma(x[0].permute(1, 2, 0).double().cpu().numpy() * 255.0, matrix, full_range)
+        y = luma(x[0].permute(1, 2, 0).double().cpu().numpy() * 255.0, matrix, full_range)
+        return y, (to_uint8(x) if with_rgb else None)
 
     def lr_scales(self) -> list[int]:
         return [1]
@@ -199,17 +202,18 @@ class Plain(Family):
         return resize_to(to_tensor(pictures[0]), self.geo.height, self.geo.width)[..., : self.geo.height,
                                                                                  : self.geo.width]
 
-    def luma(self, frames, smap, upscaler, matrix, full_range):
+    def luma(self, frames, smap, upscaler, matrix, full_range, with_rgb=False):
         """The decoded Y plane itself, bicubic-resized to the source size when smaller: for a full-size rung
         exactly what FFmpeg's psnr filter and libvmaf compare (an ordinary ladder is measured the usual way)."""
-        from bbmr_stream.colour import planes_of
+        from bbmr_stream.colour import frame_to_rgb, planes_of
 
+        rgb = self.reconstruct([frame_to_rgb(frames[0], matrix, full_range)[0]], smap, upscaler) if with_rgb else None
         y = planes_of(frames[0], matrix, full_range)[0]
         h, w = self.geo.height, self.geo.width
         if y.shape[0] >= h and y.shape[1] >= w:
-            return y[:h, :w].astype(np.float64)
+            return y[:h, :w].astype(np.float64), rgb
         t = torch.from_numpy(y.astype(np.float32))[None, None] / 255.0
-        return (resize_to(t, h, w)[0, 0].double() * 255.0).numpy()
+        return (resize_to(t, h, w)[0, 0].double() * 255.0).numpy(), rgb
 
 
 class PlainSR(Family):

@@ -21,7 +21,8 @@ import math
 from pathlib import Path
 
 from bbmr_stream.imageio import InputError, write_text_atomic
-from packager.ladder import Point, candidate_specs, choose, measure_candidates, pareto, points_json, shortfall
+from packager.ladder import (Point, candidate_specs, choose, measure_candidates, pareto, points_json, read_study,
+                             shortfall)
 
 
 def bd(anchor: list[Point], test: list[Point]) -> dict:
@@ -159,11 +160,7 @@ def main_rd(argv: list[str]) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.reuse:
-        try:
-            old = json.loads((out / "rd.json").read_text())
-            points, meta = [Point(**q) for q in old["points"]], old["meta"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise InputError(f"--reuse: no usable {out / 'rd.json'} ({e})") from None
+        points, meta = read_study(out / "rd.json")
         if meta["source"]["file"] != Path(a.clip).name:
             raise InputError(f"--reuse: {out / 'rd.json'} is a study of {meta['source']['file']}")
     else:
@@ -192,16 +189,15 @@ def main_check(argv: list[str]) -> int:
 
     try:
         man = load(a.stream)
-        d = json.loads(Path(a.study).read_text())
-    except (ManifestError, OSError, ValueError) as e:
+    except ManifestError as e:
         raise InputError(str(e)) from None
-    src = d["meta"]["source"]
+    points, meta = read_study(a.study)
+    src = meta["source"]
     if (src["file"], src["frames"]) != (man.source["file"], man.source["frames"]):
         raise InputError(f"the study is of {src['file']} ({src['frames']} frames), the stream of "
                          f"{man.source['file']} ({man.source['frames']} frames)")
-    if d["meta"]["conventions"].get("measured_frames") != man.conventions.get("measured_frames"):
+    if meta["conventions"].get("measured_frames") != man.conventions.get("measured_frames"):
         raise InputError("the stream and the study measured PSNR-Y on different frames (--measure-frames)")
-    points = [Point(**q) for q in d["points"]]
     plain = pareto([p for p in points if p.family == "plain"])
     rungs = [Point(r.name, r.name, r.kind, r.lr_width, r.lr_height, r.crf, r.bitrate_kbps, r.psnr_y, r.niqe,
                    r.psnr_y_upscaler) for r in man.renditions if r.psnr_y is not None]

@@ -28,7 +28,6 @@ from bbmr_stream.decode import frames, probe
 from bbmr_stream.family import FAMILIES, Family, Geometry, RungSpec, make_family, parse_ladder, spec_of
 from bbmr_stream.imageio import InputError
 from bbmr_stream.manifest import Manifest, Rendition, Segment
-from bbmr_stream.colour import frame_to_rgb
 from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor
 from packager.encode import LREncoder
 from packager.reuse import MapReuse
@@ -420,11 +419,11 @@ def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int
                 for i, (frs, smap) in enumerate(segment_frames(tmp / seg.file, len(rend.pictures))):
                     if seg.first_frame + i not in want:
                         continue
-                    y = fam.luma(frs, smap, upscaler, info.matrix, info.full_range)
+                    y, rgb = fam.luma(frs, smap, upscaler, info.matrix, info.full_range,
+                                      with_rgb=len(niqes) < niqe_frames)
                     vals.append(psnr_plane(ref[seg.first_frame + i], y))
-                    if len(niqes) < niqe_frames:
-                        niqes.append(niqe(fam.reconstruct([frame_to_rgb(f, info.matrix, info.full_range)[0]
-                                                           for f in frs], smap, upscaler)))
+                    if rgb is not None:
+                        niqes.append(niqe(rgb))
                     prog.advance(task)
             if len(vals) != len(measured):
                 raise RuntimeError(f"{rend.name}: decoded {len(vals)} of {len(measured)} measured frames")

@@ -172,17 +172,23 @@ def choose(points: list[Point], max_rungs: int = 8, ratio: float = 1.5, min_gain
     return picked
 
 
+def read_study(path: str | Path) -> tuple[list[Point], dict]:
+    """(points, meta) of a ``bbmr-bench rd`` study file (rd.json)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such study file")
+    try:
+        d = json.loads(p.read_text())
+        return [Point(**q) for q in d["points"]], d["meta"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{p}: not an rd.json ({e.__class__.__name__}: {e})") from None
+
+
 def load_study(path: str | Path, info, frames: int | None) -> list[Point]:
     """Points of a ``bbmr-bench rd`` study (rd.json) made on this title."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"--study {p}: no such file")
-    try:
-        d = json.loads(p.read_text())
-        src = d["meta"]["source"]
-        pts = [Point(**q) for q in d["points"]]
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"--study {p}: not an rd.json ({e.__class__.__name__}: {e})") from None
+    pts, meta = read_study(p)
+    src = meta["source"]
     if (src["file"], src["width"], src["height"]) != (Path(info.path).name, info.width, info.height):
         raise InputError(f"--study {p} was made on {src['file']} {src['width']}x{src['height']}, not this title")
     if frames is not None and src["frames"] != frames:
