@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (each installs into .venv on first use):
-#   make demo   - run bbmr-eval on images that ship with a dependency (scikit-image)
+#   make demo   - package and play the embedded sample clip (bbmr-demo: bench/demo.py)
 #   make test   - run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/bbmr-eval images --sample --niqe --json bbmr-eval-demo.json
+	$(BIN)/bbmr-demo --out bbmr-demo
 
 # the player's window test needs an X server: Xvfb from Debian's packages (installed here when we are root)
 xvfb:

@@ -1,12 +1,16 @@
 """What every command-line tool of the project shares: the error contract and the device choice.
 
 Bad input raises :class:`~bbmr_stream.imageio.InputError`; :func:`run_cli` turns it into one line on stderr
-and exit code 2 (130 on Ctrl-C), never a traceback.
+and exit code 2, never a traceback. SIGINT and SIGTERM unwind the stack like Ctrl-C (every ``finally`` and
+``except BaseException`` cleanup runs: temporary directories and half-written outputs are removed) and exit
+130 / 143.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from typing import Callable
 
 import torch
@@ -14,15 +18,32 @@ import torch
 from bbmr_stream.imageio import InputError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanup runs as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def run_cli(prog: str, fn: Callable[[], int]) -> int:
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return fn()
     except InputError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"{prog}: terminated (SIGTERM); partial output removed", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted; partial output removed", file=sys.stderr)
         return 130
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 def pick_device(name: str) -> torch.device:

@@ -42,6 +42,7 @@ class SourceInfo:
     rotation: int  # degrees, counter-clockwise, applied on decode
     has_audio: bool
     notes: list[str] = field(default_factory=list)
+    frames_exact: bool = False  # ``frames`` is the container's count (MP4 sample table), not an estimate
 
 
 def _open(path: str):
@@ -88,7 +89,7 @@ def probe(path: str) -> SourceInfo:
         return SourceInfo(path=str(path), width=w, height=h, fps=Fraction(fps), time_base=Fraction(tb),
                           frames=frames, duration_s=dur, codec=cc.name, pix_fmt=fmt.name if fmt else "?",
                           bit_depth=bit_depth, matrix=matrix, full_range=full, rotation=rot,
-                          has_audio=bool(c.streams.audio), notes=notes)
+                          has_audio=bool(c.streams.audio), notes=notes, frames_exact=int(s.frames) > 0)
     finally:
         c.close()
 
@@ -101,8 +102,10 @@ class Frame:
     y: np.ndarray  # (H, W) uint8: the source's own luma plane (the reference of video PSNR-Y)
 
 
-def frames(info: SourceInfo, max_frames: int | None = None) -> Iterator[Frame]:
-    """Decoded frames in presentation order, converted with the source's matrix/range, upright."""
+def frames(info: SourceInfo, max_frames: int | None = None, strict: bool = False) -> Iterator[Frame]:
+    """Decoded frames in presentation order, converted with the source's matrix/range, upright. A decode
+    error ends the frames with a warning, or (``strict``) raises InputError, as does (``strict``) a file that
+    ends before the frame count its container declares (a truncated MP4)."""
     import av
 
     c = _open(info.path)
@@ -121,6 +124,14 @@ def frames(info: SourceInfo, max_frames: int | None = None) -> Iterator[Frame]:
             yield Frame(n, int(pts), rgb, y)
             n += 1
     except av.error.FFmpegError as e:
+        if strict:
+            raise InputError(f"{info.path}: decoding stopped after {n} frames ({e}): the file is damaged or "
+                             f"truncated") from None
         warnings.warn(f"{info.path}: decoding stopped after {n} frames ({e})")
+    else:
+        want = min(info.frames, max_frames) if max_frames is not None else info.frames
+        if strict and info.frames_exact and n + 2 < want:  # edit lists may hide a frame or two
+            raise InputError(f"{info.path}: only {n} of the {info.frames} frames its container declares could be "
+                             f"decoded: the file is truncated or damaged")
     finally:
         c.close()

@@ -5,6 +5,7 @@ unreadable map). Unpacking the pictures is the layout's job (:mod:`bbmr_stream.a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -15,15 +16,23 @@ from bbmr_stream.scalemap import ScaleMap, ScaleMapError
 from bbmr_stream.sei import payload_from_side_data
 
 
-def scalemap_of(frame) -> ScaleMap | None:
+@dataclass(frozen=True)
+class InvalidMap:
+    """A frame whose SEI carries our UUID but no valid scale map (the reason says why)."""
+
+    reason: str
+
+
+def scalemap_of(frame) -> ScaleMap | InvalidMap | None:
+    """The frame's scale map, :class:`InvalidMap` if our SEI is there but unreadable, None if absent."""
     for sd in frame.side_data:
         if sd.type.name == "SEI_UNREGISTERED":
             p = payload_from_side_data(bytes(sd))
             if p is not None:
                 try:
                     return ScaleMap.from_bytes(p)
-                except ScaleMapError:
-                    return None
+                except ScaleMapError as e:
+                    return InvalidMap(str(e))
     return None
 
 

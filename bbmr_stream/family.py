@@ -145,6 +145,11 @@ class Family:
     def scale_map(self, factors: np.ndarray | None, index: int) -> bytes | None:
         return None
 
+    def picture_key(self) -> tuple | None:
+        """Rungs whose :meth:`pictures` are equal for every frame share this key (a rung family at several
+        CRFs): the packager makes their pictures once per frame. None: depends on the block factors."""
+        return None
+
     def reconstruct_float(self, pictures: list[np.ndarray], smap: ScaleMap | None, upscaler) -> torch.Tensor:
         """Decoded RGB pictures (+ scale map) -> (1, 3, H, W) float frame in [0, 1] at the source size."""
         raise NotImplementedError
@@ -185,6 +190,9 @@ class Plain(Family):
 
     def sizes(self) -> list[tuple[int, int]]:
         return [self._size()]
+
+    def picture_key(self):
+        return ("plain", self._size())
 
     def pictures(self, x, factors):
         w, h = self._size()
@@ -229,6 +237,9 @@ class PlainSR(Family):
     def sizes(self):
         h, w = self._pad()
         return [(w // self.spec.factor, h // self.spec.factor)]
+
+    def picture_key(self):
+        return ("plain-sr", self.spec.factor)
 
     def pictures(self, x, factors):
         h, w = self._pad()
@@ -336,6 +347,35 @@ def spec_of(rend) -> RungSpec:
     if rend.kind == "plain-sr":
         return RungSpec("plain-sr", rend.crf, factor=rend.overall)
     return RungSpec(rend.kind, rend.crf)
+
+
+def check_rendition(rend, man) -> Family:
+    """The Family of ``rend`` after checking the rendition against it and the manifest: family and layout
+    known, scales and overall those the family uses, coded picture sizes those the family makes from the
+    source size. Raises ValueError with the reason."""
+    if rend.kind not in FAMILIES:
+        raise ValueError(f"rendition {rend.name}: unknown family {rend.kind!r} (known: {', '.join(FAMILIES)})")
+    want_layout = {"plain": "plain", "plain-sr": "plain", "uniform": "atlas"}.get(rend.kind)
+    if (want_layout and rend.layout != want_layout) or (not want_layout and rend.layout not in LAYOUTS):
+        raise ValueError(f"rendition {rend.name}: layout {rend.layout!r} is not one of the {rend.kind} family's")
+    fam = family_of(rend, man)
+    want = {"plain": ([1], 1), "plain-sr": ([rend.overall], rend.overall)}.get(
+        rend.kind, (fam.lr_scales(), man.overall))
+    if rend.kind == "plain-sr" and rend.overall not in (2, 4, 8):
+        raise ValueError(f"rendition {rend.name}: plain-sr factor {rend.overall} is not 2, 4 or 8")
+    if (list(rend.scales), rend.overall) != (list(want[0]), want[1]):
+        raise ValueError(f"rendition {rend.name}: scales {rend.scales} / overall {rend.overall}, the {rend.kind} "
+                         f"family uses {want[0]} / {want[1]}")
+    if rend.kind != "plain" or (rend.lr_width, rend.lr_height) == (fam.geo.width + fam.geo.width % 2,
+                                                                  fam.geo.height + fam.geo.height % 2):
+        sizes = [list(s) for s in fam.sizes()]
+        if [list(p) for p in rend.pictures] != sizes:
+            raise ValueError(f"rendition {rend.name}: pictures {rend.pictures}, a {man.source['width']}x"
+                             f"{man.source['height']} source gives {sizes}")
+    elif rend.lr_width > fam.geo.width + 1 or rend.lr_height > fam.geo.height + 1:
+        raise ValueError(f"rendition {rend.name}: a plain {rend.lr_width}x{rend.lr_height} rendition is larger "
+                         f"than the source")
+    return fam
 
 
 def family_of(rend, man) -> Family:

@@ -61,6 +61,26 @@ def list_images(paths: list[str | os.PathLike]) -> list[Path]:
     return out
 
 
+def umask() -> int:
+    """The process umask (read from /proc on Linux; elsewhere set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def normal_mode(path: str | os.PathLike) -> None:
+    """Give a file or directory made by ``tempfile`` (0600 / 0700) the mode an ordinary ``open``/``mkdir``
+    would have given it (0666 / 0777 less the umask), so a web server running as another user can serve it."""
+    p = Path(path)
+    os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask())
+
+
 def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
     """Write (H, W, 3) uint8 atomically (temp file in the same directory, then rename)."""
     from PIL import Image
@@ -70,6 +90,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
     os.close(fd)
     try:
         Image.fromarray(img).save(tmp)
+        normal_mode(tmp)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -82,6 +103,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        normal_mode(tmp)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

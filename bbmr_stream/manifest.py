@@ -17,6 +17,9 @@ MAX_RENDITIONS = 64
 MAX_SEGMENTS = 100_000
 MAX_SIDE = 16384  # pixels, source and LR pictures
 MAX_SEGMENT_BYTES = 1 << 30
+MAX_SEGMENT_FRAMES = 3600  # frames per segment (2 min at 30 fps): bounds concealment and decode work
+MAX_FPS = 1000
+MATRICES = ("bt709", "bt601", "bt2020")
 
 
 class ManifestError(ValueError):
@@ -107,19 +110,51 @@ def _codecs(v) -> str | None:
     return v
 
 
+def _source(src: dict) -> dict:
+    _num(src["width"], "source.width", 1, MAX_SIDE)
+    _num(src["height"], "source.height", 1, MAX_SIDE)
+    _num(src["frames"], "source.frames", 0, 10**8)
+    fps = src["fps"]
+    if not (isinstance(fps, list) and len(fps) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                            for v in fps) and 0 < fps[0] <= MAX_FPS * fps[1]
+            and 0 < fps[1] <= 10**6):
+        raise ManifestError(f"source.fps: {fps!r} is not [num, den] with 0 < num/den <= {MAX_FPS}")
+    if src["matrix"] not in MATRICES:
+        raise ManifestError(f"source.matrix: {src['matrix']!r} is not one of {', '.join(MATRICES)}")
+    if not isinstance(src["full_range"], bool):
+        raise ManifestError("source.full_range: true or false expected")
+    return src
+
+
+def _check_segments(segs: list[Segment], src: dict, name: str) -> None:
+    """Segments tile the source's frames in order, each no longer than its duration allows."""
+    fps = src["fps"][0] / src["fps"][1]
+    n = 0
+    for s in segs:
+        if s.first_frame != n:
+            raise ManifestError(f"rendition {name!r}: segment {s.file} starts at frame {s.first_frame}, expected {n}")
+        if s.frames > s.duration_s * fps + 2:
+            raise ManifestError(f"rendition {name!r}: segment {s.file} declares {s.frames} frames in "
+                                f"{s.duration_s} s at {fps:g} fps")
+        n += s.frames
+    if n != src["frames"]:
+        raise ManifestError(f"rendition {name!r}: segments hold {n} frames, source.frames is {src['frames']}")
+
+
 def from_dict(d: dict) -> Manifest:
     if not isinstance(d, dict):
         raise ManifestError("manifest is not a JSON object")
     if d.get("version") != SCHEMA_VERSION:
         raise ManifestError(f"unsupported manifest version {d.get('version')!r} (this player reads {SCHEMA_VERSION})")
     try:
-        src = d["source"]
-        _num(src["width"], "source.width", 1, MAX_SIDE)
-        _num(src["height"], "source.height", 1, MAX_SIDE)
-        _num(src["frames"], "source.frames", 0, 10**8)
+        src = _source(d["source"])
         block = int(_num(d["block"], "block", 8, 1024))
-        overall = int(_num(d["overall"], "overall", 1, 64))
         scales = [int(_num(k, "scales[]", 1, 256)) for k in d["scales"]]
+        if not scales or scales != sorted(set(scales)) or any(block % (2 * k) for k in scales):
+            raise ManifestError(f"scales {scales}: strictly increasing factors whose double divides block {block}")
+        overall = int(_num(d["overall"], "overall", 1, 64))
+        if not scales[0] <= overall <= scales[-1]:
+            raise ManifestError(f"overall {overall} outside the scale set {scales}")
         rends = d["renditions"]
         if not isinstance(rends, list) or not 1 <= len(rends) <= MAX_RENDITIONS:
             raise ManifestError(f"renditions: 1..{MAX_RENDITIONS} expected")
@@ -131,11 +166,20 @@ def from_dict(d: dict) -> Manifest:
             seg_objs = [Segment(_safe_rel(s["file"], "segment"), float(_num(s["duration_s"], "duration", 0, 3600)),
                                 int(_num(s["bytes"], "bytes", 0, MAX_SEGMENT_BYTES)),
                                 int(_num(s["first_frame"], "first_frame", 0, 10**8)),
-                                int(_num(s["frames"], "frames", 0, 10**6))) for s in segs]
+                                int(_num(s["frames"], "frames", 0, MAX_SEGMENT_FRAMES))) for s in segs]
+            _check_segments(seg_objs, src, str(r.get("name")))
             _num(r["lr_width"], "lr_width", 1, MAX_SIDE)
             _num(r["lr_height"], "lr_height", 1, MAX_SIDE)
             if r["codec"] not in ("h264", "hevc"):
                 raise ManifestError(f"unknown codec {r['codec']!r}")
+            _num(r["crf"], "crf", 0, 63)
+            _num(r["bitrate_kbps"], "bitrate_kbps", 0, 10**7)
+            if not isinstance(r["scales"], list) or not 1 <= len(r["scales"]) <= 16 or not all(
+                    isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= 256 for k in r["scales"]):
+                raise ManifestError(f"rendition {r.get('name')!r}: scales {r['scales']!r} are not 1..16 factors")
+            _num(r["overall"], "rendition overall", 1, 64)
+            if not isinstance(r["name"], str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", r["name"]):
+                raise ManifestError(f"bad rendition name {r['name']!r}")
             out.append(Rendition(name=str(r["name"]), kind=str(r["kind"]), codec=r["codec"], crf=float(r["crf"]),
                                  layout=str(r["layout"]), scales=[int(k) for k in r["scales"]],
                                  overall=int(r["overall"]), lr_width=int(r["lr_width"]), lr_height=int(r["lr_height"]),
@@ -148,7 +192,9 @@ def from_dict(d: dict) -> Manifest:
                         container=str(d["container"]), segment_s=float(d["segment_s"]), realloc=str(d["realloc"]),
                         scorer=str(d["scorer"]), allocator=str(d["allocator"]), renditions=out,
                         conventions=d.get("conventions", {}), audio=_safe_rel(audio, "audio") if audio else None)
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        if isinstance(e, ManifestError):
+            raise
         raise ManifestError(f"malformed manifest ({e.__class__.__name__}: {e})") from None
 
 

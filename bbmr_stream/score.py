@@ -45,12 +45,12 @@ class RoundTripScorer:
         for j, k in enumerate(self.scales):
             if self.border == "context":
                 plane = merge_tensor(all_tiles(hr, k, block, self.mode), grid.grid_h, grid.grid_w)
-                rec = split_tensor(quantize(self.sr(plane, k).clamp(0, 1)), block)
+                rec = split_tensor(quantize(self.sr(plane, k).to(hr.device).clamp(0, 1)), block)
                 out[:, j] = block_mse_y(hr_blocks, rec, valid)
                 continue
             tiles = all_tiles(hr, k, block, self.mode)
             for s in range(0, grid.n_blocks, self.batch):
-                rec = quantize(self.sr(tiles[s:s + self.batch], k).clamp(0, 1))
+                rec = quantize(self.sr(tiles[s:s + self.batch], k).to(hr.device).clamp(0, 1))
                 out[s:s + self.batch, j] = block_mse_y(hr_blocks[s:s + self.batch], rec, valid[s:s + self.batch])
         return out
 

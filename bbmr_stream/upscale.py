@@ -64,10 +64,10 @@ def upscale_blocks(lr: LRBlocks, sr: Callable[[torch.Tensor, int], torch.Tensor]
     hr = torch.empty(g.n_blocks, 3, g.block, g.block, dtype=ref.dtype, device=ref.device)
     for k, tiles in lr.tiles.items():
         idx = torch.from_numpy(lr.index[k]).to(hr.device)
-        if border == "tile":
-            hr[idx] = sr(tiles, k)
+        if border == "tile":  # sr may run on another device (CUDA): its result comes back to the tiles' device
+            hr[idx] = sr(tiles, k).to(hr.device, hr.dtype)
         else:
-            full = split_tensor(sr(assemble_plane(lr, k), k), g.block)
+            full = split_tensor(sr(assemble_plane(lr, k), k).to(hr.device, hr.dtype), g.block)
             hr[idx] = full[idx]
     return merge_tensor(hr, g.grid_h, g.grid_w).clamp_(0.0, 1.0)
 

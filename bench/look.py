@@ -45,59 +45,80 @@ def _panel(tiles: list[tuple[str, np.ndarray]], zoom: int):
     return out
 
 
-def main_look(argv: list[str]) -> int:
-    from rich.console import Console
-
+def look_tiles(clip: str, specs, frames_n: int, frame: int, crop: str, scorer: str, device_name: str, console,
+               realloc: str = "auto"):
+    """Package ``specs`` from the first ``frames_n`` frames of ``clip`` (bytes as shipped), rebuild frame
+    ``frame`` as each rung's client shows it (its family, measured upscaler) and return the source tile and
+    one ``(rendition, upscaler name, frame PSNR-Y, tile)`` per rung, cropped to ``crop`` (X,Y,W,H)."""
+    from bbmr_stream.cli import pick_device
     from bbmr_stream.decode import frames, probe
+    from bbmr_stream.demux import segment_pictures
     from bbmr_stream.family import family_of
     from bbmr_stream.manifest import load
     from bbmr_stream.metrics import psnr_luma
-    from bbmr_stream.demux import segment_pictures
     from packager.cli import build_parser, pick_upscaler, run
-    from bbmr_stream.cli import pick_device
+
+    info = probe(clip)
+    if not 0 <= frame < min(frames_n, info.frames or frames_n):
+        raise InputError(f"--frame {frame} is outside the first {frames_n} frames")
+    x, y, cw, ch = _crop(crop, info.width, info.height)
+    device = pick_device(device_name)
+    src = next(f for f in frames(info, frame + 1) if f.index == frame)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="bbmr-look-") as td:
+        pargs = build_parser().parse_args([clip, "--out", str(Path(td) / "s"), "--max-frames", str(frames_n),
+                                           "--scorer", scorer, "--device", device_name, "--no-measure",
+                                           "--realloc", realloc])
+        pargs.quiet = True  # the caller tabulates
+        run(pargs, console, specs=specs)
+        man = load(Path(td) / "s")
+        for rend in man.renditions:
+            fam = family_of(rend, man)
+            name, up = pick_upscaler("auto", fam, man.scales, device)
+            seg = next(s for s in rend.segments if s.first_frame <= frame < s.first_frame + s.frames)
+            want = frame - seg.first_frame
+            pics, smap = next(p for i, p in enumerate(segment_pictures(Path(td) / "s" / seg.file, rend,
+                                                                        info.matrix, info.full_range,
+                                                                        lambda i: i == want)) if i == want)
+            rec = fam.reconstruct(pics, smap, up)
+            q = psnr_luma(src.y, rec, info.matrix, info.full_range)
+            out.append((rend, name, q, rec[y:y + ch, x:x + cw]))
+    return (f"source frame {frame}\n{info.width}x{info.height}", src.rgb[y:y + ch, x:x + cw]), out
+
+
+def tile_label(rend, upscaler: str, psnr: float) -> str:
+    return f"{rend.name} ({upscaler})\n{rend.bitrate_kbps:.0f} kbps, {psnr:.2f} dB"
+
+
+def save_panel(tiles: list[tuple[str, np.ndarray]], zoom: int, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    _panel(tiles, zoom).save(tmp)
+    tmp.replace(out)
+    return out
+
+
+def main_look(argv: list[str]) -> int:
+    from rich.console import Console
+
     from bbmr_stream.family import parse_ladder
 
     ap = argparse.ArgumentParser(prog="bbmr-bench look", description=__doc__.split("\n\n")[0])
     ap.add_argument("clip")
     ap.add_argument("--rungs", required=True, help="ladder items, e.g. plain:960x540:33,plain-sr:2:33,bbmr:23")
     ap.add_argument("--out", required=True, help="PNG to write")
-    ap.add_argument("--frames", type=int, default=60)
-    ap.add_argument("--frame", type=int, default=30, help="the frame shown (index from 0)")
+    ap.add_argument("--frames", type=int, default=60, help="package this many frames (default %(default)s)")
+    ap.add_argument("--frame", type=int, default=30, help="the frame shown (index from 0, default %(default)s)")
     ap.add_argument("--crop", default="", help="X,Y,W,H in source pixels (default: a 384x216 centre crop)")
-    ap.add_argument("--zoom", type=int, default=2)
-    ap.add_argument("--scorer", default="light")
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--zoom", type=int, default=2, help="pixel zoom of the panel (default %(default)s)")
+    ap.add_argument("--scorer", default="light", help="BBMR scorer (default %(default)s)")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda (default %(default)s)")
     a = ap.parse_args(argv)
-    specs = parse_ladder(a.rungs)
-    info = probe(a.clip)
-    if not 0 <= a.frame < min(a.frames, info.frames or a.frames):
-        raise InputError(f"--frame {a.frame} is outside the first {a.frames} frames")
-    x, y, cw, ch = _crop(a.crop, info.width, info.height)
     console = Console(stderr=True, emoji=False)
-    device = pick_device(a.device)
-    src = next(f for f in frames(info, a.frame + 1) if f.index == a.frame)
-    tiles = [(f"source frame {a.frame}\n{info.width}x{info.height}", src.rgb[y:y + ch, x:x + cw])]
-    with tempfile.TemporaryDirectory(prefix="bbmr-look-") as td:
-        pargs = build_parser().parse_args([a.clip, "--out", str(Path(td) / "s"), "--max-frames", str(a.frames),
-                                           "--scorer", a.scorer, "--device", a.device, "--no-measure"])
-        run(pargs, console, specs=specs)
-        man = load(Path(td) / "s")
-        for rend in man.renditions:
-            fam = family_of(rend, man)
-            name, up = pick_upscaler("auto", fam, man.scales, device)
-            seg = next(s for s in rend.segments if s.first_frame <= a.frame < s.first_frame + s.frames)
-            want = a.frame - seg.first_frame
-            pics, smap = next(p for i, p in enumerate(segment_pictures(Path(td) / "s" / seg.file, rend,
-                                                                        info.matrix, info.full_range,
-                                                                        lambda i: i == want)) if i == want)
-            rec = fam.reconstruct(pics, smap, up)
-            q = psnr_luma(src.y, rec, info.matrix, info.full_range)
-            tiles.append((f"{rend.name} ({name})\n{rend.bitrate_kbps:.0f} kbps, {q:.2f} dB", rec[y:y + ch, x:x + cw]))
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    _panel(tiles, a.zoom).save(tmp)
-    tmp.replace(out)
+    src, rungs = look_tiles(a.clip, parse_ladder(a.rungs), a.frames, a.frame, a.crop, a.scorer, a.device, console)
+    tiles = [src] + [(tile_label(r, n, q), t) for r, n, q, t in rungs]
+    out = save_panel(tiles, a.zoom, a.out)
     for label, _ in tiles:
         print(label.replace("\n", ": "))
     print(f"wrote {out}")

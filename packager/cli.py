@@ -10,6 +10,7 @@ failed run never leaves a stream that looks whole. Bad input exits with code 2 a
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.cli import run_cli
 from bbmr_stream.decode import frames, probe
 from bbmr_stream.family import FAMILIES, Family, Geometry, RungSpec, make_family, parse_ladder, spec_of
-from bbmr_stream.imageio import InputError
+from bbmr_stream.imageio import InputError, normal_mode
 from bbmr_stream.manifest import Manifest, Rendition, Segment
 from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor
 from packager.encode import LREncoder
@@ -56,28 +57,32 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("input")
     ap.add_argument("--out", required=True, help="stream directory to create")
     ap.add_argument("--force", action="store_true", help="replace an existing --out")
-    ap.add_argument("--scorer", default="light", help="bicubic | light | full (light: shipped 1-OSAG OmniSR)")
-    ap.add_argument("--allocator", default="optimal", choices=("optimal", "paper", "uniform"))
-    ap.add_argument("--scales", default=",".join(map(str, DEFAULT_SCALES)), help="BBMR block scales (default %(default)s)")
+    ap.add_argument("--scorer", default="light", help="BBMR block scorer: bicubic | light | full (default %(default)s: the shipped 1-OSAG OmniSR)")
+    ap.add_argument("--allocator", default="optimal", choices=("optimal", "paper", "uniform"),
+                    help="BBMR scale allocator (default %(default)s)")
+    ap.add_argument("--scales", default=",".join(map(str, DEFAULT_SCALES)), help="BBMR block downscale factors, comma list from 2,4,8 (default %(default)s)")
     ap.add_argument("--overall", type=int, default=4, help="BBMR LR pixel budget = uniform x OVERALL (default 4)")
     ap.add_argument("--ladder", default=DEFAULT_LADDER,
                     help="auto (default: measure every family on a sample of the title and ship the rungs on the "
                          "rate-quality front, see packager/ladder.py), or a comma list of plain:CRF, "
                          "plain:WxH:CRF, plain-sr:K:CRF, uniform:CRF, bbmr:CRF (bbmr_stream/family.py)")
+    ap.add_argument("--fast", action="store_true",
+                    help="--ladder auto: measure 13 candidates (plain and plain-sr, 3 sizes x 3 CRFs) instead of 45; "
+                         "about 3x quicker, the rung choice is coarser (packager/ladder.py FAST)")
     ap.add_argument("--study", help="--ladder auto: reuse the candidates measured by `bbmr-bench rd` on this "
                     "title (its rd.json) instead of measuring them again")
-    ap.add_argument("--auto-max-rungs", type=int, default=8, help="--ladder auto: at most this many rungs")
+    ap.add_argument("--auto-max-rungs", type=int, default=8, help="--ladder auto: at most this many rungs (default %(default)s)")
     ap.add_argument("--auto-sample-segments", type=int, default=3,
-                    help="--ladder auto: measure the candidates on this many segments spread over the title")
+                    help="--ladder auto: measure the candidates on this many segments spread over the title (default %(default)s)")
     ap.add_argument("--auto-measure-frames", type=int, default=6,
-                    help="--ladder auto: PSNR-Y of each candidate on this many evenly spaced frames of the sample")
-    ap.add_argument("--block", type=int, default=128, help="BBMR block size in source pixels")
+                    help="--ladder auto: PSNR-Y of each candidate on this many evenly spaced frames of the sample (default %(default)s)")
+    ap.add_argument("--block", type=int, default=128, help="BBMR block size in source pixels (default %(default)s)")
     ap.add_argument("--layout", choices=("atlas", "planes"), default="planes",
-                    help="LR block streams: one atlas picture, or one picture per scale (docs/packager.md)")
-    ap.add_argument("--codec", choices=("h264", "hevc"), default="h264")
-    ap.add_argument("--preset", default="medium", help="x264/x265 preset (default medium)")
+                    help="BBMR/uniform LR block streams: one atlas picture, or one picture per scale (default %(default)s, docs/formats.md)")
+    ap.add_argument("--codec", choices=("h264", "hevc"), default="h264", help="video codec (default %(default)s)")
+    ap.add_argument("--preset", default="medium", help="x264/x265 preset: ultrafast ... veryslow (default %(default)s)")
     ap.add_argument("--lossless", action="store_true", help="x264 qp 0 / x265 lossless (tests, references)")
-    ap.add_argument("--segment", type=float, default=2.0, help="segment (and GOP) duration in seconds")
+    ap.add_argument("--segment", type=float, default=2.0, help="segment (and GOP) duration in seconds (default %(default)s)")
     ap.add_argument("--realloc", choices=("auto", "gop", "every"), default="auto",
                     help="re-score and re-allocate: at segment starts (gop), every frame (every), or at segment "
                          "starts and whenever the blocks' detail changed (auto, see packager/reuse.py)")
@@ -85,16 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rate-aware allocation (optimal allocator): weight of the bit-cost proxy "
                          "(bbmr_stream/rate.py), in units of the H.264 lambda at the middle BBMR rung's CRF; 0 = off")
     ap.add_argument("--realloc-threshold", type=float, default=0.25,
-                    help="auto: share of blocks whose detail changed that triggers a re-allocation")
+                    help="auto: share of blocks whose detail changed that triggers a re-allocation (default %(default)s)")
     ap.add_argument("--upscaler", default="auto", help="upscaler whose PSNR-Y goes into the manifest: "
                     "auto (BBMR: jointsr, else omnisr; uniform: omnisr = OmniSR-O; else bicubic) | bicubic | "
                     "omnisr | jointsr")
     ap.add_argument("--no-measure", action="store_true", help="skip decoding the stream back to measure PSNR-Y")
-    ap.add_argument("--measure-frames", type=int, default=0,
-                    help="measure PSNR-Y on this many evenly spaced frames (0 = every frame)")
-    ap.add_argument("--niqe-frames", type=int, default=0, help="NIQE of the first N measured frames per rendition")
+    ap.add_argument("--measure-frames", type=int, default=10,
+                    help="measure each rendition's PSNR-Y on this many evenly spaced frames (default %(default)s; "
+                         "0 = every frame: a plain-sr or BBMR rendition then runs its SR model on all of them)")
+    ap.add_argument("--niqe-frames", type=int, default=0, help="NIQE of the first N measured frames per rendition (default %(default)s = off)")
     ap.add_argument("--max-frames", type=int, help="package only the first N frames (default: all)")
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda (default %(default)s)")
     return ap
 
 
@@ -132,12 +138,12 @@ def source_frames(info, args, gop: int):
 
     segs = getattr(args, "sample", None)
     if not segs:
-        yield from frames(info, args.max_frames)
+        yield from frames(info, args.max_frames, strict=True)
         return
     want, last = set(segs), max(segs)
     step = max(1, int(round(1 / (float(info.fps) * float(info.time_base)))))
     j, pts0 = 0, None
-    for fr in frames(info, args.max_frames):
+    for fr in frames(info, args.max_frames, strict=True):
         if fr.index // gop > last:
             break
         if fr.index // gop in want:
@@ -245,10 +251,16 @@ def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, args
             x = to_tensor(fr.rgb)
             if needs_alloc:
                 allocate_frame(alloc, x, fr.rgb, fr.index % gop == 0, geo, args, rate_crf, device)
+            made: dict = {}  # picture_key -> pictures: a family at several CRFs resizes the frame once
             for r in rungs:
                 t = time.time()
                 f = r.family.fit(alloc.factors) if r.family.allocates else None
-                pics = r.family.pictures(x, f)
+                key = r.family.picture_key()
+                pics = made.get(key) if key is not None else None
+                if pics is None:
+                    pics = r.family.pictures(x, f)
+                    if key is not None:
+                        made[key] = pics
                 payload = r.family.scale_map(f, fr.index) if r.family.carries_map else None
                 timing["pack"] += time.time() - t
                 t = time.time()
@@ -332,9 +344,18 @@ def run(args: argparse.Namespace, console, specs: list[RungSpec] | None = None) 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise InputError(f"{out} exists (use --force to replace it)")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise InputError("--max-frames must be >= 1")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot create {out.parent} ({e.strerror})") from None
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: {out.parent} is not writable")
+    check_options(args)
     scales = parse_scales(args.scales)
+    if any(k & (k - 1) or not 1 <= k <= 16 for k in scales) or not scales[0] <= args.overall <= scales[-1]:
+        raise InputError(f"--scales {args.scales}: powers of two 1..16 around --overall {args.overall}")
     if args.block < 16 or args.block % (2 * max(scales)):
         raise InputError(f"--block {args.block} must be a multiple of 2 x the largest scale ({2 * max(scales)})")
     info = probe(args.input)
@@ -353,7 +374,9 @@ def run(args: argparse.Namespace, console, specs: list[RungSpec] | None = None) 
     scorer = make_scorer(args.scorer, scales, device) if needs_alloc and args.allocator != "uniform" else None
     gop = max(1, int(round(float(info.fps) * args.segment)))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    remove_stale_temps(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+    normal_mode(tmp)
     try:
         work = tmp / "work"
         work.mkdir()
@@ -373,14 +396,73 @@ def run(args: argparse.Namespace, console, specs: list[RungSpec] | None = None) 
         audio = passthrough_audio(info, tmp, console)
         man = build_manifest(args, info, geo, n_frames, renditions, alloc, timing, audio, measured)
         (tmp / "manifest.json").write_text(man.to_json())
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    summary(man, n_frames, timing, console)
+    if not getattr(args, "sample", None) and not getattr(args, "quiet", False):
+        summary(man, n_frames, timing, console)
     return out
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Numeric options in range (one-line errors, before any work)."""
+    import math
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise InputError(msg)
+
+    need(math.isfinite(args.segment) and 0.04 <= args.segment <= 60, f"--segment {args.segment}: 0.04..60 seconds")
+    need(args.max_frames is None or args.max_frames >= 1, "--max-frames must be >= 1")
+    need(args.measure_frames >= 0 and args.niqe_frames >= 0, "--measure-frames and --niqe-frames must be >= 0")
+    need(args.overall in (2, 4, 8), f"--overall {args.overall}: 2, 4 or 8")
+    need(math.isfinite(args.rate_lambda) and args.rate_lambda >= 0, "--rate-lambda must be >= 0")
+    need(math.isfinite(args.realloc_threshold) and 0 <= args.realloc_threshold <= 1, "--realloc-threshold: 0..1")
+    need(1 <= args.auto_max_rungs <= 16, "--auto-max-rungs: 1..16")
+    need(args.auto_sample_segments >= 0 and args.auto_measure_frames >= 1,
+         "--auto-sample-segments >= 0 and --auto-measure-frames >= 1")
+
+
+def remove_stale_temps(out: Path) -> None:
+    """Delete ``.NAME.tmp-PID-*`` / ``.NAME.old-PID`` directories next to ``out`` left by a packager run that was
+    killed (SIGKILL, power loss: no cleanup ran) and whose process is gone."""
+    import re
+
+    pat = re.compile(rf"^\.{re.escape(out.name)}\.(?:tmp|old)-(\d+)")
+    for p in out.parent.glob(f".{out.name}.*"):
+        m = pat.match(p.name)
+        if m and p.is_dir() and not _alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def replace_dir(new: Path, out: Path) -> None:
+    """Put the complete stream ``new`` at ``out``: an old ``out`` is first renamed aside (same directory), then
+    ``new`` renamed in, then the old one deleted, so at every moment one whole stream is at ``out`` or beside it
+    (a failed swap puts the old one back)."""
+    if not out.exists():
+        new.rename(out)
+        return
+    if not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory")
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    out.rename(old)
+    try:
+        new.rename(out)
+    except BaseException:
+        old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _peak_bps(r: Rendition) -> float:
@@ -466,14 +548,19 @@ def summary(man: Manifest, n_frames: int, timing: dict, console) -> None:
     from rich.table import Table
 
     t = Table(title=f"{n_frames} frames, {man.source['width']}x{man.source['height']}")
-    for c in ("rendition", "family", "coded picture(s)", "kbps", "PSNR-Y dB (upscaler)", "NIQE",
-              "x" + " / x".join(map(str, man.scales)) + " share"):
-        t.add_column(c)
+    cols = {"rendition": lambda r: r.name, "family": lambda r: r.kind,
+            "coded picture(s)": lambda r: " + ".join(f"{w}x{h}" for w, h in r.pictures),
+            "kbps": lambda r: f"{r.bitrate_kbps:.0f}",
+            "PSNR-Y dB (upscaler)": lambda r: f"{r.psnr_y:.2f} ({r.psnr_y_upscaler})" if r.psnr_y is not None else "-"}
+    if any(r.niqe is not None for r in man.renditions):
+        cols["NIQE"] = lambda r: f"{r.niqe:.2f}" if r.niqe is not None else "-"
+    if any(r.share for r in man.renditions):
+        cols["x" + " / x".join(map(str, man.scales)) + " share"] = \
+            lambda r: " / ".join(f"{r.share.get(str(k), 0):.2f}" for k in man.scales) if r.share else "-"
+    for c in cols:
+        t.add_column(c, overflow="fold")
     for r in man.renditions:
-        t.add_row(r.name, r.kind, " + ".join(f"{w}x{h}" for w, h in r.pictures), f"{r.bitrate_kbps:.0f}",
-                  f"{r.psnr_y:.2f} ({r.psnr_y_upscaler})" if r.psnr_y is not None else "-",
-                  f"{r.niqe:.2f}" if r.niqe is not None else "-",
-                  " / ".join(f"{r.share.get(str(k), 0):.2f}" for k in man.scales) if r.share else "-")
+        t.add_row(*(f(r) for f in cols.values()))
     Console(emoji=False).print(t)
     console.print("seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in timing.items()))
 
@@ -486,9 +573,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def go() -> int:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("default")
             out = run(args, console)
-        console.print(f"wrote {out}")
+        Console(emoji=False).print(f"wrote {out}")
         return 0
 
     return run_cli("bbmr-package", go)

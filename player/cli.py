@@ -28,50 +28,70 @@ from player.report import Report
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bbmr-play", description="Play a BBMR stream.")
     ap.add_argument("stream", help="stream directory (with manifest.json) or its http(s) URL")
-    ap.add_argument("--rendition", help="rendition name (default: the highest-bitrate rendition)")
+    ap.add_argument("--rendition", help="rendition name (default: the highest-bitrate rendition; with --trace "
+                    "the ABR rule switches, this pins it)")
     ap.add_argument("--upscaler", default="auto", help="auto (each rendition's measured upscaler) | jointsr | "
                     "omnisr | bicubic")
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda (default %(default)s)")
     ap.add_argument("--headless", action="store_true", help="no window (servers, batch reports)")
-    ap.add_argument("--start", type=float, default=0.0, help="start at this time (seconds)")
-    ap.add_argument("--window-size", default="1280x720", help="largest window picture, WxH (frames fit inside)")
-    ap.add_argument("--linger", type=float, default=0.0, help="keep the window open this long after the end")
-    ap.add_argument("--out", help="write the HR frames to this video (H.264, --out-crf)")
-    ap.add_argument("--out-crf", type=float, default=0.0, help="0 = lossless (qp 0, 4:4:4)")
+    ap.add_argument("--start", type=float, default=0.0, help="start at this time in seconds (default %(default)s)")
+    ap.add_argument("--window-size", default="1280x720", help="largest window picture, WxH, frames fit inside (default %(default)s)")
+    ap.add_argument("--linger", type=float, default=0.0, help="keep the window open this many seconds after the end (default %(default)s)")
+    ap.add_argument("--out", help="write the HR frames to this video (MP4, H.264 4:2:0 at --out-crf, tagged with "
+                    "the source's colour matrix and range: plays anywhere)")
+    ap.add_argument("--out-crf", type=float, default=18.0,
+                    help="x264 CRF of --out (default %(default)s, visually lossless); 0 = mathematically lossless "
+                         "(qp 0, 4:4:4, ~100x larger, for analysis)")
     ap.add_argument("--frames-dir", help="write every HR frame as PNG here")
     ap.add_argument("--reference", help="source video: per-frame PSNR-Y against it")
-    ap.add_argument("--niqe-every", type=int, default=1, help="NIQE on every Nth frame (0: off)")
+    ap.add_argument("--niqe-every", type=int, default=1, help="NIQE on every Nth frame (default %(default)s; 0: off)")
     ap.add_argument("--compare", default="", help="comma list: bicubic (this rendition, bicubic reconstruction), "
                     "uniform (the uniform-x4 rendition nearest in bitrate, OmniSR-O, or bicubic without weights)")
-    ap.add_argument("--report", help="per-frame report JSON (CSV and PNG plot beside it)")
+    ap.add_argument("--report", help="per-frame report JSON (CSV and PNG plot beside it; its directory is made)")
     ap.add_argument("--trace", help="simulate the network from a Pensieve trace (time_s throughput_Mbps) and "
                     "switch renditions per segment with the ABR rule; the report gets the per-segment decisions")
-    ap.add_argument("--max-frames", type=int)
+    ap.add_argument("--max-frames", type=int, help="play at most this many frames (default: all)")
+    ap.add_argument("--strict", action="store_true",
+                    help="exit with code 3 when any frame was concealed (missing, truncated or corrupt segment, "
+                         "missing or invalid scale map), after writing the report")
     return ap
 
 
 class VideoWriter:
-    """HR frames -> H.264 file, written to a temp name and renamed on close."""
+    """HR frames -> MP4 (H.264), written to a temp name and renamed on close. CRF > 0: 4:2:0 by the exact
+    conversion of :mod:`bbmr_stream.colour` in the source's matrix and range, which the VUI declares (primaries
+    and transfer BT.709 for bt709/bt601 sources, BT.2020 for bt2020); CRF 0: qp 0 4:4:4 (lossless analysis)."""
 
-    def __init__(self, path: str, width: int, height: int, fps, crf: float) -> None:
+    def __init__(self, path: str, width: int, height: int, fps, crf: float, matrix: str = "bt709",
+                 full_range: bool = False) -> None:
         import av
 
+        from bbmr_stream.colour import AV_COLORSPACE
+
         self.path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix or ".mp4",
-                                   dir=self.path.parent if str(self.path.parent) else ".")
-        os.close(fd)
-        self.tmp = Path(tmp)
-        self.out = av.open(tmp, "w")
+        self.matrix, self.full_range = matrix, full_range
+        self.tmp = self.path.with_name(f".{self.path.name}.part{self.path.suffix or '.mp4'}")
+        self.out = av.open(str(self.tmp), "w", format="mp4")
         s = self.out.add_stream("libx264", rate=fps)
         s.width, s.height = width, height
         s.pix_fmt = "yuv444p" if crf == 0 else "yuv420p"
         s.codec_context.options = {"qp": "0"} if crf == 0 else {"crf": str(crf)}
-        self.stream, self.n = s, 0
+        if crf != 0:
+            cc = s.codec_context
+            cc.colorspace = AV_COLORSPACE[matrix]
+            cc.color_primaries = cc.color_trc = 9 if matrix == "bt2020" else 1
+            cc.color_range = 2 if full_range else 1
+        self.stream, self.n, self.crf = s, 0, crf
 
     def write(self, rgb: np.ndarray) -> None:
         import av
 
-        f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        from bbmr_stream.colour import video_frame
+
+        if self.crf == 0 or rgb.shape[0] % 2 or rgb.shape[1] % 2:
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        else:
+            f = video_frame(rgb, self.matrix, self.full_range)
         f.pts = self.n
         self.n += 1
         for p in self.stream.encode(f):
@@ -185,7 +205,7 @@ def _check_weights(name: str, rend) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    console = Console(stderr=True, emoji=False)
+    console = Console(emoji=False)  # results on stdout; warnings and errors on stderr
     src = StreamSource(args.stream)
     try:
         return _run(args, src, console)
@@ -217,13 +237,18 @@ def start_frame(args: argparse.Namespace, man) -> int:
     return start
 
 
-def open_reference(path: str | None, start: int):
-    """Frames of the ``--reference`` source from ``start`` on (None without one)."""
+def open_reference(path: str | None, start: int, man=None):
+    """Frames of the ``--reference`` source from ``start`` on (None without one); it must have the stream's
+    source size."""
     if not path:
         return None
     from bbmr_stream.decode import frames, probe
 
-    it = frames(probe(path))
+    info = probe(path)
+    if man is not None and (info.width, info.height) != (man.source["width"], man.source["height"]):
+        raise InputError(f"--reference {path} is {info.width}x{info.height}, the stream's source is "
+                         f"{man.source['width']}x{man.source['height']}")
+    it = frames(info)
     for _ in range(start):
         next(it, None)
     return it
@@ -246,11 +271,15 @@ class Measure:
 
     def __call__(self, fr, ref_frames, others: dict) -> dict:
         m: dict = {"concealed": int(fr.concealed), "rendition": fr.rendition, "family": fr.family}
+        if fr.cause:
+            m["cause"] = fr.cause
         if fr.scalemap is not None:
             m.update({f"scale_x{k}_share": v for k, v in fr.scalemap.share().items()})
         ref = self._timed("reference_decode", lambda: next(ref_frames, None) if ref_frames is not None else None)
         if ref is not None:
-            m["psnr_y"] = self._timed("psnr", lambda: psnr_luma(ref.y, fr.rgb, self.matrix, self.full_range))
+            # a concealed frame's PSNR is kept apart: the psnr_y mean is over frames shown as coded
+            key = "psnr_y_concealed" if fr.concealed else "psnr_y"
+            m[key] = self._timed("psnr", lambda: psnr_luma(ref.y, fr.rgb, self.matrix, self.full_range))
         compared = self._timed("compare", lambda: {name: next(it) for name, it in others.items()})
         if ref is not None:
             m.update({f"{name}_psnr_y": psnr_luma(ref.y, b.rgb, self.matrix, self.full_range)
@@ -266,7 +295,8 @@ class Outputs:
 
     def __init__(self, args: argparse.Namespace, man, secs: dict) -> None:
         self.writer = VideoWriter(args.out, man.source["width"], man.source["height"], Fraction(*man.source["fps"]),
-                                  args.out_crf) if args.out else None
+                                  args.out_crf, man.source["matrix"], bool(man.source["full_range"])) \
+            if args.out else None
         self.frames_dir = Path(args.frames_dir) if args.frames_dir else None
         if self.frames_dir:
             self.frames_dir.mkdir(parents=True, exist_ok=True)
@@ -285,16 +315,55 @@ class Outputs:
             self.writer.close(ok)
 
 
-def show(args: argparse.Namespace, src: StreamSource, fps: float, block: int, produced) -> None:
-    """The display stage: a window (paced) or headless."""
+def show(args: argparse.Namespace, src: StreamSource, fps: float, block: int, produced, total: int) -> None:
+    """The display stage: a window (paced) or headless (a progress bar on stderr)."""
     if args.headless:
-        for _ in produced:
-            pass
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("playing"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TextColumn("{task.fields[fps]:.2f} fps"), TimeRemainingColumn(),
+                      console=Console(stderr=True), transient=False) as prog:
+            task = prog.add_task("play", total=total, fps=0.0)
+            t0 = time.time()
+            for i, _ in enumerate(produced, 1):
+                prog.update(task, advance=1, fps=i / max(time.time() - t0, 1e-9))
         return
     from player.display import Shown, Window
 
     win = Window(f"bbmr-play {src.name}", fps, parse_size(args.window_size), linger_s=args.linger)
     win.run((Shown(fr.rgb, fr.scalemap, fr.rendition, m.get("psnr_y"), fr.index) for fr, m in produced), block)
+
+
+def prepare_outputs(args: argparse.Namespace) -> None:
+    """Make the directories of --report/--out/--frames-dir before playback: a bad path fails in a second,
+    not after the whole play."""
+    for opt, path in (("--report", args.report), ("--out", args.out)):
+        if path:
+            p = Path(path)
+            if p.is_dir():
+                raise InputError(f"{opt} {p} is a directory, not a file")
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise InputError(f"{opt} {p}: cannot create its directory ({e.strerror})") from None
+            if not os.access(p.parent, os.W_OK):
+                raise InputError(f"{opt} {p}: directory {p.parent} is not writable")
+
+
+def played_stream(report: Report, man, rend, upscalers: "Upscalers") -> dict:
+    """What was actually played: the single rendition, or (ABR) every rendition with its frame count and the
+    frame-weighted mean bitrate."""
+    from collections import Counter
+
+    counts = Counter(f["metrics"]["rendition"] for f in report.frames)
+    if set(counts) == {rend.name}:
+        return {}
+    by = {r.name: r for r in man.renditions}
+    n = sum(counts.values())
+    return {"rendition": "abr: " + ", ".join(counts), "renditions_played": dict(counts),
+            "bitrate_kbps": sum(by[k].bitrate_kbps * c for k, c in counts.items()) / n,
+            "upscaler": ", ".join(sorted({upscalers.name_for(by[k]) for k in counts})), "manifest_psnr_y": None}
 
 
 def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
@@ -311,19 +380,21 @@ def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
     comparisons = make_comparisons(args.compare, man, rend, device)
     fps = man.source["fps"][0] / man.source["fps"][1]
     start = start_frame(args, man)
-    ref_frames = open_reference(args.reference, start)
+    ref_frames = open_reference(args.reference, start, man)
     if not args.headless and not os.environ.get("DISPLAY"):
         raise InputError("no display (DISPLAY is not set): use --headless")
+    prepare_outputs(args)
     report = Report(fps, {"rendition": rend.name, "bitrate_kbps": rend.bitrate_kbps,
                           "upscaler": upscalers.name_for(rend), "layout": rend.layout, "manifest_psnr_y": rend.psnr_y})
     stats = PlayStats()
     stats.seconds.update({"reference_decode": 0.0, "psnr": 0.0, "niqe": 0.0, "compare": 0.0, "output": 0.0})
     measure = Measure(man.source["matrix"], bool(man.source["full_range"]), args.niqe_every, stats.seconds)
     outputs = Outputs(args, man, stats.seconds)
+    compare_stats = {name: PlayStats() for name in comparisons}
     t0 = time.time()
 
     def produce():
-        others = {name: play(src.path, man, r, lambda _r, u=up: u, PlayStats(), args.max_frames, start)
+        others = {name: play(src.path, man, r, lambda _r, u=up: u, compare_stats[name], args.max_frames, start)
                   for name, (r, up) in comparisons.items()}
         for fr in play(src.path, man, plan, upscalers, stats, args.max_frames, start):
             m = measure(fr, ref_frames, others)
@@ -333,26 +404,44 @@ def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
 
     ok = False
     try:
-        show(args, src, fps, man.block, produce())
+        total = man.source["frames"] - start
+        show(args, src, fps, man.block, produce(), min(total, args.max_frames) if args.max_frames else total)
         ok = True
     finally:
         outputs.close(ok)
     if not report.frames:
         raise InputError(f"{src.where}: no frames played")
-    finish_report(report, stats, comparisons, time.time() - t0, abr_summary)
+    finish_report(report, stats, comparisons, time.time() - t0, abr_summary, compare_stats)
+    report.stream.update(played_stream(report, man, rend, upscalers))
     if args.report:
         report.write(args.report)
     summary(report, console)
+    if args.report:
+        p = Path(args.report)
+        console.print(f"wrote {p}, {p.with_suffix('.csv')}, {p.with_suffix('.png')}")
+    if args.out:
+        console.print(f"wrote {args.out}")
+    concealed = stats.concealed_frames + sum(st.concealed_frames for st in compare_stats.values())
+    if args.strict and concealed:
+        print(f"bbmr-play: --strict: {concealed} frame(s) concealed ({stats.by_cause})", file=sys.stderr)
+        return 3
     return 0
 
 
-def finish_report(report: Report, stats: PlayStats, comparisons: dict, total_s: float, abr_summary) -> None:
+def finish_report(report: Report, stats: PlayStats, comparisons: dict, total_s: float, abr_summary,
+                  compare_stats: dict | None = None) -> None:
     n = len(report.frames)
     timing = {k: round(v, 3) for k, v in stats.seconds.items() if v >= 5e-4} | {"total": round(total_s, 3)}
     report.extra = {"compare": {name: {"rendition": r.name, "bitrate_kbps": r.bitrate_kbps, "upscaler": up.name}
                                 for name, (r, up) in comparisons.items()},
                     "concealed_frames": stats.concealed_frames, "missing_segments": stats.missing_segments,
-                    "frames_without_map": stats.frames_without_map, "timing_s": timing,
+                    "frames_without_map": stats.frames_without_map, "concealed_by_cause": stats.by_cause,
+                    "segment_errors": stats.segment_errors,
+                    "compare_concealed": {name: {"concealed_frames": st.concealed_frames,
+                                                 "concealed_by_cause": st.by_cause,
+                                                 "segment_errors": st.segment_errors}
+                                          for name, st in (compare_stats or {}).items()},
+                    "timing_s": timing,
                     "stage_fps": {k: round(n / v, 3) for k, v in timing.items() if v > 0}}
     if abr_summary is not None:
         report.extra["abr"] = abr_summary
@@ -369,8 +458,13 @@ def summary(report: Report, console) -> None:
     for k, v in d["pooled_metrics"].items():
         if v and k != "concealed":
             t.add_row(k, f"{v['mean']:.4f}", f"{v['min']:.4f}", f"{v['max']:.4f}")
-    console.print(t)
-    console.print(f"concealed frames: {d['concealed_frames']}, frames without a scale map: {d['frames_without_map']}")
+    if t.row_count:
+        console.print(t)
+    else:
+        console.print(f"{len(d['frames'])} frames played (no metrics: --reference gives PSNR-Y, --niqe-every NIQE)")
+    causes = ", ".join(f"{k} {v}" for k, v in d.get("concealed_by_cause", {}).items() if v)
+    console.print(f"concealed frames: {d['concealed_frames']}" + (f" ({causes}; excluded from the PSNR-Y mean)"
+                                                                    if causes else ""))
     st = Table(title="time per stage (this run)")
     for c in ("stage", "seconds", "frames/s"):
         st.add_column(c)

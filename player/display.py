@@ -144,6 +144,16 @@ class Window:
             due = state["t0"] + state["n"] / self.fps  # real-time pacing, or as soon as possible when late
             root.after(max(1, int((due - time.time()) * 1000)), tick)
 
+        def callback_error(exc, val, tb) -> None:  # Tk swallows callback exceptions: stop and re-raise them
+            errors.append(val)
+            root.destroy()
+
+        root.report_callback_exception = callback_error
+
+        def heartbeat() -> None:  # Python runs a pending signal handler (SIGTERM, Ctrl-C) only between bytecodes
+            root.after(200, heartbeat)
+
+        root.after(200, heartbeat)
         root.bind("<Key>", key)
         threading.Thread(target=worker, daemon=True).start()
         root.after(1, tick)

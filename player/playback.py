@@ -20,34 +20,98 @@ import numpy as np
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.family import family_of
 from bbmr_stream.manifest import Manifest, Rendition
-from bbmr_stream.scalemap import ScaleMap
-from bbmr_stream.demux import segment_pictures
+from bbmr_stream.demux import InvalidMap, segment_pictures
+from bbmr_stream.scalemap import ScaleMap, ScaleMapError
+
+
+CAUSES = ("missing", "truncated", "corrupt", "map_missing", "map_invalid")
 
 
 @dataclass
 class PlayStats:
-    concealed_frames: int = 0
-    missing_segments: list[str] = field(default_factory=list)
-    frames_without_map: int = 0
+    """What playback concealed, per cause (:data:`CAUSES`): frames, and the segments that lost frames."""
+
+    concealed_frames: int = 0  # frames not shown as coded: repeated (segment causes) or with a guessed map
+    missing_segments: list[str] = field(default_factory=list)  # segments that lost frames, any cause
+    frames_without_map: int = 0  # map_missing + map_invalid
+    by_cause: dict = field(default_factory=lambda: {c: 0 for c in CAUSES})  # concealed frames per cause
+    segment_errors: list[dict] = field(default_factory=list)  # {"file", "cause", "detail"}
     seconds: dict = field(default_factory=lambda: {"decode_unpack": 0.0, "upscale": 0.0})
+
+    def conceal(self, cause: str, frames: int = 1) -> None:
+        self.by_cause[cause] += frames
+        self.concealed_frames += frames
+        if cause.startswith("map_"):
+            self.frames_without_map += frames
+
+    def segment_error(self, file: str, cause: str, detail: str) -> None:
+        warnings.warn(f"segment {file}: {cause} ({detail}); concealing")
+        if file not in self.missing_segments:
+            self.missing_segments.append(file)
+        self.segment_errors.append({"file": file, "cause": cause, "detail": detail[:300]})
+
+
+class SegmentError(Exception):
+    """A segment that cannot be played as declared (cause in :data:`CAUSES`)."""
+
+    def __init__(self, cause: str, detail: str) -> None:
+        super().__init__(detail)
+        self.cause = cause
+
+
+def media_error(e: BaseException) -> SegmentError | None:
+    """The concealable form of an exception raised while fetching or decoding a segment, None for a bug."""
+    import av
+
+    if isinstance(e, SegmentError):
+        return e
+    if isinstance(e, FileNotFoundError) or getattr(e, "code", None) == 404:
+        return SegmentError("missing", f"{e.__class__.__name__}: {e}")
+    if isinstance(e, (av.error.FFmpegError, OSError, EOFError)):
+        return SegmentError("corrupt", f"{e.__class__.__name__}: {e}")
+    return None
 
 
 @dataclass
 class HRFrame:
     index: int
     rgb: np.ndarray  # (H, W, 3) uint8 at the source size
-    scalemap: ScaleMap | None
-    concealed: bool
+    scalemap: ScaleMap | None  # the frame's own map (None: plain family, or concealed)
+    concealed: bool  # True: not the coded frame as sent (repeated, or rebuilt with a guessed map)
     segment: int
     rendition: str
     family: str = "bbmr"
+    cause: str | None = None  # why it was concealed (CAUSES)
+
+
+def valid_map(smap, grid: BlockGrid, scales) -> tuple[ScaleMap | None, str | None]:
+    """(map, None) for a usable map of this stream, else (None, cause)."""
+    if smap is None:
+        return None, "map_missing"
+    if isinstance(smap, InvalidMap):
+        return None, "map_invalid"
+    try:
+        smap.check_grid(grid, scales)
+    except ScaleMapError:
+        return None, "map_invalid"
+    if tuple(smap.scale_set) != tuple(scales):  # the stream declares its scale set; a map may not change it
+        return None, "map_invalid"
+    return smap, None
+
+
+def check_pictures(pics, rend: Rendition) -> None:
+    got = [[p.shape[1], p.shape[0]] for p in pics]
+    if got != [list(p) for p in rend.pictures]:
+        raise SegmentError("corrupt", f"decoded pictures {got}, the manifest declares {rend.pictures}")
 
 
 def play(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition | list[Rendition], upscalers,
          stats: PlayStats, max_frames: int | None = None, start_frame: int = 0) -> Iterator[HRFrame]:
     """HR frames of the stream; ``plan`` is one rendition, or one per segment (ABR decisions, any families);
     ``upscalers(rendition)`` gives the upscaler of a rendition. Playback starts at ``start_frame``: earlier
-    segments are not read, earlier frames of its segment are decoded only."""
+    segments are not read, earlier frames of its segment are decoded only. Media errors (a missing, truncated
+    or undecodable segment, a missing or invalid scale map) are concealed and counted in ``stats``; any other
+    exception is a bug and propagates."""
     resolve = stream if callable(stream) else (lambda f: Path(stream) / f)
     if isinstance(plan, Rendition):
         plan = [plan] * len(plan.segments)
@@ -61,7 +125,8 @@ def play(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition | 
             n += seg.frames
             continue
         fam = family_of(rend, man)
-        uniform = ScaleMap(np.full((grid.grid_h, grid.grid_w), man.overall, np.uint8), tuple(fam.lr_scales()), 0,
+        scales = tuple(fam.lr_scales())
+        uniform = ScaleMap(np.full((grid.grid_h, grid.grid_w), man.overall, np.uint8), scales, 0,
                            man.block) if fam.carries_map else None
         produced = 0
         seg_map: ScaleMap | None = None
@@ -72,29 +137,40 @@ def play(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition | 
                 raise FileNotFoundError(seg.file)
             for pics, smap in segment_pictures(path, rend, matrix, full,
                                                lambda i, s=seg: s.first_frame + i >= start_frame):
+                if produced >= seg.frames:
+                    raise SegmentError("corrupt", f"more than the {seg.frames} frames declared")
                 if max_frames is not None and n - start_frame >= max_frames:
                     return
                 if n < start_frame:  # seeking: decoded for the GOP, not shown
                     n += 1
                     produced += 1
                     continue
+                check_pictures(pics, rend)
+                cause = None
                 if fam.carries_map:
-                    if smap is None or (smap.grid_h, smap.grid_w) != (grid.grid_h, grid.grid_w):
-                        stats.frames_without_map += 1
-                        smap = seg_map or uniform
-                    seg_map = smap
+                    own, cause = valid_map(smap, grid, scales)
+                    if cause:
+                        stats.conceal(cause)
+                        smap = seg_map or uniform  # the segment's last valid map, else uniform
+                    else:
+                        seg_map = smap = own
                 stats.seconds["decode_unpack"] += time.time() - t
                 t = time.time()
                 rgb = fam.reconstruct(pics, smap, upscalers(rend))
                 stats.seconds["upscale"] += time.time() - t
                 last = rgb
-                yield HRFrame(n, rgb, smap if fam.carries_map else None, False, si, rend.name, rend.kind)
+                yield HRFrame(n, rgb, smap if fam.carries_map and cause is None else None, cause is not None, si,
+                              rend.name, rend.kind, cause)
                 n += 1
                 produced += 1
                 t = time.time()
-        except Exception as e:  # missing/corrupt segment: conceal and go on
-            warnings.warn(f"segment {seg.file}: {e.__class__.__name__}: {e}; concealing")
-            stats.missing_segments.append(seg.file)
+            if produced < seg.frames:
+                raise SegmentError("truncated", f"{produced} of {seg.frames} frames decoded")
+        except Exception as e:
+            err = media_error(e)
+            if err is None:
+                raise  # not a media error: a bug surfaces
+            stats.segment_error(seg.file, err.cause, str(err))
         for _ in range(max(seg.frames - produced, 0)):
             if max_frames is not None and n - start_frame >= max_frames:
                 return
@@ -102,6 +178,6 @@ def play(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition | 
                 n += 1
                 continue
             rgb = last if last is not None else np.zeros((grid.height, grid.width, 3), np.uint8)
-            stats.concealed_frames += 1
-            yield HRFrame(n, rgb, None, True, si, rend.name, rend.kind)
+            stats.conceal(err.cause)
+            yield HRFrame(n, rgb, None, True, si, rend.name, rend.kind, err.cause)
             n += 1

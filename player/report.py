@@ -89,7 +89,8 @@ class Report:
                 ax.axvline(b["frameNum"], color="green", ls="--", alpha=0.6)
                 ax.text(b["frameNum"], ax.get_ylim()[1], str(b["metrics"].get("rendition")), fontsize=7,
                         rotation=90, va="top", color="green")
-        ax.legend(loc="lower left")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower left")
         ax.set_title(f"{self.stream.get('rendition', '')}  {self.stream.get('bitrate_kbps', 0):.0f} kbps")
         fig.tight_layout()
         tmp = path.with_name(path.stem + ".tmp.png")

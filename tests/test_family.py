@@ -148,7 +148,7 @@ def test_plain_and_plain_sr_rungs_package_play_and_validate(tmp_path):
     _clip(src)
     out = tmp_path / "stream"
     assert package([str(src), "--out", str(out), "--scorer", "bicubic", "--segment", "0.4", "--upscaler", "bicubic",
-                    "--ladder", "plain:160x100:23,plain-sr:2:23,uniform:23,bbmr:23", "--device", "cpu"]) == 0
+                    "--ladder", "plain:160x100:23,plain-sr:2:23,uniform:23,bbmr:23", "--device", "cpu", "--measure-frames", "0"]) == 0
     man = load(out)
     assert [r.kind for r in man.renditions] == ["plain", "plain-sr", "uniform", "bbmr"]
     plain, psr = man.renditions[0], man.renditions[1]

@@ -228,7 +228,7 @@ def test_plain_rung_plays_anywhere(tmp_path):
     _clip(src)
     out = tmp_path / "stream"
     assert main([str(src), "--out", str(out), "--scorer", "bicubic", "--segment", "0.4", "--ladder",
-                 "bbmr:23,plain:23", "--upscaler", "bicubic"]) == 0
+                 "bbmr:23,plain:23", "--upscaler", "bicubic", "--measure-frames", "0"]) == 0
     man = load(out)
     plain = [r for r in man.renditions if r.kind == "plain"][0]
     assert plain.pictures == [[W, H]] and plain.weights is None and plain.psnr_y > 30

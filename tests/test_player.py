@@ -185,3 +185,17 @@ def test_trained_upscaler_beats_bicubic_end_to_end(tmp_path):
     assert r["stream"]["upscaler"] == bbmr.psnr_y_upscaler
     assert pm["psnr_y"]["mean"] >= pm["bicubic_psnr_y"]["mean"] + 0.5
     assert abs(pm["psnr_y"]["mean"] - bbmr.psnr_y) < 0.05
+
+
+def test_report_directory_is_made_and_bad_paths_fail_before_playing(stream, tmp_path, capsys):
+    src, out = stream
+    rep = tmp_path / "new" / "sub" / "r.json"
+    assert play([str(out), "--headless", "--report", str(rep), "--upscaler", "bicubic", "--niqe-every", "0",
+                 "--max-frames", "2"]) == 0
+    assert rep.exists() and rep.with_suffix(".png").exists()
+    assert "wrote" in capsys.readouterr().out  # results on stdout
+    (tmp_path / "afile").write_text("x")
+    for bad in (tmp_path, tmp_path / "afile" / "r.json"):  # a directory; a parent that is a file
+        assert play([str(out), "--headless", "--report", str(bad), "--upscaler", "bicubic"]) == 2
+        err = capsys.readouterr().err
+        assert "--report" in err and "Traceback" not in err
