@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean xvfb
+.PHONY: demo test install clean xvfb chromium
 
 install: $(STAMP)
 
@@ -25,7 +25,13 @@ xvfb:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb >/dev/null; } || \
 	  echo "warning: Xvfb missing (apt-get install xvfb): the window test will fail"
 
-test: $(STAMP) xvfb
+# the live viewer page test opens the page in headless Chromium (Debian's package, installed here as root)
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "warning: chromium missing (apt-get install chromium): the browser test will fail"
+
+test: $(STAMP) xvfb chromium
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:

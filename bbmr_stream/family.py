@@ -145,9 +145,9 @@ class Family:
     def scale_map(self, factors: np.ndarray | None, index: int) -> bytes | None:
         return None
 
-    def picture_key(self) -> tuple | None:
-        """Rungs whose :meth:`pictures` are equal for every frame share this key (a rung family at several
-        CRFs): the packager makes their pictures once per frame. None: depends on the block factors."""
+    def picture_key(self, factors: np.ndarray | None = None) -> tuple | None:
+        """Rungs whose :meth:`pictures` of a frame (with these fitted block ``factors``) are equal share this
+        key (a rung family at several CRFs): the packager makes their pictures once per frame."""
         return None
 
     def reconstruct_float(self, pictures: list[np.ndarray], smap: ScaleMap | None, upscaler) -> torch.Tensor:
@@ -191,7 +191,7 @@ class Plain(Family):
     def sizes(self) -> list[tuple[int, int]]:
         return [self._size()]
 
-    def picture_key(self):
+    def picture_key(self, factors=None):
         return ("plain", self._size())
 
     def pictures(self, x, factors):
@@ -238,7 +238,7 @@ class PlainSR(Family):
         h, w = self._pad()
         return [(w // self.spec.factor, h // self.spec.factor)]
 
-    def picture_key(self):
+    def picture_key(self, factors=None):
         return ("plain-sr", self.spec.factor)
 
     def pictures(self, x, factors):
@@ -280,6 +280,10 @@ class _Blocks(Family):
 
     def sizes(self):
         return self._layout.sizes(self.geo.grid, self._pack_scales(), self.geo.overall)
+
+    def picture_key(self, factors=None):
+        bf = self.block_factors(factors)
+        return (self.name, self.layout, tuple(self._pack_scales()), self.geo.overall, np.asarray(bf).tobytes())
 
     def pictures(self, x, factors):
         return self._layout.pack(x, self.geo.grid, self.block_factors(factors), self._pack_scales(), self.geo.overall)

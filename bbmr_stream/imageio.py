@@ -61,6 +61,21 @@ def list_images(paths: list[str | os.PathLike]) -> list[Path]:
     return out
 
 
+def prepare_output_file(option: str, path: str | os.PathLike) -> Path:
+    """Check an output file option before any work: not a directory, its directory made and writable
+    (InputError naming ``option`` otherwise)."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{option} {p} is a directory, not a file")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{option} {p}: cannot create its directory ({e.strerror})") from None
+    if not os.access(p.parent, os.W_OK):
+        raise InputError(f"{option} {p}: directory {p.parent} is not writable")
+    return p
+
+
 def umask() -> int:
     """The process umask (read from /proc on Linux; elsewhere set and restored)."""
     try:

@@ -4,8 +4,8 @@
 2. ``bbmr-package sample.mp4 --out stream --fast``: the per-title ladder (``--ladder auto`` over the fast
    candidate set), MPEG-TS HLS with ``master.m3u8`` and ``manifest.json``.
 3. ``bbmr-play stream --headless --reference sample.mp4 --trace network.trace --report report.json --out
-   played.mp4``: the client over a simulated network that starts slow and speeds up (the ABR rule switches
-   renditions), per-frame PSNR-Y/NIQE report (JSON, CSV, PNG plot) and the frames as shown.
+   played.mp4``: the client over a simulated slow link (1.3x the lowest rung's rate; the ABR rule takes the best
+   measured rendition that fits), per-frame PSNR-Y/NIQE report (JSON, CSV, PNG plot) and the frames as shown.
 4. ``side_by_side.png``: one frame's crop as the source, the ladder's lowest plain rung (bicubic up) and a BBMR
    rung at the nearest rate (JointSR) show it (``bbmr-bench look``), captioned with kbps and PSNR-Y.
 """
@@ -35,13 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def write_trace(path: Path, man) -> Path:
-    """A network that starts at 1.3x the lowest rung's rate and, after the first segment, runs at 1.3x the
-    top rung's: the ABR rule starts low and climbs."""
-    rates = sorted(r.bitrate_kbps for r in man.renditions)
-    seg = man.segment_s
-    lines = ["# time_s throughput_Mbps (bbmr-demo: slow start, then fast)",
-             f"0 {1.3 * rates[0] / 1000:.4f}", f"{seg:.3f} {1.3 * rates[-1] / 1000:.4f}"]
-    path.write_text("\n".join(lines) + "\n")
+    """A slow network: 1.3x the lowest rung's rate for the whole clip (the ABR rule takes the best measured
+    rendition that fits: on the demo's ladder a client-SR rung)."""
+    rate = min(r.bitrate_kbps for r in man.renditions)
+    mbps = 1.3 * rate / 1000
+    path.write_text(f"# time_s throughput_Mbps (bbmr-demo: a slow link)\n0 {mbps:.4f}\n3600 {mbps:.4f}\n")
     return path
 
 

@@ -255,7 +255,7 @@ def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, args
             for r in rungs:
                 t = time.time()
                 f = r.family.fit(alloc.factors) if r.family.allocates else None
-                key = r.family.picture_key()
+                key = r.family.picture_key(f)
                 pics = made.get(key) if key is not None else None
                 if pics is None:
                     pics = r.family.pictures(x, f)

@@ -338,17 +338,11 @@ def show(args: argparse.Namespace, src: StreamSource, fps: float, block: int, pr
 def prepare_outputs(args: argparse.Namespace) -> None:
     """Make the directories of --report/--out/--frames-dir before playback: a bad path fails in a second,
     not after the whole play."""
+    from bbmr_stream.imageio import prepare_output_file
+
     for opt, path in (("--report", args.report), ("--out", args.out)):
         if path:
-            p = Path(path)
-            if p.is_dir():
-                raise InputError(f"{opt} {p} is a directory, not a file")
-            try:
-                p.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise InputError(f"{opt} {p}: cannot create its directory ({e.strerror})") from None
-            if not os.access(p.parent, os.W_OK):
-                raise InputError(f"{opt} {p}: directory {p.parent} is not writable")
+            prepare_output_file(opt, path)
 
 
 def played_stream(report: Report, man, rend, upscalers: "Upscalers") -> dict:
