@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--codec", choices=("h264", "vp8"), default="h264")
     v.add_argument("--upscaler", default="jointsr", help="jointsr | omnisr | bicubic (default %(default)s)")
     v.add_argument("--serve", help="HOST:PORT of a local page with the live picture and stats")
+    v.add_argument("--window", action="store_true",
+                   help="show the frames in a window (bbmr-play's display: m scale map, f fps, q quit)")
     v.add_argument("--record", help="write the super-resolved frames to this MP4")
     v.add_argument("--seconds", type=float, default=0.0, help="stop after this long (0: until Ctrl-C)")
     t = sub.add_parser("selftest", parents=[common, snd], help="sender + viewer on loopback")
@@ -145,7 +147,51 @@ async def send_main(args) -> int:
         await runner.cleanup()
 
 
-async def view_main(args) -> int:
+def view_window(args) -> int:
+    """``view --window``: the receiving loop on a background thread, the window (Tk) on the main thread; each
+    frame as finally shown (the SR result, or the bicubic stand-in while SR is busy) goes to the window."""
+    import os
+    import queue
+
+    from player.display import Shown, Window
+
+    if not os.environ.get("DISPLAY"):
+        raise InputError("no display (DISPLAY is not set): use --serve")
+    shown: queue.Queue = queue.Queue(maxsize=2)
+    done = threading.Event()
+    result: dict = {}
+
+    def on_show(rgb, smap, what, index):
+        try:
+            shown.put_nowait(Shown(rgb, smap, what, None, index))
+        except queue.Full:
+            pass
+
+    def run_loop():
+        try:
+            result["code"] = asyncio.run(view_main(args, on_show, done))
+        except BaseException as e:  # surfaced on the main thread
+            result["error"] = e
+        finally:
+            done.set()
+
+    threading.Thread(target=run_loop, daemon=True).start()
+
+    def frames():
+        while not done.is_set() or not shown.empty():
+            try:
+                yield shown.get(timeout=0.2)
+            except queue.Empty:
+                continue
+
+    Window(f"bbmr-live {args.url}", args.fps).run(frames(), 128)
+    done.set()
+    if "error" in result:
+        raise result["error"]
+    return result.get("code", 0)
+
+
+async def view_main(args, on_show=None, stop_event=None) -> int:
     from player.live_view import Viewer
 
     from bbmr_stream.imageio import prepare_output_file
@@ -154,6 +200,7 @@ async def view_main(args) -> int:
         prepare_output_file("--record", args.record)
 
     viewer = Viewer(args.url, args.upscaler, pick_device(args.device), args.codec, args.fps, record=args.record)
+    viewer.on_show = on_show
     worker = threading.Thread(target=viewer.worker, daemon=True)
     worker.start()
     page = await _serve(viewer, args.serve) if args.serve else None
@@ -163,7 +210,7 @@ async def view_main(args) -> int:
         except (OSError, ConnectionError, ValueError) as e:
             raise InputError(f"cannot connect to {args.url}: {e}") from None
         t0 = time.time()
-        while not args.seconds or time.time() - t0 < args.seconds:
+        while (not args.seconds or time.time() - t0 < args.seconds) and not (stop_event and stop_event.is_set()):
             await asyncio.sleep(2)
             await viewer.update_bitrate()
             print(json.dumps(viewer.stats.summary()), file=sys.stderr)
@@ -308,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "send":
             return asyncio.run(send_main(args))
         if args.cmd == "view":
-            return asyncio.run(view_main(args))
+            return view_window(args) if args.window else asyncio.run(view_main(args))
         if args.frames < 1:
             raise InputError("--frames must be >= 1")
         out = asyncio.run(selftest(args))

@@ -26,6 +26,8 @@ branch, and the other common-grid channels, which start with random Upsample row
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -265,6 +267,7 @@ class JointSRUpscaler:
         g = lr.grid
         tiles = {k: t.to(self.device) for k, t in lr.tiles.items()}
         index = {k: torch.from_numpy(np.asarray(i, dtype=np.int64)) for k, i in lr.index.items()}
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.fp16):
+        amp = torch.autocast(self.device.type, dtype=torch.float16) if self.fp16 else contextlib.nullcontext()
+        with amp:
             out = self.model(tiles, index, g.grid_h, g.grid_w)
-        return out.float().clamp_(0.0, 1.0)
+        return out.float().clamp_(0.0, 1.0).cpu()  # the Upscaler protocol: a CPU frame, like OmniSRUpscaler

@@ -127,6 +127,7 @@ class Viewer:
         self.record = record
         self.writer = None
         self.pc = None
+        self.on_show = None  # callback(rgb, scale map, what, frame index) for each frame as finally shown
         self.stream: dict = {}  # the sender's description (source size, block, scales, overall)
         self.error: BaseException | None = None  # an exception in the SR worker (a bug): re-raised by the caller
 
@@ -271,7 +272,7 @@ class Viewer:
             except (ScaleMapError, ValueError):
                 self.stats.maps_invalid += 1
                 continue
-            self.show(low, None, "bicubic stand-in")
+            self.show(low, None, "bicubic stand-in", smap.frame_index)
             ref = self.reference.get(smap.frame_index) if self.reference is not None else None
             if ref is not None:
                 self.psnr_bicubic.append(psnr_y(ref, low))
@@ -297,6 +298,8 @@ class Viewer:
         else:
             self.pair = (low, high, index)
         self.stats.showing = what
+        if self.on_show is not None:
+            self.on_show(high if high is not None else low, self.last_map, what, index)
         final = high if high is not None else (low if self.upscaler_name == "bicubic" else None)
         if self.record and final is not None:  # --record: each frame as finally shown
             from player.cli import VideoWriter
