@@ -271,9 +271,15 @@ async def selftest(args) -> dict:
             "psnr_y_mean": round(statistics.fmean(viewer.psnr), 4) if viewer.psnr else None,
             "psnr_y_bicubic_mean": round(statistics.fmean(viewer.psnr_bicubic), 4) if viewer.psnr_bicubic else None,
             "psnr_frames": len(viewer.psnr),
+            "psnr_y_bicubic_on_sr_frames": _mean([viewer.psnr_by_frame[i] for i in viewer.psnr_sr_by_frame
+                                                  if i in viewer.psnr_by_frame]),
+            "psnr_y_sr_on_those_frames": _mean([viewer.psnr_sr_by_frame[i] for i in viewer.psnr_sr_by_frame
+                                                if i in viewer.psnr_by_frame]),
             "latency_ms_median": v["latency_ms_median"], "fps_shown": round(v["frames_shown"] / elapsed, 2),
+            "fps_superresolved": round(v["frames_superresolved"] / elapsed, 2),
             "fps_received": round(v["frames_received"] / elapsed, 2),
-            "kbps_transport": round(viewer.stats.bytes * 8 / elapsed / 1000, 1),
+            "kbps_received": round(viewer.stats.bytes * 8 / max(v["frames_received"] / args.fps, 1e-6) / 1000, 1),
+            "sr_latency_ms_median": v["sr_latency_ms_median"],
             "kbps_encoded": round(sender.stats.encoded_bytes * 8 / max(sender.stats.frames_sent / args.fps, 1e-6)
                                   / 1000, 1),
             "codec": args.codec, "size": args.size, "upscaler": args.upscaler, "scorer": args.scorer,
@@ -283,6 +289,10 @@ async def selftest(args) -> dict:
 
 
 OFFLINE_CRFS = (2, 8, 14, 20, 26, 32)
+
+
+def _mean(v: list) -> float | None:
+    return round(statistics.fmean(v), 4) if v else None
 
 
 def _write_lossless(path: Path, frames: list, fps: float) -> None:

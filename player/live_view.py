@@ -5,10 +5,12 @@
   keyed by RTP timestamp (received pts = RTP ts minus the first frame's, so the offset to the sender's pts is
   learnt once; VP8 pts can be off by one tick: +-1 is accepted). A frame without a map reuses the last one
   and is counted. The frame goes into a one-slot mailbox: the newest frame wins, older ones are dropped.
-- SR worker (a thread): takes the newest frame, rebuilds it with bicubic at once (the stand-in shown while SR
-  runs), then with the SR upscaler (JointSR by default) and shows that. What is shown says which it is.
-- Stats: fps received / shown / super-resolved, bitrate (bytes on the peer connection's transport: video,
-  data channel and RTCP), glass-to-glass latency (the
+- Two worker threads: the stand-in loop rebuilds the newest frame with bicubic at once and shows it; the SR loop,
+  whenever it is free, takes the newest frame through the SR upscaler (JointSR by default) and shows that (paired
+  with the same frame's stand-in on the page). What is shown says which it is; a slow SR never stalls the
+  stand-ins or the receive loop.
+- Stats: fps received / shown / super-resolved, bitrate (encoded video bytes handed to the decoder, counted by
+  a wrapper around aiortc's decoder factory), glass-to-glass latency (the
   sender's capture time travels with each map on the data channel; same clock in the selftest), x2/x4/x8
   shares, maps matched (SEI / data channel / reused).
 - ``--serve HOST:PORT``: a page with the live picture side by side (bicubic | BBMR) and the stats.
@@ -33,6 +35,32 @@ from bbmr_stream.family import Geometry, RungSpec, make_family
 from bbmr_stream.scalemap import ScaleMap, ScaleMapError
 
 VIDEO_CLOCK = 90000
+RECEIVED = {"bytes": 0}  # encoded video bytes decoded in this process (install_byte_counter)
+
+
+def install_byte_counter() -> None:
+    """Count the encoded bytes of every video frame aiortc decodes (aiortc's inbound-rtp stats have no byte
+    count); idempotent."""
+    import aiortc.rtcrtpreceiver as rr
+
+    if getattr(rr.get_decoder, "bbmr", False):
+        return
+    original = rr.get_decoder
+
+    def get_decoder(codec):
+        dec = original(codec)
+        if codec.mimeType.lower().startswith("video/"):
+            inner = dec.decode
+
+            def decode(encoded_frame):
+                RECEIVED["bytes"] += len(encoded_frame.data)
+                return inner(encoded_frame)
+
+            dec.decode = decode
+        return dec
+
+    get_decoder.bbmr = True
+    rr.get_decoder = get_decoder
 
 
 @dataclass
@@ -46,7 +74,8 @@ class ViewStats:
     maps_reused: int = 0
     maps_invalid: int = 0
     bytes: int = 0
-    latencies_ms: list = field(default_factory=list)
+    latencies_ms: list = field(default_factory=list)  # capture -> shown (stand-in)
+    sr_latencies_ms: list = field(default_factory=list)  # capture -> super-resolved
     shares: dict = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     codec: str = ""
@@ -55,15 +84,17 @@ class ViewStats:
     def summary(self) -> dict:
         dt = max(time.time() - self.started, 1e-6)
         lat = self.latencies_ms[-300:]
+        srl = self.sr_latencies_ms[-300:]
         return {"frames_received": self.received, "frames_shown": self.shown,
                 "frames_superresolved": self.superresolved, "frames_dropped": self.dropped,
                 "fps_received": round(self.received / dt, 2), "fps_shown": round(self.shown / dt, 2),
                 "fps_superresolved": round(self.superresolved / dt, 2),
-                "kbps_transport": round(self.bytes * 8 / dt / 1000, 1), "codec": self.codec,
+                "kbps_received": round(self.bytes * 8 / dt / 1000, 1), "codec": self.codec,
                 "maps_matched": self.maps_sei + self.maps_channel, "maps_sei": self.maps_sei,
                 "maps_channel": self.maps_channel, "maps_reused": self.maps_reused,
                 "maps_invalid": self.maps_invalid,
                 "latency_ms_median": round(statistics.median(lat), 1) if lat else None,
+                "sr_latency_ms_median": round(statistics.median(srl), 1) if srl else None,
                 "shares": self.shares, "showing": self.showing}
 
 
@@ -113,7 +144,9 @@ class Viewer:
         self.upscaler_name, self.device, self.codec, self.fps = upscaler_name, device, codec, fps
         self.stats = ViewStats()
         self.channel = MapChannel()
-        self.mailbox: tuple | None = None
+        self.mailbox: tuple | None = None  # newest frame for the stand-in loop
+        self.sr_mailbox: tuple | None = None  # newest frame for the SR loop
+        self.lows: dict[int, np.ndarray] = {}  # frame index -> bicubic stand-in (recent), paired with SR results
         self.cv = threading.Condition()
         self.stop = threading.Event()
         self.last_map: ScaleMap | None = None
@@ -124,9 +157,11 @@ class Viewer:
         self.psnr: list[float] = []
         self.psnr_bicubic: list[float] = []
         self.psnr_by_frame: dict[int, float] = {}  # frame index -> bicubic PSNR-Y (selftest)
+        self.psnr_sr_by_frame: dict[int, float] = {}  # frame index -> SR PSNR-Y (selftest)
         self.record = record
         self.writer = None
         self.pc = None
+        self.bytes0 = 0
         self.on_show = None  # callback(rgb, scale map, what, frame index) for each frame as finally shown
         self.stream: dict = {}  # the sender's description (source size, block, scales, overall)
         self.error: BaseException | None = None  # an exception in the SR worker (a bug): re-raised by the caller
@@ -136,6 +171,8 @@ class Viewer:
         import aiohttp
         from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
+        install_byte_counter()
+        self.bytes0 = RECEIVED["bytes"]
         self.pc = pc = RTCPeerConnection()
         ch = pc.createDataChannel("maps", ordered=True)
         ch.on("message", self.on_message)
@@ -178,7 +215,8 @@ class Viewer:
                 if self.mailbox is not None:
                     self.stats.dropped += 1
                 self.mailbox = (frame, smap, t_capture)
-                self.cv.notify()
+                self.sr_mailbox = self.mailbox  # the SR thread takes the newest frame whenever it is free
+                self.cv.notify_all()
 
     def map_for(self, frame, step: int):
         """(the frame's map or the last one, sender capture time or None), counting where it came from."""
@@ -208,16 +246,7 @@ class Viewer:
         return smap, t
 
     async def update_bitrate(self) -> None:
-        if self.pc is None:
-            return
-        try:
-            rep = await self.pc.getStats()
-        except Exception:  # noqa: BLE001 - stats are best effort
-            return
-        total = sum(int(getattr(s, "bytesReceived", 0) or 0) for s in rep.values()
-                    if getattr(s, "type", "") == "transport")  # aiortc's inbound-rtp has no byte count
-        if total:
-            self.stats.bytes = total
+        self.stats.bytes = RECEIVED["bytes"] - self.bytes0
 
     async def close(self) -> None:
         self.stop.set()
@@ -239,55 +268,99 @@ class Viewer:
         return self.geometry[1]
 
     def worker(self) -> None:
+        """Run the stand-in loop here and the SR loop on a second thread (both until :meth:`close`)."""
+        sr = threading.Thread(target=self._guard, args=(self._sr_loop,), daemon=True) \
+            if self.upscaler_name != "bicubic" else None
+        if sr is not None:
+            sr.start()
+        self._guard(self._standin_loop)
+        if sr is not None:
+            sr.join(timeout=600)
+
+    def _guard(self, fn) -> None:
         try:
-            self._worker()
+            fn()
         except BaseException as e:  # a bug: kept for the caller, which re-raises it
             self.error = e
             self.stop.set()
+            with self.cv:
+                self.cv.notify_all()
 
-    def _worker(self) -> None:
+    def _take(self, slot: str):
+        """The newest frame of a mailbox slot (waits), None when stopping."""
+        with self.cv:
+            while getattr(self, slot) is None and not self.stop.is_set():
+                self.cv.wait(0.2)
+            if self.stop.is_set():
+                return None
+            item = getattr(self, slot)
+            setattr(self, slot, None)
+            return item
+
+    def _prepare(self, item):
+        """(family, LR picture, map) of a received frame, or None when its map does not fit the stream."""
         from bbmr_stream.colour import frame_to_rgb
+
+        frame, smap, t_capture = item
+        if smap is None:
+            return None
+        pic = frame_to_rgb(frame, "bt709", False)[0]
+        try:
+            fam = self._family(smap)
+            if [list(p) for p in fam.sizes()] != [[pic.shape[1], pic.shape[0]]]:
+                raise ValueError(f"picture {pic.shape[1]}x{pic.shape[0]} is not this stream's atlas")
+            smap.check_grid(fam.geo.grid, fam.lr_scales())
+        except (ScaleMapError, ValueError):
+            self.stats.maps_invalid += 1
+            return None
+        return fam, pic, smap
+
+    def _standin_loop(self) -> None:
+        """Every frame it can: the bicubic reconstruction at once (fast), shown until SR has a newer result."""
         from bbmr_stream.metrics import psnr_y
         from models.factory import make_upscaler
 
         bicubic = make_upscaler("bicubic", (2, 4, 8), self.device)
-        sr = None if self.upscaler_name == "bicubic" else make_upscaler(self.upscaler_name, (2, 4, 8), self.device)
-        while not self.stop.is_set():
-            with self.cv:
-                while self.mailbox is None and not self.stop.is_set():
-                    self.cv.wait(0.2)
-                if self.stop.is_set():
-                    return
-                frame, smap, t_capture = self.mailbox
-                self.mailbox = None
-            if smap is None:
+        while (item := self._take("mailbox")) is not None:
+            prep = self._prepare(item)
+            if prep is None:
                 continue
-            pic = frame_to_rgb(frame, "bt709", False)[0]
-            try:
-                fam = self._family(smap)
-                if [list(p) for p in fam.sizes()] != [[pic.shape[1], pic.shape[0]]]:
-                    raise ValueError(f"picture {pic.shape[1]}x{pic.shape[0]} is not this stream's atlas")
-                smap.check_grid(fam.geo.grid, fam.lr_scales())
-                low = fam.reconstruct([pic], smap, bicubic)
-            except (ScaleMapError, ValueError):
-                self.stats.maps_invalid += 1
-                continue
+            fam, pic, smap = prep
+            low = fam.reconstruct([pic], smap, bicubic)
+            self.lows[smap.frame_index] = low
+            self.lows.pop(smap.frame_index - 64, None)
             self.show(low, None, "bicubic stand-in", smap.frame_index)
             ref = self.reference.get(smap.frame_index) if self.reference is not None else None
             if ref is not None:
                 self.psnr_bicubic.append(psnr_y(ref, low))
                 self.psnr_by_frame[smap.frame_index] = self.psnr_bicubic[-1]
-            if sr is not None:
-                high = fam.reconstruct([pic], smap, sr)
-                self.stats.superresolved += 1
-                self.show(low, high, f"BBMR {self.upscaler_name}", smap.frame_index)
-                if ref is not None:
-                    self.psnr.append(psnr_y(ref, high))
-            elif ref is not None:
-                self.psnr.append(self.psnr_bicubic[-1])
+                if self.upscaler_name == "bicubic":
+                    self.psnr.append(self.psnr_bicubic[-1])
             self.stats.shares = {f"x{k}": float(v) for k, v in smap.share().items()}
-            if t_capture:
-                self.stats.latencies_ms.append((time.time() - t_capture) * 1000)
+            if item[2]:
+                self.stats.latencies_ms.append((time.time() - item[2]) * 1000)
+
+    def _sr_loop(self) -> None:
+        """Whenever it is free, the newest frame through the SR upscaler (seconds per 1080p frame on a CPU)."""
+        from bbmr_stream.metrics import psnr_y
+        from models.factory import make_upscaler
+
+        sr = make_upscaler(self.upscaler_name, (2, 4, 8), self.device)
+        while (item := self._take("sr_mailbox")) is not None:
+            prep = self._prepare(item)
+            if prep is None:
+                continue
+            fam, pic, smap = prep
+            high = fam.reconstruct([pic], smap, sr)
+            self.stats.superresolved += 1
+            if item[2]:
+                self.stats.sr_latencies_ms.append((time.time() - item[2]) * 1000)
+            low = self.lows.get(smap.frame_index)
+            self.show(low if low is not None else high, high, f"BBMR {self.upscaler_name}", smap.frame_index)
+            ref = self.reference.get(smap.frame_index) if self.reference is not None else None
+            if ref is not None:
+                self.psnr.append(psnr_y(ref, high))
+                self.psnr_sr_by_frame[smap.frame_index] = self.psnr[-1]
 
     def show(self, low: np.ndarray, high: np.ndarray | None, what: str, index: int = -1) -> None:
         """Show a frame: its bicubic stand-in (``high`` None) or its SR result; the page pairs an SR result with
