@@ -283,6 +283,7 @@ async def selftest(args) -> dict:
             "kbps_encoded": round(sender.stats.encoded_bytes * 8 / max(sender.stats.frames_sent / args.fps, 1e-6)
                                   / 1000, 1),
             "codec": args.codec, "size": args.size, "upscaler": args.upscaler, "scorer": args.scorer,
+            "sender_port": port,
             "allocations": sender.stats.allocations, "_keep": keep, "_psnr_by_frame": viewer.psnr_by_frame,
             "psnr_convention": "BT.601 Y of RGB in [0,255] (16 + 65.481 R + 128.553 G + 24.966 B), peak 255, "
                                "crop 0, vs the source frame the sender sent (by the map's frame index)"}

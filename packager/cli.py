@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "rate-quality front, see packager/ladder.py), or a comma list of plain:CRF, "
                          "plain:WxH:CRF, plain-sr:K:CRF, uniform:CRF, bbmr:CRF (bbmr_stream/family.py)")
     ap.add_argument("--fast", action="store_true",
-                    help="--ladder auto: measure 13 candidates (plain and plain-sr, 3 sizes x 3 CRFs) instead of 45; "
-                         "about 3x quicker, the rung choice is coarser (packager/ladder.py FAST)")
+                    help="--ladder auto: measure 13 candidates (plain at 3 sizes x 3 CRFs, plain-sr x2/x4 at 2 CRFs) instead of 45; "
+                         "the rung choice is coarser (packager/ladder.py FAST)")
     ap.add_argument("--study", help="--ladder auto: reuse the candidates measured by `bbmr-bench rd` on this "
                     "title (its rd.json) instead of measuring them again")
     ap.add_argument("--auto-max-rungs", type=int, default=8, help="--ladder auto: at most this many rungs (default %(default)s)")
@@ -241,6 +241,8 @@ def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, args
     rate_crf = bbmr_crfs[len(bbmr_crfs) // 2]
     needs_alloc = any(r.family.allocates for r in rungs)
     total = min(info.frames or 0, args.max_frames or 10**9) or None
+    if getattr(args, "sample", None) and total:  # the auto ladder's sample: those segments only
+        total = sum(min(gop, total - i * gop) for i in args.sample if i * gop < total)
     n = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[fps]:.2f} fps"), TimeRemainingColumn(), console=console) as prog:

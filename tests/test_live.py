@@ -72,10 +72,10 @@ def test_malformed_offers_get_4xx_and_the_server_keeps_serving(body, ctype):
 
 def test_no_port_left_behind(tmp_path):
     before = {t for t in __import__("threading").enumerate()}
-    _selftest(tmp_path)
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))  # the loopback still binds; the selftest's server socket was closed
-    s.close()
+    port = _selftest(tmp_path)["sender_port"]
+    with socket.socket() as s:  # the signalling server's port is free again (a live listener would refuse
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the bind even with SO_REUSEADDR)
+        s.bind(("127.0.0.1", port))
     after = [t for t in __import__("threading").enumerate() if t not in before and t.is_alive()
              and not t.daemon]
     assert not after, after
