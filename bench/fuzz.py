@@ -66,7 +66,8 @@ def sei_inputs(rng: random.Random):
                else mutate(rng, rng.choice(goods)))
 
 
-def _manifest() -> dict:
+def minimal_manifest() -> dict:
+    """A valid one-rendition manifest (plain, 64x64, 4 frames): the seed both fuzzers mutate."""
     seg = {"file": "a_00000.ts", "duration_s": 0.4, "bytes": 100, "first_frame": 0, "frames": 4}
     r = {"name": "a", "kind": "plain", "codec": "h264", "crf": 23, "layout": "plain", "scales": [1], "overall": 1,
          "lr_width": 64, "lr_height": 64, "bitrate_kbps": 2.0, "playlist": "a.m3u8", "segments": [seg]}
@@ -87,7 +88,7 @@ def _value(rng: random.Random, depth: int = 0):
 
 
 def manifest_inputs(rng: random.Random):
-    base = _manifest()
+    base = minimal_manifest()
     while True:
         d = copy.deepcopy(base)
         for _ in range(rng.randint(1, 4)):

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bbmr_stream.manifest import ManifestError, from_dict
+from bench.fuzz import minimal_manifest
 from bbmr_stream.scalemap import ScaleMap, ScaleMapError
 from bbmr_stream.sei import BBMR_UUID, SEIError, build_sei_nal, find_bbmr_payloads, unescape
 
@@ -49,16 +50,6 @@ def test_sei_extraction(data, codec):
     unescape(data)
 
 
-def _manifest():
-    seg = {"file": "a_00000.ts", "duration_s": 0.4, "bytes": 100, "first_frame": 0, "frames": 4}
-    r = {"name": "a", "kind": "plain", "codec": "h264", "crf": 23, "layout": "plain", "scales": [1], "overall": 1,
-         "lr_width": 64, "lr_height": 64, "bitrate_kbps": 2.0, "playlist": "a.m3u8", "segments": [seg]}
-    return {"version": 1, "source": {"file": "x", "width": 64, "height": 64, "fps": [10, 1], "frames": 4,
-                                     "duration_s": 0.4, "matrix": "bt709", "full_range": False},
-            "block": 128, "overall": 4, "scales": [2, 4, 8], "resize": "r", "container": "mpegts",
-            "segment_s": 0.4, "realloc": "gop", "scorer": "none", "allocator": "optimal", "renditions": [r]}
-
-
 JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
                        lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
                        max_leaves=12)
@@ -81,7 +72,7 @@ PATHS = [("version",), ("source", "width"), ("source", "fps"), ("source", "frame
 @FAST
 @given(st.lists(st.tuples(st.sampled_from(PATHS), JSONISH), max_size=3))
 def test_manifest_loader(edits):
-    d = _manifest()
+    d = minimal_manifest()
     for path, value in edits:
         try:
             _set_path(d, path, value)
