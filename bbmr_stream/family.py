@@ -228,7 +228,7 @@ class PlainSR(Family):
     """The frame at 1/K as an ordinary rendition, super-resolved as a whole by the client (OmniSR xK)."""
 
     name = "plain-sr"
-    upscalers = ("omnisr",)
+    upscalers = ("omnisr", "fast")  # fast: FastSR, for CPU clients (models/fastsr.py)
 
     def _pad(self) -> tuple[int, int]:
         m = 2 * self.spec.factor  # the LR picture has an even size

@@ -330,7 +330,7 @@ def pixelshuffle_block(in_ch: int, out_ch: int, scale: int, bias: bool = True) -
 # Smallest spatial size the network accepts after padding to the window: ESA's stride-2 conv and 7x7
 # max-pool need >= 15 pixels, so inputs are padded to at least two windows (16 px for window 8).
 def _padded(n: int, w: int) -> int:
-    return max(-(-n // w) * w, 2 * w)
+    return max((n + w - 1) // w * w, 2 * w)  # not -(-n // w): exporters turn that into a truncating divide
 
 
 class OmniSR(nn.Module):

@@ -44,19 +44,37 @@ def bicubic_psnr(images: list[np.ndarray], scale: int) -> float:
     return float(np.mean(vals))
 
 
-def measure(model: torch.nn.Module, scale: int, val_sets: dict[str, str]) -> dict:
-    out = {"convention": METRIC_CONVENTION}
+CODED_CONVENTION = ("coded_psnr_y[CRF]: the same, with the 8-bit LR coded as one x264 I frame at CRF + 3 "
+                    "(models.degrade.code_picture: the I frame stands for the P/B frames of a stream at CRF)")
+CODED_CRFS = (23, 28, 33, 38)  # the ladder's CRF range for SR rungs (packager/ladder.py)
+
+
+def measure(model: torch.nn.Module, scale: int, val_sets: dict[str, str], crfs=CODED_CRFS) -> dict:
+    """Clean-LR PSNR-Y on each set (with bicubic beside it) and coded-LR PSNR-Y at each CRF of ``crfs``."""
+    out = {"convention": METRIC_CONVENTION, "coded_convention": CODED_CONVENTION}
+    cpu = torch.device("cpu")
     for name, path in val_sets.items():
         imgs = load_images([path])
-        out[name] = {"psnr_y": round(evaluate_sr(model, imgs, scale, torch.device("cpu")), 3),
-                     "bicubic_psnr_y": round(bicubic_psnr(imgs, scale), 3), "images": len(imgs)}
+        out[name] = {"psnr_y": round(evaluate_sr(model, imgs, scale, cpu), 3),
+                     "bicubic_psnr_y": round(bicubic_psnr(imgs, scale), 3), "images": len(imgs),
+                     "coded_psnr_y": {str(c): round(evaluate_sr(model, imgs, scale, cpu, code_crf=c), 3)
+                                      for c in crfs}}
     return out
+
+
+def build_net(arch: str, config: dict) -> torch.nn.Module:
+    if arch == "fastsr":
+        from models.fastsr import FastSR, FastSRConfig
+
+        return FastSR(FastSRConfig(**config))
+    return build_omnisr(config)
 
 
 def publish_omnisr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], data_dirs: list[str]) -> WeightsEntry:
     ck = Path(ckpt_dir)
     meta = read_metadata(ck / "model.safetensors")
-    net = build_omnisr(meta["config"])
+    arch = "fastsr" if meta.get("arch") == "fastsr" else "omnisr"
+    net = build_net(arch, meta["config"])
     net.load_state_dict(load_state_dict_file(ck / "model.safetensors"))
     net.eval()
     scale = int(meta["config"]["scale"])
@@ -65,17 +83,21 @@ def publish_omnisr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], dat
     dst = registry.WEIGHTS_DIR / f"{weights_id}.safetensors"
     from models.train import save_weights
 
-    save_weights(net, dst, {"id": weights_id, "arch": "omnisr", "config": meta["config"], "input_range": "0,1"})
+    save_weights(net, dst, {"id": weights_id, "arch": arch, "config": meta["config"], "input_range": "0,1"})
     sets = [Path(d).name for d in data_dirs]
     entry = WeightsEntry(
-        id=weights_id, file=dst.name, arch="omnisr", config=meta["config"], scales=(scale,),
+        id=weights_id, file=dst.name, arch=arch, config=meta["config"], scales=(scale,),
         num_params=count_params(net), input_range="0,1", sha256=sha256_file(dst),
         training={"data": {s: LICENCES.get(s, "licence not recorded (add it to models.publish.LICENCES)") for s in sets},
                   "licence_note": "trained on research-use-only images (SunHays80, BSD68): research use only"
                   if {"SunHays80", "BSD68"} & set(sets) else "openly licensed training data",
                   "iterations": int(meta["iterations"]), "wall_time_s": round(log[-1]["elapsed_s"], 1) if log else None,
                   "it_per_s": round(float(np.mean([r["it_per_s"] for r in log[-20:]])), 3) if log else None,
-                  "recipe": "random HR crops, flips + 90/270 rotations, L1, AdamW 5e-4 step decay, bf16 autocast (CPU)",
+                  "recipe": "random HR crops, flips + 90/270 rotations, L1, AdamW 5e-4 step decay, bf16 autocast (CPU)"
+                  + (f"; codec-aware: LR coded by x264 (I frame at CRF + 3) at CRF {meta['codec_crfs']}"
+                     if meta.get("codec_crfs") else "; clean LR")
+                  + (f"; warm start from {meta['init']}" if meta.get("init") else ""),
+                  "codec_crfs": meta.get("codec_crfs") or [],
                   "batch": None, "lr_patch": None},
         metrics=measure(net, scale, val_sets))
     cfg_file = ck / "last.pt"

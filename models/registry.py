@@ -31,7 +31,7 @@ class WeightsError(Exception):
 class WeightsEntry:
     id: str
     file: str
-    arch: str  # "omnisr" | "jointsr"
+    arch: str  # "omnisr" | "fastsr" | "jointsr"
     config: dict
     scales: tuple[int, ...]
     num_params: int
@@ -148,8 +148,13 @@ def load_model(weights_id: str, device: torch.device | str = "cpu", verify: bool
         if digest != e.sha256:
             raise WeightsError(f"{e.path}: sha256 {digest[:12]}... does not match the registry ({e.sha256[:12]}...)")
     sd = load_state_dict_file(e.path)
-    if e.arch == "omnisr":
-        net = build_omnisr(e.config)
+    if e.arch in ("omnisr", "fastsr"):
+        if e.arch == "fastsr":
+            from models.fastsr import FastSR, FastSRConfig
+
+            net: nn.Module = FastSR(FastSRConfig(**e.config))
+        else:
+            net = build_omnisr(e.config)
         net.load_state_dict(sd)
         model: nn.Module = SRModel(net, e.scales[0], e.input_range)
     elif e.arch == "jointsr":

@@ -13,20 +13,28 @@ import torch
 
 from bbmr_stream.score import RoundTripScorer
 from models.inference import tiled_sr
-from models.registry import WeightsError, load_model
+from models.backend import accelerate
+from models.registry import WeightsError, get_entry, load_model
 
 FAMILIES = {"light": "omnisr-light", "full": "omnisr"}
 
 
-def load_family(family: str, scales: Sequence[int], device: torch.device) -> dict[int, torch.nn.Module]:
-    return {k: load_model(f"{family}-x{k}", device) for k in scales}
+def load_family(family: str, scales: Sequence[int], device: torch.device, backend: str | None = None
+                ) -> dict[int, torch.nn.Module]:
+    """``{k: model}`` of the shipped ``{family}-x{k}`` weights, run through ``backend`` on a CPU
+    (models/backend.py; None: :func:`models.backend.default_backend`)."""
+    out = {}
+    for k in scales:
+        wid = f"{family}-x{k}"
+        out[k] = accelerate(load_model(wid, device), get_entry(wid).sha256, backend, device)
+    return out
 
 
-def make_model_scorer(name: str, scales: Sequence[int], device: torch.device, border: str = "context"
-                      ) -> RoundTripScorer:
+def make_model_scorer(name: str, scales: Sequence[int], device: torch.device, border: str = "context",
+                      backend: str | None = None) -> RoundTripScorer:
     if name not in FAMILIES:
         raise WeightsError(f"unknown scorer {name!r} (choose from bicubic, {', '.join(FAMILIES)})")
-    return scorer_from_models(load_family(FAMILIES[name], scales, device), scales, device, border, name)
+    return scorer_from_models(load_family(FAMILIES[name], scales, device, backend), scales, device, border, name)
 
 
 def scorer_from_models(models: dict[int, torch.nn.Module], scales: Sequence[int], device: torch.device,

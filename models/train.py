@@ -34,7 +34,18 @@ from bbmr_stream.metrics import psnr_y_torch
 from bbmr_stream.resize import downscale, quantize
 from models.omnisr import OmniSR, OmniSRConfig, count_params
 
-ARCHS = {"omnisr": 5, "omnisr-light": 1}
+ARCHS = {"omnisr": 5, "omnisr-light": 1, "fastsr": 0}  # OmniSR residual groups (fastsr: models/fastsr.py)
+
+
+def build_sr_net(arch: str, scale: int) -> tuple[torch.nn.Module, dict]:
+    """The untrained network of ``bbmr-train sr --arch`` and its config (saved in the weights' metadata)."""
+    if arch == "fastsr":
+        from models.fastsr import FastSR, FastSRConfig
+
+        fcfg = FastSRConfig(scale=scale)
+        return FastSR(fcfg), fcfg.to_dict()
+    mcfg = OmniSRConfig(scale=scale, res_num=ARCHS[arch])
+    return OmniSR(mcfg), mcfg.to_dict()
 
 
 @dataclass
@@ -346,8 +357,7 @@ def train_sr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
         raise InputError(f"--arch must be one of {', '.join(ARCHS)}")
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    mcfg = OmniSRConfig(scale=cfg.scale, res_num=ARCHS[cfg.arch])
-    model = OmniSR(mcfg)
+    model, net_config = build_sr_net(cfg.arch, cfg.scale)
     if cfg.init:  # warm start (e.g. from the shipped weights); --resume of an existing run takes precedence
         try:
             model.load_state_dict(init_state_dict(cfg.init))
@@ -378,7 +388,7 @@ def train_sr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
         return F.l1_loss(fwd(lr).float(), hr)
 
     def meta(it, record):
-        return {"arch": cfg.arch, "config": mcfg.to_dict(), "iterations": it, "input_range": "0,1",
+        return {"arch": cfg.arch, "config": net_config, "iterations": it, "input_range": "0,1",
                 "num_params": n_params, "init": cfg.init, "codec_crfs": cfg.codec_crfs, "last": record}
 
     val_crf = cfg.codec_crfs[len(cfg.codec_crfs) // 2] if cfg.codec_crfs else None

@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--niqe-frames", type=int, default=0, help="NIQE of the first N measured frames per rendition (default %(default)s = off)")
     ap.add_argument("--max-frames", type=int, help="package only the first N frames (default: all)")
     ap.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda (default %(default)s)")
+    ap.add_argument("--backend", default=None,
+                    help="SR inference on a CPU: auto (OpenVINO if installed, else ONNX Runtime, else torch) | torch | "
+                         "openvino | onnxruntime; every exported graph is checked against eager fp32 before use "
+                         "(models/backend.py; default $BBMR_BACKEND or auto)")
     return ap
 
 
@@ -364,6 +368,9 @@ def run(args: argparse.Namespace, console, specs: list[RungSpec] | None = None) 
     for n in info.notes:
         console.print(f"[yellow]note:[/] {n}")
     device = pick_device(args.device)
+    from models.factory import use_backend
+
+    use_backend(args.backend)
     geo = Geometry(BlockGrid(info.height, info.width, args.block), tuple(scales), args.overall, args.layout)
     if specs is None:
         if args.ladder == "auto":

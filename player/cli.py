@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--upscaler", default="auto", help="auto (each rendition's measured upscaler) | jointsr | "
                     "omnisr | bicubic")
     ap.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda (default %(default)s)")
+    ap.add_argument("--backend", default=None,
+                    help="SR inference on a CPU: auto (OpenVINO if installed, else ONNX Runtime, else torch) | torch | "
+                         "openvino | onnxruntime; every exported graph is checked against eager fp32 before use "
+                         "(models/backend.py; default $BBMR_BACKEND or auto)")
     ap.add_argument("--headless", action="store_true", help="no window (servers, batch reports)")
     ap.add_argument("--start", type=float, default=0.0, help="start at this time in seconds (default %(default)s)")
     ap.add_argument("--window-size", default="1280x720", help="largest window picture, WxH, frames fit inside (default %(default)s)")
@@ -184,10 +188,12 @@ class Upscalers:
         from models.factory import make_upscaler
 
         name = self.name_for(rend)
-        if name not in self.made:
-            self.made[name] = make_upscaler(name, self.scales, self.device)
+        # per-scale models (omnisr, fast) load the rendition's scales only: a plain-sr x4 rung needs one model
+        scales = tuple(rend.scales) if name in ("omnisr", "fast") else tuple(self.scales)
+        if (name, scales) not in self.made:
+            self.made[name, scales] = make_upscaler(name, scales, self.device)
             _check_weights(name, rend)
-        return self.made[name]
+        return self.made[name, scales]
 
 
 def _check_weights(name: str, rend) -> None:
@@ -369,6 +375,9 @@ def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
         warnings.warn(f"stream resize convention {man.resize!r} differs from this player's {RESIZE_CONVENTION!r}")
     rend, plan, abr_summary = pick_plan(args, man)
     device = pick_device(args.device)
+    from models.factory import use_backend
+
+    use_backend(args.backend)
     upscalers = Upscalers(args.upscaler, man.scales, device)
     upscalers(rend)  # made now: a missing model is an error before playback starts
     comparisons = make_comparisons(args.compare, man, rend, device)

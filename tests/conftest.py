@@ -3,6 +3,10 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+# the suite runs the SR models in eager torch (fast start on tiny pictures); tests/test_backend.py checks the
+# exported runtimes (OpenVINO, ONNX Runtime) against it
+os.environ.setdefault("BBMR_BACKEND", "torch")
+
 settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
