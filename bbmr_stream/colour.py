@@ -18,6 +18,7 @@ of the reconstruction, as FFmpeg's ``psnr`` filter and libvmaf compare Y planes 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 MATRICES: dict[str, tuple[float, float]] = {"bt709": (0.2126, 0.0722), "bt601": (0.299, 0.114),
                                             "bt2020": (0.2627, 0.0593)}  # (Kr, Kb)
@@ -52,58 +53,70 @@ def _round_u8(a: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(a + 0.5), 0, 255).astype(np.uint8)
 
 
+def _round_u8_t(a: torch.Tensor) -> torch.Tensor:
+    """:func:`_round_u8` in torch (the same float32 operations, multithreaded)."""
+    return a.add_(0.5).floor_().clamp_(0, 255).to(torch.uint8)
+
+
 def rgb_to_yuv420(rgb: np.ndarray, matrix: str, full_range: bool = False
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(H, W, 3) uint8 RGB (H, W even) -> Y (H, W), U, V (H/2, W/2) uint8 planes."""
+    """(H, W, 3) uint8 RGB (H, W even) -> Y (H, W), U, V (H/2, W/2) uint8 planes.
+
+    float32 arithmetic in torch (threads), operation for operation as the numpy definition in
+    tests/test_colour.py, so the planes are bit-identical to it."""
     h, w, _ = rgb.shape
     if h % 2 or w % 2:
         raise ValueError(f"4:2:0 needs an even size, got {w}x{h}")
     kr, kg, kb = _coeffs(matrix)
     off, yspan, cspan = _ranges(full_range)
-    x = rgb.astype(np.float32) / 255.0
-    yp = kr * x[..., 0] + kg * x[..., 1] + kb * x[..., 2]
-    pb = (x[..., 2] - yp) / (2.0 * (1.0 - kb))
-    pr = (x[..., 0] - yp) / (2.0 * (1.0 - kr))
-    planes = [_round_u8(off + yspan * yp)]
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(torch.float32,
+                                                                          memory_format=torch.contiguous_format)
+    r, g, b = x.div_(255.0).unbind(0)  # planar: element-wise ops on contiguous planes
+    yp = (r * kr).add_(g * kg).add_(b * kb)
+    pb = (b - yp).div_(2.0 * (1.0 - kb))
+    pr = (r - yp).div_(2.0 * (1.0 - kr))
+    planes = [_round_u8_t((yp * yspan).add_(off)).numpy()]
     for c in (pb, pr):
-        v = 0.5 * (c[0::2] + c[1::2])  # vertical: between the two rows
-        left = np.concatenate([v[:, :1], v[:, 1:-1:2]], axis=1)  # column 2i-1 (edge replicated)
-        hz = 0.25 * left + 0.5 * v[:, 0::2] + 0.25 * v[:, 1::2]  # [1, 2, 1] / 4 centred on column 2i
-        planes.append(_round_u8(128.0 + cspan * hz))
+        v = (c[0::2] + c[1::2]).mul_(0.5)  # vertical: between the two rows
+        left = torch.cat([v[:, :1], v[:, 1:-1:2]], dim=1)  # column 2i-1 (edge replicated)
+        hz = (left * 0.25).add_(v[:, 0::2] * 0.5).add_(v[:, 1::2] * 0.25)  # [1, 2, 1] / 4 on column 2i
+        planes.append(_round_u8_t((hz * cspan).add_(128.0)).numpy())
     return planes[0], planes[1], planes[2]
 
 
-def _upsample_chroma(c: np.ndarray, h: int, w: int) -> np.ndarray:
-    """(ceil(h/2), ceil(w/2)) left-sited 4:2:0 chroma -> (h, w) by linear interpolation."""
-    c = c.astype(np.float32)
+def _upsample_chroma(c: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(ceil(h/2), ceil(w/2)) left-sited 4:2:0 chroma (float32) -> (h, w) by linear interpolation."""
     # vertical: chroma row j sits at luma row 2j + 0.5
-    up = np.concatenate([c[:1], c[:-1]], axis=0)
-    dn = np.concatenate([c[1:], c[-1:]], axis=0)
-    v = np.empty((2 * c.shape[0], c.shape[1]), np.float32)
-    v[0::2] = 0.75 * c + 0.25 * up
-    v[1::2] = 0.75 * c + 0.25 * dn
+    up = torch.cat([c[:1], c[:-1]], dim=0)
+    dn = torch.cat([c[1:], c[-1:]], dim=0)
+    v = torch.empty((2 * c.shape[0], c.shape[1]), dtype=torch.float32)
+    v[0::2] = (c * 0.75).add_(up * 0.25)
+    v[1::2] = (c * 0.75).add_(dn * 0.25)
     # horizontal: chroma column i sits at luma column 2i
-    right = np.concatenate([v[:, 1:], v[:, -1:]], axis=1)
-    out = np.empty((v.shape[0], 2 * v.shape[1]), np.float32)
+    right = torch.cat([v[:, 1:], v[:, -1:]], dim=1)
+    out = torch.empty((v.shape[0], 2 * v.shape[1]), dtype=torch.float32)
     out[:, 0::2] = v
-    out[:, 1::2] = 0.5 * (v + right)
+    out[:, 1::2] = (v + right).mul_(0.5)
     return out[:h, :w]
 
 
 def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str, full_range: bool = False) -> np.ndarray:
-    """Y (H, W) and U, V planes (4:2:0 or 4:4:4, 8-bit) -> (H, W, 3) uint8 RGB."""
+    """Y (H, W) and U, V planes (4:2:0 or 4:4:4, 8-bit) -> (H, W, 3) uint8 RGB (float32 in torch, bit-identical
+    to the numpy definition in tests/test_colour.py)."""
     kr, kg, kb = _coeffs(matrix)
     off, yspan, cspan = _ranges(full_range)
     h, w = y.shape
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(torch.float32)  # noqa: E731
+    uf, vf = t(u), t(v)
     if u.shape != y.shape:  # 4:2:0 (planes_of turns every other layout into 4:4:4)
-        u, v = _upsample_chroma(u, h, w), _upsample_chroma(v, h, w)
-    yp = (y.astype(np.float32) - off) / yspan
-    pb = (np.asarray(u, np.float32) - 128.0) / cspan
-    pr = (np.asarray(v, np.float32) - 128.0) / cspan
-    r = yp + 2.0 * (1.0 - kr) * pr
-    b = yp + 2.0 * (1.0 - kb) * pb
-    g = (yp - kr * r - kb * b) / kg
-    return _round_u8(np.stack([r, g, b], axis=-1) * 255.0)
+        uf, vf = _upsample_chroma(uf, h, w), _upsample_chroma(vf, h, w)
+    yp = t(y).sub_(off).div_(yspan)
+    pb = uf.sub_(128.0).div_(cspan)
+    pr = vf.sub_(128.0).div_(cspan)
+    r = yp + pr * (2.0 * (1.0 - kr))
+    b = yp + pb * (2.0 * (1.0 - kb))
+    g = (yp - r * kr).sub_(b * kb).div_(kg)
+    return _round_u8_t(torch.stack([r, g, b], dim=-1).mul_(255.0)).numpy()
 
 
 def planes_of(frame, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -128,9 +141,13 @@ def frame_to_rgb(frame, matrix: str, full_range: bool) -> tuple[np.ndarray, np.n
 
 def video_frame(rgb: np.ndarray, matrix: str, full_range: bool):
     """(H, W, 3) uint8 RGB (even size) -> a yuv420p PyAV frame by the exact conversion."""
+    return video_frame_from_planes(rgb_to_yuv420(rgb, matrix, full_range))
+
+
+def video_frame_from_planes(planes: tuple[np.ndarray, np.ndarray, np.ndarray]):
+    """Y (H, W), U, V (H/2, W/2) uint8 planes -> a yuv420p PyAV frame."""
     import av
 
-    planes = rgb_to_yuv420(rgb, matrix, full_range)
     h, w = planes[0].shape
     fr = av.VideoFrame(w, h, "yuv420p")
     for dst, src in zip(fr.planes, planes):

@@ -31,6 +31,11 @@ class OmniSRUpscaler:
         self.models, self.device, self.border = models, device, border
         self.name = name
 
+    @property
+    def backend(self) -> str:
+        """The inference variants used so far (models/backend.py), e.g. ``openvino-bf16``."""
+        return ", ".join(sorted({getattr(m, "description", "torch-f32") for m in self.models.values()}))
+
     def sr_plane(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """(1, 3, h, w) LR in [0, 1] -> (1, 3, k*h, k*w): the whole plane through the xk model (plain-sr)."""
         return self._sr(x, k)

@@ -257,14 +257,14 @@ def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, args
             x = to_tensor(fr.rgb)
             if needs_alloc:
                 allocate_frame(alloc, x, fr.rgb, fr.index % gop == 0, geo, args, rate_crf, device)
-            made: dict = {}  # picture_key -> pictures: a family at several CRFs resizes the frame once
+            made: dict = {}  # picture_key -> YUV planes: a family at several CRFs resizes and converts once
             for r in rungs:
                 t = time.time()
                 f = r.family.fit(alloc.factors) if r.family.allocates else None
                 key = r.family.picture_key(f)
                 pics = made.get(key) if key is not None else None
                 if pics is None:
-                    pics = r.family.pictures(x, f)
+                    pics = r.encoder.planes(r.family.pictures(x, f))  # converted to YUV once per picture
                     if key is not None:
                         made[key] = pics
                 payload = r.family.scale_map(f, fr.index) if r.family.carries_map else None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bbmr_stream.colour import AV_COLORSPACE, video_frame
+from bbmr_stream.colour import AV_COLORSPACE, rgb_to_yuv420, video_frame, video_frame_from_planes
 from bbmr_stream.sei import insert_sei
 
 CODECS = {"h264": "libx264", "hevc": "libx265"}
@@ -79,12 +79,19 @@ class LREncoder:
         cc.color_range = 2 if full_range else 1
         return st
 
-    def encode(self, pictures: list[np.ndarray], pts: int, payload: bytes | None) -> None:
-        """One frame: a picture per stream (RGB uint8), its pts (source time base), the SEI payload."""
+    def planes(self, pictures: list[np.ndarray]) -> list[tuple]:
+        """The Y, U, V planes (exact conversion, this encoder's matrix and range) of each RGB picture: rungs
+        that share pictures convert them once and pass the planes to :meth:`encode`."""
+        return [rgb_to_yuv420(rgb, self.matrix, self.full_range) for rgb in pictures]
+
+    def encode(self, pictures: list, pts: int, payload: bytes | None) -> None:
+        """One frame: a picture per stream (RGB uint8, or its planes from :meth:`planes`), its pts (source time
+        base), the SEI payload."""
 
         self.payloads[pts] = payload
-        for st, rgb in zip(self.streams, pictures, strict=True):
-            fr = video_frame(rgb, self.matrix, self.full_range)
+        for st, pic in zip(self.streams, pictures, strict=True):
+            fr = video_frame_from_planes(pic) if isinstance(pic, tuple) else video_frame(pic, self.matrix,
+                                                                                         self.full_range)
             fr.pts = pts
             fr.time_base = self.time_base
             for pkt in st.encode(fr):

@@ -396,10 +396,13 @@ def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
     compare_stats = {name: PlayStats() for name in comparisons}
     t0 = time.time()
 
+    from player.threads import ahead
+
     def produce():
         others = {name: play(src.path, man, r, lambda _r, u=up: u, compare_stats[name], args.max_frames, start)
                   for name, (r, up) in comparisons.items()}
-        for fr in play(src.path, man, plan, upscalers, stats, args.max_frames, start):
+        # decode -> SR -> measure/output/display, each stage on its own thread (player.threads)
+        for fr in ahead(play(src.path, man, plan, upscalers, stats, args.max_frames, start), 4, "sr"):
             m = measure(fr, ref_frames, others)
             report.add(fr.index, m)
             outputs.write(fr)
@@ -416,6 +419,9 @@ def _run(args: argparse.Namespace, src: StreamSource, console) -> int:
         raise InputError(f"{src.where}: no frames played")
     finish_report(report, stats, comparisons, time.time() - t0, abr_summary, compare_stats)
     report.stream.update(played_stream(report, man, rend, upscalers))
+    backends = sorted({u.backend for u in upscalers.made.values() if getattr(u, "backend", None)})
+    if backends:
+        report.stream["backend"] = ", ".join(backends)  # the SR inference variants used (models/backend.py)
     if args.report:
         report.write(args.report)
     summary(report, console)
@@ -454,8 +460,9 @@ def summary(report: Report, console) -> None:
     from rich.table import Table
 
     d = report.to_dict()
+    backend = f" on {d['stream']['backend']}" if d["stream"].get("backend") else ""
     t = Table(title=f"{len(d['frames'])} frames, {d['stream']['rendition']} ({d['stream']['bitrate_kbps']:.0f} kbps, "
-                    f"{d['stream']['upscaler']})")
+                    f"{d['stream']['upscaler']}{backend})")
     for c in ("metric", "mean", "min", "max"):
         t.add_column(c)
     for k, v in d["pooled_metrics"].items():
@@ -468,7 +475,7 @@ def summary(report: Report, console) -> None:
     causes = ", ".join(f"{k} {v}" for k, v in d.get("concealed_by_cause", {}).items() if v)
     console.print(f"concealed frames: {d['concealed_frames']}" + (f" ({causes}; excluded from the PSNR-Y mean)"
                                                                     if causes else ""))
-    st = Table(title="time per stage (this run)")
+    st = Table(title="time per stage (stages overlap on threads; total = wall)")
     for c in ("stage", "seconds", "frames/s"):
         st.add_column(c)
     for k, v in d["timing_s"].items():

@@ -105,19 +105,28 @@ def check_pictures(pics, rend: Rendition) -> None:
         raise SegmentError("corrupt", f"decoded pictures {got}, the manifest declares {rend.pictures}")
 
 
-def play(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition | list[Rendition], upscalers,
-         stats: PlayStats, max_frames: int | None = None, start_frame: int = 0) -> Iterator[HRFrame]:
-    """HR frames of the stream; ``plan`` is one rendition, or one per segment (ABR decisions, any families);
-    ``upscalers(rendition)`` gives the upscaler of a rendition. Playback starts at ``start_frame``: earlier
-    segments are not read, earlier frames of its segment are decoded only. Media errors (a missing, truncated
-    or undecodable segment, a missing or invalid scale map) are concealed and counted in ``stats``; any other
-    exception is a bug and propagates."""
+@dataclass
+class Decoded:
+    """A frame out of the decode stage: its pictures and map (``pics`` None: repeat the last frame shown)."""
+
+    index: int
+    pics: list | None
+    smap: ScaleMap | None
+    shown_map: ScaleMap | None  # the map reported with the frame (None: plain family, or guessed)
+    segment: int
+    rend: Rendition
+    cause: str | None
+
+
+def decoded(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition | list[Rendition],
+            stats: PlayStats, max_frames: int | None = None, start_frame: int = 0) -> Iterator[Decoded]:
+    """The demux/decode stage of :func:`play`: pictures and scale maps in presentation order, media errors
+    concealed and counted in ``stats`` (repeats come out as ``pics=None``)."""
     resolve = stream if callable(stream) else (lambda f: Path(stream) / f)
     if isinstance(plan, Rendition):
         plan = [plan] * len(plan.segments)
     grid = BlockGrid(int(man.source["height"]), int(man.source["width"]), man.block)
     matrix, full = man.source["matrix"], bool(man.source["full_range"])
-    last: np.ndarray | None = None
     n = 0
     for si, rend in enumerate(plan):
         seg = rend.segments[si]
@@ -155,12 +164,7 @@ def play(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition | 
                     else:
                         seg_map = smap = own
                 stats.seconds["decode_unpack"] += time.time() - t
-                t = time.time()
-                rgb = fam.reconstruct(pics, smap, upscalers(rend))
-                stats.seconds["upscale"] += time.time() - t
-                last = rgb
-                yield HRFrame(n, rgb, smap if fam.carries_map and cause is None else None, cause is not None, si,
-                              rend.name, rend.kind, cause)
+                yield Decoded(n, pics, smap, smap if fam.carries_map and cause is None else None, si, rend, cause)
                 n += 1
                 produced += 1
                 t = time.time()
@@ -177,7 +181,36 @@ def play(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition | 
             if n < start_frame:
                 n += 1
                 continue
-            rgb = last if last is not None else np.zeros((grid.height, grid.width, 3), np.uint8)
             stats.conceal(err.cause)
-            yield HRFrame(n, rgb, None, True, si, rend.name, rend.kind, err.cause)
+            yield Decoded(n, None, None, None, si, rend, err.cause)
             n += 1
+
+
+def play(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition | list[Rendition], upscalers,
+         stats: PlayStats, max_frames: int | None = None, start_frame: int = 0, decode_ahead: int = 8
+         ) -> Iterator[HRFrame]:
+    """HR frames of the stream; ``plan`` is one rendition, or one per segment (ABR decisions, any families);
+    ``upscalers(rendition)`` gives the upscaler of a rendition. Playback starts at ``start_frame``: earlier
+    segments are not read, earlier frames of its segment are decoded only. Media errors (a missing, truncated
+    or undecodable segment, a missing or invalid scale map) are concealed and counted in ``stats``; any other
+    exception is a bug and propagates.
+
+    Decoding runs on its own thread up to ``decode_ahead`` frames ahead of the reconstruction (player.threads;
+    0: in the caller's thread), so demux and colour conversion overlap with SR."""
+    from player.threads import ahead
+
+    items = decoded(stream, man, plan, stats, max_frames, start_frame)
+    if decode_ahead:
+        items = ahead(items, decode_ahead, "decode")
+    grid = BlockGrid(int(man.source["height"]), int(man.source["width"]), man.block)
+    last: np.ndarray | None = None
+    for d in items:
+        if d.pics is None:
+            rgb = last if last is not None else np.zeros((grid.height, grid.width, 3), np.uint8)
+            yield HRFrame(d.index, rgb, None, True, d.segment, d.rend.name, d.rend.kind, d.cause)
+            continue
+        t = time.time()
+        rgb = family_of(d.rend, man).reconstruct(d.pics, d.smap, upscalers(d.rend))
+        stats.seconds["upscale"] += time.time() - t
+        last = rgb
+        yield HRFrame(d.index, rgb, d.shown_map, d.cause is not None, d.segment, d.rend.name, d.rend.kind, d.cause)

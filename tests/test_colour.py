@@ -126,3 +126,74 @@ def test_manifest_psnr_of_a_plain_rung_is_ffmpegs(tmp_path):
     want = _ffmpeg_psnr_y(str(cat), str(src), tmp_path)
     assert len(want) == 8 and 25 < np.mean(want) < 45
     assert abs(rend.psnr_y - float(np.mean(want))) < 0.01
+
+
+# The numpy definition of the conversions (float32, the project's rounding); bbmr_stream.colour computes the
+# same operations in torch for speed and must stay bit-identical to it.
+def _np_round(a):
+    return np.clip(np.floor(a + 0.5), 0, 255).astype(np.uint8)
+
+
+def _np_rgb_to_yuv420(rgb, matrix, full):
+    from bbmr_stream.colour import _coeffs, _ranges
+
+    kr, kg, kb = _coeffs(matrix)
+    off, yspan, cspan = _ranges(full)
+    x = rgb.astype(np.float32) / 255.0
+    yp = kr * x[..., 0] + kg * x[..., 1] + kb * x[..., 2]
+    pb = (x[..., 2] - yp) / (2.0 * (1.0 - kb))
+    pr = (x[..., 0] - yp) / (2.0 * (1.0 - kr))
+    planes = [_np_round(off + yspan * yp)]
+    for c in (pb, pr):
+        v = 0.5 * (c[0::2] + c[1::2])
+        left = np.concatenate([v[:, :1], v[:, 1:-1:2]], axis=1)
+        hz = 0.25 * left + 0.5 * v[:, 0::2] + 0.25 * v[:, 1::2]
+        planes.append(_np_round(128.0 + cspan * hz))
+    return planes
+
+
+def _np_up(c, h, w):
+    c = c.astype(np.float32)
+    up = np.concatenate([c[:1], c[:-1]], axis=0)
+    dn = np.concatenate([c[1:], c[-1:]], axis=0)
+    v = np.empty((2 * c.shape[0], c.shape[1]), np.float32)
+    v[0::2] = 0.75 * c + 0.25 * up
+    v[1::2] = 0.75 * c + 0.25 * dn
+    right = np.concatenate([v[:, 1:], v[:, -1:]], axis=1)
+    out = np.empty((v.shape[0], 2 * v.shape[1]), np.float32)
+    out[:, 0::2] = v
+    out[:, 1::2] = 0.5 * (v + right)
+    return out[:h, :w]
+
+
+def _np_yuv_to_rgb(y, u, v, matrix, full):
+    from bbmr_stream.colour import _coeffs, _ranges
+
+    kr, kg, kb = _coeffs(matrix)
+    off, yspan, cspan = _ranges(full)
+    h, w = y.shape
+    if u.shape != y.shape:
+        u, v = _np_up(u, h, w), _np_up(v, h, w)
+    yp = (y.astype(np.float32) - off) / yspan
+    pb = (np.asarray(u, np.float32) - 128.0) / cspan
+    pr = (np.asarray(v, np.float32) - 128.0) / cspan
+    r = yp + 2.0 * (1.0 - kr) * pr
+    b = yp + 2.0 * (1.0 - kb) * pb
+    g = (yp - kr * r - kb * b) / kg
+    return _np_round(np.stack([r, g, b], axis=-1) * 255.0)
+
+
+@pytest.mark.parametrize("matrix", ["bt709", "bt601", "bt2020"])
+@pytest.mark.parametrize("full", [False, True])
+def test_torch_conversions_are_bit_identical_to_the_numpy_definition(matrix, full):
+    rng = np.random.default_rng(7)
+    rgb = rng.integers(0, 256, (512, 1024, 3), dtype=np.uint8)
+    rgb[:4] = np.array([[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 0, 255]], np.uint8)[:, None, :]
+    for got, want in zip(rgb_to_yuv420(rgb, matrix, full), _np_rgb_to_yuv420(rgb, matrix, full)):
+        assert np.array_equal(got, want)
+    # every (Y, U, V) triple at 4:4:4, and random 4:2:0 planes with odd sizes
+    y, u, v = (a.reshape(4096, 4096).astype(np.uint8) for a in np.meshgrid(*[np.arange(256)] * 3, indexing="ij"))
+    assert np.array_equal(yuv_to_rgb(y, u, v, matrix, full), _np_yuv_to_rgb(y, u, v, matrix, full))
+    y = rng.integers(0, 256, (271, 481), dtype=np.uint8)
+    u, v = (rng.integers(0, 256, (136, 241), dtype=np.uint8) for _ in range(2))
+    assert np.array_equal(yuv_to_rgb(y, u, v, matrix, full), _np_yuv_to_rgb(y, u, v, matrix, full))
