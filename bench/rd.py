@@ -144,6 +144,10 @@ def main_rd(argv: list[str]) -> int:
     ap.add_argument("--segment", type=float, default=2.0, help="segment (closed GOP) seconds")
     ap.add_argument("--reuse", action="store_true", help="take the points of OUT/rd.json (same clip) and only "
                     "recompute the fronts, BD-rates, auto ladder, table and plot")
+    ap.add_argument("--upscaler", default="auto", help="client upscaler of the SR families (auto: each family's "
+                    "first; e.g. fast = FastSR for plain-sr)")
+    ap.add_argument("--anchor", help="rd.json of a study of the same clip: its plain points join this study "
+                    "(e.g. `--families plain-sr --upscaler fast --anchor DIR/rd.json` measures only plain-sr)")
     a = ap.parse_args(argv)
     from packager.cli import build_parser
     from bbmr_stream.decode import probe
@@ -155,7 +159,8 @@ def main_rd(argv: list[str]) -> int:
         raise InputError("--families selects no candidate")
     pargs = build_parser().parse_args([a.clip, "--out", "unused", "--max-frames", str(a.frames), "--scorer",
                                        a.scorer, "--device", a.device, "--preset", a.preset, "--segment", str(a.segment), "--measure-frames",
-                                       str(a.measure_frames), "--niqe-frames", str(a.niqe_frames)])
+                                       str(a.measure_frames), "--niqe-frames", str(a.niqe_frames),
+                                       "--upscaler", a.upscaler])
     console = Console(stderr=True, emoji=False)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -167,6 +172,11 @@ def main_rd(argv: list[str]) -> int:
         from packager.cli import run
 
         points, meta = measure_candidates(run, pargs, specs, console, workdir=out)
+    if a.anchor:
+        anchor_points, anchor_meta = read_study(Path(a.anchor))
+        if anchor_meta["source"]["file"] != Path(a.clip).name:
+            raise InputError(f"--anchor {a.anchor} is a study of {anchor_meta['source']['file']}")
+        points = [p for p in points if p.family != "plain"] + [p for p in anchor_points if p.family == "plain"]
     res = study(points)
     write_text_atomic(out / "rd.json", json.dumps({"meta": meta, "points": points_json(points), **res}, indent=1))
     md = markdown(points, res, meta)

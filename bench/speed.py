@@ -8,14 +8,16 @@ antialiased bicubic, 8 bits) is super-resolved the way the product does it (mode
 - ``torch-cl``: torch fp32, channels_last (the ``torch`` backend);
 - ``openvino-f32``, ``openvino-bf16`` (only on a CPU with native bf16), ``onnxruntime-f32``;
 
-at 1 and 2 threads. Per row: ms per frame (the best of ``--repeat`` runs after one warm-up), the ratio to
+at 1 and 2 threads. Per row: ms per frame (the best of ``--repeat`` runs after one warm-up: for an exported
+variant the run that exports and compiles its graph; for eager a 64-px corner), the ratio to
 eager at the same threads, GFLOPs per frame (torch.utils.flop_counter: 2 per multiply-add of convolutions,
 matmuls and attention), achieved GFLOP/s, max |output - eager|, PSNR-Y of the output against eager, and the
 change of PSNR-Y against the HR frame (dB; PSNR-Y = BT.601 Y of RGB in [0, 1] clamped, peak 255, crop 0).
 JointSR does not export (its context gathering is data dependent): eager only, 1080p.
 
 With ``--stream-clip`` the packager (``--no-measure``) and the player (headless, no reference) run on that
-clip too and their per-stage seconds and fps are recorded.
+clip too and their per-stage seconds and fps are recorded, each after a 2-frame warm-up run that exports and
+checks its graphs (a first run on a new machine pays that once: 2-4 s per shape).
 
 usage: python -m bench.speed --image HR.png [--stream-clip clip.mp4] [--json bench/results/speed.json]
        [--md docs/speed.md]
@@ -71,13 +73,14 @@ def gflops(model: torch.nn.Module, shape: tuple) -> float:
     return fc.get_total_flops() / 1e9
 
 
-def timed(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
+def timed(fn, repeat: int):
+    """(best ms over ``repeat`` calls, the last output)."""
+    best, out = float("inf"), None
+    for _ in range(max(1, repeat)):
         t = time.perf_counter()
-        fn()
+        out = fn()
         best = min(best, time.perf_counter() - t)
-    return best
+    return best * 1000, out
 
 
 def model_rows(wid: str, hr_full: torch.Tensor, size: str, threads: int, repeat: int) -> list[dict]:
@@ -95,14 +98,17 @@ def model_rows(wid: str, hr_full: torch.Tensor, size: str, threads: int, repeat:
         else:
             acc = B.AcceleratedSR(load_model(wid), get_entry(wid).sha256, "torch" if variant is None else
                                   variant.backend, threads, [] if variant is None else [variant],
-                                  enforce_check=False)  # timed and reported even when the check refuses it
+                                  enforce_check=False)  # checked below on the whole frame, timed anyway
             fn = lambda acc=acc: tiled_sr(acc, lr, k)  # noqa: E731
-        out = fn()  # warm-up (and, for an exported variant, export + the check against eager)
-        ms = timed(fn, repeat) * 1000
+        if name != "eager" and variant is not None:
+            fn()  # export and build the graph (a warm-up run)
+        elif name == "eager":
+            tiled_sr(model, lr[..., :64, :64], k)  # warm-up on a corner
+        ms, out = timed(fn, repeat)
         out = out.clamp(0, 1)
         if ref is None:
             ref, ref_psnr = out, psnr_y(out, hr)
-        used = name in ("eager", "torch-cl") or all(v.used for v in acc.verdicts)
+        used = bool(name in ("eager", "torch-cl") or psnr_y(out, ref) >= B.VERIFY_MIN_PSNR)  # the runtime check
         rows.append({"model": wid, "size": size, "lr": list(lr.shape[-2:]), "threads": threads, "variant": name,
                      "ms": round(ms, 1), "gflops": round(flops, 2), "gflop_s": round(flops / (ms / 1000), 1),
                      "max_abs_diff": float((out - ref).abs().max()), "psnr_y_vs_eager": round(psnr_y(out, ref), 2),
@@ -129,7 +135,7 @@ def jointsr_row(hr_full: torch.Tensor, threads: int, repeat: int) -> dict:
     lr = downscale_blocks(hr_pad, grid, typical_map(grid.n_blocks))
     up = make_upscaler("jointsr", (2, 4, 8), torch.device("cpu"))
     up(lr)
-    ms = timed(lambda: up(lr), repeat) * 1000
+    ms, _ = timed(lambda: up(lr), repeat)
     return {"model": "jointsr", "size": "1080p", "threads": threads, "variant": "eager", "ms": round(ms, 1)}
 
 
@@ -154,7 +160,7 @@ def scorer_rows(hr_full: torch.Tensor, threads: int) -> list[dict]:
             models[k] = m if name == "eager" else B.AcceleratedSR(m, get_entry(wid).sha256, name, threads)
         sc = scorer_from_models(models, scales, torch.device("cpu"))
         dist = sc.score(hr)  # warm-up: exports and checks
-        ms = timed(lambda: sc.score(hr), 1) * 1000
+        ms, _ = timed(lambda: sc.score(hr), 1)
         f = allocate("optimal", dist, scales)
         if ref is None:
             ref = (dist, f)
@@ -173,7 +179,7 @@ def run_cli(cmd: list[str]) -> tuple[float, str]:
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "BBMR_BACKEND": "auto"})
     if p.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-2000:]}")
-    return time.perf_counter() - t, p.stdout
+    return time.perf_counter() - t, p.stdout + p.stderr
 
 
 def pipeline_rows(clip: str, frames: int) -> list[dict]:
@@ -186,10 +192,12 @@ def pipeline_rows(clip: str, frames: int) -> list[dict]:
                    "bbmr (light scorer)": "bbmr:30"}
         for label, ladder in ladders.items():
             out = Path(tmp) / re.sub(r"\W", "", label)[:20]
+            run_cli([str(bindir / "bbmr-package"), clip, "--out", str(out), "--ladder", ladder, "--no-measure",
+                     "--max-frames", "2"])  # warm-up: exports and checks the scorer's graphs (cached)
             secs, stdout = run_cli([str(bindir / "bbmr-package"), clip, "--out", str(out), "--ladder", ladder,
                                     "--no-measure", "--max-frames", str(frames)])
-            stages = dict((k, float(v)) for k, v in re.findall(r"(\w+) ([\d.]+)", stdout.split(
-                "seconds per stage:")[-1].splitlines()[0]))
+            tail = stdout.split("seconds per stage:")[-1].split("wrote")[0]  # rich may wrap the line
+            stages = {k: float(v) for k, v in re.findall(r"(\w+) ([\d.]+)", tail)}
             rows.append({"tool": "bbmr-package", "case": label, "frames": frames, "wall_s": round(secs, 1),
                          "stage_s": stages, "fps_without_startup": round(frames / sum(stages.values()), 2)})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -198,6 +206,8 @@ def pipeline_rows(clip: str, frames: int) -> list[dict]:
                  "--no-measure", "--max-frames", str(frames)])
         for ups in ("omnisr", "fast", "bicubic"):
             rep = Path(tmp) / f"play_{ups}.json"
+            run_cli([str(bindir / "bbmr-play"), str(stream), "--headless", "--upscaler", ups, "--niqe-every", "0",
+                     "--max-frames", "2"])  # warm-up: exports and checks the SR graph (cached)
             secs, _ = run_cli([str(bindir / "bbmr-play"), str(stream), "--headless", "--upscaler", ups,
                                "--niqe-every", "0", "--report", str(rep)])
             r = json.loads(rep.read_text())
@@ -206,6 +216,38 @@ def pipeline_rows(clip: str, frames: int) -> list[dict]:
                          "backend": r["stream"].get("backend")})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
+
+
+# Dense fp16 tensor-core peaks from the vendors' data sheets (TFLOP/s); efficiencies assumed, not measured.
+GPUS = {"T4": 65.0, "L4": 121.0, "A100": 312.0}
+GPU_EFFICIENCY = (0.1, 0.3)
+
+
+def gpu_estimates(res: dict) -> str:
+    """ESTIMATES, not measurements (no GPU here): ms per frame = GFLOPs / (fp16 peak x efficiency), for the
+    efficiency range GPU_EFFICIENCY. JointSR (not counted here) is scaled from OmniSR-light x4 by their
+    measured eager CPU time ratio at 1080p."""
+    seen, rows = set(), []
+    for r in res["models"]:
+        key = (r["model"], r["size"])
+        if key in seen or r["variant"] != "eager":
+            continue
+        seen.add(key)
+        cells = [f"{r['gflops'] / (GPUS[g] * e):.1f}" for g in GPUS for e in GPU_EFFICIENCY]
+        rows.append(f"| {r['model']} | {r['size']} | {r['gflops']:.1f} | " + " | ".join(cells) + " |")
+    x4 = next((r for r in res["models"] if r["model"] == "omnisr-light-x4" and r["size"] == "1080p"
+               and r["variant"] == "eager" and r["threads"] == 2), None)
+    j = next((r for r in res.get("jointsr", []) if r["threads"] == 2), None)
+    if x4 and j:
+        ratio = j["ms"] / x4["ms"]
+        cells = [f"{x4['gflops'] * ratio / (GPUS[g] * e):.1f}" for g in GPUS for e in GPU_EFFICIENCY]
+        rows.append(f"| jointsr (x{ratio:.1f} omnisr-light-x4, CPU time ratio) | 1080p | "
+                    f"~{x4['gflops'] * ratio:.0f} | " + " | ".join(cells) + " |")
+    head = " | ".join(f"{g} at {int(e * 100)} %" for g in GPUS for e in GPU_EFFICIENCY)
+    return "\n".join(["**GPU: estimates on paper, not measured** (ms per frame = GFLOPs / (dense fp16 tensor "
+                      "peak x assumed efficiency); peaks " + ", ".join(f"{g} {p:.0f} TFLOP/s" for g, p in GPUS.items())
+                      + "):", "", f"| model | frame | GFLOPs | {head} |", "|" + "---|" * (3 + 2 * len(GPUS))]
+                     + rows)
 
 
 def markdown(res: dict) -> str:
@@ -228,6 +270,7 @@ def markdown(res: dict) -> str:
             lines.append(f"| light | 1080p | {r['threads']} | {r['backend']} ({r['used']}) | {r['ms']:.0f} | "
                          f"{r['ms'] / base[r['threads']]:.2f} | {100 * r['agreement']:.1f} % | "
                          f"{r['psnr_cost_db']:+.3f} dB |")
+    lines += ["", gpu_estimates(res)]
     if res.get("pipeline"):
         lines += ["", "| tool | case | frames | stage seconds | frames/s |", "|---|---|---|---|---|"]
         for r in res["pipeline"]:
@@ -237,13 +280,27 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+BEGIN, END = "<!-- bench.speed tables: begin -->", "<!-- bench.speed tables: end -->"
+
+
+def write_md(path: Path, tables: str) -> None:
+    """Replace the tables between the markers of ``path`` (docs/speed.md), or write them alone."""
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + BEGIN + "\n" + tables + END + rest.split(END, 1)[1]
+    else:
+        text = BEGIN + "\n" + tables + END + "\n"
+    path.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", required=True, help="an HR photo (resized to each frame size)")
     ap.add_argument("--sizes", default="1080p,4k")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1, help="timed runs per row (best kept; default %(default)s)")
     ap.add_argument("--stream-clip", help="a 1080p clip: also time the packager and the player on it")
     ap.add_argument("--stream-frames", type=int, default=60)
     ap.add_argument("--json")
@@ -267,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         for size in args.sizes.split(","):
             for wid in args.models.split(","):
                 if wid in have:
-                    res["models"] += model_rows(wid, hr, size, t, args.repeat if size == "1080p" else 1)
+                    res["models"] += model_rows(wid, hr, size, t, args.repeat)
         res["jointsr"].append(jointsr_row(hr, t, 1))
         res["scorer"] += scorer_rows(hr, t)
     if args.stream_clip:
@@ -276,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         emit(res, args.json)
     if args.md:
-        Path(args.md).write_text(markdown(res))
+        write_md(Path(args.md), markdown(res))
     print(markdown(res))
     return 0
 

@@ -56,10 +56,42 @@ def measure(model: torch.nn.Module, scale: int, val_sets: dict[str, str], crfs=C
     for name, path in val_sets.items():
         imgs = load_images([path])
         out[name] = {"psnr_y": round(evaluate_sr(model, imgs, scale, cpu), 3),
-                     "bicubic_psnr_y": round(bicubic_psnr(imgs, scale), 3), "images": len(imgs),
-                     "coded_psnr_y": {str(c): round(evaluate_sr(model, imgs, scale, cpu, code_crf=c), 3)
-                                      for c in crfs}}
+                     "bicubic_psnr_y": round(bicubic_psnr(imgs, scale), 3), "images": len(imgs)}
+        out[name].update(coded_metrics(model, imgs, scale, crfs))
     return out
+
+
+class _Bicubic(torch.nn.Module):
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upscale(x, self.scale)
+
+
+def coded_metrics(model: torch.nn.Module, imgs: list, scale: int, crfs=CODED_CRFS) -> dict:
+    """PSNR-Y of ``model`` and of bicubic on LR coded at each CRF of ``crfs`` (CODED_CONVENTION)."""
+    cpu = torch.device("cpu")
+    return {"coded_psnr_y": {str(c): round(evaluate_sr(model, imgs, scale, cpu, code_crf=c), 3) for c in crfs},
+            "bicubic_coded_psnr_y": {str(c): round(evaluate_sr(_Bicubic(scale), imgs, scale, cpu, code_crf=c), 3)
+                                     for c in crfs}}
+
+
+def add_coded_metrics(weights_id: str, val_sets: dict[str, str]) -> WeightsEntry:
+    """Measure a shipped model on coded LR (its file and sha256 unchanged) and record it in the registry."""
+    from models.registry import get_entry, load_model
+
+    entry = get_entry(weights_id)
+    model = load_model(weights_id)
+    scale = entry.scales[0]
+    metrics = dict(entry.metrics)
+    metrics["coded_convention"] = CODED_CONVENTION
+    for name, path in val_sets.items():
+        metrics.setdefault(name, {}).update(coded_metrics(model, load_images([path]), scale))
+    entry = WeightsEntry(**{**entry.__dict__, "metrics": metrics})
+    write_entry(entry)
+    return entry
 
 
 def build_net(arch: str, config: dict) -> torch.nn.Module:

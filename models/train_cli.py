@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--val", nargs="+", required=True, metavar="NAME=DIR",
                     help="validation sets for _metrics, e.g. Set5=../shared/data/val/Set5")
     pb.add_argument("--data", nargs="+", required=True, help="the training directories (recorded with licences)")
+    cm = sub.add_parser("coded-metrics", help="add PSNR-Y on x264-coded LR to a shipped model's registry entry")
+    cm.add_argument("--id", required=True, help="registry id, e.g. omnisr-light-x4")
+    cm.add_argument("--val", nargs="+", required=True, metavar="NAME=DIR")
     return ap
 
 
@@ -79,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "jointsr":
             fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
             train_jointsr(TrainConfig(arch="jointsr", scale=0, **fields), resume=args.resume)
+        elif args.cmd == "coded-metrics":
+            from models.publish import add_coded_metrics
+
+            sets = dict(v.split("=", 1) for v in args.val if "=" in v)
+            if len(sets) != len(args.val):
+                raise InputError("--val takes NAME=DIR pairs")
+            print(json.dumps(add_coded_metrics(args.id, sets).to_dict()["_metrics"], indent=2))
         elif args.cmd == "publish":
             sets = dict(v.split("=", 1) for v in args.val if "=" in v)
             if len(sets) != len(args.val):

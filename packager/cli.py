@@ -115,6 +115,8 @@ def pick_upscaler(name: str, family: type[Family] | Family, scales, device):
 
     if family.name == "plain":
         return "bicubic", None
+    if family.name == "plain-sr" and not isinstance(family, type):
+        scales = tuple(family.lr_scales())  # one xK model: a plain-sr rung needs no other scale
     if name != "auto":
         return name, make_upscaler(name, scales, device)
     for cand in family.upscalers:
@@ -501,9 +503,10 @@ def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int
         ups: dict = {}
         for rend in renditions:
             fam = make_family(spec_of(rend), geo)
-            if fam.name not in ups:
-                ups[fam.name] = pick(fam)
-            up_name, upscaler = ups[fam.name]
+            key = (fam.name, tuple(fam.lr_scales()))  # plain-sr x2 and x4 need different models
+            if key not in ups:
+                ups[key] = pick(fam)
+            up_name, upscaler = ups[key]
             prog.update(task, description=f"measuring {rend.name} ({up_name})")
             vals, niqes = [], []
             for seg in rend.segments:

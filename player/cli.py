@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rendition", help="rendition name (default: the highest-bitrate rendition; with --trace "
                     "the ABR rule switches, this pins it)")
     ap.add_argument("--upscaler", default="auto", help="auto (each rendition's measured upscaler) | jointsr | "
-                    "omnisr | bicubic")
+                    "omnisr | fast (FastSR: plain-sr renditions, ~10x faster than omnisr on a CPU) | bicubic")
     ap.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda (default %(default)s)")
     ap.add_argument("--backend", default=None,
                     help="SR inference on a CPU: auto (OpenVINO if installed, else ONNX Runtime, else torch) | torch | "
