@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -194,6 +195,7 @@ def pipeline_rows(clip: str, frames: int) -> list[dict]:
             out = Path(tmp) / re.sub(r"\W", "", label)[:20]
             run_cli([str(bindir / "bbmr-package"), clip, "--out", str(out), "--ladder", ladder, "--no-measure",
                      "--max-frames", "2"])  # warm-up: exports and checks the scorer's graphs (cached)
+            shutil.rmtree(out)
             secs, stdout = run_cli([str(bindir / "bbmr-package"), clip, "--out", str(out), "--ladder", ladder,
                                     "--no-measure", "--max-frames", str(frames)])
             tail = stdout.split("seconds per stage:")[-1].split("wrote")[0]  # rich may wrap the line
@@ -294,6 +296,23 @@ def write_md(path: Path, tables: str) -> None:
     path.write_text(text)
 
 
+def reused_rows(log: str) -> tuple[list[dict], list[dict]]:
+    """Model and scorer rows printed (one JSON per line, stderr) by an earlier run that did not finish."""
+    models, scorer = [], []
+    for line in Path(log).read_text().splitlines():
+        if line.startswith("{"):
+            r = json.loads(line)
+            if "variant" in r and "gflops" in r:
+                models.append(r)
+            elif "scorer" in r:
+                scorer.append(r)
+    for r in models:  # the ratio to eager of the same model, size and threads
+        base = next(q["ms"] for q in models if q["variant"] == "eager" and
+                    (q["model"], q["size"], q["threads"]) == (r["model"], r["size"], r["threads"]))
+        r["ratio_to_eager"] = round(r["ms"] / base, 3)
+    return models, scorer
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", required=True, help="an HR photo (resized to each frame size)")
@@ -303,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="timed runs per row (best kept; default %(default)s)")
     ap.add_argument("--stream-clip", help="a 1080p clip: also time the packager and the player on it")
     ap.add_argument("--stream-frames", type=int, default=60)
+    ap.add_argument("--reuse-rows", help="take the model and scorer rows from an earlier run's stderr (one JSON row "
+                    "per line) and measure only JointSR and the pipeline")
     ap.add_argument("--json")
     ap.add_argument("--md", help="write the Markdown tables here")
     args = ap.parse_args(argv)
@@ -320,13 +341,21 @@ def main(argv: list[str] | None = None) -> int:
                               if line.startswith("model name")) + f", {os.cpu_count()} cores"
     except (OSError, StopIteration):
         pass
+    reused = reused_rows(args.reuse_rows) if args.reuse_rows else None
     for t in map(int, args.threads.split(",")):
-        for size in args.sizes.split(","):
-            for wid in args.models.split(","):
-                if wid in have:
-                    res["models"] += model_rows(wid, hr, size, t, args.repeat)
+        if reused is None:
+            for size in args.sizes.split(","):
+                for wid in args.models.split(","):
+                    if wid in have:
+                        res["models"] += model_rows(wid, hr, size, t, args.repeat)
         res["jointsr"].append(jointsr_row(hr, t, 1))
-        res["scorer"] += scorer_rows(hr, t)
+        print(json.dumps(res["jointsr"][-1]), file=sys.stderr, flush=True)
+        if reused is None:
+            res["scorer"] += scorer_rows(hr, t)
+    if reused is not None:
+        res["models"], res["scorer"] = reused
+        res["reused_rows_from"] = "an earlier run's row log (--reuse-rows): model and scorer rows; JointSR and the " \
+                                  "pipeline measured in this run"
     if args.stream_clip:
         torch.set_num_threads(os.cpu_count() or 1)
         res["pipeline"] = pipeline_rows(args.stream_clip, args.stream_frames)
