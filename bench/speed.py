@@ -13,7 +13,7 @@ variant the run that exports and compiles its graph; for eager a 64-px corner), 
 eager at the same threads, GFLOPs per frame (torch.utils.flop_counter: 2 per multiply-add of convolutions,
 matmuls and attention), achieved GFLOP/s, max |output - eager|, PSNR-Y of the output against eager, and the
 change of PSNR-Y against the HR frame (dB; PSNR-Y = BT.601 Y of RGB in [0, 1] clamped, peak 255, crop 0).
-JointSR does not export (its context gathering is data dependent): eager only, 1080p.
+JointSR does not export (its context gathering is data dependent): eager only.
 
 With ``--stream-clip`` the packager (``--no-measure``) and the player (headless, no reference) run on that
 clip too and their per-stage seconds and fps are recorded, each after a 2-frame warm-up run that exports and
@@ -122,22 +122,23 @@ def model_rows(wid: str, hr_full: torch.Tensor, size: str, threads: int, repeat:
     return rows
 
 
-def jointsr_row(hr_full: torch.Tensor, threads: int, repeat: int) -> dict:
-    """JointSR eager on a 1080p frame with the bench's typical map (bench.flops.typical_map)."""
+def jointsr_row(hr_full: torch.Tensor, threads: int, repeat: int, size: str = "1080p") -> dict:
+    """JointSR eager on a frame of ``size`` with the bench's typical map (bench.flops.typical_map)."""
     from bbmr_stream.blocks import BlockGrid
     from bbmr_stream.downscale import downscale_blocks
     from bench.flops import typical_map
     from models.factory import make_upscaler
 
     torch.set_num_threads(threads)
-    hr = resize_to(hr_full, 1080, 1920).clamp(0, 1)
-    grid = BlockGrid(1080, 1920, 128)
-    hr_pad = torch.nn.functional.pad(hr, (0, grid.grid_w * 128 - 1920, 0, grid.grid_h * 128 - 1080), mode="replicate")
+    w, h = SIZES[size]
+    hr = resize_to(hr_full, h, w).clamp(0, 1)
+    grid = BlockGrid(h, w, 128)
+    hr_pad = torch.nn.functional.pad(hr, (0, grid.grid_w * 128 - w, 0, grid.grid_h * 128 - h), mode="replicate")
     lr = downscale_blocks(hr_pad, grid, typical_map(grid.n_blocks))
     up = make_upscaler("jointsr", (2, 4, 8), torch.device("cpu"))
     up(lr)
     ms, _ = timed(lambda: up(lr), repeat)
-    return {"model": "jointsr", "size": "1080p", "threads": threads, "variant": "eager", "ms": round(ms, 1)}
+    return {"model": "jointsr", "size": size, "threads": threads, "variant": "eager", "ms": round(ms, 1)}
 
 
 def scorer_rows(hr_full: torch.Tensor, threads: int) -> list[dict]:
@@ -239,7 +240,7 @@ def gpu_estimates(res: dict) -> str:
         rows.append(f"| {r['model']} | {r['size']} | {r['gflops']:.1f} | " + " | ".join(cells) + " |")
     x4 = next((r for r in res["models"] if r["model"] == "omnisr-light-x4" and r["size"] == "1080p"
                and r["variant"] == "eager" and r["threads"] == 2), None)
-    j = next((r for r in res.get("jointsr", []) if r["threads"] == 2), None)
+    j = next((r for r in res.get("jointsr", []) if r["threads"] == 2 and r["size"] == "1080p"), None)
     if x4 and j:
         ratio = j["ms"] / x4["ms"]
         cells = [f"{x4['gflops'] * ratio / (GPUS[g] * e):.1f}" for g in GPUS for e in GPU_EFFICIENCY]
@@ -263,7 +264,8 @@ def markdown(res: dict) -> str:
                      f"{r['psnr_y_vs_eager']:.1f} | {r['delta_db_vs_eager']:+.3f} | "
                      f"{'yes' if r['passes_check'] else 'no'} |")
     for r in res.get("jointsr", []):
-        lines.append(f"| jointsr | 1080p | {r['threads']} | eager | {r['ms']:.0f} | 1.00 | | | | | | |")
+        lines.append(f"| jointsr | {r['size']} | {r['threads']} | eager (does not export) | {r['ms']:.0f} | 1.00 | | | "
+                     "| | | |")
     if res.get("scorer"):
         lines += ["", "| scorer | frame | threads | backend (variant used) | ms per scoring | x eager | same scale as "
                   "eager | Y-MSE cost of the allocation |", "|---|---|---|---|---|---|---|---|"]
@@ -348,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
                 for wid in args.models.split(","):
                     if wid in have:
                         res["models"] += model_rows(wid, hr, size, t, args.repeat)
-        res["jointsr"].append(jointsr_row(hr, t, 1))
-        print(json.dumps(res["jointsr"][-1]), file=sys.stderr, flush=True)
+        for size in args.sizes.split(","):
+            res["jointsr"].append(jointsr_row(hr, t, 1, size))
+            print(json.dumps(res["jointsr"][-1]), file=sys.stderr, flush=True)
         if reused is None:
             res["scorer"] += scorer_rows(hr, t)
     if reused is not None:
