@@ -74,7 +74,7 @@ def look_tiles(clip: str, specs, frames_n: int, frame: int, crop: str, scorer: s
         man = load(Path(td) / "s")
         for rend in man.renditions:
             fam = family_of(rend, man)
-            name, up = pick_upscaler("auto", fam, man.scales, device)
+            name, up = pick_upscaler("auto", fam, device)
             seg = next(s for s in rend.segments if s.first_frame <= frame < s.first_frame + s.frames)
             want = frame - seg.first_frame
             pics, smap = next(p for i, p in enumerate(segment_pictures(Path(td) / "s" / seg.file, rend,

@@ -225,8 +225,10 @@ class AcceleratedSR(nn.Module):
             return self.model(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or x.requires_grad or not self._variants or x.dtype != torch.float32:
-            return self.model(x) if x.device.type != "cpu" or x.requires_grad else self.eager(x)
+        if x.device.type != "cpu" or x.requires_grad:
+            return self.model(x)
+        if not self._variants or x.dtype != torch.float32:
+            return self.eager(x)
         shape = tuple(x.shape)
         with self._lock:
             if shape not in self._runners:

@@ -108,15 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def pick_upscaler(name: str, family: type[Family] | Family, scales, device):
+def pick_upscaler(name: str, family: Family, device):
     """The upscaler a rendition is measured (and, by default, played) with: ``auto`` takes the family's
-    preferred shipped model (BBMR: jointsr, else omnisr; uniform and plain-sr: omnisr), else bicubic."""
+    preferred shipped model (BBMR: jointsr, else omnisr; uniform and plain-sr: omnisr), else bicubic. Models
+    are loaded for the family's LR scales only (a plain-sr xK rung needs one model)."""
     from models.factory import make_upscaler
 
     if family.name == "plain":
         return "bicubic", None
-    if family.name == "plain-sr" and not isinstance(family, type):
-        scales = tuple(family.lr_scales())  # one xK model: a plain-sr rung needs no other scale
+    scales = tuple(family.lr_scales())
     if name != "auto":
         return name, make_upscaler(name, scales, device)
     for cand in family.upscalers:
@@ -398,7 +398,7 @@ def run(args: argparse.Namespace, console, specs: list[RungSpec] | None = None) 
         if not args.no_measure:
             t = time.time()
             measured = measured_frames(n_frames, args.measure_frames)
-            measure(renditions, info, geo, measured, lambda fam: pick_upscaler(args.upscaler, fam, scales, device),
+            measure(renditions, info, geo, measured, lambda fam: pick_upscaler(args.upscaler, fam, device),
                     tmp, console, args.niqe_frames, source=lambda: source_frames(info, args, gop))
             timing["measure"] = time.time() - t
         (tmp / "master.m3u8").write_text(master_playlist(
