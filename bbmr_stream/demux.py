@@ -1,6 +1,11 @@
 """Demux: a segment file -> per frame, the decoded picture of every coded stream and the scale map from the
 first stream's SEI (frame side data SEI_UNREGISTERED with the project UUID; None for plain renditions or an
 unreadable map). Unpacking the pictures is the layout's job (:mod:`bbmr_stream.atlas`, :mod:`bbmr_stream.planes`).
+
+Map rule of segment files (docs/formats.md): a segment's first frame carries a map SEI, and so does every frame
+whose map differs from the previous frame's; a frame without one has the previous frame's map (as read: an
+unreadable map carries on as unreadable). :func:`segment_frames` applies it, so a None it yields means no map
+is known (a first frame without SEI, and the frames after it until the next SEI).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ def _rgb(fr, matrix: str, full_range: bool) -> np.ndarray:
 
 
 def segment_frames(path: str | Path, n_streams: int) -> Iterator[tuple[list, ScaleMap | None]]:
-    """(decoded PyAV frame of every coded stream, scale map from the first stream's SEI or None) of each
+    """(decoded PyAV frame of every coded stream, the frame's scale map by the map rule, or None) of each
     frame of one segment file, in presentation order."""
     import av
 
@@ -49,8 +54,11 @@ def segment_frames(path: str | Path, n_streams: int) -> Iterator[tuple[list, Sca
     for i in range(n_streams):
         with av.open(str(path), format="mpegts") as c:  # no probing: a tiny valid segment fails format probing
             streams.append(list(c.decode(video=i)))
+    carried = None
     for frs in zip(*streams):
-        yield list(frs), scalemap_of(frs[0])
+        own = scalemap_of(frs[0])
+        carried = own if own is not None else carried
+        yield list(frs), carried
 
 
 def segment_pictures(path: str | Path, rend, matrix: str = "bt709", full_range: bool = False,

@@ -289,7 +289,7 @@ class _Blocks(Family):
         return self._layout.pack(x, self.geo.grid, self.block_factors(factors), self._pack_scales(), self.geo.overall)
 
     def reconstruct_float(self, pictures, smap, upscaler):
-        lr = self._layout.unpack(pictures, smap, self.geo.grid, self.lr_scales(), self.geo.overall)
+        lr = self._layout.unpack(pictures, smap, self.geo.grid, self._pack_scales(), self.geo.overall)
         with torch.no_grad():
             hr = upscaler(lr)[..., : self.geo.height, : self.geo.width]
         return hr.float().cpu().clamp_(0.0, 1.0)
@@ -302,17 +302,18 @@ class _Blocks(Family):
 
 
 class Uniform(_Blocks):
-    """Every block at 1/overall in one atlas picture: BBMR's uniform baseline (OmniSR-O)."""
+    """Every block at 1/overall in one picture (the planes layout with the one scale: the frame at 1/overall,
+    blocks at their natural positions): BBMR's uniform baseline (OmniSR-O)."""
 
     name = "uniform"
     upscalers = ("omnisr", "jointsr")
 
     @property
     def layout(self):
-        return "atlas"
+        return "planes"
 
     def _pack_scales(self):
-        return (self.geo.overall,)  # a uniform map: the atlas is the block grid at 1/overall
+        return (self.geo.overall,)  # a uniform map: one plane, the block grid at 1/overall
 
     def block_factors(self, factors):
         return np.full(self.geo.grid.n_blocks, self.geo.overall, np.uint8)
@@ -359,7 +360,7 @@ def check_rendition(rend, man) -> Family:
     source size. Raises ValueError with the reason."""
     if rend.kind not in FAMILIES:
         raise ValueError(f"rendition {rend.name}: unknown family {rend.kind!r} (known: {', '.join(FAMILIES)})")
-    want_layout = {"plain": "plain", "plain-sr": "plain", "uniform": "atlas"}.get(rend.kind)
+    want_layout = {"plain": "plain", "plain-sr": "plain", "uniform": "planes"}.get(rend.kind)
     if (want_layout and rend.layout != want_layout) or (not want_layout and rend.layout not in LAYOUTS):
         raise ValueError(f"rendition {rend.name}: layout {rend.layout!r} is not one of the {rend.kind} family's")
     fam = family_of(rend, man)

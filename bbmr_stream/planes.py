@@ -1,6 +1,16 @@
-"""Planes layout (``planes``, version 1): one picture per scale k at 1/k of the padded frame, every block of
-scale k at its natural position (motion compensation works across block edges), the rest flat mid-grey (cheap
-to code). Pack and unpack both live here (:class:`Planes`); the packager and the player import this module.
+"""Planes layout (``planes``, version 2): one plane per scale k at 1/k of the frame, every block of scale k at
+its natural position (motion compensation works across block edges), the rest flat mid-grey (cheap to code);
+the planes are stacked into one coded picture. Pack and unpack both live here (:class:`Planes`); the packager
+and the player import this module.
+
+Version 2 against version 1 (one video stream per plane, each at the block-padded size), both measured on the
+1080p pan at CRF 33 (docs/levers.md):
+- each plane is cropped to the frame's own content, ``ceil(size / k)`` rounded up to even (4:2:0): the
+  replicated rows of the block padding cost bits for pixels no one sees (18 padded rows of the 480x288 x4
+  picture took 42 % more H.264 payload than the 480x270 picture); unpack pads them back by edge replication;
+- one picture instead of one stream per scale: every stream pays its own MPEG-TS/PES packets per frame (three
+  streams took 95 kbps of overhead where one takes 33). The stack (:func:`stack`): the finest plane on top, the
+  others side by side under it, left to right.
 """
 
 from __future__ import annotations
@@ -13,35 +23,84 @@ from bbmr_stream.downscale import LRBlocks, downscale_blocks, lr_blocks_from_til
 from bbmr_stream.scalemap import ScaleMap
 
 NAME = "planes"
-VERSION = 1
+VERSION = 2
+
+
+def _coded(n: int, k: int, padded: int) -> int:
+    """Coded extent of ``n`` source pixels at 1/k: ceil(n / k), rounded up to even, at most the padded extent."""
+    c = -(-n // k)
+    return min(c + c % 2, padded // k)
 
 
 def plane_sizes(grid: BlockGrid, scales: tuple[int, ...]) -> list[tuple[int, int]]:
-    """(width, height) of the picture of each scale in the planes layout."""
-    return [(grid.padded_w // k, grid.padded_h // k) for k in scales]
+    """(width, height) of the coded picture of each scale in the planes layout."""
+    return [(_coded(grid.width, k, grid.padded_w), _coded(grid.height, k, grid.padded_h)) for k in scales]
+
+
+def stack(grid: BlockGrid, scales: tuple[int, ...]) -> tuple[tuple[int, int], list[tuple[int, int, int, int]]]:
+    """The coded picture's (width, height) and each plane's (x, y, width, height) in it: the first (finest)
+    plane at the top left, the others side by side below it."""
+    sizes = plane_sizes(grid, tuple(scales))
+    (w0, h0), rest = sizes[0], sizes[1:]
+    boxes = [(0, 0, w0, h0)]
+    x = 0
+    for w, h in rest:
+        boxes.append((x, h0, w, h))
+        x += w
+    return (max(w0, x), h0 + max((h for _, h in rest), default=0)), boxes
 
 
 def pack_planes(x: torch.Tensor, grid: BlockGrid, factors: np.ndarray, scales: tuple[int, ...]) -> list[np.ndarray]:
-    """Planes layout: one picture per scale at 1/k of the padded frame, every block of scale k at its natural
+    """Planes of every scale at 1/k of the frame (:func:`plane_sizes`), every block of scale k at its natural
     position, the rest flat mid-grey (cheap to code)."""
     lr = downscale_blocks(pad_tensor(x, grid.block), grid, factors)
     tiles = to_uint8_tiles(lr)
     f = np.asarray(factors).reshape(-1)
     out = []
-    for k in scales:
+    for k, (w, h) in zip(scales, plane_sizes(grid, scales)):
         t = grid.block // k
         plane = np.full((grid.grid_h * t, grid.grid_w * t, 3), 128, np.uint8)
         for b in np.flatnonzero(f == k).tolist():
             i, j = divmod(b, grid.grid_w)
             plane[i * t:(i + 1) * t, j * t:(j + 1) * t] = tiles[b]
-        out.append(plane)
+        out.append(np.ascontiguousarray(plane[:h, :w]))
     return out
 
 
-def unpack_planes(pictures: list[np.ndarray], scales: tuple[int, ...], smap: ScaleMap, grid: BlockGrid) -> LRBlocks:
-    """LR tiles from the planes layout: block b of scale k is cut at its natural position in plane k."""
+def _whole_blocks(picture: np.ndarray, grid: BlockGrid, k: int) -> np.ndarray:
+    """A decoded plane padded back to whole blocks at 1/k by edge replication."""
+    t = grid.block // k
+    h, w = picture.shape[:2]
+    ph, pw = grid.grid_h * t, grid.grid_w * t
+    if (h, w) == (ph, pw):
+        return picture
+    if h > ph or w > pw:
+        raise ValueError(f"a {w}x{h} plane is larger than the {pw}x{ph} of its scale x{k}")
+    return np.pad(picture, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+
+
+def stack_planes(planes: list[np.ndarray], grid: BlockGrid, scales: tuple[int, ...]) -> np.ndarray:
+    """The planes in one picture (:func:`stack`), the free area flat mid-grey."""
+    (w, h), boxes = stack(grid, scales)
+    out = np.full((h, w, 3), 128, np.uint8)
+    for p, (x, y, pw, ph) in zip(planes, boxes):
+        out[y:y + ph, x:x + pw] = p
+    return out
+
+
+def split_planes(picture: np.ndarray, grid: BlockGrid, scales: tuple[int, ...]) -> list[np.ndarray]:
+    """The planes (views) of a stacked picture."""
+    (w, h), boxes = stack(grid, scales)
+    if picture.shape[:2] != (h, w):
+        raise ValueError(f"a {picture.shape[1]}x{picture.shape[0]} picture, the planes of scales {list(scales)} "
+                         f"stack to {w}x{h}")
+    return [picture[y:y + ph, x:x + pw] for x, y, pw, ph in boxes]
+
+
+def unpack_planes(planes: list[np.ndarray], scales: tuple[int, ...], smap: ScaleMap, grid: BlockGrid) -> LRBlocks:
+    """LR tiles from the planes: block b of scale k is cut at its natural position in plane k."""
     smap.check_grid(grid, scales)
-    plane = dict(zip(scales, pictures))
+    plane = {k: _whole_blocks(p, grid, k) for k, p in zip(scales, planes)}
 
     def tile(b: int, k: int) -> np.ndarray:
         t, (i, j) = grid.block // k, divmod(b, grid.grid_w)
@@ -51,18 +110,18 @@ def unpack_planes(pictures: list[np.ndarray], scales: tuple[int, ...], smap: Sca
 
 
 class Planes:
-    """The planes layout as the families use it: one picture per scale."""
+    """The planes layout as the families use it: the planes of every scale stacked in one picture."""
 
     name, version = NAME, VERSION
 
     def sizes(self, grid: BlockGrid, scales, overall: int) -> list[tuple[int, int]]:
-        return plane_sizes(grid, tuple(scales))
+        return [stack(grid, tuple(scales))[0]]
 
     def fit(self, factors: np.ndarray, grid: BlockGrid, scales, overall: int) -> np.ndarray:
         return factors
 
     def pack(self, x: torch.Tensor, grid: BlockGrid, factors: np.ndarray, scales, overall: int) -> list[np.ndarray]:
-        return pack_planes(x, grid, factors, tuple(scales))
+        return [stack_planes(pack_planes(x, grid, factors, tuple(scales)), grid, tuple(scales))]
 
     def unpack(self, pictures: list[np.ndarray], smap: ScaleMap, grid: BlockGrid, scales, overall: int) -> LRBlocks:
-        return unpack_planes(pictures, tuple(scales), smap, grid)
+        return unpack_planes(split_planes(pictures[0], grid, tuple(scales)), tuple(scales), smap, grid)

@@ -55,14 +55,24 @@ def below_front(test: list[Point], anchor: list[Point]) -> float | None:
     return round(max(gaps), 4) if gaps else None
 
 
+def lower_half(rungs: list[Point]) -> list[Point]:
+    """The rungs in the lower half of a ladder's rate range (kbps at most the geometric middle of its lowest
+    and highest rung), the part of the ladder the BBMR target is stated on."""
+    if not rungs:
+        return []
+    lo, hi = min(p.kbps for p in rungs), max(p.kbps for p in rungs)
+    return [p for p in rungs if p.kbps <= math.sqrt(lo * hi)]
+
+
 def study(points: list[Point]) -> dict:
     fams = sorted({p.family for p in points}, key=["plain", "plain-sr", "uniform", "bbmr"].index)
     fronts = {f: pareto([p for p in points if p.family == f]) for f in fams}
     fronts["all"] = pareto(points)
     bds = {f: bd(fronts["plain"], fronts[f]) for f in fams if f != "plain" and "plain" in fronts}
     bds["all"] = bd(fronts["plain"], fronts["all"]) if "plain" in fronts else {}
-    if "bbmr" in fronts and "plain-sr" in fronts:
-        bds["bbmr_vs_plain-sr"] = bd(fronts["plain-sr"], fronts["bbmr"])
+    for anchor in ("plain-sr", "uniform"):  # BBMR against the other client-SR families as anchors
+        if "bbmr" in fronts and anchor in fronts:
+            bds[f"bbmr_vs_{anchor}"] = bd(fronts[anchor], fronts["bbmr"])
     auto = choose(points)
     return {"fronts": {k: [p.name for p in v] for k, v in fronts.items()}, "bd_vs_plain": bds,
             "auto_ladder": [p.name for p in auto],
@@ -78,7 +88,7 @@ def markdown(points: list[Point], res: dict, meta: dict) -> str:
              "segment bytes as shipped * 8 / duration. PSNR-Y: " + meta["conventions"]["psnr_y"] +
              f"; frames {meta['conventions'].get('measured_frames')}. NIQE: MATLAB niqe.m, first measured frames. "
              f"BBMR: scorer {s['scorer']}, allocator {s['allocator']}, layout {s['layout']}, overall x{s['overall']}, "
-             f"scales {s['scales']}.", "",
+             f"scales {s['scales']}, rate lambda {s.get('rate_lambda', 0)}.", "",
              "| rung | family | coded | CRF | kbps | PSNR-Y | NIQE | upscaler | on front |",
              "|---|---|---|---|---|---|---|---|---|"]
     for p in sorted(points, key=lambda p: (p.family, p.kbps)):
@@ -141,13 +151,15 @@ def main_rd(argv: list[str]) -> int:
     ap.add_argument("--scorer", default="light")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--preset", default="medium")
+    ap.add_argument("--rate-lambda", default="0", help="BBMR allocation's rate weight (bbmr-package --rate-lambda)")
     ap.add_argument("--segment", type=float, default=2.0, help="segment (closed GOP) seconds")
     ap.add_argument("--reuse", action="store_true", help="take the points of OUT/rd.json (same clip) and only "
                     "recompute the fronts, BD-rates, auto ladder, table and plot")
     ap.add_argument("--upscaler", default="auto", help="client upscaler of the SR families (auto: each family's "
                     "first; e.g. fast = FastSR for plain-sr)")
-    ap.add_argument("--anchor", help="rd.json of a study of the same clip: its plain points join this study "
-                    "(e.g. `--families plain-sr --upscaler fast --anchor DIR/rd.json` measures only plain-sr)")
+    ap.add_argument("--anchor", help="rd.json of a study of the same clip: its points of the families this run "
+                    "does not measure join this study (e.g. `--families plain-sr --upscaler fast --anchor "
+                    "DIR/rd.json` measures only plain-sr)")
     a = ap.parse_args(argv)
     from packager.cli import build_parser
     from bbmr_stream.decode import probe
@@ -160,7 +172,7 @@ def main_rd(argv: list[str]) -> int:
     pargs = build_parser().parse_args([a.clip, "--out", "unused", "--max-frames", str(a.frames), "--scorer",
                                        a.scorer, "--device", a.device, "--preset", a.preset, "--segment", str(a.segment), "--measure-frames",
                                        str(a.measure_frames), "--niqe-frames", str(a.niqe_frames),
-                                       "--upscaler", a.upscaler])
+                                       "--upscaler", a.upscaler, "--rate-lambda", a.rate_lambda])
     console = Console(stderr=True, emoji=False)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,7 +188,8 @@ def main_rd(argv: list[str]) -> int:
         anchor_points, anchor_meta = read_study(Path(a.anchor))
         if anchor_meta["source"]["file"] != Path(a.clip).name:
             raise InputError(f"--anchor {a.anchor} is a study of {anchor_meta['source']['file']}")
-        points = [p for p in points if p.family != "plain"] + [p for p in anchor_points if p.family == "plain"]
+        measured = {p.family for p in points}
+        points += [p for p in anchor_points if p.family not in measured]
     res = study(points)
     write_text_atomic(out / "rd.json", json.dumps({"meta": meta, "points": points_json(points), **res}, indent=1))
     md = markdown(points, res, meta)
@@ -195,12 +208,9 @@ def main_check(argv: list[str]) -> int:
     ap.add_argument("study", help="rd.json of `bbmr-bench rd` on the same title")
     ap.add_argument("--json", help="write the result here")
     a = ap.parse_args(argv)
-    from bbmr_stream.manifest import ManifestError, load
+    from bench.common import load_stream
 
-    try:
-        man = load(a.stream)
-    except ManifestError as e:
-        raise InputError(str(e)) from None
+    man = load_stream(a.stream)
     points, meta = read_study(a.study)
     src = meta["source"]
     if (src["file"], src["frames"]) != (man.source["file"], man.source["frames"]):
@@ -218,7 +228,8 @@ def main_check(argv: list[str]) -> int:
     res = {"stream": str(a.stream), "study": str(a.study), "rungs": rows,
            "max_below_plain_front_db": below_front(rungs, plain), "bd_vs_plain": bd(plain, pareto(rungs)),
            "plain_only_ladder": [p.name for p in plain_ladder],
-           "bd_vs_plain_only_ladder": bd(plain_ladder, pareto(rungs))}
+           "bd_vs_plain_only_ladder": bd(plain_ladder, pareto(rungs)),
+           "bd_vs_plain_lower_half": bd(plain, pareto(lower_half(rungs)))}
     print("| rung | family | coded | CRF | kbps | PSNR-Y | below plain front (dB) |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['rung']} | {r['family']} | {r['coded']} | {r['crf']:g} | {r['kbps']:.0f} | {r['psnr_y']:.2f} | "
@@ -245,10 +256,10 @@ def main_summary(argv: list[str]) -> int:
     img = out.parent / "img"
     img.mkdir(parents=True, exist_ok=True)
     parts = [Path(a.intro).read_text().rstrip() + "\n"] if a.intro else []
-    fams = ["plain-sr", "uniform", "bbmr", "all", "bbmr_vs_plain-sr"]
+    fams = ["plain-sr", "uniform", "bbmr", "all", "bbmr_vs_plain-sr", "bbmr_vs_uniform"]
     head = ["", "## BD-rate against the plain front, all clips", "",
             "Negative = fewer bits than the plain ladder at equal PSNR-Y (bjontegaard, pchip, over the PSNR-Y overlap "
-            "of the two fronts; `bbmr_vs_plain-sr` has plain-sr as the anchor). BD-PSNR in brackets.", "",
+            "of the two fronts; `bbmr_vs_plain-sr` and `bbmr_vs_uniform` have plain-sr and uniform as the anchor). BD-PSNR in brackets.", "",
             "| clip | " + " | ".join(fams) + " |", "|---" * (len(fams) + 1) + "|"]
     body = []
     for d in map(Path, a.dirs):
@@ -283,11 +294,44 @@ def main_summary(argv: list[str]) -> int:
                 body.append(f"| {row['rung']} | {row['family']} | {row['coded']} | {row['crf']:g} | {row['kbps']:.0f} | "
                             f"{row['psnr_y']:.2f} | {'outside its range' if gap is None else f'{gap:+.3f}'} |")
             bdv, bdl = c["bd_vs_plain"], c.get("bd_vs_plain_only_ladder", {})
+            plain_front = pareto([Point(**p) for p in r["points"] if p["family"] == "plain"])
+            half = lower_half([Point(row["rung"], row["rung"], row["family"], 0, 0, row["crf"], row["kbps"],
+                                     row["psnr_y"], None, None) for row in c["rungs"]])
+            bdh = bd(plain_front, pareto(half))
             body += ["", f"Largest shortfall under the plain front within its rate range: "
                      f"{c['max_below_plain_front_db']} dB. BD-rate of the auto ladder against the plain front (all 25 "
                      f"plain candidates): {bdv.get('bd_rate_pct')} % (BD-PSNR {bdv.get('bd_psnr_db')} dB); against "
                      f"the plain-only ladder the same rule picks ({', '.join(c.get('plain_only_ladder', []))}): "
-                     f"{bdl.get('bd_rate_pct')} % (BD-PSNR {bdl.get('bd_psnr_db')} dB)."]
+                     f"{bdl.get('bd_rate_pct')} % (BD-PSNR {bdl.get('bd_psnr_db')} dB); its lower half (the "
+                     f"{len(half)} rungs up to the geometric middle of its rate range) against the plain front: "
+                     f"{bdh.get('bd_rate_pct')} % "
+                     f"(BD-PSNR {bdh.get('bd_psnr_db')} dB)."]
     write_text_atomic(out, "\n".join(parts + head + body) + "\n")
     print(f"wrote {out}")
+    return 0
+
+
+def main_compare(argv: list[str]) -> int:
+    """``bbmr-bench rd-compare --before DIR --after DIR CLIP...``: BD-rates of two sets of studies of the same
+    clips (e.g. before and after a lever), one Markdown table."""
+    ap = argparse.ArgumentParser(prog="bbmr-bench rd-compare")
+    ap.add_argument("clips", nargs="+", help="study names (sub-directories of --before and --after)")
+    ap.add_argument("--before", required=True)
+    ap.add_argument("--after", required=True)
+    ap.add_argument("--keys", default="uniform,bbmr,bbmr_vs_plain-sr,bbmr_vs_uniform",
+                    help="entries of rd.json's bd_vs_plain (families against plain, bbmr_vs_X against X)")
+    a = ap.parse_args(argv)
+    keys = [k.strip() for k in a.keys.split(",") if k.strip()]
+
+    def cell(d: Path, clip: str, key: str) -> str:
+        f = d / clip / "rd.json"
+        if not f.is_file():
+            raise InputError(f"{f}: no such study")
+        v = json.loads(f.read_text())["bd_vs_plain"].get(key, {})
+        return "n/a" if v.get("bd_rate_pct") is None else f"{v['bd_rate_pct']:+.1f} % ({v['bd_psnr_db']:+.2f} dB)"
+
+    print("| clip | " + " | ".join(keys) + " |\n" + "|---" * (len(keys) + 1) + "|")
+    for clip in a.clips:
+        print(f"| {clip} | " + " | ".join(f"{cell(Path(a.before), clip, k)} -> {cell(Path(a.after), clip, k)}"
+                                          for k in keys) + " |")
     return 0

@@ -237,6 +237,18 @@ def allocate_frame(alloc: Allocation, x: torch.Tensor, rgb: np.ndarray, segment_
     alloc.reuse.allocated(rgb)
 
 
+def map_payload(r: Rung, factors, index: int, segment_start: bool) -> bytes | None:
+    """The frame's scale-map SEI payload, or None: a map is sent at every segment start and whenever it differs
+    from the previous frame's; a frame without one has the previous frame's map (docs/formats.md). Per frame,
+    the SEI costs 17-26 kbps at 30 fps (1080p-1440p grids), 10-20 % of a low uniform or BBMR rung."""
+    if not r.family.carries_map:
+        return None
+    bf = r.family.block_factors(factors)
+    changed = not r.factors or not np.array_equal(bf, r.factors[-1])
+    r.factors.append(bf)
+    return r.family.scale_map(factors, index) if segment_start or changed else None
+
+
 def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, args, gop: int, device,
                  console) -> tuple[int, dict]:
     """decode -> (score -> allocate) -> pack -> encode + SEI, frame by frame; returns (frames, seconds)."""
@@ -269,13 +281,11 @@ def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, args
                     pics = r.encoder.planes(r.family.pictures(x, f))  # converted to YUV once per picture
                     if key is not None:
                         made[key] = pics
-                payload = r.family.scale_map(f, fr.index) if r.family.carries_map else None
+                payload = map_payload(r, f, fr.index, fr.index % gop == 0)
                 timing["pack"] += time.time() - t
                 t = time.time()
                 r.encoder.encode(pics, fr.pts, payload)
                 timing["encode"] += time.time() - t
-                if r.family.carries_map:
-                    r.factors.append(r.family.block_factors(f))
             n += 1
             prog.update(task, advance=1, fps=n / (time.time() - t0))
             t = time.time()

@@ -27,7 +27,7 @@ from bbmr_stream.imageio import InputError
 PLAIN_FRACTIONS = (1.0, 2 / 3, 1 / 2, 1 / 3, 1 / 4)
 PLAIN_CRFS = (18, 23, 28, 33, 38)
 SR_FACTORS = (2, 4)
-BLOCK_CRFS = (12, 18, 23, 28, 33)  # uniform / bbmr pictures are small: lower CRFs reach the same rates
+BLOCK_CRFS = PLAIN_CRFS  # since planes v2 a uniform / bbmr picture costs about what a plain one does at a CRF
 # --fast: 13 candidates instead of 45, the families that reach the front in the study of docs/rd.md (plain and
 # plain-sr; uniform and bbmr are never efficient there), sizes 1, 1/2, 1/4 and CRFs 6 apart
 FAST = {"families": ("plain", "plain-sr"), "fractions": (1.0, 1 / 2, 1 / 4), "plain_crfs": (23, 29, 35),
@@ -107,7 +107,8 @@ def measure_candidates(run, args: argparse.Namespace, specs: list[RungSpec], con
     meta = {"source": man.source, "conventions": man.conventions, "segments": segments,
             "settings": {"codec": args.codec, "preset": args.preset, "segment_s": args.segment,
                          "scorer": man.scorer, "allocator": man.allocator, "layout": args.layout,
-                         "overall": man.overall, "scales": man.scales, "block": man.block}}
+                         "overall": man.overall, "scales": man.scales, "block": man.block,
+                         "rate_lambda": args.rate_lambda}}
     return points, meta
 
 
@@ -175,7 +176,21 @@ def choose(points: list[Point], max_rungs: int = 8, ratio: float = 1.5, min_gain
         if len(picked) >= max_rungs:
             picked.pop()
         picked.append(top)
-    return picked
+    return [simplest_equal(p, points, tol_db) for p in picked]
+
+
+CLIENT_NEEDS = ("plain", "plain-sr", "uniform", "bbmr")  # what a rung asks of the client, least first
+
+
+def simplest_equal(p: Point, points: list[Point], tol_db: float = 0.05, rate_tol: float = RATE_TOL) -> Point:
+    """``p``, or the point of a family that asks less of the client (:data:`CLIENT_NEEDS`: plain plays in any
+    HLS player, plain-sr too and gains with SR, uniform/bbmr need the scale map) that is as good: at most
+    ``rate_tol`` dearer and at most ``tol_db`` worse. (Since planes v2 a uniform x4 rung codes the same
+    pictures as plain-sr x4, plus one scale map per segment.)"""
+    rank = CLIENT_NEEDS.index
+    same = [q for q in points if rank(q.family) < rank(p.family) and q.kbps <= p.kbps * (1 + rate_tol)
+            and q.psnr_y >= p.psnr_y - tol_db]
+    return min(same, key=lambda q: (rank(q.family), q.kbps)) if same else p
 
 
 def read_study(path: str | Path) -> tuple[list[Point], dict]:

@@ -102,6 +102,17 @@ def test_choose_spans_a_steep_curve():
     assert rates[0] == 100 and rates[-1] == 3600 and 6 <= len(rates) <= 8
 
 
+def test_choose_prefers_the_rung_that_asks_less_of_the_client_when_it_is_as_good():
+    """A uniform rung 0.01 dB above a plain-sr rung of the same rate (the same pictures since planes v2) is not
+    shipped in its place; a bbmr rung 0.3 dB better is."""
+    plain = _pts([(100, 30), (400, 34), (800, 36)])
+    sr = _pts([(200, 32.0)], "plain-sr")
+    uni = _pts([(201, 32.01)], "uniform")
+    assert [p.family for p in choose(plain + sr + uni)] == ["plain", "plain-sr", "plain", "plain"]
+    bbmr = _pts([(201, 32.3)], "bbmr")
+    assert "bbmr" in [p.family for p in choose(plain + sr + uni + bbmr)]
+
+
 def test_choose_takes_the_winning_family_at_each_rate():
     plain = _pts([(100, 30), (200, 32), (400, 34), (800, 36)])
     sr = _pts([(100, 31), (200, 33)], "plain-sr")  # wins at low rates only

@@ -8,7 +8,7 @@ from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.manifest import load
 from bbmr_stream.resize import to_tensor
 from bbmr_stream.score import BicubicScorer
-from bbmr_stream.demux import scalemap_of
+from bbmr_stream.demux import scalemap_of, segment_frames
 from packager.cli import main
 from bbmr_stream.atlas import atlas_cols, atlas_rows, fit_to_rows, pack_frame
 
@@ -46,22 +46,25 @@ def test_scale_maps_round_trip(packaged):
         d = scorer.score(to_tensor(img))
         f = allocate("optimal", d, weights=grid.valid_fraction())
         expect.append(fit_to_rows(f, grid, atlas_rows(grid, (2, 4, 8))))
-    got, pts = [], []
+    got, pts, sent = [], [], []
     for seg in rend.segments:  # every segment decodes on its own, starting with a keyframe
         with av.open(str(out / seg.file)) as c:
             frs = list(c.decode(video=0))
         assert frs[0].key_frame
         assert len(frs) == seg.frames
-        for fr in frs:
-            m = scalemap_of(fr)
-            assert m is not None
-            got.append(m)
-            pts.append(fr.pts)
-    assert len(got) == N
-    assert [m.frame_index for m in got] == list(range(N))
+        maps = [m for _, m in segment_frames(out / seg.file, 1)]  # the map rule applied
+        own = [scalemap_of(fr) for fr in frs]  # the SEI of each frame, if any
+        assert own[0] is not None  # a segment starts with a map
+        for i in range(1, len(frs)):  # later frames carry one exactly when the map changes
+            assert (own[i] is None) == np.array_equal(maps[i].flat, maps[i - 1].flat)
+        got += maps
+        sent += [seg.first_frame + i for i, m in enumerate(own) if m is not None]
+        pts += [fr.pts for fr in frs]
+    assert len(got) == N and all(m is not None for m in got)
+    assert len(rend.segments) < len(sent) < N  # re-allocated inside segments, and some maps held for frames
+    assert {m.frame_index for m in got} == set(sent)  # every map is one that was sent, with its frame's index
     for m, f in zip(got, expect):
         np.testing.assert_array_equal(m.flat, f)
-    assert all(len({m.to_bytes() for m in got[g:g + 4]}) >= 3 for g in range(0, N, 4))  # >= 3 maps a GOP
     assert set(np.diff(pts).tolist()) == {90000 // FPS}  # MPEG-TS 90 kHz clock: the source's frame spacing
     assert any(b"\x00\x00" in m.to_bytes()[4:] for m in got)  # payloads that need emulation prevention
 
@@ -84,11 +87,9 @@ def test_lossless_tiles_equal_packager(packaged):
     frames = _source_frames(src)
     i = 0
     for seg in rend.segments:
-        with av.open(str(out / seg.file)) as c:
-            for fr in c.decode(video=0):
-                m = scalemap_of(fr)
-                _assert_encodes_losslessly(fr, pack_frame(to_tensor(frames[i]), grid, m.flat, rows, cols))
-                i += 1
+        for (fr,), m in segment_frames(out / seg.file, 1):
+            _assert_encodes_losslessly(fr, pack_frame(to_tensor(frames[i]), grid, m.flat, rows, cols))
+            i += 1
     assert i == N
 
 
@@ -141,7 +142,7 @@ def test_existing_out_refused(packaged, capsys):
 
 
 def test_planes_layout_lossless(tmp_path):
-    from bbmr_stream.planes import pack_planes
+    from bbmr_stream.planes import pack_planes, split_planes, stack_planes
 
     src = tmp_path / "in.mp4"
     _clip(src)
@@ -150,22 +151,21 @@ def test_planes_layout_lossless(tmp_path):
                  "--ladder", "bbmr:23", "--lossless", "--upscaler", "bicubic", "--device", "cpu"]) == 0
     man = load(out)
     rend = man.renditions[0]
-    assert rend.layout == "planes" and rend.pictures == [[192, 128], [96, 64], [48, 32]]
+    # one picture: the x2 plane cropped to the 320x200 frame (160x100) on top, x4 (80x50) and x8 (40x26) below
+    assert rend.layout == "planes" and rend.pictures == [[160, 150]]
     grid = BlockGrid(H, W)
     frames = _source_frames(src)
     i = 0
     for seg in rend.segments:
-        streams = []
-        for s in range(3):
-            with av.open(str(out / seg.file)) as c:
-                streams.append(list(c.decode(video=s)))
-        assert len({len(x) for x in streams}) == 1
-        for frs in zip(*streams):
-            m = scalemap_of(frs[0])
-            assert m is not None and m.frame_index == i
-            assert all(scalemap_of(f) is None for f in frs[1:])  # the SEI rides on the first stream only
-            for fr, pic in zip(frs, pack_planes(to_tensor(frames[i]), grid, m.flat, (2, 4, 8))):
-                _assert_encodes_losslessly(fr, pic)
+        with av.open(str(out / seg.file)) as c:
+            assert len(c.streams.video) == 1
+        for (fr,), m in segment_frames(out / seg.file, 1):
+            assert m is not None and m.frame_index <= i
+            planes = pack_planes(to_tensor(frames[i]), grid, m.flat, (2, 4, 8))
+            assert [p.shape[:2] for p in planes] == [(100, 160), (50, 80), (26, 40)]
+            pic = stack_planes(planes, grid, (2, 4, 8))
+            assert all(np.array_equal(a, b) for a, b in zip(split_planes(pic, grid, (2, 4, 8)), planes))
+            _assert_encodes_losslessly(fr, pic)
             i += 1
     assert i == N
     assert rend.psnr_y > 20

@@ -79,3 +79,42 @@ def _mux(out, pkt, maps, codec):
 def test_uuid_is_ours():
     assert len(BBMR_UUID) == 16
     assert payload_from_side_data(b"\x00" * 16 + b"x") is None
+
+
+def _segment_with_maps_on(path, frames_with_map: set[int], n: int = 8) -> None:
+    """An MPEG-TS segment (x264 with B-frames) whose frames in ``frames_with_map`` carry our SEI (_map(i))."""
+    with av.open(str(path), "w", format="mpegts") as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+        s.codec_context.options = {"bf": "2", "g": str(n)}
+        rng = np.random.default_rng(1)
+
+        def mux(pkt):
+            i = int(round(float(pkt.pts * pkt.time_base) * 25))
+            data = insert_sei(bytes(pkt), _map(i).to_bytes(), "h264") if i in frames_with_map else bytes(pkt)
+            new = av.Packet(data)
+            new.pts, new.dts, new.time_base, new.is_keyframe, new.stream = pkt.pts, pkt.dts, pkt.time_base, \
+                pkt.is_keyframe, pkt.stream
+            out.mux(new)
+
+        for i in range(n):
+            fr = av.VideoFrame.from_ndarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8), format="rgb24")
+            fr.pts = i
+            for pkt in s.encode(fr):
+                mux(pkt)
+        for pkt in s.encode(None):
+            mux(pkt)
+
+
+def test_map_rule_frames_without_sei_have_the_previous_frames_map(tmp_path):
+    """docs/formats.md map rule, as bbmr_stream.demux.segment_frames reads it: a frame without our SEI has the
+    previous frame's map; before the segment's first map, no map is known (None)."""
+    from bbmr_stream.demux import segment_frames
+
+    p = tmp_path / "a.ts"
+    _segment_with_maps_on(p, {0, 3, 6})
+    assert [m.frame_index for _, m in segment_frames(p, 1)] == [0, 0, 0, 3, 3, 3, 6, 6]
+    q = tmp_path / "b.ts"
+    _segment_with_maps_on(q, {2, 5})  # the first frame's map lost
+    got = [m for _, m in segment_frames(q, 1)]
+    assert got[:2] == [None, None] and [m.frame_index for m in got[2:]] == [2, 2, 2, 5, 5, 5]

@@ -1,0 +1,39 @@
+"""`bbmr-bench bytes`: where a stream's bytes go (bench/bytes.py)."""
+
+import json
+
+import av
+
+from bbmr_stream.demux import scalemap_of
+from bbmr_stream.manifest import load
+from bbmr_stream.sei import build_sei_nal
+
+
+def test_bytes_split_into_video_sei_and_container(stream, tmp_path, capsys):
+    from bench.cli import main as bench
+
+    _, out = stream
+    assert bench(["bytes", str(out), "--json", str(tmp_path / "b.json")]) == 0
+    rows = {r["rendition"]: r for r in json.loads((tmp_path / "b.json").read_text())}
+    man = load(out)
+    maps_sent = {}
+    for rend in man.renditions:
+        r = rows[rend.name]
+        files = [out / s.file for s in rend.segments]
+        assert r["shipped_bytes"] == sum(f.stat().st_size for f in files)
+        assert r["shipped_bytes"] == sum(r["video_bytes_per_stream"]) + r["container_bytes"]
+        sent = []  # the maps the segments carry: each SEI NAL is as long as the packager builds it
+        for f in files:
+            with av.open(str(f)) as c:
+                sent += [m for m in map(scalemap_of, c.decode(video=0)) if m is not None]
+        assert len(rend.segments) <= len(sent)
+        assert r["sei_bytes"] == sum(len(build_sei_nal(m.to_bytes())) for m in sent)
+        maps_sent[rend.kind] = (len(sent), len(rend.segments))
+    assert maps_sent["uniform"][0] == maps_sent["uniform"][1]  # a uniform map never changes: one per segment
+    assert "| bbmr_crf20 |" in capsys.readouterr().out
+
+
+def test_bytes_refuses_a_directory_without_a_stream(tmp_path):
+    from bench.cli import main as bench
+
+    assert bench(["bytes", str(tmp_path)]) == 2
