@@ -8,7 +8,8 @@ from bbmr_stream.cli import run_cli
 
 COMMANDS = {"rd": "bench.rd:main_rd", "ladder-check": "bench.rd:main_check", "look": "bench.look:main_look",
             "rd-summary": "bench.rd:main_summary", "prefilter": "bench.prefilter:main",
-            "bytes": "bench.bytes:main", "rd-compare": "bench.rd:main_compare"}
+            "bytes": "bench.bytes:main", "rd-compare": "bench.rd:main_compare",
+            "rd-shortfall": "bench.rd:main_shortfall"}
 
 
 def main(argv: list[str] | None = None) -> int:

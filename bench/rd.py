@@ -335,3 +335,38 @@ def main_compare(argv: list[str]) -> int:
         print(f"| {clip} | " + " | ".join(f"{cell(Path(a.before), clip, k)} -> {cell(Path(a.after), clip, k)}"
                                           for k in keys) + " |")
     return 0
+
+
+def rate_at(front: list[Point], psnr: float) -> float | None:
+    """kbps at which a front (by rate) reaches ``psnr``, interpolated linearly in log rate (None: outside it)."""
+    for u, v in zip(front, front[1:]):
+        if u.psnr_y <= psnr <= v.psnr_y:
+            t = 0.0 if v.psnr_y == u.psnr_y else (psnr - u.psnr_y) / (v.psnr_y - u.psnr_y)
+            return math.exp(math.log(u.kbps) + t * math.log(v.kbps / u.kbps))
+    return None
+
+
+def main_shortfall(argv: list[str]) -> int:
+    """``bbmr-bench rd-shortfall DIR... [--family bbmr]``: each point of a family against the plain front of its
+    study (dB under it at the point's rate), and the rate at which the plain front reaches the family's best."""
+    ap = argparse.ArgumentParser(prog="bbmr-bench rd-shortfall")
+    ap.add_argument("dirs", nargs="+", help="study directories (rd.json)")
+    ap.add_argument("--family", default="bbmr")
+    a = ap.parse_args(argv)
+    print(f"| clip | {a.family} points: CRF, kbps, PSNR-Y dB, dB under the plain front | best | plain front reaches "
+          "it at |\n|---|---|---|---|")
+    for d in map(Path, a.dirs):
+        points, _ = read_study(d / "rd.json")
+        plain = pareto([p for p in points if p.family == "plain"])
+        fam = sorted((p for p in points if p.family == a.family), key=lambda p: p.kbps)
+        if not fam:
+            raise InputError(f"{d / 'rd.json'} has no {a.family} points")
+        cells = []
+        for p in fam:
+            gap = shortfall(p, plain)
+            cells.append(f"CRF {p.crf:g}: {p.kbps:.0f}, {p.psnr_y:.2f}, " + ("outside" if gap is None else f"{gap:.2f}"))
+        best = max(fam, key=lambda p: p.psnr_y)
+        r = rate_at(plain, best.psnr_y)
+        print(f"| {d.name} | {'; '.join(cells)} | {best.psnr_y:.2f} dB at {best.kbps:.0f} kbps | "
+              f"{'n/a' if r is None else f'{r:.0f} kbps'} |")
+    return 0

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bbmr_stream.blocks import BlockGrid
-from bbmr_stream.family import FAMILIES, Geometry, RungSpec, make_family, parse_ladder, parse_rung
+from bbmr_stream.family import FAMILIES, Geometry, make_family, parse_ladder, parse_rung
 from bbmr_stream.imageio import InputError
 from packager.ladder import Point, candidate_specs, choose, efficient, pareto, sample_segments, shortfall
 from tests.media import H, W, _clip
@@ -100,6 +100,27 @@ def test_choose_spans_a_steep_curve():
                 (2650, 43.8), (3600, 47.9)])
     rates = [p.kbps for p in choose(pts)]
     assert rates[0] == 100 and rates[-1] == 3600 and 6 <= len(rates) <= 8
+
+
+def test_rd_shortfall_and_rate_at(tmp_path, capsys):
+    """`bbmr-bench rd-shortfall`: a family point's gap under the plain front, and where plain reaches its best."""
+    import json as _json
+
+    from bench.cli import main as bench
+    from bench.rd import rate_at
+    from packager.ladder import points_json
+
+    plain = _pts([(100, 30), (400, 34)])
+    assert rate_at(plain, 32) == pytest.approx(200)  # half way in PSNR = the geometric middle in rate
+    assert rate_at(plain, 35) is None
+    pts = plain + _pts([(200, 31), (300, 31.5)], "bbmr")
+    d = tmp_path / "clip"
+    d.mkdir()
+    (d / "rd.json").write_text(_json.dumps({"meta": {}, "points": points_json(pts)}))
+    assert bench(["rd-shortfall", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "1.00" in out and "31.50 dB at 300 kbps" in out  # 32 - 31 dB at 200 kbps
+    assert bench(["rd-shortfall", str(d), "--family", "uniform"]) == 2
 
 
 def test_choose_prefers_the_rung_that_asks_less_of_the_client_when_it_is_as_good():
