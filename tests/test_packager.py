@@ -1,6 +1,7 @@
 import json
 import av
 import numpy as np
+import torch
 import pytest
 
 from bbmr_stream.allocate import allocate
@@ -296,3 +297,23 @@ def test_vfr_timestamps_kept(tmp_path):
             got += [float(f.pts * f.time_base) for f in c.decode(video=0)]
     rel = [round((g - got[0]) * 1000) for g in got]
     assert rel == pts_ms
+
+
+def test_planes_keep_a_margin_of_real_content_around_tiles():
+    """Tiles are the same with or without the margin; the margin is the frame's own downscale at that scale,
+    grey beyond it."""
+    from bbmr_stream.downscale import downscale_blocks, to_uint8_tiles
+    from bbmr_stream.planes import pack_planes
+    from bbmr_stream.resize import downscale, levels8
+    from bbmr_stream.blocks import pad_tensor
+
+    grid = BlockGrid(256, 384)
+    x = torch.rand(1, 3, 256, 384)
+    f = np.array([2, 8, 8, 8, 8, 8], np.uint8)  # one x2 block at the top left
+    tiles = to_uint8_tiles(downscale_blocks(pad_tensor(x, 128), grid, f))
+    for m in (0, 4, 16):
+        x2 = pack_planes(x, grid, f, (2, 4, 8), margin=m)[0]  # 192x128 plane of scale 2
+        np.testing.assert_array_equal(x2[:64, :64], tiles[0])
+        full = levels8(downscale(x, 2))[0].permute(1, 2, 0).to(torch.uint8).numpy()
+        np.testing.assert_array_equal(x2[:64 + m, :64 + m], full[:64 + m, :64 + m])
+        assert (x2[64 + m:] == 128).all() and (x2[:, 64 + m:] == 128).all()
