@@ -75,6 +75,9 @@ def pack_planes(x: torch.Tensor, grid: BlockGrid, factors: np.ndarray, scales: t
         t = grid.block // k
         keep = torch.from_numpy(np.ascontiguousarray(f == k)).float()[None, None]
         keep = torch.nn.functional.interpolate(keep, scale_factor=t, mode="nearest")
+        if not keep.any():  # no block at this scale: a grey plane, no downscale
+            out.append(np.full((h, w, 3), 128, np.uint8))
+            continue
         if m > 0:
             keep = torch.nn.functional.max_pool2d(keep, 2 * m + 1, stride=1, padding=m)
         full = levels8(downscale(xp, k))[0].permute(1, 2, 0).to(torch.uint8)

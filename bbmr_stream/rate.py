@@ -28,17 +28,22 @@ def h264_lambda(qp: float) -> float:
     return 0.85 * 2.0 ** ((qp - 12.0) / 3.0)
 
 
+def gradient_bits(y: torch.Tensor, crf: float) -> torch.Tensor:
+    """Per-pixel bits of the proxy, ``log2(1 + (|dY/dx| + |dY/dy|) / Q)``, of (..., H, W) Y planes on [0, 255]
+    (the first column's / row's backward difference is 0)."""
+    gx = torch.zeros_like(y)
+    gy = torch.zeros_like(y)
+    gx[..., :, 1:] = (y[..., :, 1:] - y[..., :, :-1]).abs()
+    gy[..., 1:, :] = (y[..., 1:, :] - y[..., :-1, :]).abs()
+    return torch.log2(1 + (gx + gy) / qstep(crf))
+
+
 @torch.no_grad()
 def rate_proxy(hr_padded: torch.Tensor, scales: Sequence[int], block: int = 128, crf: float = 23.0) -> np.ndarray:
     """(n_blocks, n_scales) estimated bits of each block's LR tile at each scale."""
-    q = qstep(crf)
     out = []
     for k in scales:
         y = rgb_to_y_torch(all_tiles(hr_padded, k, block, "frame").double())  # (n, t, t)
-        gx = torch.zeros_like(y)
-        gy = torch.zeros_like(y)
-        gx[:, :, 1:] = (y[:, :, 1:] - y[:, :, :-1]).abs()
-        gy[:, 1:, :] = (y[:, 1:, :] - y[:, :-1, :]).abs()
-        out.append(torch.log2(1 + (gx + gy) / q).sum(dim=(1, 2)).numpy())
+        out.append(gradient_bits(y, crf).sum(dim=(1, 2)).numpy())
     return np.stack(out, axis=1)
 

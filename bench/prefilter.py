@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from bbmr_stream.imageio import InputError, write_text_atomic
-from bbmr_stream.metrics import rgb_to_y_torch
-from bbmr_stream.rate import h264_lambda, qstep
-from bbmr_stream.resize import downscale, resize_to, upscale
+from bbmr_stream.metrics import psnr_y_torch, rgb_to_y_torch
+from bbmr_stream.rate import gradient_bits, h264_lambda
+from bbmr_stream.resize import downscale, resize_to, to_uint8, upscale
 
 BLOCK = 128
 
@@ -58,15 +58,6 @@ def _block_sum(a: torch.Tensor, block: int) -> torch.Tensor:
     return F.avg_pool2d(a[None, None], block, ceil_mode=True)[0, 0] * block * block
 
 
-def _grad_bits(y: torch.Tensor, crf: float, block: int) -> torch.Tensor:
-    """The gradient bit proxy of ``bbmr_stream.rate`` per block of a (H, W) Y plane."""
-    gx = torch.zeros_like(y)
-    gy = torch.zeros_like(y)
-    gx[:, 1:] = (y[:, 1:] - y[:, :-1]).abs()
-    gy[1:, :] = (y[1:, :] - y[:-1, :]).abs()
-    return _block_sum(torch.log2(1 + (gx + gy) / qstep(crf)), block)
-
-
 def scale_candidates(hr: torch.Tensor, base: int, crf: float) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """Pictures at 1/base with the whole frame low-passed to scale base, 2 base, 4 base; per-block SSE (Y) of
     each after bicubic up to the source, and per-block bit proxy. hr: (1, 3, H, W) in [0, 1]."""
@@ -77,7 +68,7 @@ def scale_candidates(hr: torch.Tensor, base: int, crf: float) -> tuple[list[torc
         pics.append(p)
         err = (rgb_to_y_torch(hr) - rgb_to_y_torch(upscale(p, base)))[0] ** 2
         sse.append(_block_sum(err, BLOCK))
-        bits.append(_grad_bits(rgb_to_y_torch(p)[0], crf, BLOCK // base))
+        bits.append(_block_sum(gradient_bits(rgb_to_y_torch(p)[0], crf), BLOCK // base))
     return pics, torch.stack(sse), torch.stack(bits)
 
 
@@ -104,10 +95,6 @@ def prefiltered(frames: list[torch.Tensor], v: Variant, crf: float, gop: int) ->
     return out, (counts / counts.sum()).round(4).tolist()
 
 
-def _u8(x: torch.Tensor) -> np.ndarray:
-    return (x[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-
-
 def encode_decode(pictures: list[torch.Tensor], crf: float, fps: float, gop: int, preset: str
                   ) -> tuple[int, list[torch.Tensor]]:
     """x264 (yuv420p, closed GOPs of ``gop``) in memory; returns (packet bytes, decoded pictures)."""
@@ -121,7 +108,7 @@ def encode_decode(pictures: list[torch.Tensor], crf: float, fps: float, gop: int
         s.options = {"crf": f"{crf:g}", "preset": preset, "g": str(gop), "keyint_min": str(gop),
                      "sc_threshold": "0", "open_gop": "0"}
         for p in pictures:
-            for pkt in s.encode(av.VideoFrame.from_ndarray(_u8(p), format="rgb24")):
+            for pkt in s.encode(av.VideoFrame.from_ndarray(to_uint8(p), format="rgb24")):
                 c.mux(pkt)
         for pkt in s.encode():
             c.mux(pkt)
@@ -135,15 +122,10 @@ def encode_decode(pictures: list[torch.Tensor], crf: float, fps: float, gop: int
     return nbytes, dec
 
 
-def psnr_y(ref: torch.Tensor, rec: torch.Tensor) -> float:
-    mse = float(((rgb_to_y_torch(ref) - rgb_to_y_torch(rec)) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
-
-
 def measure(frames, pictures, crf, fps, gop, preset) -> dict:
     nbytes, dec = encode_decode(pictures, crf, fps, gop, preset)
     h, w = frames[0].shape[-2:]
-    ps = [psnr_y(f, resize_to(d, h, w)) for f, d in zip(frames, dec)]
+    ps = [float(psnr_y_torch(f, resize_to(d, h, w))[0]) for f, d in zip(frames, dec)]
     return {"kbps": round(nbytes * 8 / (len(frames) / fps) / 1000, 2), "psnr_y": round(float(np.mean(ps)), 4)}
 
 

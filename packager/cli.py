@@ -240,7 +240,8 @@ def allocate_frame(alloc: Allocation, x: torch.Tensor, rgb: np.ndarray, segment_
 def map_payload(r: Rung, factors, index: int, segment_start: bool) -> bytes | None:
     """The frame's scale-map SEI payload, or None: a map is sent at every segment start and whenever it differs
     from the previous frame's; a frame without one has the previous frame's map (docs/formats.md). Per frame,
-    the SEI costs 17-26 kbps at 30 fps (1080p-1440p grids), 10-20 % of a low uniform or BBMR rung."""
+    the SEI costs 17-26 kbps at 30 fps (1080p-1440p grids), 10-20 % of a low uniform or BBMR rung. Appends the
+    frame's block factors to ``r.factors`` (the previous map, and the scale shares of the manifest)."""
     if not r.family.carries_map:
         return None
     bf = r.family.block_factors(factors)
