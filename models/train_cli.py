@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def val_sets(items: list[str]) -> dict[str, str]:
+    """``--val NAME=DIR ...`` as {name: dir}; anything else is a one-line error."""
+    sets = dict(v.split("=", 1) for v in items if "=" in v)
+    if len(sets) != len(items):
+        raise InputError("--val takes NAME=DIR pairs")
+    return sets
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -85,14 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "coded-metrics":
             from models.publish import add_coded_metrics
 
-            sets = dict(v.split("=", 1) for v in args.val if "=" in v)
-            if len(sets) != len(args.val):
-                raise InputError("--val takes NAME=DIR pairs")
+            sets = val_sets(args.val)
             print(json.dumps(add_coded_metrics(args.id, sets).to_dict()["_metrics"], indent=2))
         elif args.cmd == "publish":
-            sets = dict(v.split("=", 1) for v in args.val if "=" in v)
-            if len(sets) != len(args.val):
-                raise InputError("--val takes NAME=DIR pairs")
+            sets = val_sets(args.val)
             fn = publish_jointsr if args.id.startswith("jointsr") else publish_omnisr
             e = fn(args.ckpt, args.id, sets, args.data)
             print(json.dumps(e.to_dict(), indent=2))
