@@ -1,4 +1,5 @@
-"""What every command-line tool of the project shares: the error contract and the device choice.
+"""What every command-line tool of the project shares: the error contract and the options declared by several
+tools (``--device``, ``--backend``, ``WxH`` sizes, ``HOST:PORT``), each defined here once.
 
 Bad input raises :class:`~bbmr_stream.imageio.InputError`; :func:`run_cli` turns it into one line on stderr
 and exit code 2, never a traceback. SIGINT and SIGTERM unwind the stack like Ctrl-C (every ``finally`` and
@@ -13,9 +14,8 @@ import sys
 import threading
 from typing import Callable
 
-import torch
-
-from bbmr_stream.imageio import InputError
+from bbmr_stream.device import DEVICES
+from bbmr_stream.errors import InputError
 
 
 class Terminated(KeyboardInterrupt):
@@ -46,12 +46,35 @@ def run_cli(prog: str, fn: Callable[[], int]) -> int:
             signal.signal(signal.SIGTERM, old)
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: CUDA is not available on this machine")
-    if name not in ("cpu", "cuda"):
-        raise InputError(f"unknown device {name!r} (auto, cpu or cuda)")
-    return torch.device(name)
+def add_device(ap, default: str = "auto") -> None:
+    """``--device auto|cpu|cuda`` (bbmr_stream.device.pick_device)."""
+    ap.add_argument("--device", default=default, choices=DEVICES,
+                    help="auto (cuda if available) | cpu | cuda (default %(default)s)")
+
+
+def add_backend(ap) -> None:
+    """``--backend``: the SR inference runtime on a CPU (models/backend.py)."""
+    ap.add_argument("--backend", default=None,
+                    help="SR inference on a CPU: auto (OpenVINO if installed, else ONNX Runtime, else torch) | torch | "
+                         "openvino | onnxruntime; every exported graph is checked against eager fp32 before use "
+                         "(models/backend.py; default $BBMR_BACKEND or auto)")
+
+
+def parse_size(text: str, option: str = "--size", minimum: int = 1, even: bool = False) -> tuple[int, int]:
+    """``WxH`` -> (width, height), each at least ``minimum`` (and even with ``even``); else InputError."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"{option} must be WxH, got {text!r}") from None
+    if w < minimum or h < minimum or (even and (w % 2 or h % 2)):
+        raise InputError(f"{option} {text}: {'even and ' if even else ''}at least {minimum}x{minimum}")
+    return w, h
+
+
+def parse_hostport(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``HOST:PORT`` (or ``:PORT``) -> (host, port); else InputError."""
+    host, _, port = text.rpartition(":")
+    try:
+        return host or default_host, int(port)
+    except ValueError:
+        raise InputError(f"expected HOST:PORT, got {text!r}") from None

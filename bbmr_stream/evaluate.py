@@ -15,7 +15,7 @@ import torch
 from bbmr_stream.allocate import DEFAULT_OVERALL, DEFAULT_SCALES, allocate, budget
 from bbmr_stream.blocks import BlockGrid, pad_tensor
 from bbmr_stream.downscale import downscale_blocks
-from bbmr_stream.imageio import InputError
+from bbmr_stream.errors import InputError
 from bbmr_stream.metrics import niqe, psnr_y
 from bbmr_stream.resize import to_tensor, to_uint8
 

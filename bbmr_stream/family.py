@@ -24,7 +24,7 @@ import torch
 
 from bbmr_stream.atlas import Atlas
 from bbmr_stream.blocks import BlockGrid
-from bbmr_stream.imageio import InputError
+from bbmr_stream.errors import InputError
 from bbmr_stream.resize import downscale, resize_to, to_tensor, to_uint8
 from bbmr_stream.planes import Planes
 from bbmr_stream.scalemap import ScaleMap

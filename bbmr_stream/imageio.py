@@ -7,12 +7,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from bbmr_stream.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
-
-class InputError(Exception):
-    """Bad user input (missing/unreadable/empty file ...): CLIs print the message and exit 2."""
 
 
 def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:

@@ -11,6 +11,7 @@ import re
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
+from bbmr_stream.errors import ManifestError
 
 SCHEMA_VERSION = 1
 MAX_RENDITIONS = 64
@@ -21,9 +22,6 @@ MAX_SEGMENT_FRAMES = 3600  # frames per segment (2 min at 30 fps): bounds concea
 MAX_FPS = 1000
 MATRICES = ("bt709", "bt601", "bt2020")
 
-
-class ManifestError(ValueError):
-    pass
 
 
 @dataclass

@@ -31,15 +31,13 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+from bbmr_stream.errors import ScaleMapError
 
 MAGIC = b"BBSM"
 VERSION = 1
 _HEADER = struct.Struct(">4sBBIHHHB")  # magic, version, flags, frame, block, gh, gw, n_scales
 MAX_SCALES = 16
 
-
-class ScaleMapError(ValueError):
-    """A scale map that cannot be parsed or is inconsistent."""
 
 
 def bits_per_block(n_scales: int) -> int:

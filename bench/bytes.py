@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bbmr_stream.imageio import InputError
+from bbmr_stream.errors import InputError
 
 
 def sei_bytes(packet: bytes, codec: str) -> int:

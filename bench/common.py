@@ -19,8 +19,9 @@ def emit(result, path: str | None) -> None:
 
 def load_stream(path: str):
     """The stream directory's manifest; a bad or missing one is a one-line InputError."""
-    from bbmr_stream.imageio import InputError
-    from bbmr_stream.manifest import ManifestError, load
+    from bbmr_stream.errors import InputError
+    from bbmr_stream.manifest import load
+    from bbmr_stream.errors import ManifestError
 
     try:
         return load(path)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bbmr_stream.cli import run_cli
-from bbmr_stream.imageio import InputError
+from bbmr_stream.errors import InputError
 
 BBMR_CRFS = (30, 35, 40)  # BBMR candidates for the side-by-side; the one nearest the plain rung's rate is shown
 

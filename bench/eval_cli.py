@@ -18,10 +18,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from bbmr_stream.allocate import DEFAULT_OVERALL, DEFAULT_SCALES
-from bbmr_stream.cli import pick_device, run_cli
+from bbmr_stream.cli import run_cli
+from bbmr_stream.device import pick_device
 from bbmr_stream.downscale import MODES
 from bbmr_stream.evaluate import SAMPLE_IMAGES, eval_image, parse_scales, sample_image
-from bbmr_stream.imageio import InputError, list_images, read_image, write_text_atomic
+from bbmr_stream.imageio import list_images, read_image, write_text_atomic
+from bbmr_stream.errors import InputError
 from bbmr_stream.metrics import niqe
 from bbmr_stream.upscale import BORDER_MODES
 from models.factory import make_scorer, make_upscaler

@@ -16,9 +16,12 @@ except ImportError:  # optional: not a dependency of the project
     atheris = None
 
 with atheris.instrument_imports() if atheris else contextlib.nullcontext():  # coverage feedback from the parsers
-    from bbmr_stream.manifest import ManifestError, from_dict
-    from bbmr_stream.scalemap import ScaleMap, ScaleMapError
-    from bbmr_stream.sei import SEIError, find_bbmr_payloads
+    from bbmr_stream.manifest import from_dict
+    from bbmr_stream.errors import ManifestError
+    from bbmr_stream.scalemap import ScaleMap
+    from bbmr_stream.errors import ScaleMapError
+    from bbmr_stream.sei import find_bbmr_payloads
+    from bbmr_stream.errors import SEIError
 
 
 def scalemap(data: bytes) -> None:

@@ -26,7 +26,7 @@ import torch
 from bbmr_stream.allocate import allocate
 from bench.common import emit
 from bbmr_stream.blocks import BlockGrid
-from bbmr_stream.cli import pick_device
+from bbmr_stream.device import pick_device
 from bbmr_stream.evaluate import rescale
 from models.factory import make_scorer, make_upscaler
 from bbmr_stream.imageio import list_images, read_image

@@ -19,8 +19,10 @@ import threading
 import time
 from pathlib import Path
 
-from bbmr_stream.cli import pick_device, run_cli
-from bbmr_stream.imageio import InputError
+from bbmr_stream.cli import run_cli
+
+from bbmr_stream.device import pick_device
+from bbmr_stream.errors import InputError
 
 
 def _size(text: str) -> tuple[int, int]:

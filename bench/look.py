@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bbmr_stream.imageio import InputError
+from bbmr_stream.errors import InputError
 
 
 def _crop(text: str, w: int, h: int) -> tuple[int, int, int, int]:
@@ -50,7 +50,7 @@ def look_tiles(clip: str, specs, frames_n: int, frame: int, crop: str, scorer: s
     """Package ``specs`` from the first ``frames_n`` frames of ``clip`` (bytes as shipped), rebuild frame
     ``frame`` as each rung's client shows it (its family, measured upscaler) and return the source tile and
     one ``(rendition, upscaler name, frame PSNR-Y, tile)`` per rung, cropped to ``crop`` (X,Y,W,H)."""
-    from bbmr_stream.cli import pick_device
+    from bbmr_stream.device import pick_device
     from bbmr_stream.decode import frames, probe
     from bbmr_stream.demux import segment_pictures
     from bbmr_stream.family import family_of

@@ -33,7 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bbmr_stream.imageio import InputError, write_text_atomic
+from bbmr_stream.imageio import write_text_atomic
+
+from bbmr_stream.errors import InputError
 from bbmr_stream.metrics import psnr_y_torch, rgb_to_y_torch
 from bbmr_stream.rate import gradient_bits, h264_lambda
 from bbmr_stream.resize import downscale, resize_to, to_uint8, upscale

@@ -20,7 +20,9 @@ import json
 import math
 from pathlib import Path
 
-from bbmr_stream.imageio import InputError, write_text_atomic
+from bbmr_stream.imageio import write_text_atomic
+
+from bbmr_stream.errors import InputError
 from packager.ladder import (Point, candidate_specs, choose, measure_candidates, pareto, points_json, read_study,
                              shortfall)
 

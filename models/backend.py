@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from bbmr_stream.errors import BackendError
 
 BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
 # A variant's output must be within this PSNR-Y of eager fp32 (BT.601 Y, peak 255): its error power is then
@@ -42,9 +43,6 @@ BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
 # errors are independent (bench/speed.py measures the actual change against the HR frames).
 VERIFY_MIN_PSNR = 60.0
 
-
-class BackendError(Exception):
-    """An unknown or unavailable backend was asked for."""
 
 
 def cache_dir() -> Path:

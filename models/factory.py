@@ -8,10 +8,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from bbmr_stream.imageio import InputError
+from bbmr_stream.errors import InputError
 from bbmr_stream.upscale import BicubicUpscaler
-from models.backend import BackendError
-from models.registry import WeightsError
+from bbmr_stream.errors import BackendError
+from bbmr_stream.errors import WeightsError
 
 
 def make_scorer(name: str, scales: Sequence[int], device: torch.device, mode: str = "frame",

@@ -18,13 +18,11 @@ import torch
 from torch import nn
 
 from models.omnisr import OmniSR, OmniSRConfig, count_params
+from bbmr_stream.errors import WeightsError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
 
-
-class WeightsError(Exception):
-    """Missing, corrupt or mismatching weights."""
 
 
 @dataclass(frozen=True)

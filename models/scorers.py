@@ -14,7 +14,8 @@ import torch
 from bbmr_stream.score import RoundTripScorer
 from models.inference import tiled_sr
 from models.backend import accelerate
-from models.registry import WeightsError, get_entry, load_model
+from models.registry import get_entry, load_model
+from bbmr_stream.errors import WeightsError
 
 FAMILIES = {"light": "omnisr-light", "full": "omnisr"}
 

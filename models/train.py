@@ -28,8 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bbmr_stream.cli import pick_device
-from bbmr_stream.imageio import InputError, list_images, read_image
+from bbmr_stream.device import pick_device
+from bbmr_stream.imageio import list_images, read_image
+from bbmr_stream.errors import InputError
 from bbmr_stream.metrics import psnr_y_torch
 from bbmr_stream.resize import downscale, quantize
 from models.omnisr import OmniSR, OmniSRConfig, count_params
@@ -331,7 +332,8 @@ def run_training(cfg: TrainConfig, model: torch.nn.Module, params: list, sample:
 def init_state_dict(spec: str) -> dict:
     """Weights to warm-start from: a registry id (the shipped, sha256-checked file), a run directory (its
     model.safetensors) or a .safetensors file."""
-    from models.registry import WeightsError, load_registry, load_state_dict_file, sha256_file
+    from models.registry import load_registry, load_state_dict_file, sha256_file
+    from bbmr_stream.errors import WeightsError
 
     reg = load_registry()
     if spec in reg:
@@ -428,7 +430,8 @@ def load_branch(spec: str) -> OmniSR:
         net = OmniSR(OmniSRConfig(**meta["config"]))
         net.load_state_dict(load_state_dict_file(p / "model.safetensors"))
         return net
-    from models.registry import WeightsError, load_model
+    from models.registry import load_model
+    from bbmr_stream.errors import WeightsError
 
     try:
         return load_model(spec).net

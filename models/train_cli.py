@@ -8,7 +8,7 @@ import json
 import sys
 
 from bbmr_stream.cli import run_cli
-from bbmr_stream.imageio import InputError
+from bbmr_stream.errors import InputError
 from models.publish import publish_jointsr, publish_omnisr
 from models.train import ARCHS, TrainConfig, train_jointsr, train_sr
 

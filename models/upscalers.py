@@ -15,7 +15,8 @@ import torch
 
 from bbmr_stream.upscale import upscale_blocks
 from models.inference import tiled_sr
-from models.registry import WeightsError, load_model
+from models.registry import load_model
+from bbmr_stream.errors import WeightsError
 from models.scorers import load_family
 
 OMNISR_FAMILY = "omnisr-light"  # the backbone size JointSR's shipped branches use (docs/models.md)

@@ -27,7 +27,8 @@ from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.cli import run_cli
 from bbmr_stream.decode import frames, probe
 from bbmr_stream.family import FAMILIES, Family, Geometry, RungSpec, make_family, parse_ladder, spec_of
-from bbmr_stream.imageio import InputError, normal_mode
+from bbmr_stream.imageio import normal_mode
+from bbmr_stream.errors import InputError
 from bbmr_stream.manifest import Manifest, Rendition, Segment
 from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor
 from packager.encode import LREncoder
@@ -356,7 +357,7 @@ PSNR_CONVENTION = ("video PSNR-Y: the source's decoded 8-bit Y plane vs the reco
 
 def run(args: argparse.Namespace, console, specs: list[RungSpec] | None = None) -> Path:
     """The whole pipeline; ``specs`` overrides ``--ladder`` (the auto ladder passes the rungs it chose)."""
-    from bbmr_stream.cli import pick_device
+    from bbmr_stream.device import pick_device
     from bbmr_stream.evaluate import parse_scales
     from models.factory import make_scorer
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bbmr_stream.family import FAMILIES, Geometry, RungSpec, parse_rung
-from bbmr_stream.imageio import InputError
+from bbmr_stream.errors import InputError
 
 PLAIN_FRACTIONS = (1.0, 2 / 3, 1 / 2, 1 / 3, 1 / 4)
 PLAIN_CRFS = (18, 23, 28, 33, 38)

@@ -34,7 +34,7 @@ from bbmr_stream.allocate import DEFAULT_SCALES, allocate
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.colour import video_frame
 from bbmr_stream.family import Geometry, RungSpec, make_family
-from bbmr_stream.imageio import InputError
+from bbmr_stream.errors import InputError
 from bbmr_stream.resize import to_tensor
 
 VIDEO_CLOCK = 90000  # RTP video clock (Hz)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bbmr_stream.imageio import InputError
+from bbmr_stream.errors import InputError
 
 REBUF_PENALTY = 4.3
 

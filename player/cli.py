@@ -17,10 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bbmr_stream.cli import pick_device, run_cli
-from bbmr_stream.imageio import InputError, write_image
+from bbmr_stream.cli import run_cli
+
+from bbmr_stream.device import pick_device
+from bbmr_stream.imageio import write_image
+from bbmr_stream.errors import InputError
 from bbmr_stream.metrics import niqe, psnr_luma
 from player.fetch import StreamSource
+from player.output import VideoWriter
 from player.playback import PlayStats, play
 from player.report import Report
 
@@ -59,57 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="exit with code 3 when any frame was concealed (missing, truncated or corrupt segment, "
                          "missing or invalid scale map), after writing the report")
     return ap
-
-
-class VideoWriter:
-    """HR frames -> MP4 (H.264), written to a temp name and renamed on close. CRF > 0: 4:2:0 by the exact
-    conversion of :mod:`bbmr_stream.colour` in the source's matrix and range, which the VUI declares (primaries
-    and transfer BT.709 for bt709/bt601 sources, BT.2020 for bt2020); CRF 0: qp 0 4:4:4 (lossless analysis)."""
-
-    def __init__(self, path: str, width: int, height: int, fps, crf: float, matrix: str = "bt709",
-                 full_range: bool = False) -> None:
-        import av
-
-        from bbmr_stream.colour import AV_COLORSPACE
-
-        self.path = Path(path)
-        self.matrix, self.full_range = matrix, full_range
-        self.tmp = self.path.with_name(f".{self.path.name}.part{self.path.suffix or '.mp4'}")
-        self.out = av.open(str(self.tmp), "w", format="mp4")
-        s = self.out.add_stream("libx264", rate=fps)
-        s.width, s.height = width, height
-        s.pix_fmt = "yuv444p" if crf == 0 else "yuv420p"
-        s.codec_context.options = {"qp": "0"} if crf == 0 else {"crf": str(crf)}
-        if crf != 0:
-            cc = s.codec_context
-            cc.colorspace = AV_COLORSPACE[matrix]
-            cc.color_primaries = cc.color_trc = 9 if matrix == "bt2020" else 1
-            cc.color_range = 2 if full_range else 1
-        self.stream, self.n, self.crf = s, 0, crf
-
-    def write(self, rgb: np.ndarray) -> None:
-        import av
-
-        from bbmr_stream.colour import video_frame
-
-        if self.crf == 0 or rgb.shape[0] % 2 or rgb.shape[1] % 2:
-            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        else:
-            f = video_frame(rgb, self.matrix, self.full_range)
-        f.pts = self.n
-        self.n += 1
-        for p in self.stream.encode(f):
-            self.out.mux(p)
-
-    def close(self, ok: bool) -> None:
-        if ok:
-            for p in self.stream.encode(None):
-                self.out.mux(p)
-        self.out.close()
-        if ok:
-            self.tmp.replace(self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
 
 
 def make_comparisons(text: str, man, rend, device) -> dict:

@@ -17,8 +17,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from bbmr_stream.imageio import InputError
-from bbmr_stream.manifest import Manifest, ManifestError, from_dict, load
+from bbmr_stream.errors import InputError
+from bbmr_stream.manifest import Manifest, from_dict, load
+from bbmr_stream.errors import ManifestError
 
 MAX_MANIFEST = 16 << 20
 

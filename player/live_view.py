@@ -32,7 +32,8 @@ import numpy as np
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.demux import scalemap_of
 from bbmr_stream.family import Geometry, RungSpec, make_family
-from bbmr_stream.scalemap import ScaleMap, ScaleMapError
+from bbmr_stream.scalemap import ScaleMap
+from bbmr_stream.errors import ScaleMapError
 
 VIDEO_CLOCK = 90000
 RECEIVED = {"bytes": 0}  # encoded video bytes decoded in this process (install_byte_counter)
@@ -375,7 +376,7 @@ class Viewer:
             self.on_show(high if high is not None else low, self.last_map, what, index)
         final = high if high is not None else (low if self.upscaler_name == "bicubic" else None)
         if self.record and final is not None:  # --record: each frame as finally shown
-            from player.cli import VideoWriter
+            from player.output import VideoWriter
 
             if self.writer is None:
                 self.writer = VideoWriter(self.record, final.shape[1], final.shape[0], int(round(self.fps)), 18.0)

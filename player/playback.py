@@ -21,7 +21,9 @@ from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.family import family_of
 from bbmr_stream.manifest import Manifest, Rendition
 from bbmr_stream.demux import InvalidMap, segment_pictures
-from bbmr_stream.scalemap import ScaleMap, ScaleMapError
+from bbmr_stream.scalemap import ScaleMap
+from bbmr_stream.errors import ScaleMapError
+from bbmr_stream.errors import SegmentError
 
 
 CAUSES = ("missing", "truncated", "corrupt", "map_missing", "map_invalid")
@@ -50,13 +52,6 @@ class PlayStats:
             self.missing_segments.append(file)
         self.segment_errors.append({"file": file, "cause": cause, "detail": detail[:300]})
 
-
-class SegmentError(Exception):
-    """A segment that cannot be played as declared (cause in :data:`CAUSES`)."""
-
-    def __init__(self, cause: str, detail: str) -> None:
-        super().__init__(detail)
-        self.cause = cause
 
 
 def media_error(e: BaseException) -> SegmentError | None:

@@ -1,6 +1,6 @@
 import pytest
 
-from bbmr_stream.imageio import InputError
+from bbmr_stream.errors import InputError
 from player.abr import ThroughputBufferABR, Trace, simulate, summary
 
 RATES = [500.0, 1000.0, 2000.0]

@@ -11,7 +11,7 @@ import torch
 
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.family import FAMILIES, Geometry, make_family, parse_ladder, parse_rung
-from bbmr_stream.imageio import InputError
+from bbmr_stream.errors import InputError
 from packager.ladder import Point, candidate_specs, choose, efficient, pareto, sample_segments, shortfall
 from tests.media import H, W, _clip
 

@@ -66,7 +66,8 @@ def test_bad_stream(tmp_path, capsys, bad):
 
 @pytest.mark.parametrize("path", ["../secret.ts", "/etc/passwd", "a/../../b.ts", "~/x.ts"])
 def test_manifest_paths_stay_inside(stream, path):
-    from bbmr_stream.manifest import ManifestError, from_dict
+    from bbmr_stream.manifest import from_dict
+    from bbmr_stream.errors import ManifestError
 
     _, out = stream
     d = json.loads((out / "manifest.json").read_text())
@@ -77,7 +78,8 @@ def test_manifest_paths_stay_inside(stream, path):
 
 
 def test_manifest_limits(stream):
-    from bbmr_stream.manifest import ManifestError, from_dict
+    from bbmr_stream.manifest import from_dict
+    from bbmr_stream.errors import ManifestError
 
     _, out = stream
     d = json.loads((out / "manifest.json").read_text())

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from models.omnisr import OmniSR, OmniSRConfig, count_params
-from models.registry import (SRModel, WeightsError, load_model, load_official_omnisr, load_registry,
+from bbmr_stream.errors import WeightsError
+from models.registry import (SRModel, load_model, load_official_omnisr, load_registry,
                              load_state_dict_file, sha256_file)
 
 REG = load_registry()
