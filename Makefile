@@ -1,12 +1,12 @@
 # Two commands do all the set-up on a fresh machine (each installs into .venv on first use):
-#   make demo   - package and play the embedded sample clip (bbmr-demo: bench/demo.py)
-#   make test   - run the test suite
+#   make demo   - package and play the embedded sample clip (bbmr-demo: player/demo.py)
+#   make test   - lint (ruff) and run the test suite: tests/unit and tests/e2e
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean xvfb chromium
+.PHONY: demo test lint install clean xvfb chromium
 
 install: $(STAMP)
 
@@ -31,7 +31,10 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "warning: chromium missing (apt-get install chromium): the browser test will fail"
 
-test: $(STAMP) xvfb chromium
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) xvfb chromium lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:

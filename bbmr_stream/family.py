@@ -43,22 +43,13 @@ class RungSpec:
 
     @property
     def name(self) -> str:
-        crf = f"crf{self.crf:g}"
-        if self.family == "plain":
-            return f"plain_{self.size[0]}x{self.size[1]}_{crf}" if self.size else f"plain_{crf}"
-        if self.family == "plain-sr":
-            return f"plainsr_x{self.factor}_{crf}"
-        return f"{self.family}_{crf}"
+        """The rendition's name (playlists, segment files): ``plain_960x540_crf23``, ``bbmr_crf30`` ..."""
+        return FAMILIES[self.family].rung_name(self)
 
     @property
     def text(self) -> str:
         """The ``--ladder`` item that gives this rung back."""
-        crf = f"{self.crf:g}"
-        if self.family == "plain" and self.size:
-            return f"plain:{self.size[0]}x{self.size[1]}:{crf}"
-        if self.family == "plain-sr":
-            return f"plain-sr:{self.factor}:{crf}"
-        return f"{self.family}:{crf}"
+        return FAMILIES[self.family].rung_text(self)
 
 
 def _crf(text: str, item: str) -> float:
@@ -72,23 +63,16 @@ def _crf(text: str, item: str) -> float:
 
 
 def parse_rung(item: str) -> RungSpec:
+    """One ``--ladder`` item (``family:...``) -> RungSpec; the family parses its own fields."""
     parts = item.strip().split(":")
-    fam = parts[0]
-    if fam not in FAMILIES:
+    if parts[0] not in FAMILIES:
         raise InputError(f"--ladder items are {', '.join(f + ':...' for f in FAMILIES)}, got {item!r}")
-    if fam == "plain" and len(parts) == 3:
-        m = re.fullmatch(r"(\d+)x(\d+)", parts[1])
-        if not m or int(m.group(1)) < 2 or int(m.group(2)) < 2:
-            raise InputError(f"--ladder {item!r}: size must be WIDTHxHEIGHT")
-        w, h = int(m.group(1)), int(m.group(2))
-        return RungSpec("plain", _crf(parts[2], item), size=(w + w % 2, h + h % 2))
-    if fam == "plain-sr":
-        if len(parts) != 3 or parts[1] not in ("2", "4", "8"):
-            raise InputError(f"--ladder {item!r}: plain-sr items are plain-sr:K:CRF with K in 2, 4, 8")
-        return RungSpec("plain-sr", _crf(parts[2], item), factor=int(parts[1]))
-    if len(parts) != 2:
-        raise InputError(f"--ladder {item!r}: expected {fam}:CRF")
-    return RungSpec(fam, _crf(parts[1], item))
+    return FAMILIES[parts[0]].parse_item(parts[1:], item)
+
+
+def even(v: float) -> int:
+    """``v`` rounded to the nearest even integer, at least 2 (a 4:2:0 picture side)."""
+    return max(2, int(round(v / 2)) * 2)
 
 
 def parse_ladder(text: str) -> list[RungSpec]:
@@ -126,6 +110,49 @@ class Family:
     carries_map: ClassVar[bool] = False  # scale map in an SEI of every frame
     allocates: ClassVar[bool] = False  # needs the scorer/allocator's per-block factors
     upscalers: ClassVar[tuple[str, ...]] = ("bicubic",)  # preference order for --upscaler auto
+    client_sr: ClassVar[bool] = True  # the client super-resolves it (False: shown as decoded, bicubic up)
+    client_rank: ClassVar[int]  # what a rung asks of the client, 0 = least (plays in any HLS player)
+    fixed_layout: ClassVar[str | None] = None  # the manifest's layout of every rendition; None: one of LAYOUTS
+
+    # --- rung specs: a family names, prints and parses its own ladder items and reads its manifest entries ---
+    @classmethod
+    def rung_name(cls, spec: RungSpec) -> str:
+        return f"{cls.name}_crf{spec.crf:g}"
+
+    @classmethod
+    def rung_text(cls, spec: RungSpec) -> str:
+        return f"{cls.name}:{spec.crf:g}"
+
+    @classmethod
+    def parse_item(cls, fields: list[str], item: str) -> RungSpec:
+        """The fields after ``family:`` of a ``--ladder`` item."""
+        if len(fields) != 1:
+            raise InputError(f"--ladder {item!r}: expected {cls.name}:CRF")
+        return RungSpec(cls.name, _crf(fields[0], item))
+
+    @classmethod
+    def spec_from(cls, rend) -> RungSpec:
+        """The RungSpec of a manifest rendition of this family."""
+        return RungSpec(cls.name, rend.crf)
+
+    @classmethod
+    def geometry_layout(cls, layout: str) -> str:
+        """The layout a Geometry of this family's rendition gets from the manifest's ``layout``."""
+        return "planes"
+
+    @classmethod
+    def candidates(cls, width: int, height: int, crfs, fractions, factors) -> list[RungSpec]:
+        """The rungs the per-title ladder tries for a ``width`` x ``height`` title at ``crfs`` (plain: at
+        ``fractions`` of the size; plain-sr: at the SR ``factors``)."""
+        return [RungSpec(cls.name, c) for c in crfs]
+
+    def manifest_scales(self, rend, man) -> tuple[list[int], int]:
+        """(scales, overall) a manifest rendition of this family must declare."""
+        return self.lr_scales(), man.overall
+
+    def checks_pictures(self, rend) -> bool:
+        """Whether the rendition's coded picture sizes follow from the source size (else: any smaller size)."""
+        return True
 
     def __init__(self, spec: RungSpec, geo: Geometry) -> None:
         self.spec, self.geo = spec, geo
@@ -182,27 +209,69 @@ class Plain(Family):
     """An ordinary rendition: the frame resized to W x H, shown bicubic-upscaled (what any HLS player does)."""
 
     name = "plain"
+    client_sr = False
+    client_rank = 0
+    fixed_layout = "plain"
+
+    @classmethod
+    def rung_name(cls, spec):
+        return f"plain_{spec.size[0]}x{spec.size[1]}_crf{spec.crf:g}" if spec.size else f"plain_crf{spec.crf:g}"
+
+    @classmethod
+    def rung_text(cls, spec):
+        return f"plain:{spec.size[0]}x{spec.size[1]}:{spec.crf:g}" if spec.size else f"plain:{spec.crf:g}"
+
+    @classmethod
+    def parse_item(cls, fields, item):
+        if len(fields) != 2:
+            return super().parse_item(fields, item)
+        m = re.fullmatch(r"(\d+)x(\d+)", fields[0])
+        if not m or int(m.group(1)) < 2 or int(m.group(2)) < 2:
+            raise InputError(f"--ladder {item!r}: size must be WIDTHxHEIGHT")
+        w, h = int(m.group(1)), int(m.group(2))
+        return RungSpec(cls.name, _crf(fields[1], item), size=(w + w % 2, h + h % 2))
+
+    @classmethod
+    def spec_from(cls, rend):
+        return RungSpec(cls.name, rend.crf, size=(rend.lr_width, rend.lr_height))
+
+    @classmethod
+    def candidates(cls, width, height, crfs, fractions, factors):
+        sizes = []
+        for f in fractions:
+            s = (even(width * f), even(height * f))
+            if min(s) >= 32 and s not in sizes:
+                sizes.append(s)
+        full = (width + width % 2, height + height % 2)
+        return [RungSpec(cls.name, c, size=None if s == full else s) for s in sizes for c in crfs]
+
+    def manifest_scales(self, rend, man):
+        return [1], 1
+
+    def checks_pictures(self, rend):
+        return (rend.lr_width, rend.lr_height) == self._full()
+
+    def _full(self) -> tuple[int, int]:
+        return self.geo.width + self.geo.width % 2, self.geo.height + self.geo.height % 2
 
     def _size(self) -> tuple[int, int]:
-        if self.spec.size:
-            return self.spec.size
-        return self.geo.width + self.geo.width % 2, self.geo.height + self.geo.height % 2
+        return self.spec.size or self._full()
 
     def sizes(self) -> list[tuple[int, int]]:
         return [self._size()]
 
     def picture_key(self, factors=None):
-        return ("plain", self._size())
+        return (self.name, self._size())
 
     def pictures(self, x, factors):
         w, h = self._size()
-        if (w, h) == (self.geo.width + self.geo.width % 2, self.geo.height + self.geo.height % 2):
+        if (w, h) == self._full():
             x = torch.nn.functional.pad(x, (0, w - self.geo.width, 0, h - self.geo.height), mode="replicate")
         return [to_uint8(resize_to(x, h, w))]
 
     def reconstruct(self, pictures, smap, upscaler):
         pic = pictures[0]
-        if pic.shape[:2] == (self.geo.height + self.geo.height % 2, self.geo.width + self.geo.width % 2):
+        if pic.shape[1::-1] == self._full():
             return np.ascontiguousarray(pic[: self.geo.height, : self.geo.width])  # full size: as decoded
         return to_uint8(self.reconstruct_float(pictures, smap, upscaler))
 
@@ -229,6 +298,36 @@ class PlainSR(Family):
 
     name = "plain-sr"
     upscalers = ("omnisr", "fast")  # fast: FastSR, for CPU clients (models/fastsr.py)
+    client_rank = 1
+    fixed_layout = "plain"
+    FACTORS: ClassVar[tuple[int, ...]] = (2, 4, 8)
+
+    @classmethod
+    def rung_name(cls, spec):
+        return f"plainsr_x{spec.factor}_crf{spec.crf:g}"
+
+    @classmethod
+    def rung_text(cls, spec):
+        return f"plain-sr:{spec.factor}:{spec.crf:g}"
+
+    @classmethod
+    def parse_item(cls, fields, item):
+        if len(fields) != 2 or fields[0] not in map(str, cls.FACTORS):
+            raise InputError(f"--ladder {item!r}: plain-sr items are plain-sr:K:CRF with K in 2, 4, 8")
+        return RungSpec(cls.name, _crf(fields[1], item), factor=int(fields[0]))
+
+    @classmethod
+    def spec_from(cls, rend):
+        return RungSpec(cls.name, rend.crf, factor=rend.overall)
+
+    @classmethod
+    def candidates(cls, width, height, crfs, fractions, factors):
+        return [RungSpec(cls.name, c, factor=k) for k in factors for c in crfs if min(width, height) // k >= 32]
+
+    def manifest_scales(self, rend, man):
+        if rend.overall not in self.FACTORS:
+            raise ValueError(f"rendition {rend.name}: plain-sr factor {rend.overall} is not 2, 4 or 8")
+        return [rend.overall], rend.overall
 
     def _pad(self) -> tuple[int, int]:
         m = 2 * self.spec.factor  # the LR picture has an even size
@@ -239,7 +338,7 @@ class PlainSR(Family):
         return [(w // self.spec.factor, h // self.spec.factor)]
 
     def picture_key(self, factors=None):
-        return ("plain-sr", self.spec.factor)
+        return (self.name, self.spec.factor)
 
     def pictures(self, x, factors):
         h, w = self._pad()
@@ -307,6 +406,8 @@ class Uniform(_Blocks):
 
     name = "uniform"
     upscalers = ("omnisr", "jointsr")
+    client_rank = 2
+    fixed_layout = "planes"
 
     @property
     def layout(self):
@@ -325,6 +426,11 @@ class BBMR(_Blocks):
     name = "bbmr"
     allocates = True
     upscalers = ("jointsr", "omnisr")
+    client_rank = 3
+
+    @classmethod
+    def geometry_layout(cls, layout):
+        return layout
 
     @property
     def layout(self):
@@ -347,11 +453,7 @@ def make_family(spec: RungSpec, geo: Geometry) -> Family:
 
 def spec_of(rend) -> RungSpec:
     """The RungSpec of a manifest rendition (its ``kind`` is the family name)."""
-    if rend.kind == "plain":
-        return RungSpec("plain", rend.crf, size=(rend.lr_width, rend.lr_height))
-    if rend.kind == "plain-sr":
-        return RungSpec("plain-sr", rend.crf, factor=rend.overall)
-    return RungSpec(rend.kind, rend.crf)
+    return FAMILIES[rend.kind].spec_from(rend)
 
 
 def check_rendition(rend, man) -> Family:
@@ -360,19 +462,15 @@ def check_rendition(rend, man) -> Family:
     source size. Raises ValueError with the reason."""
     if rend.kind not in FAMILIES:
         raise ValueError(f"rendition {rend.name}: unknown family {rend.kind!r} (known: {', '.join(FAMILIES)})")
-    want_layout = {"plain": "plain", "plain-sr": "plain", "uniform": "planes"}.get(rend.kind)
+    want_layout = FAMILIES[rend.kind].fixed_layout
     if (want_layout and rend.layout != want_layout) or (not want_layout and rend.layout not in LAYOUTS):
         raise ValueError(f"rendition {rend.name}: layout {rend.layout!r} is not one of the {rend.kind} family's")
     fam = family_of(rend, man)
-    want = {"plain": ([1], 1), "plain-sr": ([rend.overall], rend.overall)}.get(
-        rend.kind, (fam.lr_scales(), man.overall))
-    if rend.kind == "plain-sr" and rend.overall not in (2, 4, 8):
-        raise ValueError(f"rendition {rend.name}: plain-sr factor {rend.overall} is not 2, 4 or 8")
+    want = fam.manifest_scales(rend, man)
     if (list(rend.scales), rend.overall) != (list(want[0]), want[1]):
         raise ValueError(f"rendition {rend.name}: scales {rend.scales} / overall {rend.overall}, the {rend.kind} "
                          f"family uses {want[0]} / {want[1]}")
-    if rend.kind != "plain" or (rend.lr_width, rend.lr_height) == (fam.geo.width + fam.geo.width % 2,
-                                                                  fam.geo.height + fam.geo.height % 2):
+    if fam.checks_pictures(rend):
         sizes = [list(s) for s in fam.sizes()]
         if [list(p) for p in rend.pictures] != sizes:
             raise ValueError(f"rendition {rend.name}: pictures {rend.pictures}, a {man.source['width']}x"
@@ -387,7 +485,12 @@ def family_of(rend, man) -> Family:
     """The Family object that plays rendition ``rend`` of manifest ``man``."""
     if rend.kind not in FAMILIES:
         raise ValueError(f"unknown rendition family {rend.kind!r}")
+    cls = FAMILIES[rend.kind]
     grid = BlockGrid(int(man.source["height"]), int(man.source["width"]), man.block)
-    geo = Geometry(grid, tuple(man.scales), man.overall, rend.layout if rend.kind == "bbmr" else "planes")
+    geo = Geometry(grid, tuple(man.scales), man.overall, cls.geometry_layout(rend.layout))
     return make_family(spec_of(rend), geo)
 
+
+def by_client_needs(names) -> list[str]:
+    """Family names ordered by what their rungs ask of the client, least first (:attr:`Family.client_rank`)."""
+    return sorted(names, key=lambda n: FAMILIES[n].client_rank)

@@ -13,16 +13,17 @@
 
 from __future__ import annotations
 
-import argparse
-import copy
+import dataclasses
 import json
 import math
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bbmr_stream.family import FAMILIES, Geometry, RungSpec, parse_rung
 from bbmr_stream.errors import InputError
+from bbmr_stream.family import FAMILIES, Plain, PlainSR, RungSpec, parse_rung
+from bbmr_stream.progress import Progress
+from packager.config import AutoLadder, PackageConfig
 
 PLAIN_FRACTIONS = (1.0, 2 / 3, 1 / 2, 1 / 3, 1 / 4)
 PLAIN_CRFS = (18, 23, 28, 33, 38)
@@ -54,30 +55,15 @@ class Point:
         return parse_rung(self.rung)
 
 
-def even(v: float) -> int:
-    return max(2, int(round(v / 2)) * 2)
-
-
 def candidate_specs(width: int, height: int, families: tuple[str, ...] = tuple(FAMILIES),
                     plain_crfs=PLAIN_CRFS, block_crfs=BLOCK_CRFS, fractions=PLAIN_FRACTIONS,
                     sr_crfs=None) -> list[RungSpec]:
-    """The candidate rungs of a ``width`` x ``height`` title (``sr_crfs`` default: ``plain_crfs``)."""
-    specs: list[RungSpec] = []
-    if "plain" in families:
-        sizes = []
-        for f in fractions:
-            s = (even(width * f), even(height * f))
-            if min(s) >= 32 and s not in sizes:
-                sizes.append(s)
-        full = (width + width % 2, height + height % 2)
-        specs += [RungSpec("plain", c, size=None if s == full else s) for s in sizes for c in plain_crfs]
-    if "plain-sr" in families:
-        specs += [RungSpec("plain-sr", c, factor=k) for k in SR_FACTORS for c in (sr_crfs or plain_crfs)
-                  if min(width, height) // k >= 32]
-    for fam in ("uniform", "bbmr"):
-        if fam in families:
-            specs += [RungSpec(fam, c) for c in block_crfs]
-    return specs
+    """The candidate rungs of a ``width`` x ``height`` title, family by family in registry order: plain at
+    ``fractions`` of the size and ``plain_crfs``, plain-sr at :data:`SR_FACTORS` and ``sr_crfs`` (default
+    ``plain_crfs``), the block families at ``block_crfs`` (``Family.candidates``)."""
+    crfs = {Plain.name: plain_crfs, PlainSR.name: sr_crfs or plain_crfs}
+    return [spec for name, cls in FAMILIES.items() if name in families
+            for spec in cls.candidates(width, height, crfs.get(name, block_crfs), fractions, SR_FACTORS)]
 
 
 def sample_segments(n_segments: int, count: int) -> list[int] | None:
@@ -88,27 +74,25 @@ def sample_segments(n_segments: int, count: int) -> list[int] | None:
     return sorted({int(step * (i + 0.5)) for i in range(count)})
 
 
-def measure_candidates(run, args: argparse.Namespace, specs: list[RungSpec], console, workdir: Path | None = None,
-                       segments: list[int] | None = None) -> tuple[list[Point], dict]:
-    """Run the packager (``run`` = :func:`packager.cli.run`) with every candidate as a rung (on ``segments``
-    of the title, None = all frames up to ``--max-frames``) and return the measured points and the manifest's
-    source and conventions."""
-    from bbmr_stream.manifest import load
+def measure_candidates(config: PackageConfig, specs: list[RungSpec], progress: Progress | None = None,
+                       workdir: Path | None = None, segments: list[int] | None = None) -> tuple[list[Point], dict]:
+    """Package the title with every candidate as a rung (on ``segments`` of the title, None = all frames up to
+    ``max_frames``), measured, into a temporary directory (under ``workdir``), and return the measured points
+    and the manifest's source and conventions."""
+    from packager.pipeline import package
 
-    a = copy.copy(args)
-    a.force, a.no_measure, a.sample, a.quiet = True, False, segments, True  # quiet: the caller tabulates
     with tempfile.TemporaryDirectory(prefix="bbmr-candidates-", dir=workdir) as td:
-        a.out = str(Path(td) / "stream")
-        run(a, console, specs=specs)
-        man = load(a.out)
+        cfg = dataclasses.replace(config, out=str(Path(td) / "stream"), force=True, measure=True,
+                                  sample=tuple(segments) if segments else None)
+        man = package(cfg, tuple(specs), progress)
     rungs = {s.name: s for s in specs}
     points = [Point(rungs[r.name].text, r.name, r.kind, r.lr_width, r.lr_height, r.crf, r.bitrate_kbps, r.psnr_y,
                     r.niqe, r.psnr_y_upscaler) for r in man.renditions]
     meta = {"source": man.source, "conventions": man.conventions, "segments": segments,
-            "settings": {"codec": args.codec, "preset": args.preset, "segment_s": args.segment,
-                         "scorer": man.scorer, "allocator": man.allocator, "layout": args.layout,
+            "settings": {"codec": config.codec, "preset": config.preset, "segment_s": config.segment,
+                         "scorer": man.scorer, "allocator": man.allocator, "layout": config.layout,
                          "overall": man.overall, "scales": man.scales, "block": man.block,
-                         "rate_lambda": args.rate_lambda}}
+                         "rate_lambda": config.rate_lambda}}
     return points, meta
 
 
@@ -179,15 +163,14 @@ def choose(points: list[Point], max_rungs: int = 8, ratio: float = 1.5, min_gain
     return [simplest_equal(p, points, tol_db) for p in picked]
 
 
-CLIENT_NEEDS = ("plain", "plain-sr", "uniform", "bbmr")  # what a rung asks of the client, least first
-
-
 def simplest_equal(p: Point, points: list[Point], tol_db: float = 0.05, rate_tol: float = RATE_TOL) -> Point:
-    """``p``, or the point of a family that asks less of the client (:data:`CLIENT_NEEDS`: plain plays in any
+    """``p``, or the point of a family that asks less of the client (``Family.client_rank``: plain plays in any
     HLS player, plain-sr too and gains with SR, uniform/bbmr need the scale map) that is as good: at most
     ``rate_tol`` dearer and at most ``tol_db`` worse. (Since planes v2 a uniform x4 rung codes the same
     pictures as plain-sr x4, plus one scale map per segment.)"""
-    rank = CLIENT_NEEDS.index
+    def rank(family: str) -> int:
+        return FAMILIES[family].client_rank
+
     same = [q for q in points if rank(q.family) < rank(p.family) and q.kbps <= p.kbps * (1 + rate_tol)
             and q.psnr_y >= p.psnr_y - tol_db]
     return min(same, key=lambda q: (rank(q.family), q.kbps)) if same else p
@@ -222,25 +205,30 @@ def candidates_for(width: int, height: int, fast: bool) -> list[RungSpec]:
     return candidate_specs(width, height, **FAST) if fast else candidate_specs(width, height)
 
 
-def auto_ladder(run, args: argparse.Namespace, info, geo: Geometry, console) -> list[RungSpec]:
-    """The rungs ``--ladder auto`` ships (and a table of the choice on the console)."""
-    if args.study:
-        frames = min(info.frames, args.max_frames) if args.max_frames else None
-        points = load_study(args.study, info, frames)
+def auto_ladder(config: PackageConfig, auto: AutoLadder, info, progress: Progress) -> list[RungSpec]:
+    """The rungs ``--ladder auto`` ships (the choice goes to ``progress`` as a table)."""
+    if auto.study:
+        frames = min(info.frames, config.max_frames) if config.max_frames else None
+        points = load_study(auto.study, info, frames)
     else:
-        gop = max(1, int(round(float(info.fps) * args.segment)))
-        n = min(info.frames or 0, args.max_frames or 10**9)
-        segs = sample_segments(-(-n // gop), args.auto_sample_segments)
-        specs = candidates_for(info.width, info.height, getattr(args, "fast", False))
-        console.print(f"--ladder auto: measuring {len(specs)} candidates on "
+        gop = max(1, int(round(float(info.fps) * config.segment)))
+        n = min(info.frames or 0, config.max_frames or 10**9)
+        segs = sample_segments(-(-n // gop), auto.sample_segments)
+        specs = candidates_for(info.width, info.height, auto.fast)
+        progress.note(f"--ladder auto: measuring {len(specs)} candidates on "
                       f"{'all' if segs is None else len(segs)} segment(s) of the title")
-        a = copy.copy(args)
-        a.measure_frames = args.auto_measure_frames
-        points, _ = measure_candidates(run, a, specs, console,
-                                       workdir=Path(args.out).resolve().parent, segments=segs)
-    picked = choose(points, args.auto_max_rungs)
+        cfg = dataclasses.replace(config, measure_frames=auto.measure_frames)
+        points, _ = measure_candidates(cfg, specs, progress, workdir=Path(config.out).resolve().parent,
+                                       segments=segs)
+    picked = choose(points, auto.max_rungs)
     if not picked:
         raise InputError("--ladder auto: no candidate could be measured")
+    progress.table(choice_table(picked))
+    return [p.spec for p in picked]
+
+
+def choice_table(picked: list[Point]):
+    """The auto ladder's choice as a rich Table (rung, family, coded size, kbps, PSNR-Y)."""
     from rich.table import Table
 
     t = Table(title="--ladder auto: rungs on the rate-quality front (measured on the sample)")
@@ -248,8 +236,7 @@ def auto_ladder(run, args: argparse.Namespace, info, geo: Geometry, console) -> 
         t.add_column(c)
     for p in picked:
         t.add_row(p.rung, p.family, f"{p.width}x{p.height}", f"{p.kbps:.0f}", f"{p.psnr_y:.2f}")
-    console.print(t)
-    return [p.spec for p in picked]
+    return t
 
 
 def points_json(points: list[Point]) -> list[dict]:

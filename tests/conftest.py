@@ -14,13 +14,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory):
     """A packaged 12-frame clip (bicubic scorer, one BBMR and one uniform rung, 0.4 s segments)."""
-    from packager.cli import main as package
+    from bbmr_stream.family import parse_ladder
+    from packager import PackageConfig, package
     from tests.media import _clip
 
     d = tmp_path_factory.mktemp("play")
     src = d / "in.mp4"
     _clip(src)
     out = d / "stream"
-    assert package([str(src), "--out", str(out), "--scorer", "bicubic", "--segment", "0.4", "--ladder",
-                    "bbmr:20,uniform:20", "--upscaler", "bicubic", "--device", "cpu", "--measure-frames", "0"]) == 0
+    package(PackageConfig(str(src), str(out), scorer="bicubic", segment=0.4, upscaler="bicubic", device="cpu",
+                          measure_frames=0), tuple(parse_ladder("bbmr:20,uniform:20")))
     return src, out

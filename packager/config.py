@@ -1,0 +1,102 @@
+"""What a packaging run is asked to do: frozen, picklable configs (the CLI builds them from flags; the auto
+ladder, the study, the demo and the distributed packager build them in code).
+
+- :class:`PackageConfig`: one run of the encoder-node pipeline (source, output, encoder, BBMR, measurement).
+- :class:`AutoLadder`: ``--ladder auto``: how the per-title ladder is searched.
+- A ladder is an :class:`AutoLadder` or a tuple of :class:`bbmr_stream.family.RungSpec`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Union
+
+from bbmr_stream.allocate import DEFAULT_SCALES
+from bbmr_stream.errors import InputError
+from bbmr_stream.family import RungSpec
+
+ALLOCATORS = ("optimal", "paper", "uniform")
+LAYOUTS = ("atlas", "planes")
+CODECS = ("h264", "hevc")
+REALLOC = ("auto", "gop", "every")
+
+
+@dataclass(frozen=True)
+class PackageConfig:
+    """One packaging run. Units: ``segment`` in seconds (also the closed-GOP length); frame counts in frames;
+    ``block`` in source pixels; ``rate_lambda`` in units of the H.264 lambda at the middle BBMR rung's CRF."""
+
+    input: str  # a video file (any container/codec FFmpeg reads)
+    out: str  # the stream directory to create (written beside it, renamed in at the end)
+    force: bool = False  # replace an existing ``out``
+    # BBMR
+    scorer: str = "light"  # bicubic | light | full (models.scorers)
+    allocator: str = "optimal"
+    scales: tuple[int, ...] = DEFAULT_SCALES
+    overall: int = 4  # LR pixel budget = uniform x overall
+    block: int = 128
+    layout: str = "planes"
+    realloc: str = "auto"  # re-score and re-allocate at segment starts (gop), every frame, or auto
+    realloc_threshold: float = 0.25
+    rate_lambda: float = 0.0
+    # encoder and segments
+    codec: str = "h264"
+    preset: str = "medium"
+    lossless: bool = False
+    segment: float = 2.0
+    max_frames: int | None = None  # package only the first N frames
+    sample: tuple[int, ...] | None = None  # only these segments, re-timed back to back (the auto ladder's sample)
+    # measurement
+    measure: bool = True  # decode the stream back and measure PSNR-Y (manifest)
+    measure_frames: int = 10  # evenly spaced frames per rendition; 0 = all
+    niqe_frames: int = 0
+    upscaler: str = "auto"  # the upscaler SR renditions are measured with (auto: the family's preferred)
+    # runtime
+    device: str = "auto"
+    backend: str | None = None  # SR inference runtime on a CPU (models.backend); None: $BBMR_BACKEND or auto
+
+    def check(self) -> None:
+        """Numeric options in range (one-line InputErrors, before any work)."""
+
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise InputError(msg)
+
+        need(math.isfinite(self.segment) and 0.04 <= self.segment <= 60, f"--segment {self.segment}: 0.04..60 seconds")
+        need(self.max_frames is None or self.max_frames >= 1, "--max-frames must be >= 1")
+        need(self.measure_frames >= 0 and self.niqe_frames >= 0, "--measure-frames and --niqe-frames must be >= 0")
+        need(self.overall in (2, 4, 8), f"--overall {self.overall}: 2, 4 or 8")
+        need(math.isfinite(self.rate_lambda) and self.rate_lambda >= 0, "--rate-lambda must be >= 0")
+        need(math.isfinite(self.realloc_threshold) and 0 <= self.realloc_threshold <= 1, "--realloc-threshold: 0..1")
+        need(self.allocator in ALLOCATORS, f"--allocator {self.allocator}: one of {', '.join(ALLOCATORS)}")
+        need(self.layout in LAYOUTS, f"--layout {self.layout}: one of {', '.join(LAYOUTS)}")
+        need(self.codec in CODECS, f"--codec {self.codec}: one of {', '.join(CODECS)}")
+        need(self.realloc in REALLOC, f"--realloc {self.realloc}: one of {', '.join(REALLOC)}")
+        scales = self.scales
+        need(bool(scales) and not any(k & (k - 1) or not 1 <= k <= 16 for k in scales)
+             and scales[0] <= self.overall <= scales[-1],
+             f"--scales {','.join(map(str, scales))}: powers of two 1..16 around --overall {self.overall}")
+        need(self.block >= 16 and self.block % (2 * max(scales)) == 0,
+             f"--block {self.block} must be a multiple of 2 x the largest scale ({2 * max(scales)})")
+
+
+@dataclass(frozen=True)
+class AutoLadder:
+    """``--ladder auto``: measure candidates of every family on a sample of the title and ship the rungs on the
+    rate-quality front (packager.ladder)."""
+
+    fast: bool = False  # 13 candidates (plain, plain-sr) instead of 45
+    study: str | None = None  # reuse the candidates of a ``bbmr-bench rd`` study of this title (rd.json)
+    max_rungs: int = 8
+    sample_segments: int = 3  # measure on this many segments spread over the title (0: all)
+    measure_frames: int = 6  # PSNR-Y of each candidate on this many evenly spaced frames of the sample
+
+    def check(self) -> None:
+        if not 1 <= self.max_rungs <= 16:
+            raise InputError("--auto-max-rungs: 1..16")
+        if self.sample_segments < 0 or self.measure_frames < 1:
+            raise InputError("--auto-sample-segments >= 0 and --auto-measure-frames >= 1")
+
+
+Ladder = Union[AutoLadder, tuple[RungSpec, ...]]

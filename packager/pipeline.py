@@ -1,0 +1,495 @@
+"""``package(config, ladder) -> Manifest``: the encoder-node pipeline as a library function.
+
+decode -> blocks -> score -> allocate -> pack (family pictures) -> encode + SEI -> segment (HLS, MPEG-TS) ->
+measure (decode the segments back, reconstruct, PSNR-Y against the source) -> playlists + manifest.
+
+Everything is written into a temporary directory beside ``config.out`` and renamed at the end: an interrupted
+or failed run never leaves a stream that looks whole. Bad input raises
+:class:`~bbmr_stream.errors.InputError` before any output exists. Nothing is printed: notes and progress go
+through the :class:`~bbmr_stream.progress.Progress` passed in, warnings through :mod:`warnings`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bbmr_stream.allocate import allocate
+from bbmr_stream.blocks import BlockGrid
+from bbmr_stream.decode import frames, probe
+from bbmr_stream.device import pick_device
+from bbmr_stream.errors import InputError
+from bbmr_stream.family import FAMILIES, Family, Geometry, RungSpec, make_family, spec_of
+from bbmr_stream.imageio import normal_mode
+from bbmr_stream.manifest import Manifest, Rendition, Segment
+from bbmr_stream.progress import Progress
+from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor
+from packager.config import AutoLadder, Ladder, PackageConfig
+from packager.encode import LREncoder
+from packager.reuse import MapReuse
+from packager.segment import master_playlist, segment_hls
+
+
+@dataclass
+class Rung:
+    """One rendition being made: its spec, its family (how frames become pictures and back) and its encoder."""
+
+    spec: RungSpec
+    family: Family
+    encoder: LREncoder | None = None
+    ts: Path | None = None
+    factors: list = field(default_factory=list)  # per frame, for the scale shares of block families
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def pick_upscaler(name: str, family: Family, device):
+    """The upscaler a rendition is measured (and, by default, played) with: ``auto`` takes the family's
+    preferred shipped model (BBMR: jointsr, else omnisr; uniform and plain-sr: omnisr), else bicubic. Models
+    are loaded for the family's LR scales only (a plain-sr xK rung needs one model)."""
+    from models.factory import make_upscaler
+
+    if not family.client_sr:
+        return "bicubic", None
+    scales = tuple(family.lr_scales())
+    if name != "auto":
+        return name, make_upscaler(name, scales, device)
+    for cand in family.upscalers:
+        try:
+            return cand, make_upscaler(cand, scales, device)
+        except InputError:
+            continue
+    return "bicubic", make_upscaler("bicubic", scales, device)
+
+
+@dataclass
+class Allocation:
+    """The scorer + allocator state of the encode stage: the current per-block factors of BBMR rungs."""
+
+    scorer: object | None
+    reuse: MapReuse
+    factors: np.ndarray | None = None
+    seconds: dict = field(default_factory=lambda: {"score": 0.0, "allocate": 0.0})
+
+
+def source_frames(info, cfg: PackageConfig, gop: int):
+    """The frames to package: all (up to ``max_frames``), or, when ``cfg.sample`` lists segment indices (the
+    auto ladder's sample), the frames of those segments re-timed back to back (indices and pts contiguous)."""
+    from bbmr_stream.decode import Frame
+
+    segs = cfg.sample
+    if not segs:
+        yield from frames(info, cfg.max_frames, strict=True)
+        return
+    want, last = set(segs), max(segs)
+    step = max(1, int(round(1 / (float(info.fps) * float(info.time_base)))))
+    j, pts0 = 0, None
+    for fr in frames(info, cfg.max_frames, strict=True):
+        if fr.index // gop > last:
+            break
+        if fr.index // gop in want:
+            pts0 = fr.pts if pts0 is None else pts0
+            yield Frame(j, pts0 + j * step, fr.rgb, fr.y)
+            j += 1
+
+
+MAX_ENCODERS = 10  # x264 encoders alive at once: each holds its lookahead (~0.2 GB at 1080p, ~0.9 GB at 4K)
+
+
+def encode_groups(specs: list[RungSpec], size: int = MAX_ENCODERS) -> list[list[RungSpec]]:
+    """Rungs encoded together: the allocating (BBMR) rungs share one pass (one scorer run), the others go in
+    groups of at most ``size``; each group re-decodes the source."""
+    alloc = [s for s in specs if FAMILIES[s.family].allocates]
+    rest = [s for s in specs if not FAMILIES[s.family].allocates]
+    groups = [alloc] if alloc else []
+    groups += [rest[i:i + size] for i in range(0, len(rest), size)]
+    return groups
+
+
+def encode_in_groups(specs, geo: Geometry, info, cfg: PackageConfig, gop: int, work: Path, tmp: Path, scorer, device,
+                     progress: Progress):
+    """The encode and segment stages over :func:`encode_groups`; renditions in ladder order, encoders freed
+    after each group. Returns (frames, seconds per stage, renditions, the allocation state)."""
+    import gc
+
+    timing: dict = {}
+    renditions: list[Rendition] = []
+    n_frames, alloc_used = None, None
+    for group in encode_groups(specs):
+        rungs = make_rungs(group, geo, info, cfg, gop, work)
+        alloc = Allocation(scorer if any(FAMILIES[s.family].allocates for s in group) else None,
+                           MapReuse(cfg.realloc, geo.grid, cfg.realloc_threshold))
+        n, t = encode_stage(rungs, info, geo, alloc, cfg, gop, device, progress)
+        if n_frames is not None and n != n_frames:
+            raise RuntimeError(f"the source gave {n} frames in one pass and {n_frames} in another")
+        n_frames = n
+        t0 = time.time()
+        renditions += segment_stage(rungs, tmp, info, n, cfg)
+        t["segment"] = time.time() - t0
+        for k, v in t.items():
+            timing[k] = timing.get(k, 0.0) + v
+        alloc_used = alloc if alloc.scorer is not None or alloc_used is None else alloc_used
+        del rungs
+        gc.collect()
+    order = {s.name: i for i, s in enumerate(specs)}
+    renditions.sort(key=lambda r: order[r.name])
+    return n_frames, timing, renditions, alloc_used
+
+
+def make_rungs(specs: list[RungSpec], geo: Geometry, info, cfg: PackageConfig, gop: int, work: Path) -> list[Rung]:
+    rungs = []
+    for spec in specs:
+        fam = make_family(spec, geo)
+        ts = work / f"{spec.name}.ts"
+        enc = LREncoder(ts, fam.sizes(), info.time_base, info.fps, cfg.codec, spec.crf, cfg.preset, gop,
+                        info.matrix, info.full_range, lossless=cfg.lossless)
+        rungs.append(Rung(spec, fam, enc, ts))
+    return rungs
+
+
+def allocate_frame(alloc: Allocation, x: torch.Tensor, rgb: np.ndarray, segment_start: bool, geo: Geometry,
+                   cfg: PackageConfig, rate_crf: float, device) -> None:
+    """Re-score and re-allocate when the reuse policy says so (sets ``alloc.factors``)."""
+    if not alloc.reuse.needs_realloc(rgb, segment_start):
+        return
+    g = geo.grid
+    if alloc.scorer is None:
+        alloc.factors = np.full(g.n_blocks, geo.overall, np.uint8)
+    else:
+        t = time.time()
+        dist = alloc.scorer.score(x.to(device), g.block)
+        alloc.seconds["score"] += time.time() - t
+        t = time.time()
+        rate_kw = {}
+        if cfg.rate_lambda > 0:
+            from bbmr_stream.blocks import pad_tensor
+            from bbmr_stream.rate import h264_lambda, rate_proxy
+
+            rate_kw = {"rate": rate_proxy(pad_tensor(x, g.block), geo.scales, g.block, rate_crf),
+                       "lam": cfg.rate_lambda * h264_lambda(rate_crf)}
+        alloc.factors = allocate(cfg.allocator, dist, geo.scales, geo.overall, g.block,
+                                 weights=g.valid_fraction(), **rate_kw)
+        alloc.seconds["allocate"] += time.time() - t
+    alloc.reuse.allocated(rgb)
+
+
+def map_payload(r: Rung, factors, index: int, segment_start: bool) -> bytes | None:
+    """The frame's scale-map SEI payload, or None: a map is sent at every segment start and whenever it differs
+    from the previous frame's; a frame without one has the previous frame's map (docs/formats.md). Per frame,
+    the SEI costs 17-26 kbps at 30 fps (1080p-1440p grids), 10-20 % of a low uniform or BBMR rung. Appends the
+    frame's block factors to ``r.factors`` (the previous map, and the scale shares of the manifest)."""
+    if not r.family.carries_map:
+        return None
+    bf = r.family.block_factors(factors)
+    changed = not r.factors or not np.array_equal(bf, r.factors[-1])
+    r.factors.append(bf)
+    return r.family.scale_map(factors, index) if segment_start or changed else None
+
+
+def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, cfg: PackageConfig, gop: int, device,
+                 progress: Progress) -> tuple[int, dict]:
+    """decode -> (score -> allocate) -> pack -> encode + SEI, frame by frame; returns (frames, seconds)."""
+    timing = {"decode": 0.0, "pack": 0.0, "encode": 0.0}
+    bbmr_crfs = sorted(r.spec.crf for r in rungs if r.family.allocates) or [23.0]
+    rate_crf = bbmr_crfs[len(bbmr_crfs) // 2]
+    needs_alloc = any(r.family.allocates for r in rungs)
+    total = min(info.frames or 0, cfg.max_frames or 10**9) or None
+    if cfg.sample and total:  # the auto ladder's sample: those segments only
+        total = sum(min(gop, total - i * gop) for i in cfg.sample if i * gop < total)
+    n = 0
+    with progress.task(f"encoding {len(rungs)} renditions", total, rate=True) as task:
+        t = time.time()
+        for fr in source_frames(info, cfg, gop):
+            timing["decode"] += time.time() - t
+            x = to_tensor(fr.rgb)
+            if needs_alloc:
+                allocate_frame(alloc, x, fr.rgb, fr.index % gop == 0, geo, cfg, rate_crf, device)
+            made: dict = {}  # picture_key -> YUV planes: a family at several CRFs resizes and converts once
+            for r in rungs:
+                t = time.time()
+                f = r.family.fit(alloc.factors) if r.family.allocates else None
+                key = r.family.picture_key(f)
+                pics = made.get(key) if key is not None else None
+                if pics is None:
+                    pics = r.encoder.planes(r.family.pictures(x, f))  # converted to YUV once per picture
+                    if key is not None:
+                        made[key] = pics
+                payload = map_payload(r, f, fr.index, fr.index % gop == 0)
+                timing["pack"] += time.time() - t
+                t = time.time()
+                r.encoder.encode(pics, fr.pts, payload)
+                timing["encode"] += time.time() - t
+            n += 1
+            task.advance()
+            t = time.time()
+        if n == 0:
+            raise InputError(f"{cfg.input}: no frames decoded")
+        t = time.time()
+        for r in rungs:
+            r.encoder.close()
+        timing["encode"] += time.time() - t
+    timing.update(alloc.seconds)
+    return n, timing
+
+
+def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, cfg: PackageConfig) -> list[Rendition]:
+    """Each rung's MPEG-TS -> HLS segments + media playlist; a Rendition per rung (bytes as shipped)."""
+    out = []
+    for r in rungs:
+        playlist, segs = segment_hls(r.ts, tmp, r.name, cfg.segment)
+        seg_objs, first = [], 0
+        for s in segs:
+            nf = int(round(s.duration_s * float(info.fps)))
+            seg_objs.append(Segment(s.file, s.duration_s, s.bytes, first, nf))
+            first += nf
+        if seg_objs:  # the last segment takes the rounding remainder
+            seg_objs[-1].frames = n_frames - seg_objs[-1].first_frame
+        dur = n_frames / float(info.fps)
+        kbps = sum(s.bytes for s in seg_objs) * 8 / dur / 1000
+        share = {}
+        if r.factors:
+            allf = np.stack(r.factors)
+            share = {str(k): float(np.mean(allf == k)) for k in r.family.lr_scales()}
+        w, h = r.encoder.stream.width, r.encoder.stream.height
+        out.append(Rendition(r.name, r.spec.family, cfg.codec, r.spec.crf, r.family.layout, r.family.lr_scales(),
+                             r.family.overall(), w, h, round(kbps, 2), playlist, seg_objs, share=share,
+                             pictures=[[s.width, s.height] for s in r.encoder.streams], codecs=r.encoder.codecs))
+    return out
+
+
+def measured_frames(n_frames: int, count: int) -> list[int]:
+    """Indices of the frames whose quality is measured: all (count 0), else ``count`` evenly spaced."""
+    if count <= 0 or count >= n_frames:
+        return list(range(n_frames))
+    return sorted({int(round(v)) for v in np.linspace(0, n_frames - 1, count)})
+
+
+def build_manifest(cfg: PackageConfig, info, geo: Geometry, n_frames: int, renditions, alloc: Allocation, timing: dict,
+                   audio, measured: list[int] | None) -> Manifest:
+    conv = {"psnr_y": PSNR_CONVENTION, "bitrate": "bytes of the HLS segments as shipped * 8 / duration",
+            "timing_s": {k: round(v, 3) for k, v in timing.items()}}
+    if measured is not None:
+        conv["measured_frames"] = measured
+    return Manifest(
+        source={"file": Path(cfg.input).name, "width": info.width, "height": info.height,
+                "fps": [info.fps.numerator, info.fps.denominator], "frames": n_frames,
+                "duration_s": n_frames / float(info.fps), "matrix": info.matrix, "full_range": info.full_range},
+        block=geo.grid.block, overall=geo.overall, scales=list(geo.scales), resize=RESIZE_CONVENTION,
+        container="mpegts", segment_s=cfg.segment, realloc=f"{cfg.realloc} ({alloc.reuse.count} allocations)",
+        scorer=cfg.scorer if alloc.scorer else "none", allocator=cfg.allocator, renditions=renditions,
+        audio=audio, conventions=conv)
+
+
+PSNR_CONVENTION = ("video PSNR-Y: the source's decoded 8-bit Y plane vs the reconstruction's luma in the source's "
+                   "matrix and range (plain: the decoded Y plane, bicubic-resized when smaller, as FFmpeg's psnr "
+                   "filter; SR families: the exact luma of the unrounded RGB output), peak 255, crop 0, mean of "
+                   "per-frame PSNR over the measured frames (bbmr_stream.family.Family.luma)")
+
+
+def package(config: PackageConfig, ladder: Ladder, progress: Progress | None = None) -> Manifest:
+    """Package ``config.input`` into the stream directory ``config.out`` with ``ladder`` (an
+    :class:`~packager.config.AutoLadder`, searched on a sample of the title, or the rungs themselves) and
+    return the manifest written there. Raises InputError on bad input, before any output exists."""
+    progress = progress or Progress()
+    out = check_out(config)
+    config.check()
+    if isinstance(ladder, AutoLadder):
+        ladder.check()
+    elif not ladder:
+        raise InputError("--ladder is empty")
+    info = probe(config.input)
+    for n in info.notes:
+        progress.note(f"note: {n}")
+    device = pick_device(config.device)
+    from models.factory import use_backend
+
+    use_backend(config.backend)
+    geo = Geometry(BlockGrid(info.height, info.width, config.block), tuple(config.scales), config.overall,
+                   config.layout)
+    if isinstance(ladder, AutoLadder):
+        from packager.ladder import auto_ladder
+
+        specs = auto_ladder(config, ladder, info, progress)
+    else:
+        specs = list(ladder)
+    return write_stream(config, specs, info, geo, device, out, progress)
+
+
+def check_out(config: PackageConfig) -> Path:
+    """The output directory, checked: absent (or replaced with ``force``), its parent creatable and writable."""
+    out = Path(config.out)
+    if out.exists() and not config.force:
+        raise InputError(f"{out} exists (use --force to replace it)")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot create {out.parent} ({e.strerror})") from None
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: {out.parent} is not writable")
+    return out
+
+
+def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry, device, out: Path,
+                 progress: Progress) -> Manifest:
+    """Encode, segment and measure ``specs`` into a temporary directory beside ``out``, then swap it in."""
+    from models.factory import make_scorer
+
+    needs_alloc = any(FAMILIES[s.family].allocates for s in specs)
+    scorer = make_scorer(cfg.scorer, cfg.scales, device) if needs_alloc and cfg.allocator != "uniform" else None
+    gop = max(1, int(round(float(info.fps) * cfg.segment)))
+    remove_stale_temps(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+    normal_mode(tmp)
+    try:
+        work = tmp / "work"
+        work.mkdir()
+        n_frames, timing, renditions, alloc = encode_in_groups(specs, geo, info, cfg, gop, work, tmp, scorer,
+                                                               device, progress)
+        shutil.rmtree(work)
+        measured = None
+        if cfg.measure:
+            t = time.time()
+            measured = measured_frames(n_frames, cfg.measure_frames)
+            measure(renditions, info, geo, measured, lambda fam: pick_upscaler(cfg.upscaler, fam, device),
+                    tmp, progress, cfg.niqe_frames, source=lambda: source_frames(info, cfg, gop))
+            timing["measure"] = time.time() - t
+        (tmp / "master.m3u8").write_text(master_playlist(
+            [(r.playlist, r.bitrate_kbps * 1000, _peak_bps(r), r.lr_width, r.lr_height, r.codecs)
+             for r in renditions]))
+        audio = passthrough_audio(info, tmp)
+        man = build_manifest(cfg, info, geo, n_frames, renditions, alloc, timing, audio, measured)
+        (tmp / "manifest.json").write_text(man.to_json())
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return man
+
+
+def remove_stale_temps(out: Path) -> None:
+    """Delete ``.NAME.tmp-PID-*`` / ``.NAME.old-PID`` directories next to ``out`` left by a packager run that was
+    killed (SIGKILL, power loss: no cleanup ran) and whose process is gone."""
+    import re
+
+    pat = re.compile(rf"^\.{re.escape(out.name)}\.(?:tmp|old)-(\d+)")
+    for p in out.parent.glob(f".{out.name}.*"):
+        m = pat.match(p.name)
+        if m and p.is_dir() and not _alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def replace_dir(new: Path, out: Path) -> None:
+    """Put the complete stream ``new`` at ``out``: an old ``out`` is first renamed aside (same directory), then
+    ``new`` renamed in, then the old one deleted, so at every moment one whole stream is at ``out`` or beside it
+    (a failed swap puts the old one back)."""
+    if not out.exists():
+        new.rename(out)
+        return
+    if not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory")
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    out.rename(old)
+    try:
+        new.rename(out)
+    except BaseException:
+        old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _peak_bps(r: Rendition) -> float:
+    return max((s.bytes * 8 / s.duration_s for s in r.segments if s.duration_s > 0), default=r.bitrate_kbps * 1000)
+
+
+def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int], pick, tmp: Path, progress: Progress,
+            niqe_frames: int = 0, source=None) -> None:
+    """Decode every rendition back, reconstruct the ``measured`` frames with its family and
+    ``pick(family) -> (name, upscaler)``, and set its mean PSNR-Y (:data:`PSNR_CONVENTION`) and the NIQE of
+    its first ``niqe_frames`` measured frames. The source's Y planes of those frames are decoded once."""
+    from bbmr_stream.metrics import niqe, psnr_plane
+    from bbmr_stream.demux import segment_frames
+
+    want = set(measured)
+    ref = {}
+    for fr in (source() if source else frames(info)):
+        if fr.index in want:
+            ref[fr.index] = fr.y
+        if fr.index >= max(measured):
+            break
+    with progress.task("measuring", len(measured) * len(renditions)) as task:
+        ups: dict = {}
+        for rend in renditions:
+            fam = make_family(spec_of(rend), geo)
+            key = (fam.name, tuple(fam.lr_scales()))  # plain-sr x2 and x4 need different models
+            if key not in ups:
+                ups[key] = pick(fam)
+            up_name, upscaler = ups[key]
+            task.describe(f"measuring {rend.name} ({up_name})")
+            vals, niqes = [], []
+            for seg in rend.segments:
+                for i, (frs, smap) in enumerate(segment_frames(tmp / seg.file, len(rend.pictures))):
+                    if seg.first_frame + i not in want:
+                        continue
+                    y, rgb = fam.luma(frs, smap, upscaler, info.matrix, info.full_range,
+                                      with_rgb=len(niqes) < niqe_frames)
+                    vals.append(psnr_plane(ref[seg.first_frame + i], y))
+                    if rgb is not None:
+                        niqes.append(niqe(rgb))
+                    task.advance()
+            if len(vals) != len(measured):
+                raise RuntimeError(f"{rend.name}: decoded {len(vals)} of {len(measured)} measured frames")
+            rend.psnr_y = round(float(np.mean(vals)), 4)
+            rend.niqe = round(float(np.mean(niqes)), 4) if niqes else None
+            rend.psnr_y_upscaler = up_name
+            rend.weights = weights_ref(up_name)
+
+
+def weights_ref(upscaler: str | None) -> dict | None:
+    if upscaler in (None, "bicubic", "none"):
+        return None
+    from models.registry import load_registry
+
+    reg = load_registry()
+    ids = ["jointsr"] if upscaler == "jointsr" else sorted(k for k in reg if k.startswith("omnisr-light-x"))
+    return {i: reg[i].sha256 for i in ids if i in reg}
+
+
+def passthrough_audio(info, tmp: Path) -> str | None:
+    if not info.has_audio:
+        return None
+    import ffmpeg
+
+    from packager.segment import ffmpeg_exe
+
+    try:
+        (ffmpeg.input(info.path).output(str(tmp / "audio.ts"), vn=None, acodec="copy", f="mpegts")
+         .global_args("-nostdin", "-loglevel", "error").run(cmd=ffmpeg_exe(), capture_stdout=True,
+                                                              capture_stderr=True))
+        return "audio.ts"
+    except ffmpeg.Error as e:
+        warnings.warn(f"audio not passed through ({e.stderr.decode(errors='replace')[-200:]})")
+        return None
+
+
