@@ -8,7 +8,7 @@ import m3u8
 import numpy as np
 import pytest
 
-from bench.demo import main as demo
+from player.demo_cli import main as demo
 from bbmr_stream.sample import pan_frames, write_sample
 
 
