@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     say(f"\nbbmr-demo done in {(time.time() - t0) / 60:.1f} min ("
         + ", ".join(f"{k} {v:.0f} s" for k, v in res.times.items()) + ")")
     rep = res.report_file
-    files = (("clip", res.clip), ("stream (HLS)", res.stream / "master.m3u8"), ("manifest", res.stream / "manifest.json"),
+    files = (("clip", res.clip), ("stream (HLS)", res.stream / "master.m3u8"),
+             ("manifest", res.stream / "manifest.json"),
              ("report", rep), ("report plot", rep.with_suffix(".png")), ("report CSV", rep.with_suffix(".csv")),
              ("played video", res.played), ("side by side", res.panel))
     for what, p in files:
