@@ -1,4 +1,4 @@
-"""The paper's image experiment as a library (the ``bbmr-eval`` command is ``bench/eval_cli.py``):
+"""The paper's image experiment as a library (the ``bbmr-eval`` command is ``packager/eval_cli.py``):
 :func:`rescale` an image with per-block factors and an upscaler, :func:`eval_image` every allocator at the
 same LR pixel budget (uniform ``overall``): PSNR-Y (BT.601, unrounded Y, on the original unpadded image,
 crop 0) and optionally NIQE (MATLAB niqe.m semantics, Y rounded, crop 0).

@@ -1,4 +1,4 @@
-"""``bbmr-bench bytes STREAM``: where a packaged stream's bytes go, per rendition.
+"""``python -m bench.bytes STREAM [--json rows.json]``: where a packaged stream's bytes go, per rendition.
 
 For every rendition of a stream directory: the segment bytes as shipped, the video elementary-stream bytes of
 each coded stream (H.264/HEVC packets), the bytes of our scale-map SEI NAL units inside them, and the rest
@@ -9,8 +9,10 @@ each coded stream (H.264/HEVC packets), the bytes of our scale-map SEI NAL units
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from bbmr_stream.cli import run_cli
 from bbmr_stream.errors import InputError
 
 
@@ -18,7 +20,8 @@ def sei_bytes(packet: bytes, codec: str) -> int:
     """Bytes of our scale-map SEI NAL units (with a 4-byte start code each) in one Annex B packet."""
     from bbmr_stream.sei import find_bbmr_payloads, split_annexb
 
-    return sum(e - s + 4 for s, e in split_annexb(packet) if find_bbmr_payloads(b"\x00\x00\x00\x01" + packet[s:e], codec))
+    return sum(e - s + 4 for s, e in split_annexb(packet)
+               if find_bbmr_payloads(b"\x00\x00\x00\x01" + packet[s:e], codec))
 
 
 def rendition_bytes(stream: Path, rend, codec: str) -> dict:
@@ -46,11 +49,17 @@ def rendition_bytes(stream: Path, rend, codec: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="bbmr-bench bytes", description=__doc__.split("\n\n")[0])
+    """Exit code 0, or 2 with a one-line message on bad input."""
+    return run_cli("python -m bench.bytes", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.bytes", description=__doc__.split("\n\n")[0])
     ap.add_argument("stream", help="stream directory (manifest.json)")
     ap.add_argument("--json", help="also write the rows here")
     a = ap.parse_args(argv)
-    from bench.common import emit, load_stream
+    from bench.common import emit
+    from packager.study import load_stream
 
     man = load_stream(a.stream)
     if man.container != "mpegts":
@@ -64,3 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         emit(rows, a.json)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

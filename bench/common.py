@@ -16,14 +16,3 @@ def emit(result, path: str | None) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, text)
 
-
-def load_stream(path: str):
-    """The stream directory's manifest; a bad or missing one is a one-line InputError."""
-    from bbmr_stream.errors import InputError
-    from bbmr_stream.manifest import load
-    from bbmr_stream.errors import ManifestError
-
-    try:
-        return load(path)
-    except ManifestError as e:
-        raise InputError(str(e)) from None

@@ -1,4 +1,4 @@
-"""``bbmr-bench prefilter CLIP --out DIR``: the continuous-picture lever of BBMR, measured against plain rungs.
+"""``python -m bench.prefilter CLIP --out DIR``: the continuous-picture lever of BBMR, measured against plain rungs.
 
 One picture per rung at 1/``base`` of the source (base 2: the x2 picture, base 1: full size) in which every
 128-px block is low-passed to the detail of its own scale k in {base, 2 base, 4 base} (down by k, bicubic back
@@ -25,6 +25,7 @@ import argparse
 import io
 import json
 import math
+import sys
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,9 +34,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bbmr_stream.imageio import write_text_atomic
-
+from bbmr_stream.cli import run_cli
 from bbmr_stream.errors import InputError
+from bbmr_stream.imageio import write_text_atomic
 from bbmr_stream.metrics import psnr_y_torch, rgb_to_y_torch
 from bbmr_stream.rate import gradient_bits, h264_lambda
 from bbmr_stream.resize import downscale, resize_to, to_uint8, upscale
@@ -150,9 +151,9 @@ def bd_rate(anchor: list[dict], test: list[dict]) -> float | None:
     try:
         with warnings.catch_warnings():  # "curves do not overlap" is reported as None
             warnings.simplefilter("ignore")
-            v = bjontegaard.bd_rate([p["kbps"] for p in anchor], [p["psnr_y"] for p in anchor], [p["kbps"] for p in test],
-                                    [p["psnr_y"] for p in test], method="pchip", require_matching_points=False,
-                                    min_overlap=0.0)
+            v = bjontegaard.bd_rate([p["kbps"] for p in anchor], [p["psnr_y"] for p in anchor],
+                                    [p["kbps"] for p in test], [p["psnr_y"] for p in test], method="pchip",
+                                    require_matching_points=False, min_overlap=0.0)
     except Exception:  # no overlap or a curve the package cannot interpolate
         return None
     return round(float(v), 2) if math.isfinite(v) else None
@@ -178,13 +179,16 @@ def markdown(res: dict) -> str:
     m = res["meta"]
     lines = [f"# Continuous-picture prefilter on {m['clip']} ({m['frames']} frames, {m['width']}x{m['height']})", "",
              "Command: `" + m["command"] + "`. " + m["conventions"], "",
-             "| variant | BD-rate vs the plain rung of the same size | CRF: kbps / PSNR-Y (share of blocks at base, 2 base, 4 base) |",
+             "| variant | BD-rate vs the plain rung of the same size | CRF: kbps / PSNR-Y (share of blocks at base, "
+             "2 base, 4 base) |",
              "|---|---|---|"]
     for r in res["summary"]:
-        pts = "; ".join(f"{c:g}: {k:.0f} / {p:.2f} ({', '.join(f'{s:.2f}' for s in sh)})" for c, k, p, sh in r["points"])
+        pts = "; ".join(f"{c:g}: {k:.0f} / {p:.2f} ({', '.join(f'{s:.2f}' for s in sh)})"
+                        for c, k, p, sh in r["points"])
         fmt = lambda v: "n/a" if v is None else f"{v:+.1f} %"  # noqa: E731
         lines.append(f"| {r['variant']} | {fmt(r['bd_rate_vs_same_size_plain_pct'])} | {pts} |")
-    lines += ["", "Plain candidates (kbps / PSNR-Y):", "", "| size | " + " | ".join(f"CRF {c:g}" for c in m["crfs"]) + " |",
+    lines += ["", "Plain candidates (kbps / PSNR-Y):", "",
+              "| size | " + " | ".join(f"CRF {c:g}" for c in m["crfs"]) + " |",
               "|---" * (len(m["crfs"]) + 1) + "|"]
     for _, h, w in plain_sizes(m["height"], m["width"]):
         row = {p["crf"]: p for p in res["points"] if p["kind"] == "plain" and (p["height"], p["width"]) == (h, w)}
@@ -194,7 +198,12 @@ def markdown(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="bbmr-bench prefilter", description=__doc__.split("\n\n")[0])
+    """Exit code 0, or 2 with a one-line message on bad input."""
+    return run_cli("python -m bench.prefilter", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.prefilter", description=__doc__.split("\n\n")[0])
     ap.add_argument("clip")
     ap.add_argument("--out", required=True, help="directory for prefilter.json and prefilter.md")
     ap.add_argument("--frames", type=int, default=30)
@@ -228,9 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     for v in variants:
         for crf in crfs:
             pics, shares = prefiltered(frames, v, crf, a.gop)
-            points.append({"kind": v.name, "crf": crf, "shares": shares, **measure(frames, pics, crf, fps, a.gop, a.preset)})
+            points.append({"kind": v.name, "crf": crf, "shares": shares,
+                           **measure(frames, pics, crf, fps, a.gop, a.preset)})
             print(json.dumps(points[-1]), flush=True)
-    cmd = "bbmr-bench prefilter " + " ".join(argv if argv is not None else [])
+    cmd = "python -m bench.prefilter " + " ".join(argv if argv is not None else sys.argv[1:])
     res = {"meta": {"clip": Path(a.clip).name, "frames": len(frames), "width": w, "height": h, "fps": fps,
                     "crfs": crfs, "gop": a.gop, "preset": a.preset, "command": cmd,
                     "conventions": __doc__.split("Conventions (both sides the same): ")[1].split("\n\n")[0]
@@ -243,3 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(out / "prefilter.md", md)
     print(md)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

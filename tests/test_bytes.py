@@ -1,4 +1,4 @@
-"""`bbmr-bench bytes`: where a stream's bytes go (bench/bytes.py)."""
+"""`python -m bench.bytes`: where a stream's bytes go (bench/bytes.py)."""
 
 import json
 
@@ -10,10 +10,10 @@ from bbmr_stream.sei import build_sei_nal
 
 
 def test_bytes_split_into_video_sei_and_container(stream, tmp_path, capsys):
-    from bench.cli import main as bench
+    from bench.bytes import main as bytes_main
 
     _, out = stream
-    assert bench(["bytes", str(out), "--json", str(tmp_path / "b.json")]) == 0
+    assert bytes_main([str(out), "--json", str(tmp_path / "b.json")]) == 0
     rows = {r["rendition"]: r for r in json.loads((tmp_path / "b.json").read_text())}
     man = load(out)
     maps_sent = {}
@@ -34,6 +34,6 @@ def test_bytes_split_into_video_sei_and_container(stream, tmp_path, capsys):
 
 
 def test_bytes_refuses_a_directory_without_a_stream(tmp_path):
-    from bench.cli import main as bench
+    from bench.bytes import main as bytes_main
 
-    assert bench(["bytes", str(tmp_path)]) == 2
+    assert bytes_main([str(tmp_path)]) == 2

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.eval_cli import main
+from packager.eval_cli import main
 
 
 @pytest.fixture()

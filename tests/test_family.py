@@ -1,5 +1,5 @@
 """Rung families (bbmr_stream.family), the auto ladder's choice (packager.ladder), the RD study's BD-rates
-(bench.rd), HLS playlists and plain / plain-sr rungs end to end."""
+(packager.study, ``bbmr-bench``: packager.study_cli), HLS playlists and plain / plain-sr rungs end to end."""
 
 import json
 import subprocess
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from bbmr_stream.blocks import BlockGrid
-from bbmr_stream.family import FAMILIES, Geometry, make_family, parse_ladder, parse_rung
 from bbmr_stream.errors import InputError
+from bbmr_stream.family import FAMILIES, Geometry, make_family, parse_ladder, parse_rung
 from packager.ladder import Point, candidate_specs, choose, efficient, pareto, sample_segments, shortfall
 from tests.media import H, W, _clip
 
@@ -44,9 +44,9 @@ def test_odd_plain_size_made_even():
 def test_every_family_round_trips_its_pictures(item):
     """pictures() sizes match sizes(), and reconstructing the uncoded pictures with bicubic gives a frame of
     the source size close to the source (the families agree with each other on geometry)."""
-    from bbmr_stream.upscale import BicubicUpscaler
-
     from skimage import data
+
+    from bbmr_stream.upscale import BicubicUpscaler
 
     img = np.ascontiguousarray(data.astronaut()[:H, :W])
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
@@ -106,9 +106,9 @@ def test_rd_shortfall_and_rate_at(tmp_path, capsys):
     """`bbmr-bench rd-shortfall`: a family point's gap under the plain front, and where plain reaches its best."""
     import json as _json
 
-    from bench.cli import main as bench
-    from bench.rd import rate_at
     from packager.ladder import points_json
+    from packager.study import rate_at
+    from packager.study_cli import main as bench
 
     plain = _pts([(100, 30), (400, 34)])
     assert rate_at(plain, 32) == pytest.approx(200)  # half way in PSNR = the geometric middle in rate
@@ -157,8 +157,8 @@ def test_sample_segments():
 
 
 def test_bd_rate_of_a_shifted_curve():
-    """bench.rd.bd uses the bjontegaard package: a curve needing 20 % fewer bits everywhere gives -20 %."""
-    from bench.rd import bd
+    """packager.study.bd uses the bjontegaard package: a curve needing 20 % fewer bits everywhere gives -20 %."""
+    from packager.study import bd
 
     plain = _pts([(100, 30), (200, 32), (400, 34), (800, 36)])
     better = [Point("t", f"t{i}", "bbmr", 1, 1, 1, p.kbps * 0.8, p.psnr_y) for i, p in enumerate(plain)]
@@ -180,7 +180,8 @@ def test_plain_and_plain_sr_rungs_package_play_and_validate(tmp_path):
     _clip(src)
     out = tmp_path / "stream"
     assert package([str(src), "--out", str(out), "--scorer", "bicubic", "--segment", "0.4", "--upscaler", "bicubic",
-                    "--ladder", "plain:160x100:23,plain-sr:2:23,uniform:23,bbmr:23", "--device", "cpu", "--measure-frames", "0"]) == 0
+                    "--ladder", "plain:160x100:23,plain-sr:2:23,uniform:23,bbmr:23", "--device", "cpu",
+                    "--measure-frames", "0"]) == 0
     man = load(out)
     assert [r.kind for r in man.renditions] == ["plain", "plain-sr", "uniform", "bbmr"]
     plain, psr = man.renditions[0], man.renditions[1]
@@ -227,14 +228,15 @@ def test_rd_study_auto_ladder_and_check(tmp_path, capsys):
     --study rd.json` ships the rungs the study chose, and `bbmr-bench ladder-check` finds the packaged ladder
     nowhere below the plain front (same frames, same encodes)."""
     from bbmr_stream.manifest import load
-    from bench.cli import main as bench
     from packager.cli import main as package
+    from packager.study_cli import main as bench
 
     src = tmp_path / "in.mp4"
     _clip(src)
     study = tmp_path / "rd"
     assert bench(["rd", str(src), "--out", str(study), "--frames", "12", "--measure-frames", "4", "--niqe-frames",
                   "0", "--families", "plain,plain-sr", "--segment", "0.4", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == (study / "rd.md").read_text() + "\n"  # the table, nothing else on stdout
     d = json.loads((study / "rd.json").read_text())
     assert len(d["points"]) == 35 and (study / "rd.png").stat().st_size > 0 and "plain-sr" in d["bd_vs_plain"]
     assert d["meta"]["conventions"]["measured_frames"] == [0, 4, 7, 11]
@@ -258,10 +260,27 @@ def test_rd_study_auto_ladder_and_check(tmp_path, capsys):
                     str(study / "rd.json"), "--max-frames", "6"]) == 2  # a study of another run is refused
 
 
+def test_run_study_prints_nothing_and_returns_what_it_wrote(tmp_path, capsys):
+    """The study as a library: rd.json, rd.md and rd.png written, the result returned, nothing on stdout or
+    stderr (no progress object: silent); the anchor is the plain family."""
+    from bbmr_stream.family import Plain
+    from packager.study import StudyConfig, run_study
+
+    src = tmp_path / "in.mp4"
+    _clip(src)
+    res = run_study(StudyConfig(str(src), str(tmp_path / "rd"), frames=4, measure_frames=2, niqe_frames=0,
+                                families=(Plain.name,), segment=0.4, preset="ultrafast", device="cpu"))
+    assert capsys.readouterr() == ("", "")
+    assert {p.family for p in res.points} == {Plain.name} and len(res.points) == 25
+    assert (res.out / "rd.md").read_text() == res.markdown and (res.out / "rd.png").stat().st_size > 0
+    d = json.loads((res.out / "rd.json").read_text())
+    assert d["auto_ladder"] == res.result["auto_ladder"] and set(d["bd_vs_plain"]) == {"all"}
+
+
 def test_look_panel(tmp_path, capsys):
     from PIL import Image
 
-    from bench.cli import main as bench
+    from packager.study_cli import main as bench
 
     src = tmp_path / "in.mp4"
     _clip(src)
@@ -276,7 +295,7 @@ def test_look_panel(tmp_path, capsys):
 
 
 def test_encode_groups_bound_the_live_encoders():
-    from packager.cli import MAX_ENCODERS, encode_groups
+    from packager.pipeline import MAX_ENCODERS, encode_groups
 
     specs = parse_ladder(",".join([f"plain:{c}" for c in range(10, 35)] + [f"bbmr:{c}" for c in range(12, 24)]))
     groups = encode_groups(specs)

@@ -1,4 +1,4 @@
-"""`bbmr-bench prefilter`: the continuous-picture lever against plain rungs (bench/prefilter.py)."""
+"""`python -m bench.prefilter`: the continuous-picture lever against plain rungs (bench/prefilter.py)."""
 
 import json
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.prefilter import Variant, blend, prefiltered
 from bbmr_stream.resize import downscale
+from bench.prefilter import Variant, blend, prefiltered
 from tests.media import _clip
 
 
@@ -48,12 +48,12 @@ def test_blend_is_a_partition_of_unity():
 
 
 def test_cli_writes_the_study_and_lam_zero_matches_the_plain_rung(tmp_path):
-    from bench.cli import main as bench
+    from bench.prefilter import main as prefilter
 
     src = tmp_path / "clip.mp4"
     _clip(src)
     out = tmp_path / "pf"
-    assert bench(["prefilter", str(src), "--out", str(out), "--frames", "4", "--crfs", "30,40", "--bases", "2",
+    assert prefilter([str(src), "--out", str(out), "--frames", "4", "--crfs", "30,40", "--bases", "2",
                   "--lams", "0,1000", "--feathers", "1", "--gop", "4", "--preset", "ultrafast"]) == 0
     res = json.loads((out / "prefilter.json").read_text())
     rows = {r["variant"]: r for r in res["summary"]}
@@ -68,9 +68,9 @@ def test_cli_writes_the_study_and_lam_zero_matches_the_plain_rung(tmp_path):
 
 @pytest.mark.parametrize("bad", [["--bases", "3"], ["--crfs", "a"], ["--frames", "0"]])
 def test_cli_bad_arguments_exit_2(tmp_path, bad, capsys):
-    from bench.cli import main as bench
+    from bench.prefilter import main as prefilter
 
     src = tmp_path / "clip.mp4"
     _clip(src)
-    assert bench(["prefilter", str(src), "--out", str(tmp_path / "o"), *bad]) == 2
+    assert prefilter([str(src), "--out", str(tmp_path / "o"), *bad]) == 2
     assert "Traceback" not in capsys.readouterr().err
