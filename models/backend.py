@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
 from bbmr_stream.errors import BackendError
 
 BACKENDS = ("auto", "torch", "openvino", "onnxruntime")

@@ -1,41 +1,33 @@
-"""Scorers and upscalers by name: ``bicubic`` from the core, ``light`` / ``full`` / ``omnisr`` / ``jointsr``
-from the shipped weights. The one place the command-line tools turn a name into an object; a missing weight
-is an :class:`~bbmr_stream.imageio.InputError` (exit 2, one line)."""
+"""Scorers and upscalers by name, for the command-line tools: the names are looked up in
+:data:`models.scorers.SCORERS` (``bicubic``, ``light``, ``full``) and :data:`models.upscalers.UPSCALERS`
+(``bicubic``, ``omnisr``, ``fast``, ``jointsr``). An unknown name, a missing weight or an unavailable backend is
+an :class:`~bbmr_stream.errors.InputError` (exit 2, one line)."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from bbmr_stream.errors import InputError
-from bbmr_stream.upscale import BicubicUpscaler
-from bbmr_stream.errors import BackendError
-from bbmr_stream.errors import WeightsError
+from bbmr_stream.errors import BackendError, InputError, WeightsError
 
 
 def make_scorer(name: str, scales: Sequence[int], device: torch.device, mode: str = "frame",
                 border: str = "context", backend: str | None = None):
-    if name == "bicubic":
-        from bbmr_stream.score import BicubicScorer
-
-        return BicubicScorer(scales, mode=mode, border=border)
-    from models.scorers import make_model_scorer
+    from models.scorers import get_scorer
 
     try:
-        return make_model_scorer(name, scales, device, border, backend)
+        return get_scorer(name).make(scales, device, mode, border, backend)
     except (WeightsError, BackendError) as e:
         raise InputError(str(e)) from None
 
 
 def make_upscaler(name: str, scales: Sequence[int], device: torch.device, border: str = "context",
                   backend: str | None = None) -> Callable:
-    if name == "bicubic":
-        return BicubicUpscaler(border)
-    from models.upscalers import make_model_upscaler
+    from models.upscalers import get_upscaler
 
     try:
-        return make_model_upscaler(name, scales, device, border, backend)
+        return get_upscaler(name).make(scales, device, border, backend)
     except (WeightsError, BackendError) as e:
         raise InputError(str(e)) from None
 

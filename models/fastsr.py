@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from models.arch import ArchSpec
+
 
 @dataclass
 class FastSRConfig:
@@ -45,3 +47,8 @@ class FastSR(nn.Module):
 
     def macs_per_lr_pixel(self) -> int:
         return sum(m.weight.numel() for m in self.body if isinstance(m, nn.Conv2d))
+
+
+# the descriptor (models/arch.py), registered in models/archs.py
+ARCH = ArchSpec(name="fastsr", config_cls=FastSRConfig, net_cls=FastSR, per_scale=True,
+                supports_half=True, presets={"fastsr": {}})

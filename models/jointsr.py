@@ -27,13 +27,13 @@ branch, and the other common-grid channels, which start with random Upsample row
 from __future__ import annotations
 
 import contextlib
-
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from models.arch import ArchSpec
 from models.omnisr import OmniSR, OmniSRConfig, pixelshuffle_block
 
 
@@ -50,7 +50,7 @@ class JointSRConfig:
     margin: int = 0  # LR pixels of neighbour context around each branch tile (0 = the paper: tile alone)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "JointSRConfig":
+    def from_dict(cls, d: dict) -> JointSRConfig:
         d = dict(d)
         d["scales"] = tuple(d["scales"])
         return cls(**d)
@@ -231,7 +231,7 @@ class JointSR(nn.Module):
         m = 3  # receptive radius of three 3x3 convs
         half = band + m
         out = fr.clone()
-        n, c, hh, ww = fr.shape
+        n = fr.shape[0]
         if grid_h > 1:
             ys = [i * fb for i in range(1, grid_h)]
             strips = torch.cat([fr[:, :, y - half:y + half, :] for y in ys])
@@ -271,3 +271,8 @@ class JointSRUpscaler:
         with amp:
             out = self.model(tiles, index, g.grid_h, g.grid_w)
         return out.float().clamp_(0.0, 1.0).cpu()  # the Upscaler protocol: a CPU frame, like OmniSRUpscaler
+
+
+# the descriptor (models/arch.py), registered in models/archs.py; trained by `bbmr-train jointsr` (no sr presets)
+ARCH = ArchSpec(name="jointsr", config_cls=JointSRConfig, net_cls=JointSR, per_scale=False,
+                supports_half=True, adapter=JointSRUpscaler)

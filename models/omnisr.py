@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.arch import ArchSpec
+
 
 @dataclass(frozen=True)
 class OmniSRConfig:
@@ -371,3 +373,8 @@ class OmniSR(nn.Module):
 
 def count_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
+
+
+# the descriptor (models/arch.py), registered in models/archs.py; "omnisr" is the paper's full model (5 OSAGs)
+ARCH = ArchSpec(name="omnisr", config_cls=OmniSRConfig, net_cls=OmniSR, per_scale=True,
+                supports_half=True, presets={"omnisr": {"res_num": 5}, "omnisr-light": {"res_num": 1}})

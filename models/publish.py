@@ -17,9 +17,10 @@ import torch
 
 from bbmr_stream.metrics import psnr_y_torch
 from bbmr_stream.resize import downscale, quantize, upscale
+from models import registry
+from models.archs import arch_of
 from models.omnisr import count_params
-import models.registry as registry
-from models.registry import WeightsEntry, build_omnisr, load_state_dict_file, read_metadata, sha256_file
+from models.registry import WeightsEntry, load_state_dict_file, read_metadata, sha256_file
 from models.train import crop_to_multiple, evaluate_sr, load_images
 
 METRIC_CONVENTION = ("PSNR-Y dB: BT.601 Y (16+65.481R+128.553G+24.966B, RGB in [0,1]) unrounded, peak 255, "
@@ -32,6 +33,7 @@ LICENCES = {
     "Kodak24": "unrestricted (Kodak PhotoCD)",
     "mate_nature": "GPL-2+ (Debian mate-backgrounds)",
 }
+UNRECORDED = "licence not recorded (add it to models.publish.LICENCES)"
 
 
 def bicubic_psnr(images: list[np.ndarray], scale: int) -> float:
@@ -94,22 +96,23 @@ def add_coded_metrics(weights_id: str, val_sets: dict[str, str]) -> WeightsEntry
     return entry
 
 
-def build_net(arch: str, config: dict) -> torch.nn.Module:
-    if arch == "fastsr":
-        from models.fastsr import FastSR, FastSRConfig
-
-        return FastSR(FastSRConfig(**config))
-    return build_omnisr(config)
+def publish(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], data_dirs: list[str]) -> WeightsEntry:
+    """Publish a `bbmr-train` run: a per-scale architecture's (``sr``) by :func:`publish_omnisr`, a multi-scale
+    one's (``jointsr``) by :func:`publish_jointsr` (the architecture recorded in the run's metadata)."""
+    meta = read_metadata(Path(ckpt_dir) / "model.safetensors")
+    fn = publish_omnisr if arch_of(meta.get("arch", "omnisr")).per_scale else publish_jointsr
+    return fn(ckpt_dir, weights_id, val_sets, data_dirs)
 
 
 def publish_omnisr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], data_dirs: list[str]) -> WeightsEntry:
+    """Publish a `bbmr-train sr` run (any per-scale architecture: OmniSR, FastSR)."""
     ck = Path(ckpt_dir)
     meta = read_metadata(ck / "model.safetensors")
-    arch = "fastsr" if meta.get("arch") == "fastsr" else "omnisr"
-    net = build_net(arch, meta["config"])
-    net.load_state_dict(load_state_dict_file(ck / "model.safetensors"))
+    spec = arch_of(meta.get("arch", "omnisr"))  # the run records its --arch preset (omnisr-light -> omnisr)
+    arch = spec.name
+    net = spec.load(meta["config"], load_state_dict_file(ck / "model.safetensors"))
     net.eval()
-    scale = int(meta["config"]["scale"])
+    scale = spec.scales(meta["config"])[0]
     log = [json.loads(line) for line in (ck / "log.jsonl").read_text().splitlines() if line.strip()]
     registry.WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     dst = registry.WEIGHTS_DIR / f"{weights_id}.safetensors"
@@ -120,7 +123,7 @@ def publish_omnisr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], dat
     entry = WeightsEntry(
         id=weights_id, file=dst.name, arch=arch, config=meta["config"], scales=(scale,),
         num_params=count_params(net), input_range="0,1", sha256=sha256_file(dst),
-        training={"data": {s: LICENCES.get(s, "licence not recorded (add it to models.publish.LICENCES)") for s in sets},
+        training={"data": {s: LICENCES.get(s, UNRECORDED) for s in sets},
                   "licence_note": "trained on research-use-only images (SunHays80, BSD68): research use only"
                   if {"SunHays80", "BSD68"} & set(sets) else "openly licensed training data",
                   "iterations": int(meta["iterations"]), "wall_time_s": round(log[-1]["elapsed_s"], 1) if log else None,
@@ -150,8 +153,8 @@ def write_entry(entry: WeightsEntry, path: Path | None = None) -> None:
     os.replace(tmp, path)
 
 
-JOINT_CONVENTION = ("PSNR-Y dB: BT.601 Y unrounded, crop 0, whole image (padded to 128-px blocks, padding cut), scale map "
-                    "= optimal allocation under the bicubic scorer at the uniform-x4 LR budget, LR tiles by "
+JOINT_CONVENTION = ("PSNR-Y dB: BT.601 Y unrounded, crop 0, whole image (padded to 128-px blocks, padding cut), "
+                    "scale map = optimal allocation under the bicubic scorer at the uniform-x4 LR budget, LR tiles by "
                     "bbmr_stream.downscale (frame mode, 8-bit), SR rounded to 8 bits; omnisr_o = uniform x4 through "
                     "the x4 branch's OmniSR on the same images; stitched = each block by its scale's OmniSR alone "
                     "(paper's case 3); omnisr_context = each scale's OmniSR on the whole plane, neighbours resampled "
@@ -200,11 +203,12 @@ def publish_jointsr(ckpt_dir: str, weights_id: str, val_sets: dict[str, str], da
     entry = WeightsEntry(
         id=weights_id, file=dst.name, arch="jointsr", config=cfg.to_dict(), scales=tuple(cfg.scales),
         num_params=count_params(model), input_range="0,1", sha256=sha256_file(dst),
-        training={"data": {s: LICENCES.get(s, "licence not recorded (add it to models.publish.LICENCES)") for s in sets},
+        training={"data": {s: LICENCES.get(s, UNRECORDED) for s in sets},
                   "licence_note": "trained on research-use-only images (SunHays80, BSD68): research use only"
                   if {"SunHays80", "BSD68"} & set(sets) else "openly licensed training data",
                   "iterations": int(meta["iterations"]), "wall_time_s": round(log[-1]["elapsed_s"], 1) if log else None,
-                  "branches": meta.get("branches"), "warm_start": _warm_start(meta.get("init")), "recipe": "frozen OmniSR branches, function-preserving init "
+                  "branches": meta.get("branches"), "warm_start": _warm_start(meta.get("init")),
+                  "recipe": "frozen OmniSR branches, function-preserving init "
                   "(step 0 == the per-scale models stitched per block); 384-px HR crops = 3x3 blocks, uniformly "
                   "random scale per block; trained: deblock at lr, per-branch and final Upsamples at lr x "
                   f"{meta.get('upsample_lr_mult', 'see log')}; L1, AdamW"},

@@ -17,19 +17,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.omnisr import OmniSR, OmniSRConfig, count_params
 from bbmr_stream.errors import WeightsError
+from models.archs import arch_of, get_arch
+from models.omnisr import OmniSR, OmniSRConfig, count_params
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
-
 
 
 @dataclass(frozen=True)
 class WeightsEntry:
     id: str
     file: str
-    arch: str  # "omnisr" | "fastsr" | "jointsr"
+    arch: str  # a registered architecture (models/archs.py): "omnisr" | "fastsr" | "jointsr"
     config: dict
     scales: tuple[int, ...]
     num_params: int
@@ -43,7 +43,7 @@ class WeightsEntry:
         return WEIGHTS_DIR / self.file
 
     @classmethod
-    def from_dict(cls, d: dict) -> "WeightsEntry":
+    def from_dict(cls, d: dict) -> WeightsEntry:
         return cls(id=d["id"], file=d["file"], arch=d["arch"], config=dict(d["config"]),
                    scales=tuple(d["scales"]), num_params=int(d["num_params"]), input_range=d["input_range"],
                    sha256=d["sha256"], training=d.get("training", {}), metrics=d.get("_metrics", {}))
@@ -92,10 +92,6 @@ class SRModel(nn.Module):
         return self.net(x)
 
 
-def build_omnisr(config: dict) -> OmniSR:
-    return OmniSR(OmniSRConfig(**config))
-
-
 def read_metadata(path: Path) -> dict:
     """The JSON-encoded metadata of a safetensors file written by `bbmr-train` (config, iterations, ...)."""
     from safetensors import safe_open
@@ -123,7 +119,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(sd, dict):
         raise WeightsError(f"{path}: not a state dict")
     return {k.removeprefix("module."): v for k, v in sd.items()
-            if not (k.endswith("total_ops") or k.endswith("total_params"))}
+            if not k.endswith(("total_ops", "total_params"))}
 
 
 def load_official_omnisr(path: str | Path, scale: int, res_num: int = 5) -> SRModel:
@@ -137,7 +133,9 @@ def load_official_omnisr(path: str | Path, scale: int, res_num: int = 5) -> SRMo
 
 
 def load_model(weights_id: str, device: torch.device | str = "cpu", verify: bool = True) -> nn.Module:
-    """Build the registry entry's network, load and check its weights, move to ``device``, eval mode."""
+    """Build the registry entry's network (its architecture's descriptor, models/archs.py), load and check its
+    weights, move to ``device``, eval mode. A per-scale network comes wrapped in :class:`SRModel` with the
+    entry's input range; a multi-scale one (JointSR) as is."""
     e = get_entry(weights_id)
     if verify:
         if not e.path.exists():
@@ -146,33 +144,21 @@ def load_model(weights_id: str, device: torch.device | str = "cpu", verify: bool
         if digest != e.sha256:
             raise WeightsError(f"{e.path}: sha256 {digest[:12]}... does not match the registry ({e.sha256[:12]}...)")
     sd = load_state_dict_file(e.path)
-    if e.arch in ("omnisr", "fastsr"):
-        if e.arch == "fastsr":
-            from models.fastsr import FastSR, FastSRConfig
-
-            net: nn.Module = FastSR(FastSRConfig(**e.config))
-        else:
-            net = build_omnisr(e.config)
-        net.load_state_dict(sd)
-        model: nn.Module = SRModel(net, e.scales[0], e.input_range)
-    elif e.arch == "jointsr":
-        from models.jointsr import JointSR, JointSRConfig
-
-        model = JointSR(JointSRConfig.from_dict(e.config))
-        model.load_state_dict(sd)
-    else:
-        raise WeightsError(f"unknown architecture {e.arch!r} for {weights_id!r}")
+    arch = get_arch(e.arch, f" for {weights_id!r}")
+    net = arch.load(e.config, sd)
+    model = SRModel(net, e.scales[0], e.input_range) if arch.per_scale else net
     if count_params(model) != e.num_params:
         raise WeightsError(f"{weights_id}: {count_params(model)} parameters, registry says {e.num_params}")
     return model.to(device).eval()
 
 
 def load_run(run_dir) -> tuple[torch.nn.Module, dict]:
-    """The JointSR in a `bbmr-train jointsr` run directory (its model.safetensors) and the file's metadata."""
-    from models.jointsr import JointSR, JointSRConfig
-
+    """The model in a `bbmr-train` run directory (its model.safetensors) and the file's metadata: a JointSR run
+    gives the JointSR; an ``sr`` run its network in an :class:`SRModel` (input range from the metadata)."""
     f = Path(run_dir) / "model.safetensors"
     meta = read_metadata(f)
-    model = JointSR(JointSRConfig.from_dict(meta["config"]))
-    model.load_state_dict(load_state_dict_file(f))
+    arch = arch_of(meta.get("arch", "jointsr"))
+    model = arch.load(meta["config"], load_state_dict_file(f))
+    if arch.per_scale:
+        model = SRModel(model, arch.scales(meta["config"])[0], meta.get("input_range", "0,1"))
     return model.eval(), meta

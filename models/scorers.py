@@ -1,23 +1,25 @@
-"""SR-model scorers for the allocator: per-block MSE on Y of a round trip through an OmniSR per scale.
+"""Block scorers for the allocator, by name (:data:`SCORERS`, the one place a scorer name is resolved).
 
-``light`` uses the 1-OSAG OmniSR of each scale (``omnisr-light-x{k}``, the packager's default: the paper's
-"very lightweight" scorer), ``full`` the 5-OSAG models (``omnisr-x{k}``). Whole LR planes are super-resolved
-with tiled, batched inference (fp16 autocast on CUDA).
+``bicubic`` is the core's round trip through bicubic (:class:`bbmr_stream.score.BicubicScorer`). The model
+scorers are per-block MSE on Y of a round trip through an SR model per scale: ``light`` uses the 1-OSAG OmniSR
+of each scale (``omnisr-light-x{k}``, the packager's default: the paper's "very lightweight" scorer), ``full``
+the 5-OSAG models (``omnisr-x{k}``). Whole LR planes are super-resolved with tiled, batched inference (fp16
+autocast on CUDA when the architecture supports it). Adding a scorer is one :func:`register_scorer` line.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 
-from bbmr_stream.score import RoundTripScorer
-from models.inference import tiled_sr
-from models.backend import accelerate
-from models.registry import get_entry, load_model
 from bbmr_stream.errors import WeightsError
-
-FAMILIES = {"light": "omnisr-light", "full": "omnisr"}
+from bbmr_stream.score import BicubicScorer, RoundTripScorer
+from models.archs import get_arch
+from models.backend import accelerate
+from models.inference import tiled_sr
+from models.registry import get_entry, load_model
 
 
 def load_family(family: str, scales: Sequence[int], device: torch.device, backend: str | None = None
@@ -31,21 +33,79 @@ def load_family(family: str, scales: Sequence[int], device: torch.device, backen
     return out
 
 
+def family_half(weights_ids: Iterable[str]) -> bool | None:
+    """The ``half`` argument of :func:`models.inference.tiled_sr` for these registry ids: None (the device's
+    default: fp16 autocast on CUDA) when every architecture supports half precision, else False (fp32).
+    A multi-scale architecture among them is a WeightsError (per-scale models only)."""
+    half = True
+    for wid in weights_ids:
+        e = get_entry(wid)
+        arch = get_arch(e.arch, f" for {wid!r}")
+        if not arch.per_scale:
+            raise WeightsError(f"{wid}: a {arch.name} model is not a per-scale SR model")
+        half = half and arch.supports_half
+    return None if half else False
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """A scorer name: ``weights`` is the registry id prefix of its per-scale models (``{weights}-x{k}``), None
+    for bicubic (no model)."""
+
+    name: str
+    weights: str | None = None
+
+    def make(self, scales: Sequence[int], device: torch.device, mode: str = "frame", border: str = "context",
+             backend: str | None = None):
+        """The scorer (``mode`` is the bicubic scorer's; model scorers score frames)."""
+        if self.weights is None:
+            return BicubicScorer(scales, mode=mode, border=border)
+        models = load_family(self.weights, scales, device, backend)
+        half = family_half(f"{self.weights}-x{k}" for k in scales)
+        return scorer_from_models(models, scales, device, border, self.name, half=half)
+
+
+SCORERS: dict[str, ScorerSpec] = {}
+
+
+def register_scorer(spec: ScorerSpec) -> ScorerSpec:
+    if spec.name in SCORERS:
+        raise ValueError(f"scorer {spec.name!r} is already registered")
+    SCORERS[spec.name] = spec
+    return spec
+
+
+def scorer_names() -> tuple[str, ...]:
+    return tuple(SCORERS)
+
+
+def get_scorer(name: str) -> ScorerSpec:
+    """The scorer ``name``; unknown -> WeightsError (the factory turns it into an InputError)."""
+    try:
+        return SCORERS[name]
+    except (KeyError, TypeError):
+        raise WeightsError(f"unknown scorer {name!r} (choose from {', '.join(SCORERS)})") from None
+
+
+register_scorer(ScorerSpec("bicubic"))
+register_scorer(ScorerSpec("light", "omnisr-light"))
+register_scorer(ScorerSpec("full", "omnisr"))
+
+
 def make_model_scorer(name: str, scales: Sequence[int], device: torch.device, border: str = "context",
                       backend: str | None = None) -> RoundTripScorer:
-    if name not in FAMILIES:
-        raise WeightsError(f"unknown scorer {name!r} (choose from bicubic, {', '.join(FAMILIES)})")
-    return scorer_from_models(load_family(FAMILIES[name], scales, device, backend), scales, device, border, name)
+    return get_scorer(name).make(scales, device, border=border, backend=backend)
 
 
 def scorer_from_models(models: dict[int, torch.nn.Module], scales: Sequence[int], device: torch.device,
-                       border: str = "context", name: str = "light") -> RoundTripScorer:
-    """A round-trip scorer over given per-scale SR models (``{k: model}``)."""
+                       border: str = "context", name: str = "light", half: bool | None = None) -> RoundTripScorer:
+    """A round-trip scorer over given per-scale SR models (``{k: model}``); ``half`` as in
+    :func:`models.inference.tiled_sr`."""
 
     def sr(x: torch.Tensor, k: int) -> torch.Tensor:
         x = x.to(device)
         if x.shape[0] == 1:
-            return tiled_sr(models[k], x, k).cpu()
+            return tiled_sr(models[k], x, k, half=half).cpu()
         with torch.no_grad():
             return models[k](x).float().cpu()
 

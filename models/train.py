@@ -20,33 +20,29 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bbmr_stream.device import pick_device
-from bbmr_stream.imageio import list_images, read_image
 from bbmr_stream.errors import InputError
+from bbmr_stream.imageio import list_images, read_image
 from bbmr_stream.metrics import psnr_y_torch
 from bbmr_stream.resize import downscale, quantize
-from models.omnisr import OmniSR, OmniSRConfig, count_params
-
-ARCHS = {"omnisr": 5, "omnisr-light": 1, "fastsr": 0}  # OmniSR residual groups (fastsr: models/fastsr.py)
+from models.archs import get_arch, sr_presets
+from models.omnisr import OmniSR, count_params
 
 
 def build_sr_net(arch: str, scale: int) -> tuple[torch.nn.Module, dict]:
-    """The untrained network of ``bbmr-train sr --arch`` and its config (saved in the weights' metadata)."""
-    if arch == "fastsr":
-        from models.fastsr import FastSR, FastSRConfig
-
-        fcfg = FastSRConfig(scale=scale)
-        return FastSR(fcfg), fcfg.to_dict()
-    mcfg = OmniSRConfig(scale=scale, res_num=ARCHS[arch])
-    return OmniSR(mcfg), mcfg.to_dict()
+    """The untrained network of ``bbmr-train sr --arch`` (a preset of a per-scale architecture, models/archs.py:
+    ``omnisr``, ``omnisr-light``, ``fastsr``) and its config (saved in the weights' metadata)."""
+    spec, fields = sr_presets()[arch]
+    cfg = spec.config_cls(scale=scale, **fields)
+    return spec.net_cls(cfg), cfg.to_dict()
 
 
 @dataclass
@@ -122,8 +118,8 @@ class CodedCropSampler(CropSampler):
     coded LR with the aligned HR crop (same flips and rotations)."""
 
     def __init__(self, images: list[np.ndarray], scale: int, patch: int, crfs: list[float], log=print) -> None:
-        from models.degrade import code_picture
         from bbmr_stream.resize import to_uint8
+        from models.degrade import code_picture
 
         super().__init__([crop_to_multiple(im, scale) for im in images], scale, patch)
         self.crfs = list(crfs)
@@ -282,48 +278,47 @@ def run_training(cfg: TrainConfig, model: torch.nn.Module, params: list, sample:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             old_handlers[sig] = signal.signal(sig, lambda n, f: signalled.append(n))
-    logf = open(out / "log.jsonl", "a")
     t_start = t_run = time.time()
     t_ckpt = time.time()
     t_window, loss_window, n_window = time.time(), 0.0, 0
     record: dict = {}
     try:
-        while it < cfg.iters:
-            model.train()
-            batch = sample(g)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = loss_fn(batch)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            it += 1
-            if not math.isfinite(loss.item()):
-                raise RuntimeError(f"loss became {loss.item()} at iteration {it}")
-            loss_window += loss.item()
-            n_window += 1
-            if it % cfg.log_every == 0 or it == cfg.iters:
-                now = time.time()
-                record = {"iter": it, "loss": loss_window / n_window, "lr": sched.get_last_lr()[0],
-                          "it_per_s": n_window / (now - t_window), "elapsed_s": elapsed + now - t_start}
-                loss_window, n_window, t_window = 0.0, 0, now
-                if validate is not None and (it % cfg.val_every == 0 or it == cfg.iters):
-                    record["val_psnr_y"] = validate()
-                logf.write(json.dumps(record) + "\n")
-                logf.flush()
-                log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-            stop = bool(signalled) or (cfg.max_minutes and (time.time() - t_run) > cfg.max_minutes * 60)
-            if time.time() - t_ckpt > cfg.ckpt_minutes * 60 or stop or it == cfg.iters:
-                elapsed += time.time() - t_start
-                t_start = time.time()
-                checkpoint(record)
-                t_ckpt = time.time()
-            if stop:
-                log(f"{'signal' if signalled else 'time budget'}: stopped at iteration {it}; checkpoint written")
-                break
+        with open(out / "log.jsonl", "a") as logf:
+            while it < cfg.iters:
+                model.train()
+                batch = sample(g)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss = loss_fn(batch)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                it += 1
+                if not math.isfinite(loss.item()):
+                    raise RuntimeError(f"loss became {loss.item()} at iteration {it}")
+                loss_window += loss.item()
+                n_window += 1
+                if it % cfg.log_every == 0 or it == cfg.iters:
+                    now = time.time()
+                    record = {"iter": it, "loss": loss_window / n_window, "lr": sched.get_last_lr()[0],
+                              "it_per_s": n_window / (now - t_window), "elapsed_s": elapsed + now - t_start}
+                    loss_window, n_window, t_window = 0.0, 0, now
+                    if validate is not None and (it % cfg.val_every == 0 or it == cfg.iters):
+                        record["val_psnr_y"] = validate()
+                    logf.write(json.dumps(record) + "\n")
+                    logf.flush()
+                    log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+                stop = bool(signalled) or (cfg.max_minutes and (time.time() - t_run) > cfg.max_minutes * 60)
+                if time.time() - t_ckpt > cfg.ckpt_minutes * 60 or stop or it == cfg.iters:
+                    elapsed += time.time() - t_start
+                    t_start = time.time()
+                    checkpoint(record)
+                    t_ckpt = time.time()
+                if stop:
+                    log(f"{'signal' if signalled else 'time budget'}: stopped at iteration {it}; checkpoint written")
+                    break
     finally:
-        logf.close()
         for sig, h in old_handlers.items():
             signal.signal(sig, h)
     return record | {"iter": it}
@@ -332,8 +327,8 @@ def run_training(cfg: TrainConfig, model: torch.nn.Module, params: list, sample:
 def init_state_dict(spec: str) -> dict:
     """Weights to warm-start from: a registry id (the shipped, sha256-checked file), a run directory (its
     model.safetensors) or a .safetensors file."""
-    from models.registry import load_registry, load_state_dict_file, sha256_file
     from bbmr_stream.errors import WeightsError
+    from models.registry import load_registry, load_state_dict_file, sha256_file
 
     reg = load_registry()
     if spec in reg:
@@ -355,8 +350,8 @@ def train_sr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     """Run (or continue) one OmniSR training at one scale; returns the last log record."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if cfg.arch not in ARCHS:
-        raise InputError(f"--arch must be one of {', '.join(ARCHS)}")
+    if cfg.arch not in sr_presets():
+        raise InputError(f"--arch must be one of {', '.join(sr_presets())}")
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model, net_config = build_sr_net(cfg.arch, cfg.scale)
@@ -427,11 +422,9 @@ def load_branch(spec: str) -> OmniSR:
         from models.registry import load_state_dict_file, read_metadata
 
         meta = read_metadata(p / "model.safetensors")
-        net = OmniSR(OmniSRConfig(**meta["config"]))
-        net.load_state_dict(load_state_dict_file(p / "model.safetensors"))
-        return net
-    from models.registry import load_model
+        return get_arch("omnisr").load(meta["config"], load_state_dict_file(p / "model.safetensors"))
     from bbmr_stream.errors import WeightsError
+    from models.registry import load_model
 
     try:
         return load_model(spec).net
@@ -530,7 +523,8 @@ def train_jointsr(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     val_images = load_images(cfg.val) if cfg.val else []
     val_maps = optimal_maps(val_images, scales, cfg.block) if val_images else []
     n_params = count_params(model)
-    log(f"jointsr {scales} res_num {jcfg.res_num}: {n_params} params ({sum(p.numel() for g in params for p in g['params'])} trained), "
+    n_trained = sum(p.numel() for g in params for p in g["params"])
+    log(f"jointsr {scales} res_num {jcfg.res_num}: {n_params} params ({n_trained} trained), "
         f"{len(sampler.crop.images)} training images, device {device}")
 
     def sample(g):

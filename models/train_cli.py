@@ -7,10 +7,11 @@ import argparse
 import json
 import sys
 
-from bbmr_stream.cli import run_cli
-from bbmr_stream.errors import InputError
-from models.publish import publish_jointsr, publish_omnisr
-from models.train import ARCHS, TrainConfig, train_jointsr, train_sr
+from bbmr_stream.cli import add_device, run_cli
+from bbmr_stream.errors import InputError, WeightsError
+from models.archs import sr_presets
+from models.publish import publish
+from models.train import TrainConfig, train_jointsr, train_sr
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sr = sub.add_parser("sr", help="train an OmniSR model at one scale")
     d = TrainConfig()
-    sr.add_argument("--arch", choices=list(ARCHS), default=d.arch)
+    sr.add_argument("--arch", choices=list(sr_presets()), default=d.arch)
     sr.add_argument("--scale", type=int, choices=(2, 4, 8), default=d.scale)
     sr.add_argument("--data", nargs="+", required=True, help="training image files or directories")
     sr.add_argument("--val", nargs="*", default=[], help="validation images (PSNR-Y, crop = scale)")
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         sr.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     sr.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"), default=d.amp,
                     help="mixed precision (auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32)")
-    sr.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
+    add_device(sr, d.device)
     sr.add_argument("--channels-last", action="store_true")
     sr.add_argument("--compile", action="store_true", help="torch.compile the model (faster after warm-up)")
     sr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
@@ -44,24 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
     js.add_argument("--data", nargs="+", required=True)
     js.add_argument("--val", nargs="*", default=[])
     js.add_argument("--out", required=True)
-    for name, default in (("iters", 20_000), ("batch", 4), ("grid", 3), ("block", 128), ("band", 4), ("margin", d.margin),
-                          ("decay_every", 5_000), ("seed", d.seed), ("threads", 0), ("val_every", 500),
-                          ("log_every", 20)):
+    for name, default in (("iters", 20_000), ("batch", 4), ("grid", 3), ("block", 128), ("band", 4),
+                          ("margin", d.margin), ("decay_every", 5_000), ("seed", d.seed), ("threads", 0),
+                          ("val_every", 500), ("log_every", 20)):
         js.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
     for name in ("lr", "weight_decay", "ckpt_minutes", "max_minutes"):
         js.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     js.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"), default=d.amp,
                     help="mixed precision (auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32)")
-    js.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
+    add_device(js, d.device)
     js.add_argument("--train-branches", action="store_true", help="fine-tune the branches too (slower)")
     js.add_argument("--upsample-lr-mult", type=float, default=d.upsample_lr_mult,
                     help="learning rate of the per-branch and final Upsamples relative to --lr (0 = frozen)")
-    js.add_argument("--init", help="warm start from a trained JointSR (registry id jointsr, run directory or .safetensors), "
-                                   "re-synchronised to --branches (newer per-scale models)")
+    js.add_argument("--init", help="warm start from a trained JointSR (registry id jointsr, run directory or "
+                                   ".safetensors), re-synchronised to --branches (newer per-scale models)")
     js.add_argument("--compile", action="store_true")
     js.add_argument("--resume", action="store_true")
     pb = sub.add_parser("publish", help="copy a trained model into models/weights and register it with metrics")
-    pb.add_argument("--ckpt", required=True, help="checkpoint directory of `bbmr-train sr`")
+    pb.add_argument("--ckpt", required=True, help="checkpoint directory of `bbmr-train sr` or `bbmr-train jointsr`")
     pb.add_argument("--id", required=True, help="registry id, e.g. omnisr-light-x4")
     pb.add_argument("--val", nargs="+", required=True, metavar="NAME=DIR",
                     help="validation sets for _metrics, e.g. Set5=../shared/data/val/Set5")
@@ -97,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(add_coded_metrics(args.id, sets).to_dict()["_metrics"], indent=2))
         elif args.cmd == "publish":
             sets = val_sets(args.val)
-            fn = publish_jointsr if args.id.startswith("jointsr") else publish_omnisr
-            e = fn(args.ckpt, args.id, sets, args.data)
+            try:  # an sr or a jointsr run: by the architecture its metadata records
+                e = publish(args.ckpt, args.id, sets, args.data)
+            except WeightsError as err:  # an architecture this package does not know
+                raise InputError(str(err)) from None
             print(json.dumps(e.to_dict(), indent=2))
         return 0
 

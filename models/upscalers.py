@@ -1,36 +1,40 @@
-"""SR-model upscalers for multi-scale frames (the :class:`bbmr_stream.upscale.Upscaler` protocol).
+"""Upscalers by name (:data:`UPSCALERS`, the one place an upscaler name is resolved): LR blocks of a multi-scale
+frame -> HR frame (the :class:`bbmr_stream.upscale.Upscaler` protocol).
 
-- ``omnisr``: each scale's blocks super-resolved by that scale's OmniSR. With a uniform map and the default
-  ``border="context"`` this is OmniSR-O (the whole LR frame through one model); ``border="tile"`` stitches
-  blocks super-resolved one by one (the paper's ablation case 3).
+- ``bicubic``: the core's :class:`~bbmr_stream.upscale.BicubicUpscaler` (no weights).
+- ``omnisr``: each scale's blocks super-resolved by that scale's OmniSR (``omnisr-light-x{k}``). With a uniform
+  map and the default ``border="context"`` this is OmniSR-O (the whole LR frame through one model);
+  ``border="tile"`` stitches blocks super-resolved one by one (the paper's ablation case 3).
 - ``fast``: the same per scale with FastSR (models/fastsr.py, ``fastsr-x{k}``): ~40x fewer operations.
-- ``jointsr``: :class:`models.jointsr.JointSR` (shipped weights ``jointsr``).
+- ``jointsr``: :class:`models.jointsr.JointSR` (shipped weights ``jointsr``), one multi-scale model.
+
+Adding an upscaler is one :func:`register_upscaler` line (plus, for a new architecture, its module and its
+line in models/archs.py).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from bbmr_stream.upscale import upscale_blocks
-from models.inference import tiled_sr
-from models.registry import load_model
 from bbmr_stream.errors import WeightsError
-from models.scorers import load_family
-
-OMNISR_FAMILY = "omnisr-light"  # the backbone size JointSR's shipped branches use (docs/models.md)
-FAST_FAMILY = "fastsr"  # models/fastsr.py: ESPCN-class, for CPU clients and the live demo
-MODEL_FAMILIES = {"omnisr": OMNISR_FAMILY, "fast": FAST_FAMILY}  # upscaler name -> registry id prefix
+from bbmr_stream.upscale import BicubicUpscaler, upscale_blocks
+from models.archs import get_arch
+from models.inference import tiled_sr
+from models.registry import get_entry, load_model, load_registry
+from models.scorers import family_half, load_family
 
 
 class OmniSRUpscaler:
     """Per-scale SR models (OmniSR, or FastSR for ``fast``) over a multi-scale frame or a whole plane."""
 
     def __init__(self, models: dict[int, torch.nn.Module], device: torch.device, border: str = "context",
-                 name: str = "omnisr") -> None:
+                 name: str = "omnisr", half: bool | None = None) -> None:
         self.models, self.device, self.border = models, device, border
         self.name = name
+        self.half = half  # tiled_sr's: None = fp16 autocast on CUDA; False = fp32 (no half support)
 
     @property
     def backend(self) -> str:
@@ -44,7 +48,7 @@ class OmniSRUpscaler:
     def _sr(self, x: torch.Tensor, k: int) -> torch.Tensor:
         x = x.to(self.device)
         if x.shape[0] == 1:
-            return tiled_sr(self.models[k], x, k)
+            return tiled_sr(self.models[k], x, k, half=self.half)
         with torch.no_grad():
             return self.models[k](x).float()
 
@@ -52,15 +56,89 @@ class OmniSRUpscaler:
         return upscale_blocks(lr, self._sr, self.border).cpu()
 
 
+@dataclass(frozen=True)
+class UpscalerSpec:
+    """An upscaler name and the weights it loads.
+
+    - ``weights``: per scale: the registry id prefix of its models (``{weights}-x{k}``, one per LR scale, any
+      per-scale architecture); multi-scale: the registry id of the model (its architecture's ``adapter`` makes
+      the upscaler); None: bicubic.
+    - ``per_scale``: loads a model per LR scale (a rendition needs its own scales only) rather than one model
+      for the stream's scale set.
+    - ``manifest_weights``: per scale: the id prefix :func:`weights_ids` reports instead of ``weights``
+      (``fast`` records the omnisr-light ids, as the packager always has: see :func:`weights_ids`).
+    """
+
+    name: str
+    weights: str | None = None
+    per_scale: bool = False
+    manifest_weights: str | None = None
+
+    def make(self, scales: Sequence[int], device: torch.device, border: str = "context",
+             backend: str | None = None):
+        if self.weights is None:
+            return BicubicUpscaler(border)
+        if self.per_scale:
+            models = load_family(self.weights, scales, device, backend)
+            half = family_half(f"{self.weights}-x{k}" for k in scales)
+            return OmniSRUpscaler(models, device, border, self.name, half=half)
+        model = load_model(self.weights, device)
+        e = get_entry(self.weights)
+        arch = get_arch(e.arch, f" for {self.weights!r}")
+        have = arch.scales(e.config)
+        if have != tuple(scales):
+            raise WeightsError(f"{self.weights} weights are for scales {have}, not {tuple(scales)}")
+        if arch.adapter is None:
+            raise WeightsError(f"{self.weights}: architecture {arch.name!r} has no upscaler adapter")
+        return arch.adapter(model, device, None if arch.supports_half else False)
+
+
+UPSCALERS: dict[str, UpscalerSpec] = {}
+
+
+def register_upscaler(spec: UpscalerSpec) -> UpscalerSpec:
+    if spec.name in UPSCALERS:
+        raise ValueError(f"upscaler {spec.name!r} is already registered")
+    UPSCALERS[spec.name] = spec
+    return spec
+
+
+def upscaler_names() -> tuple[str, ...]:
+    """Every upscaler name, bicubic included, in registration order."""
+    return tuple(UPSCALERS)
+
+
+def get_upscaler(name: str) -> UpscalerSpec:
+    """The upscaler ``name``; unknown -> WeightsError (the factory turns it into an InputError)."""
+    try:
+        return UPSCALERS[name]
+    except (KeyError, TypeError):
+        raise WeightsError(f"unknown upscaler {name!r} (choose from {', '.join(UPSCALERS)})") from None
+
+
+def weights_ids(name: str, scales: Sequence[int] = ()) -> list[str]:
+    """The registry ids whose sha256 a manifest records for upscaler ``name`` (``rendition.weights``): [] for
+    bicubic, ``[weights]`` for a multi-scale model (``["jointsr"]``), and for a per-scale upscaler every
+    shipped ``{prefix}-x*`` id, sorted, whatever ``scales`` (the packager's record since the first manifests).
+
+    ``fast`` reports the omnisr-light ids (``manifest_weights``), not its own fastsr ones: that is what the
+    packager has always written for it, kept so that manifests stay byte-identical."""
+    spec = get_upscaler(name)
+    if spec.weights is None:
+        return []
+    if not spec.per_scale:
+        return [spec.weights]
+    prefix = f"{spec.manifest_weights or spec.weights}-x"
+    return sorted(k for k in load_registry() if k.startswith(prefix))
+
+
+register_upscaler(UpscalerSpec("bicubic"))
+register_upscaler(UpscalerSpec("omnisr", "omnisr-light", per_scale=True))  # the size of JointSR's shipped branches
+register_upscaler(UpscalerSpec("fast", "fastsr", per_scale=True, manifest_weights="omnisr-light"))  # for CPU clients
+register_upscaler(UpscalerSpec("jointsr", "jointsr"))
+
+
 def make_model_upscaler(name: str, scales: Sequence[int], device: torch.device, border: str = "context",
                         backend: str | None = None):
-    if name in MODEL_FAMILIES:
-        return OmniSRUpscaler(load_family(MODEL_FAMILIES[name], scales, device, backend), device, border, name)
-    if name == "jointsr":
-        from models.jointsr import JointSRUpscaler
-
-        model = load_model("jointsr", device)
-        if tuple(model.cfg.scales) != tuple(scales):
-            raise WeightsError(f"jointsr weights are for scales {model.cfg.scales}, not {tuple(scales)}")
-        return JointSRUpscaler(model, device)
-    raise WeightsError(f"unknown upscaler {name!r} (choose from bicubic, omnisr, fast, jointsr)")
+    """The upscaler ``name`` (bicubic included); unknown names and missing weights: WeightsError."""
+    return get_upscaler(name).make(scales, device, border, backend)

@@ -1,8 +1,8 @@
-"""The encoder node: ``package(config, ladder) -> Manifest`` (packager.pipeline) with its configs
+"""The encoder node: ``package(config, ladder) -> Manifest`` (packager.api, packager.pipeline) with its configs
 (packager.config); the per-title ladder (packager.ladder), the rate-quality study (packager.study) and the live
 sender (packager.live_send) build on it. ``bbmr-package`` (packager.cli) only turns flags into configs."""
 
 from packager.config import AutoLadder, PackageConfig
-from packager.pipeline import package
+from packager.api import package
 
 __all__ = ["AutoLadder", "PackageConfig", "package"]

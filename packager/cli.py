@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True, emoji=False)
 
     def go() -> int:
-        from packager.pipeline import package
+        from packager.api import package
 
         cfg, ladder = config_from(args)
         with warnings.catch_warnings():

@@ -79,12 +79,12 @@ def measure_candidates(config: PackageConfig, specs: list[RungSpec], progress: P
     """Package the title with every candidate as a rung (on ``segments`` of the title, None = all frames up to
     ``max_frames``), measured, into a temporary directory (under ``workdir``), and return the measured points
     and the manifest's source and conventions."""
-    from packager.pipeline import package
+    from packager.pipeline import package_rungs
 
     with tempfile.TemporaryDirectory(prefix="bbmr-candidates-", dir=workdir) as td:
         cfg = dataclasses.replace(config, out=str(Path(td) / "stream"), force=True, measure=True,
                                   sample=tuple(segments) if segments else None)
-        man = package(cfg, tuple(specs), progress)
+        man = package_rungs(cfg, specs, progress)
     rungs = {s.name: s for s in specs}
     points = [Point(rungs[r.name].text, r.name, r.kind, r.lr_width, r.lr_height, r.crf, r.bitrate_kbps, r.psnr_y,
                     r.niqe, r.psnr_y_upscaler) for r in man.renditions]

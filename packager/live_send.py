@@ -8,10 +8,14 @@ Data path (the packager's own steps, no second implementation): ``bbmr_stream.sa
 fallback). Each scale map also goes on an ordered data channel keyed by the frame's RTP timestamp, for VP8
 viewers (no SEI) and for comparing the two carriages (docs/live.md).
 
-aiortc builds its H.264 encoder inside ``RTCRtpSender``; :func:`install_sei_encoder` replaces aiortc's
-encoder factory for H.264 with :class:`SEIH264Encoder` (the same libx264 settings, plus our SEI NAL before the
-first slice of each access unit whose frame has a map). Signalling follows aiortc's examples/server: aiohttp,
-``GET /`` (a page), ``POST /offer`` (JSON ``{"sdp", "type"}``).
+Each peer connection's H.264 sender gets its own SEI encoder reading this :class:`Sender`'s :class:`MapStore`
+(``bbmr_stream.rtc.attach_sei_encoders``: aiortc's encoder, same libx264 settings, plus our SEI NAL before the
+first slice of each access unit whose frame has a map); nothing is patched process-wide, so senders in one
+process never see each other's maps. Signalling follows aiortc's examples/server: aiohttp, ``GET /`` (a page),
+``POST /offer`` (JSON ``{"sdp", "type"}``).
+
+Library entry points: :func:`start_sender` (async; a running sender on a port) and :func:`send` (serve until
+stopped, status through a callback). Nothing here prints.
 """
 
 from __future__ import annotations
@@ -21,26 +25,59 @@ import base64
 import fractions
 import itertools
 import json
+import math
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
 from bbmr_stream.allocate import DEFAULT_SCALES, allocate
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.colour import video_frame
-from bbmr_stream.family import Geometry, RungSpec, make_family
 from bbmr_stream.errors import InputError
+from bbmr_stream.family import Geometry, RungSpec, make_family
 from bbmr_stream.resize import to_tensor
+from bbmr_stream.rtc import VIDEO_CLOCK, attach_sei_encoders
 
-VIDEO_CLOCK = 90000  # RTP video clock (Hz)
 MAX_OFFER_BYTES = 64 * 1024
 MAX_MAPS = 600  # pts -> map kept for the encoder and the data channel (bounded)
 PENDING_MAX = 256  # data-channel messages queued per peer until its channel opens
+
+# on_frame(index, pts (90 kHz), source RGB uint8, scale-map bytes, capture time (s since the epoch))
+OnFrame = Callable[[int, int, np.ndarray, bytes, float], None]
+
+
+@dataclass(frozen=True)
+class SendConfig:
+    """One live sender. Units: ``size`` (width, height) in pixels; ``fps`` in frames per second;
+    ``realloc_every`` and ``frames`` in frames."""
+
+    source: str = "sample"  # "sample" (a generated pan), a video file (looped) or a V4L2 device (/dev/videoN)
+    size: tuple[int, int] = (1280, 720)  # frames of another size are resized to this
+    fps: float = 30.0
+    scorer: str = "bicubic"  # bicubic (live rate) | light
+    realloc_every: int = 15  # re-allocate at most every N frames, on a background worker
+    device: str = "auto"
+    backend: str | None = None  # SR inference runtime of a model scorer (models.backend); None: the default
+    host: str = "127.0.0.1"
+    port: int = 8080  # 0: any free port (RunningSender.port says which)
+    frames: int | None = None  # end the track after this many frames (None: never)
+
+    def check(self) -> None:
+        """Options in range (one-line InputErrors, before any work)."""
+        w, h = self.size
+        if w < 64 or h < 64 or w % 2 or h % 2:
+            raise InputError(f"--size {w}x{h}: even and at least 64x64")
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise InputError(f"--fps {self.fps}: must be > 0")
+        if self.frames is not None and self.frames < 1:
+            raise InputError("--frames must be >= 1")
 
 
 def source_frames(source: str, width: int, height: int) -> Iterator[np.ndarray]:
@@ -53,14 +90,7 @@ def source_frames(source: str, width: int, height: int) -> Iterator[np.ndarray]:
         yield from itertools.cycle(frames + frames[-2:0:-1])  # back and forth: no jump at the loop
         return
     if source.startswith("/dev/video"):
-        import av
-
-        try:
-            c = av.open(source, format="v4l2")
-        except (OSError, av.error.FFmpegError) as e:
-            raise InputError(f"{source}: cannot open the camera ({e})") from None
-        for fr in c.decode(video=0):
-            yield fr.to_ndarray(format="rgb24")
+        yield from _camera_frames(source)
         return
     from bbmr_stream.decode import frames, probe
 
@@ -74,14 +104,37 @@ def source_frames(source: str, width: int, height: int) -> Iterator[np.ndarray]:
             raise InputError(f"{source}: no frames")
 
 
+def _camera_frames(device: str) -> Iterator[np.ndarray]:
+    import av
+
+    try:
+        c = av.open(device, format="v4l2")
+    except (OSError, av.error.FFmpegError) as e:
+        raise InputError(f"{device}: cannot open the camera ({e})") from None
+    for fr in c.decode(video=0):
+        yield fr.to_ndarray(format="rgb24")
+
+
+def resized(frames: Iterable[np.ndarray], width: int, height: int) -> Iterator[np.ndarray]:
+    """Frames of another size resized (the project's resize convention) to ``width`` x ``height`` pixels."""
+    from bbmr_stream.resize import resize_to, to_uint8
+
+    for f in frames:
+        if f.shape[:2] != (height, width):
+            f = to_uint8(resize_to(to_tensor(f), height, width))
+        yield f
+
+
 @dataclass
 class LiveStats:
+    """The sender's counters; ``encoded_bytes`` are the H.264 bytes of all peers' SEI encoders."""
+
     frames_sent: int = 0
     allocations: int = 0
     maps_sent_channel: int = 0
     encoded_bytes: int = 0
-    started: float = field(default_factory=time.time)
-    shares: dict = field(default_factory=dict)
+    started: float = field(default_factory=time.time)  # s since the epoch
+    shares: dict = field(default_factory=dict)  # scale -> share of the blocks of the newest frame
 
 
 class Allocator:
@@ -107,6 +160,7 @@ class Allocator:
             self.busy.release()
 
     def factors(self, x: torch.Tensor, sync: bool = False) -> np.ndarray:
+        """The per-block scale factors to pack frame ``x`` with (the newest finished allocation)."""
         self.since += 1
         if self.scorer is not None and self.since >= self.every and self.busy.acquire(blocking=False):
             self.since = 0
@@ -121,21 +175,24 @@ class LivePipeline:
     """One frame in -> (atlas RGB picture, scale-map bytes): the packager's BBMR family with the atlas layout."""
 
     def __init__(self, width: int, height: int, scorer_name: str, realloc_every: int, device: torch.device,
-                 block: int = 128, scales=DEFAULT_SCALES, overall: int = 4, sync_alloc: bool = False) -> None:
+                 block: int = 128, scales=DEFAULT_SCALES, overall: int = 4, sync_alloc: bool = False,
+                 backend: str | None = None) -> None:
         from models.factory import make_scorer
 
         self.geo = Geometry(BlockGrid(height, width, block), tuple(scales), overall, "atlas")
         self.family = make_family(RungSpec("bbmr", 23.0), self.geo)
-        self.alloc = Allocator(make_scorer(scorer_name, tuple(scales), device), self.geo, realloc_every, device)
+        scorer = make_scorer(scorer_name, tuple(scales), device, backend=backend)
+        self.alloc = Allocator(scorer, self.geo, realloc_every, device)
         self.sync = sync_alloc
 
     def describe(self, fps: float) -> dict:
-        """The stream description a viewer gets with the SDP answer."""
+        """The stream description a viewer gets with the SDP answer (sizes in pixels, fps in frames/s)."""
         g = self.geo.grid
         return {"width": g.width, "height": g.height, "fps": fps, "block": g.block, "scales": list(self.geo.scales),
                 "overall": self.geo.overall, "layout": "atlas", "matrix": "bt709", "full_range": False}
 
     def __call__(self, rgb: np.ndarray, index: int) -> tuple[np.ndarray, bytes, dict]:
+        """(atlas picture, scale-map bytes, scale -> share of the blocks) of frame ``index``."""
         x = to_tensor(rgb)
         f = self.family.fit(self.alloc.factors(x, self.sync))
         pic = self.family.pictures(x, f)[0]
@@ -146,7 +203,8 @@ class LivePipeline:
 
 
 class MapStore:
-    """pts -> scale-map bytes, bounded (oldest dropped): read by the SEI encoder and the data channel."""
+    """pts (90 kHz) -> scale-map bytes, bounded (oldest dropped): read by the SEI encoders (their threads) and
+    the data channel."""
 
     def __init__(self, limit: int = MAX_MAPS) -> None:
         self.maps: OrderedDict[int, bytes] = OrderedDict()
@@ -164,129 +222,80 @@ class MapStore:
             return self.maps.get(pts)
 
 
-MAPS = MapStore()
+class BBMRTrack(MediaStreamTrack):
+    """The sender's video track: paced at ``fps``, one atlas picture per source frame, pts on the 90 kHz RTP
+    clock, each frame's map put in ``store`` before the frame is handed on; ``on_frame`` sees every frame sent
+    (the data channel, the selftest's references); after ``limit`` frames the track ends."""
+
+    kind = "video"
+
+    def __init__(self, frames: Iterator[np.ndarray], pipeline: LivePipeline, fps: float, stats: LiveStats,
+                 store: MapStore, on_frame: OnFrame | None = None, matrix: str = "bt709",
+                 limit: int | None = None) -> None:
+        super().__init__()
+        self.frames, self.pipeline, self.fps, self.stats, self.store = frames, pipeline, fps, stats, store
+        self.on_frame, self.matrix, self.limit = on_frame, matrix, limit
+        self.n = 0
+        self.t0: float | None = None  # wall time of frame 0 (s since the epoch)
+        self.step = int(round(VIDEO_CLOCK / fps))  # pts ticks per frame
+
+    async def _pace(self) -> None:
+        if self.t0 is None:
+            self.t0 = time.time()
+        delay = self.t0 + self.n / self.fps - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def recv(self):
+        if self.limit is not None and self.n >= self.limit:
+            self.stop()
+            raise MediaStreamError
+        await self._pace()
+        loop = asyncio.get_running_loop()
+        rgb = await loop.run_in_executor(None, next, self.frames)
+        t_capture = time.time()
+        pts = self.n * self.step
+        pic, payload, shares = await loop.run_in_executor(None, self.pipeline, rgb, self.n)
+        self.store.put(pts, payload)
+        frame = await loop.run_in_executor(None, video_frame, pic, self.matrix, False)
+        frame.pts, frame.time_base = pts, fractions.Fraction(1, VIDEO_CLOCK)
+        self.stats.frames_sent += 1
+        self.stats.allocations = self.pipeline.alloc.count
+        self.stats.shares = shares
+        if self.on_frame is not None:
+            self.on_frame(self.n, pts, rgb, payload, t_capture)
+        self.n += 1
+        return frame
 
 
-_TARGET: dict = {"store": MAPS, "stats": None}  # where the installed encoder reads maps and counts bytes
+class FirstFrameTrack(MediaStreamTrack):
+    """A per-peer pass-through track (a private copy of each frame of ``inner``) that reports the pts of the
+    first frame it delivers to ``on_first``: the first frame this peer's encoder sends, whose RTP timestamp the
+    viewer sees as pts 0. The viewer needs it to key data-channel maps by received pts (VP8 carries no SEI)."""
 
+    kind = "video"
 
-def install_sei_encoder(store: MapStore = MAPS, stats: LiveStats | None = None) -> None:
-    """Make aiortc's senders encode H.264 with our SEI (idempotent; the latest store/stats are used)."""
-    import aiortc.rtcrtpsender as rs
-    from aiortc.codecs.h264 import H264Encoder
+    def __init__(self, inner: MediaStreamTrack, on_first: Callable[[int], None]) -> None:
+        super().__init__()
+        self.inner, self.on_first = inner, on_first
+        self.first = True
 
-    _TARGET.update(store=store, stats=stats)
-    if getattr(rs.get_encoder, "bbmr", False):
-        return
-    original = rs.get_encoder
+    async def recv(self):
+        import av
 
-    class SEIH264Encoder(H264Encoder):
-        """aiortc's H.264 encoder plus our SEI user_data_unregistered NAL in each access unit with a map."""
+        shared = await self.inner.recv()
+        # each peer's encoder gets its own frame: PyAV rebases frame.pts in place when it encodes, which
+        # would corrupt the pts (and our map lookup) of the other peers sharing the relayed frame
+        frame = av.VideoFrame.from_ndarray(shared.to_ndarray(), format=shared.format.name)
+        frame.pts, frame.time_base = shared.pts, shared.time_base
+        if self.first:
+            self.first = False
+            self.on_first(frame.pts)
+        return frame
 
-        def encode(self, frame, force_keyframe: bool = False):
-            return _encode_with_sei(self, frame, force_keyframe, _TARGET["store"], _TARGET["stats"])
-
-    def get_encoder(codec):
-        if codec.mimeType.lower() == "video/h264":
-            return SEIH264Encoder()
-        return original(codec)
-
-    get_encoder.bbmr = True
-    rs.get_encoder = get_encoder
-
-
-def _encode_with_sei(enc, frame, force_keyframe: bool, store: MapStore, stats: LiveStats | None):
-    from aiortc.mediastreams import VIDEO_TIME_BASE, convert_timebase
-
-    from bbmr_stream.sei import build_sei_nal
-
-    payload = store.get(frame.pts)  # before encoding: PyAV rebases frame.pts to the codec's time base in place
-    nals = list(enc._encode_frame(frame, force_keyframe))
-    if payload is not None and nals:
-        sei = build_sei_nal(payload, "h264")[4:]  # without the start code: aiortc packetizes NAL units
-        first_slice = next((i for i, n in enumerate(nals) if n and (n[0] & 0x1F) in (1, 5)), len(nals))
-        nals.insert(first_slice, sei)
-    if stats is not None:
-        stats.encoded_bytes += sum(len(n) for n in nals)
-    return enc._packetize(nals), convert_timebase(frame.pts, frame.time_base, VIDEO_TIME_BASE)
-
-
-def make_track(frames: Iterator[np.ndarray], pipeline: LivePipeline, fps: float, stats: LiveStats,
-               store: MapStore = MAPS, on_frame=None, matrix: str = "bt709", limit: int | None = None):
-    """The sender's MediaStreamTrack: paced at ``fps``, one atlas picture per source frame, pts on the 90 kHz
-    RTP clock; ``on_frame(index, pts, rgb, payload, t_capture)`` sees every frame sent (the data channel, the
-    selftest's references); after ``limit`` frames the track ends."""
-    from aiortc import MediaStreamTrack
-    from aiortc.mediastreams import MediaStreamError
-
-    class BBMRTrack(MediaStreamTrack):
-        kind = "video"
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.n = 0
-            self.t0: float | None = None
-            self.step = int(round(VIDEO_CLOCK / fps))
-
-        async def recv(self):
-            if limit is not None and self.n >= limit:
-                self.stop()
-                raise MediaStreamError
-            if self.t0 is None:
-                self.t0 = time.time()
-            due = self.t0 + self.n / fps
-            delay = due - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            loop = asyncio.get_running_loop()
-            rgb = await loop.run_in_executor(None, next, frames)
-            t_capture = time.time()
-            pts = self.n * self.step
-            pic, payload, shares = await loop.run_in_executor(None, pipeline, rgb, self.n)
-            store.put(pts, payload)
-            frame = await loop.run_in_executor(None, video_frame, pic, matrix, False)
-            frame.pts, frame.time_base = pts, fractions.Fraction(1, VIDEO_CLOCK)
-            stats.frames_sent += 1
-            stats.allocations = pipeline.alloc.count
-            stats.shares = shares
-            if on_frame is not None:
-                on_frame(self.n, pts, rgb, payload, t_capture)
-            self.n += 1
-            return frame
-
-    return BBMRTrack()
-
-
-def first_frame_track(inner, on_first):
-    """A per-peer pass-through track (a private copy of each frame) that reports the pts of the first frame it delivers: the first frame this peer's
-    encoder sends, whose RTP timestamp the viewer sees as pts 0. The viewer needs it to key data-channel maps
-    by received pts (VP8 carries no SEI)."""
-    import av
-    from aiortc import MediaStreamTrack
-
-    class FirstFrameTrack(MediaStreamTrack):
-        kind = "video"
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.first = True
-
-        async def recv(self):
-            shared = await inner.recv()
-            # each peer's encoder gets its own frame: PyAV rebases frame.pts in place when it encodes, which
-            # would corrupt the pts (and our map lookup) of the other peers sharing the relayed frame
-            frame = av.VideoFrame.from_ndarray(shared.to_ndarray(), format=shared.format.name)
-            frame.pts, frame.time_base = shared.pts, shared.time_base
-            if self.first:
-                self.first = False
-                on_first(frame.pts)
-            return frame
-
-        def stop(self) -> None:
-            super().stop()
-            inner.stop()
-
-    return FirstFrameTrack()
+    def stop(self) -> None:
+        super().stop()
+        self.inner.stop()
 
 
 def map_message(pts: int, payload: bytes, t_capture: float) -> str:
@@ -294,21 +303,34 @@ def map_message(pts: int, payload: bytes, t_capture: float) -> str:
     return json.dumps({"pts": pts, "map": base64.b64encode(payload).decode(), "t": t_capture})
 
 
+def parse_offer(body: bytes):
+    """An ``RTCSessionDescription`` from a ``POST /offer`` body; ValueError saying what is wrong."""
+    from aiortc import RTCSessionDescription
+
+    params = json.loads(body)
+    if not isinstance(params, dict) or params.get("type") != "offer" or not isinstance(params.get("sdp"), str):
+        raise ValueError("expected a JSON object {\"sdp\": ..., \"type\": \"offer\"}")
+    if not params["sdp"].startswith("v=0") or "\nm=video " not in params["sdp"].replace("\r\n", "\n"):
+        raise ValueError("the SDP offers no video (it must start with v=0 and have an m=video line)")
+    return RTCSessionDescription(sdp=params["sdp"], type="offer")
+
+
 class Sender:
     """The signalling server: ``GET /`` a page, ``POST /offer`` JSON SDP -> answer; one relayed track for all
-    peers (each peer has its own encoder); every peer closed on shutdown."""
+    peers (each peer has its own encoder, reading this sender's ``store``); every peer closed on shutdown."""
 
-    def __init__(self, track, stats: LiveStats, store: MapStore = MAPS, stream: dict | None = None) -> None:
+    def __init__(self, track, stats: LiveStats, store: MapStore | None = None, stream: dict | None = None) -> None:
         from aiortc.contrib.media import MediaRelay
 
-        self.track, self.stats, self.store = track, stats, store
+        self.track, self.stats = track, stats
+        self.store = store if store is not None else MapStore()
         self.stream = stream or {}  # what a viewer needs beyond the maps: source size, fps, block, scales, overall
         self.relay = MediaRelay()
         self.pcs: set = set()
         self.peers: dict = {}  # pc -> {"channel": RTCDataChannel | None, "pending": [messages not yet sendable]}
-        install_sei_encoder(store, stats)
 
     def app(self):
+        """The aiohttp application (``/`` and ``/offer``; closes every peer on shutdown)."""
         from aiohttp import web
 
         app = web.Application(client_max_size=MAX_OFFER_BYTES)
@@ -327,22 +349,30 @@ class Sender:
             "<p>View with <code>bbmr-live view http://HOST:PORT/</code> (POST /offer, JSON SDP).</p>"))
 
     async def offer(self, request):
+        """``POST /offer``: the answer with the stream description, or 400/413 with ``{"error"}``."""
         from aiohttp import web
-        from aiortc import RTCPeerConnection, RTCSessionDescription
 
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return web.json_response({"error": f"offer larger than {MAX_OFFER_BYTES} bytes"}, status=413)
         try:
-            params = json.loads(body)
-            if not isinstance(params, dict) or params.get("type") != "offer" or not isinstance(params.get("sdp"), str):
-                raise ValueError("expected a JSON object {\"sdp\": ..., \"type\": \"offer\"}")
-            if not params["sdp"].startswith("v=0") or "\nm=video " not in params["sdp"].replace("\r\n", "\n"):
-                raise ValueError("the SDP offers no video (it must start with v=0 and have an m=video line)")
-            desc = RTCSessionDescription(sdp=params["sdp"], type="offer")
+            desc = parse_offer(body)
         except ValueError as e:
             return web.json_response({"error": f"bad offer: {e}"}, status=400)
+        pc = self._new_peer()
+        try:
+            await self._answer(pc, desc)
+        except Exception as e:  # noqa: BLE001 - garbage SDP raises many types inside aiortc
+            await self._drop(pc)
+            return web.json_response({"error": f"bad offer SDP: {e.__class__.__name__}: {e}"[:300]}, status=400)
+        return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type,
+                                  "bbmr": self.stream})
+
+    def _new_peer(self):
+        """A peer connection registered with its data-channel state (closed and forgotten when it fails)."""
+        from aiortc import RTCPeerConnection
+
         pc = RTCPeerConnection()
         self.pcs.add(pc)
         peer = self.peers[pc] = {"channel": None, "pending": []}
@@ -350,35 +380,37 @@ class Sender:
         @pc.on("connectionstatechange")
         async def on_state():
             if pc.connectionState in ("failed", "closed"):
-                await pc.close()
-                self.pcs.discard(pc)
-                self.peers.pop(pc, None)
+                await self._drop(pc)
 
         @pc.on("datachannel")
         def on_channel(channel):
             peer["channel"] = channel
-
-            @channel.on("open")
-            def flush():
-                self._flush(peer)
-
+            channel.on("open", lambda: self._flush(peer))
             self._flush(peer)
+
+        return pc
+
+    async def _answer(self, pc, desc) -> None:
+        """Answer ``desc`` with this sender's track on every video section; H.264 sections get our SEI encoder."""
+        peer = self.peers[pc]
 
         def on_first(pts: int) -> None:
             self._send(peer, json.dumps({"first_pts": int(pts)}))
 
-        try:
-            await pc.setRemoteDescription(desc)
-            for t in pc.getTransceivers():
-                if t.kind == "video":
-                    pc.addTrack(first_frame_track(self.relay.subscribe(self.track, buffered=False), on_first))
-            await pc.setLocalDescription(await pc.createAnswer())
-        except Exception as e:  # noqa: BLE001 - garbage SDP raises many types inside aiortc
-            await pc.close()
-            self.pcs.discard(pc)
-            return web.json_response({"error": f"bad offer SDP: {e.__class__.__name__}: {e}"[:300]}, status=400)
-        return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type,
-                                  "bbmr": self.stream})
+        await pc.setRemoteDescription(desc)
+        for t in pc.getTransceivers():
+            if t.kind == "video":
+                pc.addTrack(FirstFrameTrack(self.relay.subscribe(self.track, buffered=False), on_first))
+        await pc.setLocalDescription(await pc.createAnswer())
+        attach_sei_encoders(pc, self.store.get, self._count_encoded)
+
+    def _count_encoded(self, n: int) -> None:
+        self.stats.encoded_bytes += n
+
+    async def _drop(self, pc) -> None:
+        await pc.close()
+        self.pcs.discard(pc)
+        self.peers.pop(pc, None)
 
     def send_map(self, pts: int, payload: bytes, t_capture: float) -> None:
         """Every peer's data channel gets the map; messages are queued (bounded, newest kept) until the channel
@@ -403,6 +435,75 @@ class Sender:
         peer["pending"].clear()
 
     async def shutdown(self, app=None) -> None:
+        """Close every peer connection."""
         await asyncio.gather(*(pc.close() for pc in list(self.pcs)), return_exceptions=True)
         self.pcs.clear()
         self.peers.clear()
+
+
+@dataclass
+class RunningSender:
+    """A sender serving on ``port``: :meth:`close` closes its peers and frees the port."""
+
+    sender: Sender
+    runner: object  # aiohttp.web.AppRunner
+    port: int
+
+    @property
+    def stats(self) -> LiveStats:
+        return self.sender.stats
+
+    async def close(self) -> None:
+        await self.sender.shutdown()
+        await self.runner.cleanup()
+
+
+async def start_sender(cfg: SendConfig, on_frame: OnFrame | None = None) -> RunningSender:
+    """Build the pipeline and the track of ``cfg`` and serve the signalling endpoints on ``cfg.host:cfg.port``;
+    every frame sent goes to each peer's data channel and then to ``on_frame``."""
+    from aiohttp import web
+
+    from bbmr_stream.device import pick_device
+
+    cfg.check()
+    w, h = cfg.size
+    pipeline = LivePipeline(w, h, cfg.scorer, cfg.realloc_every, pick_device(cfg.device), backend=cfg.backend)
+    sender = Sender(None, LiveStats(), stream=pipeline.describe(cfg.fps))
+
+    def sent(i: int, pts: int, rgb: np.ndarray, payload: bytes, t_capture: float) -> None:
+        """Each frame's map on every peer's data channel, then the caller's ``on_frame``."""
+        sender.send_map(pts, payload, t_capture)
+        if on_frame is not None:
+            on_frame(i, pts, rgb, payload, t_capture)
+
+    frames = resized(source_frames(cfg.source, w, h), w, h)
+    sender.track = BBMRTrack(frames, pipeline, cfg.fps, sender.stats, sender.store, on_frame=sent, limit=cfg.frames)
+    runner = web.AppRunner(sender.app())
+    await runner.setup()
+    await web.TCPSite(runner, cfg.host, cfg.port).start()
+    return RunningSender(sender, runner, runner.addresses[0][1])
+
+
+async def send_async(cfg: SendConfig, on_started: Callable[[str], None] | None = None,
+                     on_status: Callable[[LiveStats, int], None] | None = None, every: float = 2.0,
+                     stop: threading.Event | None = None) -> LiveStats:
+    """Serve ``cfg`` until ``stop`` is set (or the task is cancelled: Ctrl-C); ``on_started(url)`` once it
+    listens, ``on_status(stats, peers)`` every ``every`` seconds. Returns the final counters."""
+    running = await start_sender(cfg)
+    if on_started is not None:
+        on_started(f"http://{cfg.host}:{running.port}/")
+    try:
+        while stop is None or not stop.is_set():
+            await asyncio.sleep(every)
+            if on_status is not None:
+                on_status(running.stats, len(running.sender.pcs))
+    finally:
+        await running.close()
+    return running.stats
+
+
+def send(cfg: SendConfig, on_started: Callable[[str], None] | None = None,
+         on_status: Callable[[LiveStats, int], None] | None = None, every: float = 2.0,
+         stop: threading.Event | None = None) -> LiveStats:
+    """:func:`send_async` in its own event loop (the ``bbmr-live send`` command)."""
+    return asyncio.run(send_async(cfg, on_started, on_status, every, stop))

@@ -1,4 +1,5 @@
-"""``package(config, ladder) -> Manifest``: the encoder-node pipeline as a library function.
+"""``package_rungs(config, specs) -> Manifest``: the encoder-node pipeline for given rungs (``packager.package``
+puts the per-title ladder search in front of it).
 
 decode -> blocks -> score -> allocate -> pack (family pictures) -> encode + SEI -> segment (HLS, MPEG-TS) ->
 measure (decode the segments back, reconstruct, PSNR-Y against the source) -> playlists + manifest.
@@ -32,7 +33,7 @@ from bbmr_stream.imageio import normal_mode
 from bbmr_stream.manifest import Manifest, Rendition, Segment
 from bbmr_stream.progress import Progress
 from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor
-from packager.config import AutoLadder, Ladder, PackageConfig
+from packager.config import PackageConfig
 from packager.encode import LREncoder
 from packager.reuse import MapReuse
 from packager.segment import master_playlist, segment_hls
@@ -296,16 +297,14 @@ PSNR_CONVENTION = ("video PSNR-Y: the source's decoded 8-bit Y plane vs the reco
                    "per-frame PSNR over the measured frames (bbmr_stream.family.Family.luma)")
 
 
-def package(config: PackageConfig, ladder: Ladder, progress: Progress | None = None) -> Manifest:
-    """Package ``config.input`` into the stream directory ``config.out`` with ``ladder`` (an
-    :class:`~packager.config.AutoLadder`, searched on a sample of the title, or the rungs themselves) and
-    return the manifest written there. Raises InputError on bad input, before any output exists."""
+def package_rungs(config: PackageConfig, specs: list[RungSpec], progress: Progress | None = None) -> Manifest:
+    """Package ``config.input`` into the stream directory ``config.out`` with the rungs ``specs`` and return the
+    manifest written there (:func:`packager.package` is this with the ladder search in front). Raises
+    InputError on bad input, before any output exists."""
     progress = progress or Progress()
     out = check_out(config)
     config.check()
-    if isinstance(ladder, AutoLadder):
-        ladder.check()
-    elif not ladder:
+    if not specs:
         raise InputError("--ladder is empty")
     info = probe(config.input)
     for n in info.notes:
@@ -316,13 +315,7 @@ def package(config: PackageConfig, ladder: Ladder, progress: Progress | None = N
     use_backend(config.backend)
     geo = Geometry(BlockGrid(info.height, info.width, config.block), tuple(config.scales), config.overall,
                    config.layout)
-    if isinstance(ladder, AutoLadder):
-        from packager.ladder import auto_ladder
-
-        specs = auto_ladder(config, ladder, info, progress)
-    else:
-        specs = list(ladder)
-    return write_stream(config, specs, info, geo, device, out, progress)
+    return write_stream(config, list(specs), info, geo, device, out, progress)
 
 
 def check_out(config: PackageConfig) -> Path:
@@ -467,13 +460,14 @@ def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int
 
 
 def weights_ref(upscaler: str | None) -> dict | None:
+    """{weights id: sha256} of the shipped weights a rendition was measured with (the manifest's ``weights``)."""
     if upscaler in (None, "bicubic", "none"):
         return None
     from models.registry import load_registry
+    from models.upscalers import weights_ids
 
     reg = load_registry()
-    ids = ["jointsr"] if upscaler == "jointsr" else sorted(k for k in reg if k.startswith("omnisr-light-x"))
-    return {i: reg[i].sha256 for i in ids if i in reg}
+    return {i: reg[i].sha256 for i in weights_ids(upscaler, ()) if i in reg}
 
 
 def passthrough_audio(info, tmp: Path) -> str | None:

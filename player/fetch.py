@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from bbmr_stream.errors import InputError
+from bbmr_stream.errors import InputError, ManifestError
 from bbmr_stream.manifest import Manifest, from_dict, load
-from bbmr_stream.errors import ManifestError
 
 MAX_MANIFEST = 16 << 20
 

@@ -1,10 +1,15 @@
-"""What the player writes besides the screen: the HR frames as an MP4 video (:class:`VideoWriter`)."""
+"""What the player writes besides the screen: the HR frames as an MP4 video (:class:`VideoWriter`) and PNGs,
+together the output stage (:class:`Outputs`)."""
 
 from __future__ import annotations
 
+import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from bbmr_stream.imageio import write_image
 
 
 class VideoWriter:
@@ -56,3 +61,39 @@ class VideoWriter:
             self.tmp.replace(self.path)
         else:
             self.tmp.unlink(missing_ok=True)
+
+
+def prepare_outputs(report: str | None, out: str | None) -> None:
+    """Make the directories of the report and the video before playback: a bad path fails in a second, not
+    after the whole play."""
+    from bbmr_stream.imageio import prepare_output_file
+
+    for opt, path in (("--report", report), ("--out", out)):
+        if path:
+            prepare_output_file(opt, path)
+
+
+class Outputs:
+    """The output stage: the video file ``out`` (written to a temp name, renamed when playback ended well) and
+    PNGs in ``frames_dir``; seconds spent are added to ``secs["output"]``."""
+
+    def __init__(self, man, secs: dict, out: str | None = None, crf: float = 18.0,
+                 frames_dir: str | None = None) -> None:
+        self.writer = VideoWriter(out, man.source["width"], man.source["height"], Fraction(*man.source["fps"]),
+                                  crf, man.source["matrix"], bool(man.source["full_range"])) if out else None
+        self.frames_dir = Path(frames_dir) if frames_dir else None
+        if self.frames_dir:
+            self.frames_dir.mkdir(parents=True, exist_ok=True)
+        self.secs = secs
+
+    def write(self, fr) -> None:
+        t = time.time()
+        if self.writer:
+            self.writer.write(fr.rgb)
+        if self.frames_dir:
+            write_image(self.frames_dir / f"frame_{fr.index:06d}.png", fr.rgb)
+        self.secs["output"] += time.time() - t
+
+    def close(self, ok: bool) -> None:
+        if self.writer:
+            self.writer.close(ok)

@@ -18,13 +18,11 @@ from typing import Callable, Iterator
 import numpy as np
 
 from bbmr_stream.blocks import BlockGrid
+from bbmr_stream.demux import InvalidMap, segment_pictures
+from bbmr_stream.errors import ScaleMapError, SegmentError
 from bbmr_stream.family import family_of
 from bbmr_stream.manifest import Manifest, Rendition
-from bbmr_stream.demux import InvalidMap, segment_pictures
 from bbmr_stream.scalemap import ScaleMap
-from bbmr_stream.errors import ScaleMapError
-from bbmr_stream.errors import SegmentError
-
 
 CAUSES = ("missing", "truncated", "corrupt", "map_missing", "map_invalid")
 
@@ -115,7 +113,7 @@ class Decoded:
 
 def decoded(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition | list[Rendition],
             stats: PlayStats, max_frames: int | None = None, start_frame: int = 0) -> Iterator[Decoded]:
-    """The demux/decode stage of :func:`play`: pictures and scale maps in presentation order, media errors
+    """The demux/decode stage of :func:`hr_frames`: pictures and scale maps in presentation order, media errors
     concealed and counted in ``stats`` (repeats come out as ``pics=None``)."""
     resolve = stream if callable(stream) else (lambda f: Path(stream) / f)
     if isinstance(plan, Rendition):
@@ -181,9 +179,9 @@ def decoded(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition
             n += 1
 
 
-def play(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition | list[Rendition], upscalers,
-         stats: PlayStats, max_frames: int | None = None, start_frame: int = 0, decode_ahead: int = 8
-         ) -> Iterator[HRFrame]:
+def hr_frames(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition | list[Rendition], upscalers,
+              stats: PlayStats, max_frames: int | None = None, start_frame: int = 0, decode_ahead: int = 8
+              ) -> Iterator[HRFrame]:
     """HR frames of the stream; ``plan`` is one rendition, or one per segment (ABR decisions, any families);
     ``upscalers(rendition)`` gives the upscaler of a rendition. Playback starts at ``start_frame``: earlier
     segments are not read, earlier frames of its segment are decoded only. Media errors (a missing, truncated

@@ -34,6 +34,10 @@ def pooled(values: list[float]) -> dict:
 
 
 class Report:
+    """What a playback run measured (:func:`player.play` returns it): ``stream`` (what was played), ``frames``
+    (per-frame metrics) and ``extra`` (concealment, comparisons, timing, ABR decisions: top-level keys of
+    :meth:`to_dict`)."""
+
     def __init__(self, fps: float, stream: dict) -> None:
         self.fps, self.stream = fps, stream
         self.frames: list[dict] = []
@@ -41,6 +45,11 @@ class Report:
 
     def add(self, frame_num: int, metrics: dict) -> None:
         self.frames.append({"frameNum": frame_num, "metrics": metrics})
+
+    def concealed_total(self) -> int:
+        """Frames not shown as coded, of the played rendition and of the comparisons."""
+        return self.extra.get("concealed_frames", 0) + sum(
+            c["concealed_frames"] for c in self.extra.get("compare_concealed", {}).values())
 
     def to_dict(self) -> dict:
         keys = sorted({k for f in self.frames for k, v in f["metrics"].items() if not isinstance(v, str)})

@@ -22,7 +22,7 @@ PACKAGES = PRODUCT + ("bench",)
 MAY_IMPORT = {"bbmr_stream": {"bbmr_stream"}, "models": {"bbmr_stream", "models"},
               "packager": {"bbmr_stream", "models", "packager"}, "player": {"bbmr_stream", "models", "player"},
               "bench": set(PACKAGES)}
-END_TO_END = {"player.demo", "player.demo_cli", "player.live_cli"}  # may also import packager
+END_TO_END = {"player.demo", "player.demo_cli", "player.live_cli", "player.live_selftest"}  # may import packager
 
 
 def _graph() -> dict[str, set[str]]:

@@ -1,4 +1,5 @@
-"""bbmr-live: sender and viewer on loopback (selftest), map carriage, offline agreement, malformed offers."""
+"""bbmr-live (player.live_cli): sender and viewer on loopback (selftest), map carriage, offline agreement,
+malformed offers, two senders in one process, the library configs."""
 
 import asyncio
 import json
@@ -6,7 +7,9 @@ import socket
 
 import pytest
 
-from bench.live import main as live
+from player.live_cli import main as live
+
+pytestmark = pytest.mark.e2e
 
 
 def _selftest(tmp_path, *extra):
@@ -23,6 +26,7 @@ def test_selftest_h264_maps_in_sei_and_offline_agreement(tmp_path):
     assert r["psnr_frames"] >= 10 and r["psnr_y_bicubic_mean"] > 20
     assert abs(r["offline"]["live_minus_offline_db"]) <= 1.0, r["offline"]
     assert r["latency_ms_median"] is not None and r["latency_ms_median"] < 5000
+    assert r["kbps_received"] > 0 and r["kbps_encoded"] > 0  # the byte counters of bbmr_stream.rtc
 
 
 def test_selftest_vp8_maps_on_the_data_channel(tmp_path):
@@ -35,7 +39,7 @@ def test_selftest_vp8_maps_on_the_data_channel(tmp_path):
 def test_map_channel_keys_by_first_pts_and_tolerates_one_tick():
     import base64
 
-    from player.live_view import MapChannel
+    from player.live_maps import MapChannel
 
     ch = MapChannel()
     for pts in (30000, 33000, 36000):
@@ -70,9 +74,14 @@ def test_malformed_offers_get_4xx_and_the_server_keeps_serving(body, ctype):
     asyncio.run(go())
 
 
-def test_no_port_left_behind(tmp_path):
+def test_no_port_left_behind():
+    """The library's selftest (no CLI) frees the sender's port and leaves no thread behind."""
+    from player.live_selftest import SelftestConfig, selftest
+
     before = {t for t in __import__("threading").enumerate()}
-    port = _selftest(tmp_path)["sender_port"]
+    r = selftest(SelftestConfig(frames=24, size=(256, 192), fps=12.0, device="cpu"))
+    assert r["frames_sent"] == 24 and r["maps_sei"] > 0 and "offline" not in r
+    port = r["sender_port"]
     with socket.socket() as s:  # the signalling server's port is free again (a live listener would refuse
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the bind even with SO_REUSEADDR)
         s.bind(("127.0.0.1", port))
@@ -98,7 +107,7 @@ def test_viewer_page_in_headless_chromium(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "bench.live", "selftest", "--frames", "400", "--fps", "12",
+    proc = subprocess.Popen([sys.executable, "-m", "player.live_cli", "selftest", "--frames", "400", "--fps", "12",
                              "--size", "256x192", "--device", "cpu", "--upscaler", "jointsr",
                              "--serve", f"127.0.0.1:{port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -129,23 +138,25 @@ def test_viewer_page_in_headless_chromium(tmp_path):
     shutil.copy(shot, tmp_path.parent / "bbmr_live_page.png")  # kept for a look
 
 
+def _viewers(port: int, n: int, codec: str = "h264"):
+    from player.live_view import ViewConfig, Viewer
+
+    viewers = [Viewer(ViewConfig(f"http://127.0.0.1:{port}/", codec=codec, upscaler="bicubic", device="cpu",
+                                 fps=12.0)) for _ in range(n)]
+    for v in viewers:
+        v.start()
+    return viewers
+
+
 def test_late_joiner_gets_a_keyframe_and_the_current_map():
     """A second viewer connecting mid-stream decodes from its first frame (its encoder starts with a
     keyframe) and every frame it receives carries its own map."""
-    import argparse
-    import threading
-
-    from bench.live import _start_sender
-    from player.live_view import Viewer
+    from packager.live_send import SendConfig, start_sender
 
     async def go():
-        args = argparse.Namespace(size="256x192", source=None, sample=True, device="cpu", scorer="bicubic",
-                                  realloc_every=5, fps=12.0)
-        sender, runner, port = await _start_sender(args, frames_limit=60)
-        url = f"http://127.0.0.1:{port}/"
-        viewers = [Viewer(url, "bicubic", None, "h264", 12.0), Viewer(url, "bicubic", None, "h264", 12.0)]
-        for v in viewers:
-            threading.Thread(target=v.worker, daemon=True).start()
+        sender = await start_sender(SendConfig(size=(256, 192), fps=12.0, realloc_every=5, device="cpu", port=0,
+                                               frames=60))
+        viewers = _viewers(sender.port, 2)
         try:
             await viewers[0].connect()
             while sender.stats.frames_sent < 20:
@@ -157,11 +168,62 @@ def test_late_joiner_gets_a_keyframe_and_the_current_map():
         finally:
             for v in viewers:
                 await v.close()
-            await sender.shutdown()
-            await runner.cleanup()
+            await sender.close()
         late = viewers[1].stats
         assert late.shown >= 5 and late.maps_sei == late.received and late.maps_reused == 0
-        assert min(viewers[1].psnr_by_frame or {0: 0}) >= 0
         assert viewers[1].error is None and viewers[0].error is None
 
     asyncio.run(go())
+
+
+def test_two_senders_in_one_process_keep_their_own_maps():
+    """Each sender's H.264 encoders read that sender's maps only: two senders of different sizes (different
+    block grids) in one process, a viewer on each; a map of the other stream would not fit (maps_invalid)."""
+    from packager.live_send import SendConfig, start_sender
+
+    async def go():
+        senders = [await start_sender(SendConfig(size=size, fps=12.0, device="cpu", port=0, frames=24))
+                   for size in ((256, 192), (384, 256))]
+        viewers = [_viewers(s.port, 1)[0] for s in senders]
+        try:
+            for v in viewers:
+                await v.connect()
+            t = asyncio.get_running_loop().time()
+            while min(v.stats.shown for v in viewers) < 8 and asyncio.get_running_loop().time() - t < 40:
+                await asyncio.sleep(0.2)
+        finally:
+            for v in viewers:
+                await v.close()
+            for s in senders:
+                await s.close()
+        for v, s in zip(viewers, senders):
+            st = v.stats
+            assert st.shown >= 8 and st.maps_sei == st.received and st.maps_invalid == 0, st
+            assert v.connection.stream["width"] == s.sender.stream["width"]
+            assert 0 < v.connection.bytes and 0 < s.stats.encoded_bytes
+        assert all(v.error is None for v in viewers)
+
+    asyncio.run(go())
+
+
+def test_configs_are_frozen_and_picklable():
+    import dataclasses
+    import pickle
+
+    from packager.live_send import SendConfig
+    from player.live_selftest import SelftestConfig
+    from player.live_view import ViewConfig
+
+    for cfg in (SendConfig(), ViewConfig("http://127.0.0.1:8080/", serve=("127.0.0.1", 8090)), SelftestConfig()):
+        assert pickle.loads(pickle.dumps(cfg)) == cfg
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            cfg.fps = 1.0
+
+
+@pytest.mark.parametrize("argv", [["selftest", "--frames", "0"], ["selftest", "--size", "63x64"],
+                                  ["selftest", "--size", "big"], ["send"], ["view", "http://x/", "--serve", "nope"],
+                                  ["view", "http://127.0.0.1:9/", "--device", "cpu", "--upscaler", "bicubic"]])
+def test_bad_input_exits_2_with_one_line(argv, capsys):
+    assert live(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bbmr-live: error: "), err

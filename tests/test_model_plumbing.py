@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import models.registry as registry
-from bench.eval_cli import main as bbmr_eval
+from packager.eval_cli import main as bbmr_eval
 from models.jointsr import JointSR, JointSRConfig
 from models.omnisr import OmniSR, OmniSRConfig, count_params
 from models.registry import WeightsEntry, sha256_file

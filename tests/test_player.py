@@ -4,17 +4,24 @@ import av
 import pytest
 
 from bbmr_stream.manifest import load
-from player.cli import main as play
+from player import PlayConfig, Report, play
+from player.cli import main as play_cli
 from tests.media import H, N, W
+
+
+def _bicubic(stream_dir, **kw) -> PlayConfig:
+    """A headless bicubic playback of ``stream_dir`` (NIQE off unless asked)."""
+    return PlayConfig(str(stream_dir), headless=True, upscaler="bicubic", **({"niqe_every": 0} | kw))
 
 
 def test_headless_report_matches_manifest(stream, tmp_path):
     src, out = stream
     rep = tmp_path / "r.json"
     rec = tmp_path / "recon.mp4"
-    assert play([str(out), "--headless", "--reference", str(src), "--report", str(rep), "--out", str(rec),
-                 "--upscaler", "bicubic", "--niqe-every", "4"]) == 0
+    report = play(_bicubic(out, reference=str(src), report=str(rep), out=str(rec), niqe_every=4))
+    assert isinstance(report, Report)
     r = json.loads(rep.read_text())
+    assert r["frames"] == report.frames and r["stream"] == report.stream  # the file is the returned report
     assert len(r["frames"]) == N and r["concealed_frames"] == 0
     man = load(out)
     bbmr = [x for x in man.renditions if x.kind == "bbmr"][0]
@@ -36,11 +43,8 @@ def test_missing_segment_is_concealed(stream, tmp_path):
 
     shutil.copytree(out, broken)
     (broken / bbmr.segments[1].file).unlink()
-    rep = tmp_path / "r.json"
     with pytest.warns(UserWarning, match="concealing"):
-        assert play([str(broken), "--headless", "--reference", str(src), "--report", str(rep),
-                     "--upscaler", "bicubic", "--niqe-every", "0"]) == 0
-    r = json.loads(rep.read_text())
+        r = play(_bicubic(broken, reference=str(src))).to_dict()
     assert len(r["frames"]) == N
     assert r["concealed_frames"] == bbmr.segments[1].frames
     assert r["missing_segments"] == [bbmr.segments[1].file]
@@ -59,15 +63,15 @@ def test_bad_stream(tmp_path, capsys, bad):
                                                          "renditions": [{"name": "x", "segments": [
                                                              {"file": "../../etc/passwd", "duration_s": 1, "bytes": 1,
                                                               "first_frame": 0, "frames": 1}]}]}))
-    assert play([str(d), "--headless"]) == 2
+    assert play_cli([str(d), "--headless"]) == 2
     err = capsys.readouterr().err
     assert "bbmr-play: error:" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("path", ["../secret.ts", "/etc/passwd", "a/../../b.ts", "~/x.ts"])
 def test_manifest_paths_stay_inside(stream, path):
-    from bbmr_stream.manifest import from_dict
     from bbmr_stream.errors import ManifestError
+    from bbmr_stream.manifest import from_dict
 
     _, out = stream
     d = json.loads((out / "manifest.json").read_text())
@@ -78,8 +82,8 @@ def test_manifest_paths_stay_inside(stream, path):
 
 
 def test_manifest_limits(stream):
-    from bbmr_stream.manifest import from_dict
     from bbmr_stream.errors import ManifestError
+    from bbmr_stream.manifest import from_dict
 
     _, out = stream
     d = json.loads((out / "manifest.json").read_text())
@@ -99,11 +103,7 @@ def test_abr_trace_in_report(stream, tmp_path):
     tr = tmp_path / "trace.txt"
     tr.write_text(f"0 {lo_r.bitrate_kbps / 1000 * 0.5}\n100 {lo_r.bitrate_kbps / 1000 * 0.5}\n")
     for pin, expect in ((None, lo_r.name), (hi_r.name, hi_r.name)):
-        rep = tmp_path / "r.json"
-        argv = [str(out), "--headless", "--reference", str(src), "--report", str(rep), "--upscaler", "bicubic",
-                "--trace", str(tr), "--niqe-every", "0"] + (["--rendition", pin] if pin else [])
-        assert play(argv) == 0
-        r = json.loads(rep.read_text())
+        r = play(_bicubic(out, reference=str(src), trace=str(tr), rendition=pin)).to_dict()
         assert len(r["frames"]) == N
         segs = r["abr"]["segments"]
         assert [s["rendition"] for s in segs] == [expect] * len(man.renditions[0].segments)
@@ -111,27 +111,19 @@ def test_abr_trace_in_report(stream, tmp_path):
         assert r["abr"]["rebuffer_s"] > 0
 
 
-def test_start_seeks(stream, tmp_path):
+def test_start_seeks(stream):
     src, out = stream
-    rep = tmp_path / "r.json"
-    assert play([str(out), "--headless", "--start", "0.5", "--reference", str(src), "--report", str(rep),
-                 "--upscaler", "bicubic", "--niqe-every", "0"]) == 0
-    r = json.loads(rep.read_text())
+    r = play(_bicubic(out, start=0.5, reference=str(src))).to_dict()
     assert [f["frameNum"] for f in r["frames"]] == list(range(5, N))
-    full = tmp_path / "full.json"
-    assert play([str(out), "--headless", "--reference", str(src), "--report", str(full), "--upscaler", "bicubic",
-                 "--niqe-every", "0"]) == 0
-    f = json.loads(full.read_text())
-    assert [x["metrics"]["psnr_y"] for x in f["frames"][5:]] == pytest.approx([x["metrics"]["psnr_y"] for x in r["frames"]])
-    assert play([str(out), "--headless", "--start", "99"]) == 2
+    f = play(_bicubic(out, reference=str(src))).to_dict()
+    assert [x["metrics"]["psnr_y"] for x in f["frames"][5:]] == \
+        pytest.approx([x["metrics"]["psnr_y"] for x in r["frames"]])
+    assert play_cli([str(out), "--headless", "--start", "99"]) == 2
 
 
-def test_compare_uniform_and_bicubic(stream, tmp_path):
+def test_compare_uniform_and_bicubic(stream):
     src, out = stream
-    rep = tmp_path / "r.json"
-    assert play([str(out), "--headless", "--reference", str(src), "--report", str(rep), "--upscaler", "bicubic",
-                 "--compare", "uniform,bicubic", "--niqe-every", "2"]) == 0
-    r = json.loads(rep.read_text())
+    r = play(_bicubic(out, reference=str(src), compare=("uniform", "bicubic"), niqe_every=2)).to_dict()
     pm = r["pooled_metrics"]
     assert "bicubic_psnr_y" in pm and ("uniform_omnisr_psnr_y" in pm or "uniform_bicubic_psnr_y" in pm)
     assert pm["bicubic_psnr_y"]["mean"] == pytest.approx(pm["psnr_y"]["mean"])  # same stream, same upscaler
@@ -142,7 +134,7 @@ def test_compare_uniform_and_bicubic(stream, tmp_path):
     assert [v["rendition"] for k, v in r["compare"].items() if k.startswith("uniform")] == [uni.name]
 
 
-def test_http_stream(stream, tmp_path):
+def test_http_stream(stream):
     import functools
     import http.server
     import threading
@@ -155,15 +147,12 @@ def test_http_stream(stream, tmp_path):
     th.start()
     try:
         url = f"http://127.0.0.1:{srv.server_address[1]}/"
-        rep = tmp_path / "r.json"
-        assert play([url, "--headless", "--reference", str(src), "--report", str(rep), "--upscaler", "bicubic",
-                     "--niqe-every", "0"]) == 0
-        r = json.loads(rep.read_text())
+        r = play(_bicubic(url, reference=str(src))).to_dict()
         assert len(r["frames"]) == N and r["concealed_frames"] == 0
         man = load(out)
         bbmr = [x for x in man.renditions if x.kind == "bbmr"][0]
         assert abs(r["pooled_metrics"]["psnr_y"]["mean"] - bbmr.psnr_y) < 0.05
-        assert play([url + "nothing-here/", "--headless"]) == 2
+        assert play_cli([url + "nothing-here/", "--headless"]) == 2
     finally:
         srv.shutdown()
 
@@ -175,14 +164,12 @@ def test_trained_upscaler_beats_bicubic_end_to_end(tmp_path):
     from packager.cli import main as package
     from tests.media import _texture_clip
 
-    src, out, rep = tmp_path / "in.mp4", tmp_path / "s", tmp_path / "r.json"
+    src, out = tmp_path / "in.mp4", tmp_path / "s"
     _texture_clip(src)
     assert package([str(src), "--out", str(out), "--segment", "0.4", "--ladder", "bbmr:12", "--device", "cpu"]) == 0
     bbmr = load(out).renditions[0]
     assert bbmr.psnr_y_upscaler not in (None, "none", "bicubic")
-    assert play([str(out), "--headless", "--reference", str(src), "--report", str(rep), "--compare", "bicubic",
-                 "--niqe-every", "0"]) == 0
-    r = json.loads(rep.read_text())
+    r = play(PlayConfig(str(out), headless=True, reference=str(src), compare=("bicubic",), niqe_every=0)).to_dict()
     pm = r["pooled_metrics"]
     assert r["stream"]["upscaler"] == bbmr.psnr_y_upscaler
     assert pm["psnr_y"]["mean"] >= pm["bicubic_psnr_y"]["mean"] + 0.5
@@ -192,12 +179,12 @@ def test_trained_upscaler_beats_bicubic_end_to_end(tmp_path):
 def test_report_directory_is_made_and_bad_paths_fail_before_playing(stream, tmp_path, capsys):
     src, out = stream
     rep = tmp_path / "new" / "sub" / "r.json"
-    assert play([str(out), "--headless", "--report", str(rep), "--upscaler", "bicubic", "--niqe-every", "0",
-                 "--max-frames", "2"]) == 0
+    assert play_cli([str(out), "--headless", "--report", str(rep), "--upscaler", "bicubic", "--niqe-every", "0",
+                     "--max-frames", "2"]) == 0
     assert rep.exists() and rep.with_suffix(".png").exists()
     assert "wrote" in capsys.readouterr().out  # results on stdout
     (tmp_path / "afile").write_text("x")
     for bad in (tmp_path, tmp_path / "afile" / "r.json"):  # a directory; a parent that is a file
-        assert play([str(out), "--headless", "--report", str(bad), "--upscaler", "bicubic"]) == 2
+        assert play_cli([str(out), "--headless", "--report", str(bad), "--upscaler", "bicubic"]) == 2
         err = capsys.readouterr().err
         assert "--report" in err and "Traceback" not in err

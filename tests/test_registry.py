@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from models.omnisr import OmniSR, OmniSRConfig, count_params
 from bbmr_stream.errors import WeightsError
-from models.registry import (SRModel, load_model, load_official_omnisr, load_registry,
-                             load_state_dict_file, sha256_file)
+from models.archs import get_arch
+from models.omnisr import OmniSR, OmniSRConfig, count_params
+from models.registry import SRModel, load_model, load_official_omnisr, load_registry, load_state_dict_file, sha256_file
 
 REG = load_registry()
 
@@ -19,10 +19,12 @@ def test_shipped_weights_match_registry(wid):
     assert count_params(m) == e.num_params
     assert "convention" in e.metrics and "Set5" in e.metrics
     assert e.training["iterations"] > 0 and e.training["data"]
-    x = torch.rand(1, 3, 24, 24)
-    with torch.no_grad():
-        y = m(x) if e.arch == "omnisr" else None
-    if y is not None:
+    assert get_arch(e.arch).scales(e.config) == e.scales
+    if get_arch(e.arch).per_scale:  # one network per scale, wrapped with its input range
+        assert isinstance(m, SRModel) and m.scale == e.scales[0]
+        x = torch.rand(1, 3, 24, 24)
+        with torch.no_grad():
+            y = m(x)
         assert y.shape == (1, 3, 24 * e.scales[0], 24 * e.scales[0])
 
 

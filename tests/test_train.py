@@ -26,7 +26,7 @@ def _cfg(tmp_path, data_dir, **kw):
 
 
 def _losses(out_dir):
-    return [json.loads(l) for l in (out_dir / "log.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
 
 
 def test_loss_falls(tmp_path, tiny_set):

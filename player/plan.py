@@ -1,0 +1,76 @@
+"""What is played: the rendition shown, the per-segment plan (one rendition, or the ABR decisions over a
+network trace), the first frame, and the comparisons reconstructed beside it."""
+
+from __future__ import annotations
+
+import warnings
+
+from bbmr_stream.errors import InputError
+
+
+def abr_plan(man, trace_path: str, pinned_name: str | None):
+    """Per-segment renditions from the ABR simulation over the trace (all renditions share segment bounds),
+    and its summary for the report."""
+    from player.abr import Trace, simulate, summary
+
+    rends = man.renditions
+    n = len(rends[0].segments)
+    if any(len(r.segments) != n for r in rends):
+        raise InputError("renditions have different segment counts: cannot switch between them")
+    pinned = next(i for i, r in enumerate(rends) if r.name == pinned_name) if pinned_name else None
+    dec = simulate([[s.bytes * 8 for s in r.segments] for r in rends], [s.duration_s for s in rends[0].segments],
+                   [r.bitrate_kbps for r in rends], Trace.load(trace_path), pinned=pinned,
+                   quality=[r.psnr_y for r in rends])
+    out = summary(dec)
+    for d in out["segments"]:
+        d["rendition"] = rends[d["rendition"]].name
+    return [rends[d.rendition] for d in dec], out
+
+
+def pick_plan(man, rendition: str | None, trace: str | None):
+    """(rendition shown, plan, ABR summary or None): the rendition is ``rendition`` (else the top of the
+    ladder); the plan is that rendition, or the ABR decisions over ``trace`` (which ``rendition`` pins)."""
+    if rendition:
+        cand = [r for r in man.renditions if r.name == rendition]
+        if not cand:
+            raise InputError(f"no rendition {rendition!r} (have: {', '.join(r.name for r in man.renditions)})")
+        rend = cand[0]
+    else:
+        rend = max(man.renditions, key=lambda r: r.bitrate_kbps)
+    if trace:
+        plan, abr_summary = abr_plan(man, trace, rendition)
+        return rend, plan, abr_summary
+    return rend, rend, None
+
+
+def start_frame(man, start_s: float) -> int:
+    """The first frame played when starting at ``start_s`` seconds."""
+    fps = man.source["fps"][0] / man.source["fps"][1]
+    start = max(0, int(round(start_s * fps)))
+    if start >= man.source["frames"]:
+        raise InputError(f"--start {start_s} s is past the end ({man.source['frames'] / fps:.2f} s)")
+    return start
+
+
+def make_comparisons(names, man, rend, device) -> dict:
+    """name -> (rendition, upscaler) reconstructed beside the main one, same frames: ``bicubic`` (this
+    rendition, bicubic), ``uniform`` (the uniform rendition nearest in bitrate, OmniSR-O, else bicubic)."""
+    from models.factory import make_upscaler
+
+    out = {}
+    for c in names:
+        if c == "bicubic":
+            out["bicubic"] = (rend, make_upscaler("bicubic", man.scales, device))
+        elif c == "uniform":
+            uni = [r for r in man.renditions if r.kind == "uniform"]
+            if not uni:
+                warnings.warn("--compare uniform: the stream has no uniform rendition")
+                continue
+            u = min(uni, key=lambda r: abs(r.bitrate_kbps - rend.bitrate_kbps))
+            try:
+                out["uniform_omnisr"] = (u, make_upscaler("omnisr", man.scales, device))
+            except InputError:
+                out["uniform_bicubic"] = (u, make_upscaler("bicubic", man.scales, device))
+        else:
+            raise InputError(f"--compare takes bicubic and/or uniform, not {c!r}")
+    return out
