@@ -12,8 +12,8 @@ map, so every frame can be unpacked from its own SEI. Placement rule: tiles of t
 in aligned squares scanned row band by row band, then each coarser scale in raster order of the free slots
 (shared slots filled quadrant by quadrant); blocks of one scale keep their raster order. When the squares
 do not fit in ``grid_h`` rows (e.g. a one-row grid, or an odd width), the atlas grows by the fewest rows
-needed (:class:`Layout` reports ``extra_rows``); a one-column grid also widens to one square. A map that is constant over a GOP gives one layout for the
-whole GOP, so inter prediction sees tiles at fixed places.
+needed (:class:`Layout` reports ``extra_rows``); a one-column grid also widens to one square. A map that is
+constant over a GOP gives one layout for the whole GOP, so inter prediction sees tiles at fixed places.
 """
 
 from __future__ import annotations

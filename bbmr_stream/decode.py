@@ -19,8 +19,8 @@ from typing import Iterator
 import numpy as np
 
 from bbmr_stream.colour import AV_TO_MATRIX, frame_to_rgb
-from bbmr_stream.imageio import check_input_file
 from bbmr_stream.errors import InputError
+from bbmr_stream.imageio import check_input_file
 
 # FFmpeg AVColorTransferCharacteristic values
 _HDR_TRC = {16: "PQ", 18: "HLG"}

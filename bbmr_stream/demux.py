@@ -17,8 +17,8 @@ from typing import Iterator
 import numpy as np
 
 from bbmr_stream.colour import frame_to_rgb
-from bbmr_stream.scalemap import ScaleMap
 from bbmr_stream.errors import ScaleMapError
+from bbmr_stream.scalemap import ScaleMap
 from bbmr_stream.sei import payload_from_side_data
 
 

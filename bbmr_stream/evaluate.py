@@ -19,7 +19,6 @@ from bbmr_stream.errors import InputError
 from bbmr_stream.metrics import niqe, psnr_y
 from bbmr_stream.resize import to_tensor, to_uint8
 
-
 SAMPLE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket")
 
 

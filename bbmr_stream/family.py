@@ -25,8 +25,8 @@ import torch
 from bbmr_stream.atlas import Atlas
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.errors import InputError
-from bbmr_stream.resize import downscale, resize_to, to_tensor, to_uint8
 from bbmr_stream.planes import Planes
+from bbmr_stream.resize import downscale, resize_to, to_tensor, to_uint8
 from bbmr_stream.scalemap import ScaleMap
 
 LAYOUTS = {lay.name: lay for lay in (Atlas(), Planes())}  # BBMR stream layouts: one module each

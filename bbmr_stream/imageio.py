@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from bbmr_stream.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")

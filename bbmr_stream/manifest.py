@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
+
 from bbmr_stream.errors import ManifestError
 
 SCHEMA_VERSION = 1

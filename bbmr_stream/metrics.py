@@ -3,9 +3,9 @@
 Video PSNR-Y (:func:`psnr_luma`): the source's own decoded Y plane vs the reconstruction's luma in the
 source's matrix (BT.709 for HD), as FFmpeg's ``psnr`` filter and libvmaf; peak 255, no crop.
 
-Image PSNR-Y (:func:`psnr_y`): BT.601 luma of RGB in [0, 1], ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` (so Y is on the [0, 255]
-scale, 16..235), *not* rounded; ``crop`` pixels removed at every border (SR papers use crop = scale; video
-reports use 0); peak 255. Identical images give ``inf``.
+Image PSNR-Y (:func:`psnr_y`): BT.601 luma of RGB in [0, 1], ``Y = 16 + 65.481 R + 128.553 G + 24.966 B``
+(so Y is on the [0, 255] scale, 16..235), *not* rounded; ``crop`` pixels removed at every border (SR papers
+use crop = scale; video reports use 0); peak 255. Identical images give ``inf``.
 
 NIQE: Mittal et al. 2012 with the semantics of MATLAB ``niqe.m`` as reproduced by BasicSR 1.4.2
 ``calculate_niqe``: Y as above, rounded to integers; image cropped to whole 96x96 blocks; 2 scales (the

@@ -31,6 +31,7 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+
 from bbmr_stream.errors import ScaleMapError
 
 MAGIC = b"BBSM"
@@ -109,7 +110,8 @@ class ScaleMap:
             raise ScaleMapError(f"scale map grid {self.grid_h}x{self.grid_w} does not match the stream's "
                                 f"{grid.grid_h}x{grid.grid_w}")
         if scales is not None and not np.isin(self.flat, np.asarray(scales)).all():
-            raise ScaleMapError(f"scale map uses scales {sorted(set(self.flat.tolist()))}, the stream has {list(scales)}")
+            raise ScaleMapError(f"scale map uses scales {sorted(set(self.flat.tolist()))}, "
+                                f"the stream has {list(scales)}")
 
     # --------------------------------------------------------------------------------- binary form
     def to_bytes(self) -> bytes:

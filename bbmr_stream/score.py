@@ -20,9 +20,8 @@ import torch
 from bbmr_stream.allocate import DEFAULT_SCALES
 from bbmr_stream.blocks import BlockGrid, merge_tensor, pad_tensor, split_tensor
 from bbmr_stream.downscale import all_tiles
-from bbmr_stream.resize import quantize
 from bbmr_stream.metrics import block_mse_y
-from bbmr_stream.resize import upscale
+from bbmr_stream.resize import quantize, upscale
 from bbmr_stream.upscale import BORDER_MODES
 
 

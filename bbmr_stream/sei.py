@@ -14,6 +14,7 @@ with emulation prevention (``00 00 0x`` with x <= 3 becomes ``00 00 03 0x``) ove
 from __future__ import annotations
 
 import uuid
+
 from bbmr_stream.errors import SEIError
 
 BBMR_UUID = uuid.uuid5(uuid.NAMESPACE_URL, "https://bbmr-stream/sei/scalemap/v1").bytes

@@ -19,12 +19,12 @@ from scipy.ndimage import convolve
 from scipy.special import gamma
 
 from bbmr_stream import metrics as M
-from bench.common import emit
 from bbmr_stream.allocate import allocate
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.imageio import read_image
 from bbmr_stream.resize import to_tensor
 from bbmr_stream.score import BicubicScorer
+from bench.common import emit
 
 
 def _aggd_loop(block):

@@ -11,6 +11,7 @@ usage: python -m bench.flops [--res-num 1 5] [--json out.json]
 from __future__ import annotations
 
 import argparse
+
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -60,7 +61,8 @@ def measure(h: int, w: int, res_num: int, margin: int = 0) -> dict:
             "deblock": count(lambda: j.replace_edges(torch.empty(1, 64, gh * 64, gw * 64, device=dev), gh, gw)),
             "final_up": count(lambda: j.up(torch.empty(1, 64, gh * 64, gw * 64, device=dev))),
         }
-    return {"frame": f"{w}x{h}", "res_num": res_num, "margin": margin, "omnisr_o_gflops": f_o / 1e9, "jointsr_gflops": f_j / 1e9,
+    return {"frame": f"{w}x{h}", "res_num": res_num, "margin": margin, "omnisr_o_gflops": f_o / 1e9,
+            "jointsr_gflops": f_j / 1e9,
             "ratio": f_j / f_o, "jointsr_parts_gflops": {k: v / 1e9 for k, v in parts.items()},
             "shares": {str(k): float(np.mean(f == k)) for k in (2, 4, 8)}}
 

@@ -18,13 +18,10 @@ import zlib
 
 import numpy as np
 
+from bbmr_stream.errors import ManifestError, ScaleMapError, SEIError
 from bbmr_stream.manifest import from_dict
-
-from bbmr_stream.errors import ManifestError
 from bbmr_stream.scalemap import ScaleMap
-from bbmr_stream.errors import ScaleMapError
 from bbmr_stream.sei import build_sei_nal, find_bbmr_payloads
-from bbmr_stream.errors import SEIError
 
 SLOW_S = 1.0  # one input taking longer than this counts as a hang
 

@@ -5,10 +5,9 @@ a result or the parser's own exception; anything else is reported by atheris wit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-
-import contextlib
 
 try:
     import atheris
@@ -16,12 +15,10 @@ except ImportError:  # optional: not a dependency of the project
     atheris = None
 
 with atheris.instrument_imports() if atheris else contextlib.nullcontext():  # coverage feedback from the parsers
+    from bbmr_stream.errors import ManifestError, ScaleMapError, SEIError
     from bbmr_stream.manifest import from_dict
-    from bbmr_stream.errors import ManifestError
     from bbmr_stream.scalemap import ScaleMap
-    from bbmr_stream.errors import ScaleMapError
     from bbmr_stream.sei import find_bbmr_payloads
-    from bbmr_stream.errors import SEIError
 
 
 def scalemap(data: bytes) -> None:

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 from bbmr_stream.allocate import allocate
-from bench.common import emit
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.device import pick_device
 from bbmr_stream.evaluate import rescale
-from models.factory import make_scorer, make_upscaler
 from bbmr_stream.imageio import list_images, read_image
 from bbmr_stream.metrics import psnr_y, rgb_to_y
+from bench.common import emit
+from models.factory import make_scorer, make_upscaler
 
 
 def edge_mask(h: int, w: int, block: int = 128, band: int = 8) -> np.ndarray:
@@ -109,7 +109,8 @@ def main() -> None:
         nets = {int(k): SRModel(load_branch(v).eval().to(dev), int(k))
                 for k, v in (b.split("=", 1) for b in args.branches)}
         scorer = scorer_from_models(nets, scales, dev)
-        ups = {"omnisr_context": OmniSRUpscaler(nets, dev, "context"), "omnisr_stitched": OmniSRUpscaler(nets, dev, "tile")}
+        ups = {"omnisr_context": OmniSRUpscaler(nets, dev, "context"),
+               "omnisr_stitched": OmniSRUpscaler(nets, dev, "tile")}
     else:
         scorer = make_scorer(args.scorer, scales, dev)
         ups = {"omnisr_context": make_upscaler("omnisr", scales, dev, "context"),

@@ -29,8 +29,8 @@ def run_stage(stage: str, w: int, h: int) -> dict:
 
     from bbmr_stream.blocks import BlockGrid
     from bbmr_stream.evaluate import rescale
-    from models.factory import make_scorer, make_upscaler
     from bbmr_stream.resize import to_tensor
+    from models.factory import make_scorer, make_upscaler
 
     dev = torch.device("cpu")
     rng = np.random.default_rng(0)

@@ -41,9 +41,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.common import emit
 from bbmr_stream.imageio import read_image
 from bbmr_stream.resize import downscale, quantize, resize_to
+from bench.common import emit
 from models import backend as B
 from models.inference import tiled_sr
 from models.registry import get_entry, load_model, load_registry
@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     hr = torch.from_numpy(read_image(args.image)).permute(2, 0, 1)[None].float() / 255.0
     have = load_registry()
     res: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-                 "torch": torch.__version__, "openvino": B.runtime_version("openvino") if B.available("openvino") else None,
+                 "torch": torch.__version__,
+                 "openvino": B.runtime_version("openvino") if B.available("openvino") else None,
                  "onnxruntime": B.runtime_version("onnxruntime") if B.available("onnxruntime") else None,
                  "native_bf16": B.cpu_has_native_bf16(), "image": args.image, "models": [], "jointsr": [], "scorer": [],
                  "convention": "ms: best of --repeat after a warm-up; PSNR-Y: BT.601 Y of clamped RGB, peak 255, "

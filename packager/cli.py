@@ -15,58 +15,70 @@ from bbmr_stream.evaluate import parse_scales
 from bbmr_stream.family import parse_ladder
 from bbmr_stream.manifest import Manifest
 from bbmr_stream.progress import RichProgress
-from packager.config import AutoLadder, Ladder, PackageConfig
+from packager.config import ALLOCATORS, CODECS, LAYOUTS, REALLOC, AutoLadder, Ladder, PackageConfig
 
 DEFAULT_LADDER = "auto"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags; every default is the config's (:class:`PackageConfig`, :class:`AutoLadder`)."""
+    c, auto = PackageConfig, AutoLadder
     ap = argparse.ArgumentParser(prog="bbmr-package", description="Package a video as a BBMR ABR stream.")
     ap.add_argument("input")
     ap.add_argument("--out", required=True, help="stream directory to create")
     ap.add_argument("--force", action="store_true", help="replace an existing --out")
-    ap.add_argument("--scorer", default="light", help="BBMR block scorer: bicubic | light | full (default %(default)s: the shipped 1-OSAG OmniSR)")
-    ap.add_argument("--allocator", default="optimal", choices=("optimal", "paper", "uniform"),
+    ap.add_argument("--scorer", default=c.scorer,
+                    help="BBMR block scorer: bicubic | light | full (default %(default)s: the shipped 1-OSAG OmniSR)")
+    ap.add_argument("--allocator", default=c.allocator, choices=ALLOCATORS,
                     help="BBMR scale allocator (default %(default)s)")
-    ap.add_argument("--scales", default=",".join(map(str, DEFAULT_SCALES)), help="BBMR block downscale factors, comma list from 2,4,8 (default %(default)s)")
-    ap.add_argument("--overall", type=int, default=4, help="BBMR LR pixel budget = uniform x OVERALL (default 4)")
+    ap.add_argument("--scales", default=",".join(map(str, DEFAULT_SCALES)),
+                    help="BBMR block downscale factors, comma list from 2,4,8 (default %(default)s)")
+    ap.add_argument("--overall", type=int, default=c.overall,
+                    help="BBMR LR pixel budget = uniform x OVERALL (default %(default)s)")
     ap.add_argument("--ladder", default=DEFAULT_LADDER,
                     help="auto (default: measure every family on a sample of the title and ship the rungs on the "
                          "rate-quality front, see packager/ladder.py), or a comma list of plain:CRF, "
                          "plain:WxH:CRF, plain-sr:K:CRF, uniform:CRF, bbmr:CRF (bbmr_stream/family.py)")
     ap.add_argument("--fast", action="store_true",
-                    help="--ladder auto: measure 13 candidates (plain at 3 sizes x 3 CRFs, plain-sr x2/x4 at 2 CRFs) instead of 45; "
-                         "the rung choice is coarser (packager/ladder.py FAST)")
+                    help="--ladder auto: measure 13 candidates (plain at 3 sizes x 3 CRFs, plain-sr x2/x4 at 2 CRFs) "
+                         "instead of 45; the rung choice is coarser (packager/ladder.py FAST)")
     ap.add_argument("--study", help="--ladder auto: reuse the candidates measured by `bbmr-bench rd` on this "
                     "title (its rd.json) instead of measuring them again")
-    ap.add_argument("--auto-max-rungs", type=int, default=8, help="--ladder auto: at most this many rungs (default %(default)s)")
-    ap.add_argument("--auto-sample-segments", type=int, default=3,
-                    help="--ladder auto: measure the candidates on this many segments spread over the title (default %(default)s)")
-    ap.add_argument("--auto-measure-frames", type=int, default=6,
-                    help="--ladder auto: PSNR-Y of each candidate on this many evenly spaced frames of the sample (default %(default)s)")
-    ap.add_argument("--block", type=int, default=128, help="BBMR block size in source pixels (default %(default)s)")
-    ap.add_argument("--layout", choices=("atlas", "planes"), default="planes",
-                    help="BBMR/uniform LR block streams: one atlas picture, or one picture per scale (default %(default)s, docs/formats.md)")
-    ap.add_argument("--codec", choices=("h264", "hevc"), default="h264", help="video codec (default %(default)s)")
-    ap.add_argument("--preset", default="medium", help="x264/x265 preset: ultrafast ... veryslow (default %(default)s)")
+    ap.add_argument("--auto-max-rungs", type=int, default=auto.max_rungs,
+                    help="--ladder auto: at most this many rungs (default %(default)s)")
+    ap.add_argument("--auto-sample-segments", type=int, default=auto.sample_segments,
+                    help="--ladder auto: measure the candidates on this many segments spread over the title "
+                         "(default %(default)s)")
+    ap.add_argument("--auto-measure-frames", type=int, default=auto.measure_frames,
+                    help="--ladder auto: PSNR-Y of each candidate on this many evenly spaced frames of the sample "
+                         "(default %(default)s)")
+    ap.add_argument("--block", type=int, default=c.block, help="BBMR block size in source pixels (default %(default)s)")
+    ap.add_argument("--layout", choices=LAYOUTS, default=c.layout,
+                    help="BBMR/uniform LR block streams: one atlas picture, or one picture per scale "
+                         "(default %(default)s, docs/formats.md)")
+    ap.add_argument("--codec", choices=CODECS, default=c.codec, help="video codec (default %(default)s)")
+    ap.add_argument("--preset", default=c.preset, help="x264/x265 preset: ultrafast ... veryslow (default %(default)s)")
     ap.add_argument("--lossless", action="store_true", help="x264 qp 0 / x265 lossless (tests, references)")
-    ap.add_argument("--segment", type=float, default=2.0, help="segment (and GOP) duration in seconds (default %(default)s)")
-    ap.add_argument("--realloc", choices=("auto", "gop", "every"), default="auto",
+    ap.add_argument("--segment", type=float, default=c.segment,
+                    help="segment (and GOP) duration in seconds (default %(default)s)")
+    ap.add_argument("--realloc", choices=REALLOC, default=c.realloc,
                     help="re-score and re-allocate: at segment starts (gop), every frame (every), or at segment "
                          "starts and whenever the blocks' detail changed (auto, see packager/reuse.py)")
-    ap.add_argument("--rate-lambda", type=float, default=0.0,
+    ap.add_argument("--rate-lambda", type=float, default=c.rate_lambda,
                     help="rate-aware allocation (optimal allocator): weight of the bit-cost proxy "
                          "(bbmr_stream/rate.py), in units of the H.264 lambda at the middle BBMR rung's CRF; 0 = off")
-    ap.add_argument("--realloc-threshold", type=float, default=0.25,
-                    help="auto: share of blocks whose detail changed that triggers a re-allocation (default %(default)s)")
-    ap.add_argument("--upscaler", default="auto", help="upscaler whose PSNR-Y goes into the manifest: "
+    ap.add_argument("--realloc-threshold", type=float, default=c.realloc_threshold,
+                    help="auto: share of blocks whose detail changed that triggers a re-allocation "
+                         "(default %(default)s)")
+    ap.add_argument("--upscaler", default=c.upscaler, help="upscaler whose PSNR-Y goes into the manifest: "
                     "auto (BBMR: jointsr, else omnisr; uniform: omnisr = OmniSR-O; else bicubic) | bicubic | "
                     "omnisr | jointsr")
     ap.add_argument("--no-measure", action="store_true", help="skip decoding the stream back to measure PSNR-Y")
-    ap.add_argument("--measure-frames", type=int, default=10,
+    ap.add_argument("--measure-frames", type=int, default=c.measure_frames,
                     help="measure each rendition's PSNR-Y on this many evenly spaced frames (default %(default)s; "
                          "0 = every frame: a plain-sr or BBMR rendition then runs its SR model on all of them)")
-    ap.add_argument("--niqe-frames", type=int, default=0, help="NIQE of the first N measured frames per rendition (default %(default)s = off)")
+    ap.add_argument("--niqe-frames", type=int, default=c.niqe_frames,
+                    help="NIQE of the first N measured frames per rendition (default %(default)s = off)")
     ap.add_argument("--max-frames", type=int, help="package only the first N frames (default: all)")
     add_device(ap)
     add_backend(ap)

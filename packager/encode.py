@@ -2,8 +2,9 @@
 
 Closed GOPs of exactly ``gop`` frames (no scene-cut keyframes) so that segments of ``gop`` frames start
 with an IDR in every rendition. Pictures are RGB uint8, converted to 4:2:0 with the source's matrix and
-range (written into the stream's VUI) by the exact conversion of :mod:`bbmr_stream.colour`. The SEI payload of a picture travels with its pts: when the encoder
-emits a packet (B-frames reorder), the payload of that packet's pts is inserted before its first VCL NAL.
+range (written into the stream's VUI) by the exact conversion of :mod:`bbmr_stream.colour`. The SEI payload
+of a picture travels with its pts: when the encoder emits a packet (B-frames reorder), the payload of that
+packet's pts is inserted before its first VCL NAL.
 """
 
 from __future__ import annotations

@@ -421,8 +421,8 @@ def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int
     """Decode every rendition back, reconstruct the ``measured`` frames with its family and
     ``pick(family) -> (name, upscaler)``, and set its mean PSNR-Y (:data:`PSNR_CONVENTION`) and the NIQE of
     its first ``niqe_frames`` measured frames. The source's Y planes of those frames are decoded once."""
-    from bbmr_stream.metrics import niqe, psnr_plane
     from bbmr_stream.demux import segment_frames
+    from bbmr_stream.metrics import niqe, psnr_plane
 
     want = set(measured)
     ref = {}

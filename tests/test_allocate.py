@@ -5,8 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bbmr_stream.allocate import (allocate, allocate_optimal, allocate_paper, budget, group_sizes, lr_pixels,
-                                  total_error)
+from bbmr_stream.allocate import allocate, allocate_optimal, allocate_paper, budget, group_sizes, lr_pixels, total_error
 
 
 def psnr_to_mse(p):

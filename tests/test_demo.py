@@ -8,8 +8,8 @@ import m3u8
 import numpy as np
 import pytest
 
-from player.demo_cli import main as demo
 from bbmr_stream.sample import pan_frames, write_sample
+from player.demo_cli import main as demo
 
 
 def test_sample_clip_is_an_ordinary_tagged_mp4(tmp_path):

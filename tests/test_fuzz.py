@@ -7,14 +7,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bbmr_stream.errors import ManifestError, ScaleMapError, SEIError
 from bbmr_stream.manifest import from_dict
-
-from bbmr_stream.errors import ManifestError
-from bench.fuzz import minimal_manifest
 from bbmr_stream.scalemap import ScaleMap
-from bbmr_stream.errors import ScaleMapError
 from bbmr_stream.sei import BBMR_UUID, build_sei_nal, find_bbmr_payloads, unescape
-from bbmr_stream.errors import SEIError
+from bench.fuzz import minimal_manifest
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 GOOD_MAP = ScaleMap(np.array([[2, 4, 8], [8, 4, 2]], np.uint8)).to_bytes()

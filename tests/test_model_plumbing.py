@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import models.registry as registry
-from packager.eval_cli import main as bbmr_eval
 from models.jointsr import JointSR, JointSRConfig
 from models.omnisr import OmniSR, OmniSRConfig, count_params
 from models.registry import WeightsEntry, sha256_file
 from models.train import save_weights
+from packager.eval_cli import main as bbmr_eval
 
 
 @pytest.fixture()

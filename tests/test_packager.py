@@ -1,18 +1,18 @@
 import json
+
 import av
 import numpy as np
-import torch
 import pytest
+import torch
 
 from bbmr_stream.allocate import allocate
+from bbmr_stream.atlas import atlas_cols, atlas_rows, fit_to_rows, pack_frame
 from bbmr_stream.blocks import BlockGrid
+from bbmr_stream.demux import scalemap_of, segment_frames
 from bbmr_stream.manifest import load
 from bbmr_stream.resize import to_tensor
 from bbmr_stream.score import BicubicScorer
-from bbmr_stream.demux import scalemap_of, segment_frames
 from packager.cli import main
-from bbmr_stream.atlas import atlas_cols, atlas_rows, fit_to_rows, pack_frame
-
 from tests.media import FPS, H, N, W, _clip
 
 
@@ -22,7 +22,8 @@ def packaged(tmp_path_factory):
     src = d / "in.mp4"
     _clip(src)
     out = d / "stream"
-    rc = main([str(src), "--out", str(out), "--scorer", "bicubic", "--realloc", "every", "--segment", "0.4", "--layout", "atlas",
+    rc = main([str(src), "--out", str(out), "--scorer", "bicubic", "--realloc", "every", "--segment", "0.4",
+               "--layout", "atlas",
                "--ladder", "bbmr:23,uniform:23", "--lossless", "--upscaler", "bicubic", "--device", "cpu"])
     assert rc == 0
     return src, out
@@ -302,10 +303,10 @@ def test_vfr_timestamps_kept(tmp_path):
 def test_planes_keep_a_margin_of_real_content_around_tiles():
     """Tiles are the same with or without the margin; the margin is the frame's own downscale at that scale,
     grey beyond it."""
+    from bbmr_stream.blocks import pad_tensor
     from bbmr_stream.downscale import downscale_blocks, to_uint8_tiles
     from bbmr_stream.planes import pack_planes
     from bbmr_stream.resize import downscale, levels8
-    from bbmr_stream.blocks import pad_tensor
 
     grid = BlockGrid(256, 384)
     x = torch.rand(1, 3, 256, 384)

@@ -6,9 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bbmr_stream.scalemap import MAGIC, ScaleMap
-
 from bbmr_stream.errors import ScaleMapError
+from bbmr_stream.scalemap import MAGIC, ScaleMap
 
 SETS = [(2, 4, 8), (1, 2, 4, 8, 16), (4,), (2, 4), (1, 2, 4, 8, 16, 32, 64, 128)]
 

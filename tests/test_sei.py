@@ -7,8 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bbmr_stream.scalemap import ScaleMap
-from bbmr_stream.sei import (BBMR_UUID, build_sei_nal, escape, find_bbmr_payloads, insert_sei,
-                             payload_from_side_data, unescape)
+from bbmr_stream.sei import (
+    BBMR_UUID,
+    build_sei_nal,
+    escape,
+    find_bbmr_payloads,
+    insert_sei,
+    payload_from_side_data,
+    unescape,
+)
 
 
 @given(st.binary(max_size=400))
@@ -43,7 +50,8 @@ def test_sei_survives_encode_mux_decode(codec, fmt):
     with av.open(buf, "w", format=fmt) as out:
         st_ = out.add_stream(codec, rate=25)
         st_.width, st_.height, st_.pix_fmt = 96, 64, "yuv420p"
-        st_.codec_context.options = {"bf": "2", "g": "6"} if codec == "libx264" else {"x265-params": "bframes=2:keyint=6:log-level=error"}
+        st_.codec_context.options = ({"bf": "2", "g": "6"} if codec == "libx264"
+                                     else {"x265-params": "bframes=2:keyint=6:log-level=error"})
         rng = np.random.default_rng(0)
         maps = {}
         for i in range(n):
