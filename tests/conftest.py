@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -9,6 +10,14 @@ os.environ.setdefault("BBMR_BACKEND", "torch")
 
 settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """tests/unit/* are marked ``unit``, tests/e2e/* ``e2e`` (``pytest -m unit`` runs the quick half)."""
+    for item in items:
+        kind = Path(str(item.fspath)).parent.name
+        if kind in ("unit", "e2e"):
+            item.add_marker(getattr(pytest.mark, kind))
 
 
 @pytest.fixture(scope="module")

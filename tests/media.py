@@ -57,3 +57,12 @@ def _texture_clip(path: Path, n: int = N) -> None:
         return img
 
     _write_lossless(path, (frame(i) for i in range(n)), 384, 256)
+
+
+def smooth_picture(h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:
+    """A crop of scikit-image's astronaut photo (smooth areas and edges), (h, w, 3) uint8."""
+    from skimage import data
+
+    img = np.asarray(data.astronaut())
+    y, x = np.random.default_rng(seed).integers(0, 200, 2)
+    return np.ascontiguousarray(img[y:y + h, x:x + w])

@@ -114,33 +114,3 @@ def test_fastsr_starts_as_nearest_and_round_trips():
     acc = B.AcceleratedSR(SRModel(m, 4), "d" * 64, "onnxruntime")
     with torch.no_grad():
         assert np.abs((acc(x) - m(x)).numpy()).max() < 1e-4
-
-
-def test_player_plays_plain_sr_with_fastsr_through_openvino(tmp_path, monkeypatch):
-    """The shipped FastSR x2 plays a plain-sr rung through the OpenVINO backend; the report names the variant
-    and the frames equal eager FastSR's within the check."""
-    import json
-
-    from packager.cli import main as package
-    from player.cli import main as play
-    from tests.media import _clip
-
-    src = tmp_path / "in.mp4"
-    _clip(src)
-    out = tmp_path / "s"
-    assert package([str(src), "--out", str(out), "--ladder", "plain-sr:2:20", "--segment", "0.4", "--device", "cpu",
-                    "--measure-frames", "0", "--upscaler", "fast"]) == 0
-    man = json.loads((out / "manifest.json").read_text())
-    assert man["renditions"][0]["psnr_y_upscaler"] == "fast"
-    reports = {}
-    for backend in ("openvino", "torch"):
-        rep = tmp_path / f"{backend}.json"
-        assert play([str(out), "--headless", "--backend", backend, "--max-frames", "4", "--niqe-every", "0",
-                     "--reference", str(src), "--report", str(rep)]) == 0
-        reports[backend] = json.loads(rep.read_text())
-    assert reports["openvino"]["stream"]["upscaler"] == "fast"
-    assert reports["openvino"]["stream"]["backend"].startswith("openvino")
-    assert reports["torch"]["stream"]["backend"].startswith("torch")
-    a = [f["metrics"]["psnr_y"] for f in reports["openvino"]["frames"]]
-    b = [f["metrics"]["psnr_y"] for f in reports["torch"]["frames"]]
-    assert len(a) == 4 and max(abs(x - y) for x, y in zip(a, b)) < 0.05

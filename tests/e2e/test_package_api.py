@@ -15,8 +15,6 @@ from bbmr_stream.progress import Progress, Task
 from packager import AutoLadder, PackageConfig, package
 from tests.media import _clip
 
-pytestmark = pytest.mark.e2e
-
 
 class Recorder(Progress):
     """Keeps what a run reports: notes, tables and each task's description and units done."""

@@ -11,10 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.unit
-
 ROOT = Path(__file__).resolve().parents[2] if Path(__file__).parent.name in ("unit", "e2e") \
     else Path(__file__).resolve().parents[1]
 PRODUCT = ("bbmr_stream", "models", "packager", "player")
