@@ -26,6 +26,7 @@ from bbmr_stream.atlas import Atlas
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.errors import InputError
 from bbmr_stream.planes import Planes
+from bbmr_stream.registry import Registry
 from bbmr_stream.resize import downscale, resize_to, to_tensor, to_uint8
 from bbmr_stream.scalemap import ScaleMap
 
@@ -444,7 +445,11 @@ class BBMR(_Blocks):
         return self._layout.fit(factors, self.geo.grid, self.geo.scales, self.geo.overall)
 
 
-FAMILIES: dict[str, type[Family]] = {c.name: c for c in (Plain, PlainSR, Uniform, BBMR)}
+FAMILIES: Registry[type[Family]] = Registry("rung family", ValueError, "known:")
+FAMILIES.register(Plain)
+FAMILIES.register(PlainSR)
+FAMILIES.register(Uniform)
+FAMILIES.register(BBMR)
 
 
 def make_family(spec: RungSpec, geo: Geometry) -> Family:

@@ -8,26 +8,17 @@ ArchSpec(...)`` (:mod:`models.arch`) plus one :func:`register` line below.
 from __future__ import annotations
 
 from bbmr_stream.errors import WeightsError
+from bbmr_stream.registry import Registry
 from models import fastsr, jointsr, omnisr
 from models.arch import ArchSpec
 
-ARCHS: dict[str, ArchSpec] = {}
-
-
-def register(spec: ArchSpec) -> ArchSpec:
-    """Add an architecture (its name must be new); returns it."""
-    if spec.name in ARCHS:
-        raise ValueError(f"architecture {spec.name!r} is already registered")
-    ARCHS[spec.name] = spec
-    return spec
+ARCHS: Registry[ArchSpec] = Registry("architecture", WeightsError, "registered:")
+register = ARCHS.register
 
 
 def get_arch(name: str, context: str = "") -> ArchSpec:
     """The registered architecture ``name``; unknown -> WeightsError (``context`` is appended to its subject)."""
-    try:
-        return ARCHS[name]
-    except (KeyError, TypeError):
-        raise WeightsError(f"unknown architecture {name!r}{context} (registered: {', '.join(ARCHS)})") from None
+    return ARCHS.lookup(name, context)
 
 
 def sr_presets() -> dict[str, tuple[ArchSpec, dict]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from bbmr_stream.errors import WeightsError
+from bbmr_stream.registry import Registry
 from bbmr_stream.score import BicubicScorer, RoundTripScorer
 from models.archs import get_arch
 from models.backend import accelerate
@@ -65,27 +66,10 @@ class ScorerSpec:
         return scorer_from_models(models, scales, device, border, self.name, half=half)
 
 
-SCORERS: dict[str, ScorerSpec] = {}
-
-
-def register_scorer(spec: ScorerSpec) -> ScorerSpec:
-    if spec.name in SCORERS:
-        raise ValueError(f"scorer {spec.name!r} is already registered")
-    SCORERS[spec.name] = spec
-    return spec
-
-
-def scorer_names() -> tuple[str, ...]:
-    return tuple(SCORERS)
-
-
-def get_scorer(name: str) -> ScorerSpec:
-    """The scorer ``name``; unknown -> WeightsError (the factory turns it into an InputError)."""
-    try:
-        return SCORERS[name]
-    except (KeyError, TypeError):
-        raise WeightsError(f"unknown scorer {name!r} (choose from {', '.join(SCORERS)})") from None
-
+SCORERS: Registry[ScorerSpec] = Registry("scorer", WeightsError)
+register_scorer = SCORERS.register
+scorer_names = SCORERS.names
+get_scorer = SCORERS.lookup  # unknown -> WeightsError (the factory turns it into an InputError)
 
 register_scorer(ScorerSpec("bicubic"))
 register_scorer(ScorerSpec("light", "omnisr-light"))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from bbmr_stream.errors import WeightsError
+from bbmr_stream.registry import Registry
 from bbmr_stream.upscale import BicubicUpscaler, upscale_blocks
 from models.archs import get_arch
 from models.inference import tiled_sr
@@ -93,27 +94,10 @@ class UpscalerSpec:
         return arch.adapter(model, device, None if arch.supports_half else False)
 
 
-UPSCALERS: dict[str, UpscalerSpec] = {}
-
-
-def register_upscaler(spec: UpscalerSpec) -> UpscalerSpec:
-    if spec.name in UPSCALERS:
-        raise ValueError(f"upscaler {spec.name!r} is already registered")
-    UPSCALERS[spec.name] = spec
-    return spec
-
-
-def upscaler_names() -> tuple[str, ...]:
-    """Every upscaler name, bicubic included, in registration order."""
-    return tuple(UPSCALERS)
-
-
-def get_upscaler(name: str) -> UpscalerSpec:
-    """The upscaler ``name``; unknown -> WeightsError (the factory turns it into an InputError)."""
-    try:
-        return UPSCALERS[name]
-    except (KeyError, TypeError):
-        raise WeightsError(f"unknown upscaler {name!r} (choose from {', '.join(UPSCALERS)})") from None
+UPSCALERS: Registry[UpscalerSpec] = Registry("upscaler", WeightsError)
+register_upscaler = UPSCALERS.register
+upscaler_names = UPSCALERS.names  # every upscaler name, bicubic included, in registration order
+get_upscaler = UPSCALERS.lookup  # unknown -> WeightsError (the factory turns it into an InputError)
 
 
 def weights_ids(name: str, scales: Sequence[int] = ()) -> list[str]:

@@ -61,27 +61,27 @@ class Quality:
         self.psnr_by_frame: dict[int, float] = {}  # frame index -> stand-in PSNR-Y
         self.psnr_sr_by_frame: dict[int, float] = {}  # frame index -> SR PSNR-Y
 
-    def _ref(self, index: int) -> np.ndarray | None:
-        return self.reference.get(index) if self.reference is not None else None
+    def _psnr(self, index: int, img: np.ndarray) -> float | None:
+        """PSNR-Y of ``img`` against the reference of frame ``index`` (None: no reference for it)."""
+        from bbmr_stream.metrics import psnr_y
+
+        ref = self.reference.get(index) if self.reference is not None else None
+        return None if ref is None else psnr_y(ref, img)
 
     def standin(self, index: int, low: np.ndarray) -> None:
         """Measure the bicubic stand-in of frame ``index``."""
-        from bbmr_stream.metrics import psnr_y
-
-        ref = self._ref(index)
-        if ref is None:
+        q = self._psnr(index, low)
+        if q is None:
             return
-        self.psnr_bicubic.append(psnr_y(ref, low))
-        self.psnr_by_frame[index] = self.psnr_bicubic[-1]
+        self.psnr_bicubic.append(q)
+        self.psnr_by_frame[index] = q
         if self.sr_is_bicubic:
-            self.psnr.append(self.psnr_bicubic[-1])
+            self.psnr.append(q)
 
     def superresolved(self, index: int, high: np.ndarray) -> None:
         """Measure the SR result of frame ``index``."""
-        from bbmr_stream.metrics import psnr_y
-
-        ref = self._ref(index)
-        if ref is None:
+        q = self._psnr(index, high)
+        if q is None:
             return
-        self.psnr.append(psnr_y(ref, high))
-        self.psnr_sr_by_frame[index] = self.psnr[-1]
+        self.psnr.append(q)
+        self.psnr_sr_by_frame[index] = q
