@@ -1,7 +1,7 @@
 """What every command-line tool of the project shares: the error contract and the options declared by several
 tools (``--device``, ``--backend``, ``WxH`` sizes, ``HOST:PORT``), each defined here once.
 
-Bad input raises :class:`~bbmr_stream.imageio.InputError`; :func:`run_cli` turns it into one line on stderr
+Bad input raises :class:`~bbmr_stream.errors.InputError`; :func:`run_cli` turns it into one line on stderr
 and exit code 2, never a traceback. SIGINT and SIGTERM unwind the stack like Ctrl-C (every ``finally`` and
 ``except BaseException`` cleanup runs: temporary directories and half-written outputs are removed) and exit
 130 / 143.
@@ -48,8 +48,8 @@ def run_cli(prog: str, fn: Callable[[], int]) -> int:
 
 def add_device(ap, default: str = "auto") -> None:
     """``--device auto|cpu|cuda`` (bbmr_stream.device.pick_device)."""
-    ap.add_argument("--device", default=default, choices=DEVICES,
-                    help="auto (cuda if available) | cpu | cuda (default %(default)s)")
+    ap.add_argument("--device", default=default, help=f"{' | '.join(DEVICES)}: auto takes cuda when available "
+                    "(default %(default)s)")
 
 
 def add_backend(ap) -> None:

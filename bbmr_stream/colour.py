@@ -63,7 +63,7 @@ def rgb_to_yuv420(rgb: np.ndarray, matrix: str, full_range: bool = False
     """(H, W, 3) uint8 RGB (H, W even) -> Y (H, W), U, V (H/2, W/2) uint8 planes.
 
     float32 arithmetic in torch (threads), operation for operation as the numpy definition in
-    tests/test_colour.py, so the planes are bit-identical to it."""
+    tests/unit/test_colour.py, so the planes are bit-identical to it."""
     h, w, _ = rgb.shape
     if h % 2 or w % 2:
         raise ValueError(f"4:2:0 needs an even size, got {w}x{h}")
@@ -102,7 +102,7 @@ def _upsample_chroma(c: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str, full_range: bool = False) -> np.ndarray:
     """Y (H, W) and U, V planes (4:2:0 or 4:4:4, 8-bit) -> (H, W, 3) uint8 RGB (float32 in torch, bit-identical
-    to the numpy definition in tests/test_colour.py)."""
+    to the numpy definition in tests/unit/test_colour.py)."""
     kr, kg, kb = _coeffs(matrix)
     off, yspan, cspan = _ranges(full_range)
     h, w = y.shape

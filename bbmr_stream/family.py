@@ -440,6 +440,11 @@ class BBMR(_Blocks):
     def block_factors(self, factors):
         return np.asarray(factors, np.uint8)
 
+    @classmethod
+    def atlas(cls, grid: BlockGrid, scales, overall: int) -> BBMR:
+        """The live demo's rung: blocks in one atlas picture per frame (the CRF is the live encoder's)."""
+        return cls(RungSpec(cls.name, 23.0), Geometry(grid, tuple(scales), overall, "atlas"))
+
     def fit(self, factors: np.ndarray) -> np.ndarray:
         """Factors made to fit this rendition's picture(s) (atlas: a fixed number of rows)."""
         return self._layout.fit(factors, self.geo.grid, self.geo.scales, self.geo.overall)
@@ -458,16 +463,14 @@ def make_family(spec: RungSpec, geo: Geometry) -> Family:
 
 def spec_of(rend) -> RungSpec:
     """The RungSpec of a manifest rendition (its ``kind`` is the family name)."""
-    return FAMILIES[rend.kind].spec_from(rend)
+    return FAMILIES.lookup(rend.kind, f" in rendition {rend.name}").spec_from(rend)
 
 
 def check_rendition(rend, man) -> Family:
     """The Family of ``rend`` after checking the rendition against it and the manifest: family and layout
     known, scales and overall those the family uses, coded picture sizes those the family makes from the
     source size. Raises ValueError with the reason."""
-    if rend.kind not in FAMILIES:
-        raise ValueError(f"rendition {rend.name}: unknown family {rend.kind!r} (known: {', '.join(FAMILIES)})")
-    want_layout = FAMILIES[rend.kind].fixed_layout
+    want_layout = FAMILIES.lookup(rend.kind, f" in rendition {rend.name}").fixed_layout
     if (want_layout and rend.layout != want_layout) or (not want_layout and rend.layout not in LAYOUTS):
         raise ValueError(f"rendition {rend.name}: layout {rend.layout!r} is not one of the {rend.kind} family's")
     fam = family_of(rend, man)
@@ -488,9 +491,7 @@ def check_rendition(rend, man) -> Family:
 
 def family_of(rend, man) -> Family:
     """The Family object that plays rendition ``rend`` of manifest ``man``."""
-    if rend.kind not in FAMILIES:
-        raise ValueError(f"unknown rendition family {rend.kind!r}")
-    cls = FAMILIES[rend.kind]
+    cls = FAMILIES.lookup(rend.kind, f" in rendition {rend.name}")
     grid = BlockGrid(int(man.source["height"]), int(man.source["width"]), man.block)
     geo = Geometry(grid, tuple(man.scales), man.overall, cls.geometry_layout(rend.layout))
     return make_family(spec_of(rend), geo)

@@ -58,7 +58,12 @@ class RichProgress(Progress):
         self.console = console
 
     def note(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False)
+        """The line as given; a leading ``note:`` / ``warning:`` in yellow."""
+        from rich.text import Text
+
+        head, sep, rest = text.partition(": ")
+        line = Text(head + sep, style="yellow") + rest if sep and head in ("note", "warning") else Text(text)
+        self.console.print(line, highlight=False)
 
     def table(self, table) -> None:
         self.console.print(table)

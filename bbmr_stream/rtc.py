@@ -2,7 +2,7 @@
 
 aiortc has no public way to choose the encoder of one ``RTCRtpSender`` or to count the encoded bytes one
 ``RTCRtpReceiver`` hands to its decoder. Every private aiortc name the live code needs is used in this module
-and nowhere else, on one instance at a time (no process-wide patch, no module state), and ``tests/test_rtc.py``
+and nowhere else, on one instance at a time (no process-wide patch, no module state), and ``tests/unit/test_rtc.py``
 pins the behaviour relied on, so an aiortc upgrade that changes it fails there, naming this module:
 
 - ``RTCRtpSender._RTCRtpSender__encoder``: the sender's encoder. It is None until the sender's RTP loop encodes
@@ -53,7 +53,7 @@ def _aiortc_version() -> str:
 
 def _changed(what: str) -> AiortcChanged:
     return AiortcChanged(f"aiortc {_aiortc_version()}: {what}; the live code's adapter bbmr_stream/rtc.py needs "
-                         "updating (tests/test_rtc.py shows what changed)")
+                         "updating (tests/unit/test_rtc.py shows what changed)")
 
 
 def with_sei(nals: list[bytes], payload: bytes) -> list[bytes]:

@@ -2,7 +2,7 @@
 bytes: the scale-map parser, SEI extraction, the manifest loader. Inputs are random bytes / JSON values and
 random mutations (byte flips, truncations, splices) of valid ones; every input must give a result or the
 parser's own exception (ScaleMapError, SEIError, ManifestError) within a time bound. Prints (and writes) inputs
-per target, seconds, and any failure with its input. The short run in CI: tests/test_fuzz.py (hypothesis).
+per target, seconds, and any failure with its input. The short run in CI: tests/unit/test_fuzz.py (hypothesis).
 """
 
 from __future__ import annotations

@@ -76,11 +76,6 @@ register_scorer(ScorerSpec("light", "omnisr-light"))
 register_scorer(ScorerSpec("full", "omnisr"))
 
 
-def make_model_scorer(name: str, scales: Sequence[int], device: torch.device, border: str = "context",
-                      backend: str | None = None) -> RoundTripScorer:
-    return get_scorer(name).make(scales, device, border=border, backend=backend)
-
-
 def scorer_from_models(models: dict[int, torch.nn.Module], scales: Sequence[int], device: torch.device,
                        border: str = "context", name: str = "light", half: bool | None = None) -> RoundTripScorer:
     """A round-trip scorer over given per-scale SR models (``{k: model}``); ``half`` as in

@@ -121,8 +121,3 @@ register_upscaler(UpscalerSpec("omnisr", "omnisr-light", per_scale=True))  # the
 register_upscaler(UpscalerSpec("fast", "fastsr", per_scale=True, manifest_weights="omnisr-light"))  # for CPU clients
 register_upscaler(UpscalerSpec("jointsr", "jointsr"))
 
-
-def make_model_upscaler(name: str, scales: Sequence[int], device: torch.device, border: str = "context",
-                        backend: str | None = None):
-    """The upscaler ``name`` (bicubic included); unknown names and missing weights: WeightsError."""
-    return get_upscaler(name).make(scales, device, border, backend)

@@ -94,10 +94,10 @@ def config_from(args: argparse.Namespace) -> tuple[PackageConfig, Ladder]:
         codec=args.codec, preset=args.preset, lossless=args.lossless, segment=args.segment,
         max_frames=args.max_frames, measure=not args.no_measure, measure_frames=args.measure_frames,
         niqe_frames=args.niqe_frames, upscaler=args.upscaler, device=args.device, backend=args.backend)
-    if args.ladder == "auto":
-        return cfg, AutoLadder(fast=args.fast, study=args.study, max_rungs=args.auto_max_rungs,
-                               sample_segments=args.auto_sample_segments, measure_frames=args.auto_measure_frames)
-    return cfg, tuple(parse_ladder(args.ladder))
+    auto = AutoLadder(fast=args.fast, study=args.study, max_rungs=args.auto_max_rungs,
+                      sample_segments=args.auto_sample_segments, measure_frames=args.auto_measure_frames)
+    auto.check()  # the --auto-* flags are checked whatever the ladder, as every flag is
+    return cfg, auto if args.ladder == "auto" else tuple(parse_ladder(args.ladder))
 
 
 def summary(man: Manifest, console) -> None:

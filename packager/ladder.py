@@ -31,7 +31,7 @@ SR_FACTORS = (2, 4)
 BLOCK_CRFS = PLAIN_CRFS  # since planes v2 a uniform / bbmr picture costs about what a plain one does at a CRF
 # --fast: 13 candidates instead of 45, the families that reach the front in the study of docs/rd.md (plain and
 # plain-sr; uniform and bbmr are never efficient there), sizes 1, 1/2, 1/4 and CRFs 6 apart
-FAST = {"families": ("plain", "plain-sr"), "fractions": (1.0, 1 / 2, 1 / 4), "plain_crfs": (23, 29, 35),
+FAST = {"families": (Plain.name, PlainSR.name), "fractions": (1.0, 1 / 2, 1 / 4), "plain_crfs": (23, 29, 35),
         "sr_crfs": (29, 35)}
 
 

@@ -41,7 +41,7 @@ from bbmr_stream.allocate import DEFAULT_SCALES, allocate
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.colour import video_frame
 from bbmr_stream.errors import InputError
-from bbmr_stream.family import Geometry, RungSpec, make_family
+from bbmr_stream.family import BBMR, Geometry
 from bbmr_stream.resize import to_tensor
 from bbmr_stream.rtc import VIDEO_CLOCK, attach_sei_encoders
 
@@ -179,8 +179,8 @@ class LivePipeline:
                  backend: str | None = None) -> None:
         from models.factory import make_scorer
 
-        self.geo = Geometry(BlockGrid(height, width, block), tuple(scales), overall, "atlas")
-        self.family = make_family(RungSpec("bbmr", 23.0), self.geo)
+        self.family = BBMR.atlas(BlockGrid(height, width, block), scales, overall)
+        self.geo = self.family.geo
         scorer = make_scorer(scorer_name, tuple(scales), device, backend=backend)
         self.alloc = Allocator(scorer, self.geo, realloc_every, device)
         self.sync = sync_alloc

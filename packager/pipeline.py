@@ -16,7 +16,6 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -302,13 +301,25 @@ def package_rungs(config: PackageConfig, specs: list[RungSpec], progress: Progre
     manifest written there (:func:`packager.package` is this with the ladder search in front). Raises
     InputError on bad input, before any output exists."""
     progress = progress or Progress()
+    out, info = prepare(config, progress)
+    return write_rungs(config, specs, info, out, progress)
+
+
+def prepare(config: PackageConfig, progress: Progress):
+    """The checks before any work (output directory, options) and the probed source (its notes reported):
+    ``(out, info)``."""
     out = check_out(config)
     config.check()
-    if not specs:
-        raise InputError("--ladder is empty")
     info = probe(config.input)
     for n in info.notes:
         progress.note(f"note: {n}")
+    return out, info
+
+
+def write_rungs(config: PackageConfig, specs, info, out: Path, progress: Progress) -> Manifest:
+    """:func:`write_stream` of ``specs`` after the device and the SR backend are chosen."""
+    if not specs:
+        raise InputError("--ladder is empty")
     device = pick_device(config.device)
     from models.factory import use_backend
 
@@ -361,7 +372,7 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
         (tmp / "master.m3u8").write_text(master_playlist(
             [(r.playlist, r.bitrate_kbps * 1000, _peak_bps(r), r.lr_width, r.lr_height, r.codecs)
              for r in renditions]))
-        audio = passthrough_audio(info, tmp)
+        audio = passthrough_audio(info, tmp, progress)
         man = build_manifest(cfg, info, geo, n_frames, renditions, alloc, timing, audio, measured)
         (tmp / "manifest.json").write_text(man.to_json())
         replace_dir(tmp, out)
@@ -470,7 +481,7 @@ def weights_ref(upscaler: str | None) -> dict | None:
     return {i: reg[i].sha256 for i in weights_ids(upscaler, ()) if i in reg}
 
 
-def passthrough_audio(info, tmp: Path) -> str | None:
+def passthrough_audio(info, tmp: Path, progress: Progress) -> str | None:
     if not info.has_audio:
         return None
     import ffmpeg
@@ -483,7 +494,7 @@ def passthrough_audio(info, tmp: Path) -> str | None:
                                                               capture_stderr=True))
         return "audio.ts"
     except ffmpeg.Error as e:
-        warnings.warn(f"audio not passed through ({e.stderr.decode(errors='replace')[-200:]})")
+        progress.note(f"warning: audio not passed through ({e.stderr.decode(errors='replace')[-200:]})")
         return None
 
 

@@ -83,10 +83,11 @@ def side_by_side(clip: Path, man: Manifest, out: Path, device: str, progress: Pr
     return save_panel(tiles, 2, out), [label.replace("\n", ": ") for label, _ in tiles]
 
 
-def run_demo(config: DemoConfig, progress: Progress | None = None,
-             on_step: Callable[[str], None] | None = None) -> DemoResult:
+def run_demo(config: DemoConfig, progress: Progress | None = None, on_step: Callable[[str], None] | None = None,
+             on_packaged: Callable[[Manifest], None] | None = None) -> DemoResult:
     """Sample (or clip) -> package -> play over a slow link -> side by side; ``on_step`` gets one line per step
-    (what the CLI prints), ``progress`` the bars and notes of each step."""
+    and ``on_packaged`` the stream's manifest (what the CLI prints), ``progress`` the bars and notes of each
+    step."""
     from bbmr_stream.sample import write_sample
     from packager import AutoLadder, PackageConfig, package
     from player.session import play
@@ -113,6 +114,8 @@ def run_demo(config: DemoConfig, progress: Progress | None = None,
     man = package(PackageConfig(str(clip), str(stream), force=True, device=config.device), AutoLadder(fast=True),
                   progress)
     times["package"] = time.time() - t
+    if on_packaged:
+        on_packaged(man)
     trace = write_trace(out / "network.trace", man)
     report_file, played = out / "report.json", out / "played.mp4"
     step(f"[3/4] bbmr-play {stream} --headless --reference {clip} --trace {trace} --report {report_file} "

@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from packager.cli import summary as package_summary
     from player.cli import summary
     from player.demo import run_demo
 
@@ -34,10 +35,10 @@ def run(args: argparse.Namespace) -> int:
         print(text, flush=True)
 
     t0 = time.time()
-    cfg = DemoConfig(out=args.out, clip=args.clip, size=parse_size(args.size), seconds=args.seconds,
-                     device=args.device)
+    cfg = DemoConfig(out=args.out, clip=args.clip, size=DemoConfig.size if args.clip else parse_size(args.size),
+                     seconds=args.seconds, device=args.device)
     progress = console_progress()
-    res = run_demo(cfg, progress, on_step=say)
+    res = run_demo(cfg, progress, on_step=say, on_packaged=lambda man: package_summary(man, progress.console))
     summary(res.report, Console(emoji=False))
     for label in res.labels:
         say(f"  {label}")

@@ -13,7 +13,7 @@ import numpy as np
 
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.errors import ScaleMapError
-from bbmr_stream.family import Geometry, RungSpec, make_family
+from bbmr_stream.family import BBMR
 from bbmr_stream.scalemap import ScaleMap
 from player.live_receive import Mailbox
 from player.live_screen import Screen
@@ -37,8 +37,8 @@ class Unpacker:
         if self.geometry is None or self.geometry[0] != key:
             st = self.stream
             w, h = int(st.get("width", smap.grid_w * smap.block)), int(st.get("height", smap.grid_h * smap.block))
-            geo = Geometry(BlockGrid(h, w, smap.block), tuple(smap.scale_set), int(st.get("overall", 4)), "atlas")
-            self.geometry = (key, make_family(RungSpec("bbmr", 23.0), geo))
+            fam = BBMR.atlas(BlockGrid(h, w, smap.block), smap.scale_set, int(st.get("overall", 4)))
+            self.geometry = (key, fam)
         return self.geometry[1]
 
     def prepare(self, item: tuple) -> tuple | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 from bbmr_stream.errors import InputError
+from bbmr_stream.family import Uniform
 
 
 def abr_plan(man, trace_path: str, pinned_name: str | None):
@@ -62,13 +63,13 @@ def make_comparisons(names, man, rend, device) -> dict:
         if c == "bicubic":
             out["bicubic"] = (rend, make_upscaler("bicubic", man.scales, device))
         elif c == "uniform":
-            uni = [r for r in man.renditions if r.kind == "uniform"]
+            uni = [r for r in man.renditions if r.kind == Uniform.name]
             if not uni:
                 warnings.warn("--compare uniform: the stream has no uniform rendition")
                 continue
             u = min(uni, key=lambda r: abs(r.bitrate_kbps - rend.bitrate_kbps))
             try:
-                out["uniform_omnisr"] = (u, make_upscaler("omnisr", man.scales, device))
+                out[f"uniform_{Uniform.upscalers[0]}"] = (u, make_upscaler(Uniform.upscalers[0], man.scales, device))
             except InputError:
                 out["uniform_bicubic"] = (u, make_upscaler("bicubic", man.scales, device))
         else:

@@ -18,9 +18,10 @@ class Upscalers:
         self.made: dict[tuple, object] = {}
 
     def name_for(self, rend) -> str:
-        fam = FAMILIES.get(rend.kind)
-        if fam is None:
-            raise InputError(f"rendition {rend.name}: unknown family {rend.kind!r}")
+        try:
+            fam = FAMILIES.lookup(rend.kind, f" in rendition {rend.name}")
+        except ValueError as e:
+            raise InputError(str(e)) from None
         if self.name != "auto" and fam.client_sr:
             if self.name not in fam.upscalers + ("bicubic",):
                 raise InputError(f"--upscaler {self.name} cannot play {fam.name} renditions "

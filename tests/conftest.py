@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-# the suite runs the SR models in eager torch (fast start on tiny pictures); tests/test_backend.py checks the
+# the suite runs the SR models in eager torch (fast start on tiny pictures); tests/unit/test_backend.py checks the
 # exported runtimes (OpenVINO, ONNX Runtime) against it
 os.environ.setdefault("BBMR_BACKEND", "torch")
 

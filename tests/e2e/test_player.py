@@ -95,7 +95,7 @@ def test_manifest_limits(stream):
 def test_abr_trace_in_report(stream, tmp_path):
     """The stream's 0.4 s segments never fill the buffer past the panic level, so the rule keeps the lowest rung;
     pinned to the top rung on half the lowest rung's throughput, playback stalls. (Stepping down within one
-    segment with 2 s segments: tests/test_abr.py.)"""
+    segment with 2 s segments: tests/unit/test_abr.py.)"""
     src, out = stream
     man = load(out)
     lo_r = min(man.renditions, key=lambda r: r.bitrate_kbps)

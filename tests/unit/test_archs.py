@@ -213,11 +213,11 @@ def test_unknown_upscaler_and_scorer_names():
     with pytest.raises(InputError, match=r"^unknown scorer 'nope' \(choose from bicubic, light, full\)$"):
         make_scorer("nope", (2, 4, 8), CPU)
     with pytest.raises(WeightsError, match="unknown upscaler"):
-        upscalers.make_model_upscaler("nope", (2,), CPU)
+        upscalers.get_upscaler("nope")
     with pytest.raises(WeightsError, match="unknown upscaler"):
         upscalers.weights_ids("nope", (2,))
     with pytest.raises(WeightsError, match="unknown scorer"):
-        scorers.make_model_scorer("nope", (2,), CPU)
+        scorers.get_scorer("nope")
     assert upscalers.upscaler_names() == ("bicubic", "omnisr", "fast", "jointsr")
     assert scorers.scorer_names() == ("bicubic", "light", "full")
     assert {n: s.per_scale for n, s in upscalers.UPSCALERS.items()} == \
