@@ -4,6 +4,9 @@ stream directory, to show that a change of code leaves the bytes a client downlo
 ``manifest.json`` is hashed twice: as written, and with ``conventions.timing_s`` removed (the seconds each stage
 took differ from run to run; everything else in the manifest is a function of the input and the options).
 ``--against`` compares with a digest written before and exits 1 on any difference.
+``bench/results/demo_stream_digest.json`` is the digest of ``make demo``'s stream (bbmr-demo/stream) made before
+the library-API refactor; the refactored code reproduces it byte for byte on this machine
+(``python -m bench.stream_digest bbmr-demo/stream --against bench/results/demo_stream_digest.json``).
 """
 
 from __future__ import annotations
