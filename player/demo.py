@@ -84,10 +84,11 @@ def side_by_side(clip: Path, man: Manifest, out: Path, device: str, progress: Pr
 
 
 def run_demo(config: DemoConfig, progress: Progress | None = None, on_step: Callable[[str], None] | None = None,
-             on_packaged: Callable[[Manifest], None] | None = None) -> DemoResult:
-    """Sample (or clip) -> package -> play over a slow link -> side by side; ``on_step`` gets one line per step
-    and ``on_packaged`` the stream's manifest (what the CLI prints), ``progress`` the bars and notes of each
-    step."""
+             on_packaged: Callable[[Manifest], None] | None = None,
+             on_played: Callable[[Report], None] | None = None) -> DemoResult:
+    """Sample (or clip) -> package -> play over a slow link -> side by side; ``on_step`` gets one line per step,
+    ``on_packaged`` the stream's manifest and ``on_played`` the play report as each step ends (what the CLI
+    prints), ``progress`` the bars and notes of each step."""
     from bbmr_stream.sample import write_sample
     from packager import AutoLadder, PackageConfig, package
     from player.session import play
@@ -124,6 +125,8 @@ def run_demo(config: DemoConfig, progress: Progress | None = None, on_step: Call
     report = play(PlayConfig(str(stream), headless=True, reference=str(clip), trace=str(trace),
                              report=str(report_file), out=str(played), niqe_every=8, device=config.device), progress)
     times["play"] = time.time() - t
+    if on_played:
+        on_played(report)
     step("[4/4] side by side at equal rate: source | plain rung, bicubic | BBMR, JointSR")
     t = time.time()
     panel, labels = side_by_side(clip, man, out / "side_by_side.png", config.device, progress)

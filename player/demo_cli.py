@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = DemoConfig(out=args.out, clip=args.clip, size=DemoConfig.size if args.clip else parse_size(args.size),
                      seconds=args.seconds, device=args.device)
     progress = console_progress()
-    res = run_demo(cfg, progress, on_step=say, on_packaged=lambda man: package_summary(man, progress.console))
-    summary(res.report, Console(emoji=False))
+    res = run_demo(cfg, progress, on_step=say, on_packaged=lambda man: package_summary(man, progress.console),
+                   on_played=lambda report: summary(report, Console(emoji=False)))
     for label in res.labels:
         say(f"  {label}")
     say(f"\nbbmr-demo done in {(time.time() - t0) / 60:.1f} min ("
