@@ -55,6 +55,7 @@ class Rendition:
     share: dict = field(default_factory=dict)  # fraction of blocks per scale over the stream
     pictures: list = field(default_factory=list)  # [width, height] of each video stream (planes: one per scale)
     codecs: str | None = None  # RFC 6381 CODECS of the first video stream (HLS master playlist)
+    es_kbps: float | None = None  # bytes of the coded video (elementary streams, no container) * 8 / duration
 
 
 @dataclass
@@ -185,7 +186,8 @@ def from_dict(d: dict) -> Manifest:
                                  bitrate_kbps=float(r["bitrate_kbps"]), playlist=_safe_rel(r["playlist"], "playlist"),
                                  segments=seg_objs, psnr_y=r.get("psnr_y"), psnr_y_upscaler=r.get("psnr_y_upscaler"),
                                  weights=r.get("weights"), share=r.get("share", {}), niqe=r.get("niqe"),
-                                 pictures=_pictures(r), codecs=_codecs(r.get("codecs"))))
+                                 pictures=_pictures(r), codecs=_codecs(r.get("codecs")),
+                                 es_kbps=None if r.get("es_kbps") is None else _num(r["es_kbps"], "es_kbps", 0, 10**7)))
         audio = d.get("audio")
         return Manifest(source=src, block=block, overall=overall, scales=scales, resize=str(d["resize"]),
                         container=str(d["container"]), segment_s=float(d["segment_s"]), realloc=str(d["realloc"]),

@@ -15,7 +15,7 @@ from bbmr_stream.evaluate import parse_scales
 from bbmr_stream.family import parse_ladder
 from bbmr_stream.manifest import Manifest
 from bbmr_stream.progress import RichProgress
-from packager.config import ALLOCATORS, CODECS, LAYOUTS, REALLOC, AutoLadder, Ladder, PackageConfig
+from packager.config import ALLOCATORS, CODECS, LAYOUTS, REALLOC, SEARCHES, AutoLadder, Ladder, PackageConfig
 
 DEFAULT_LADDER = "auto"
 
@@ -36,14 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--overall", type=int, default=c.overall,
                     help="BBMR LR pixel budget = uniform x OVERALL (default %(default)s)")
     ap.add_argument("--ladder", default=DEFAULT_LADDER,
-                    help="auto (default: measure every family on a sample of the title and ship the rungs on the "
-                         "rate-quality front, see packager/ladder.py), or a comma list of plain:CRF, "
+                    help="auto (default: search the rate-quality hull of every family and size on a sample of the "
+                         "title and ship the rungs on it, see packager/hull.py), or a comma list of plain:CRF, "
                          "plain:WxH:CRF, plain-sr:K:CRF, uniform:CRF, bbmr:CRF (bbmr_stream/family.py)")
     ap.add_argument("--fast", action="store_true",
-                    help="--ladder auto: measure 13 candidates (plain at 3 sizes x 3 CRFs, plain-sr x2/x4 at 2 CRFs) "
-                         "instead of 45; the rung choice is coarser (packager/ladder.py FAST)")
+                    help="--ladder auto: plain at 3 sizes and plain-sr only (grid: 13 candidates instead of 45); the "
+                         "rung choice is coarser (packager/ladder.py FAST)")
     ap.add_argument("--study", help="--ladder auto: reuse the candidates measured by `bbmr-bench rd` on this "
                     "title (its rd.json) instead of measuring them again")
+    ap.add_argument("--auto-search", default=auto.search, choices=SEARCHES,
+                    help="--ladder auto: hull = search the CRFs and sizes on the rate-quality hull (default); grid = "
+                    "measure the fixed grid of CRF 18-38 step 5 at 5 sizes")
+    ap.add_argument("--auto-min-kbps", type=float, default=auto.min_kbps,
+                    help="--ladder auto (hull): the lowest rung's rate (default: what the smallest size costs at "
+                    "CRF 38)")
     ap.add_argument("--auto-max-rungs", type=int, default=auto.max_rungs,
                     help="--ladder auto: at most this many rungs (default %(default)s)")
     ap.add_argument("--auto-sample-segments", type=int, default=auto.sample_segments,
@@ -94,7 +100,8 @@ def config_from(args: argparse.Namespace) -> tuple[PackageConfig, Ladder]:
         codec=args.codec, preset=args.preset, lossless=args.lossless, segment=args.segment,
         max_frames=args.max_frames, measure=not args.no_measure, measure_frames=args.measure_frames,
         niqe_frames=args.niqe_frames, upscaler=args.upscaler, device=args.device, backend=args.backend)
-    auto = AutoLadder(fast=args.fast, study=args.study, max_rungs=args.auto_max_rungs,
+    auto = AutoLadder(fast=args.fast, study=args.study, max_rungs=args.auto_max_rungs, search=args.auto_search,
+                      min_kbps=args.auto_min_kbps,
                       sample_segments=args.auto_sample_segments, measure_frames=args.auto_measure_frames)
     auto.check()  # the --auto-* flags are checked whatever the ladder, as every flag is
     return cfg, auto if args.ladder == "auto" else tuple(parse_ladder(args.ladder))

@@ -20,6 +20,7 @@ ALLOCATORS = ("optimal", "paper", "uniform")
 LAYOUTS = ("atlas", "planes")
 CODECS = ("h264", "hevc")
 REALLOC = ("auto", "gop", "every")
+SEARCHES = ("hull", "grid")
 
 
 @dataclass(frozen=True)
@@ -86,17 +87,23 @@ class AutoLadder:
     """``--ladder auto``: measure candidates of every family on a sample of the title and ship the rungs on the
     rate-quality front (packager.ladder)."""
 
-    fast: bool = False  # 13 candidates (plain, plain-sr) instead of 45
+    fast: bool = False  # plain and plain-sr only, plain at 3 sizes (grid: 13 candidates instead of 45)
+    search: str = "hull"  # hull: search the rate-quality hull (packager.hull); grid: measure the fixed grid
+    min_kbps: float | None = None  # the ladder's bottom rate (hull; None: the smallest size at CRF 38)
     study: str | None = None  # reuse the candidates of a ``bbmr-bench rd`` study of this title (rd.json)
     max_rungs: int = 8
     sample_segments: int = 3  # measure on this many segments spread over the title (0: all)
-    measure_frames: int = 6  # PSNR-Y of each candidate on this many evenly spaced frames of the sample
+    measure_frames: int = 10  # PSNR-Y of each point on this many evenly spaced frames of the sample (as the stream)
 
     def check(self) -> None:
         if not 1 <= self.max_rungs <= 16:
             raise InputError("--auto-max-rungs: 1..16")
         if self.sample_segments < 0 or self.measure_frames < 1:
             raise InputError("--auto-sample-segments >= 0 and --auto-measure-frames >= 1")
+        if self.search not in SEARCHES:
+            raise InputError(f"--auto-search {self.search}: one of {', '.join(SEARCHES)}")
+        if self.min_kbps is not None and not (math.isfinite(self.min_kbps) and 0 < self.min_kbps < 10**6):
+            raise InputError("--auto-min-kbps: a rate in kbps above 0")
 
 
 Ladder = Union[AutoLadder, tuple[RungSpec, ...]]

@@ -27,6 +27,9 @@ from packager.config import AutoLadder, PackageConfig
 
 PLAIN_FRACTIONS = (1.0, 2 / 3, 1 / 2, 1 / 3, 1 / 4)
 PLAIN_CRFS = (18, 23, 28, 33, 38)
+# the dense plain front of ``bbmr-bench rd --dense`` and the resolutions the hull search tries
+DENSE_FRACTIONS = (1.0, 3 / 4, 2 / 3, 1 / 2, 3 / 8, 1 / 3, 1 / 4)
+DENSE_CRFS = tuple(range(18, 52))  # x264's useful range: 51 is H.264's largest QP
 SR_FACTORS = (2, 4)
 BLOCK_CRFS = PLAIN_CRFS  # since planes v2 a uniform / bbmr picture costs about what a plain one does at a CRF
 # --fast: 13 candidates instead of 45, the families that reach the front in the study of docs/rd.md (plain and
@@ -49,6 +52,7 @@ class Point:
     psnr_y: float
     niqe: float | None = None
     upscaler: str | None = None
+    es_kbps: float | None = None  # coded video only (elementary streams, no MPEG-TS/PES overhead)
 
     @property
     def spec(self) -> RungSpec:
@@ -87,7 +91,7 @@ def measure_candidates(config: PackageConfig, specs: list[RungSpec], progress: P
         man = package_rungs(cfg, specs, progress)
     rungs = {s.name: s for s in specs}
     points = [Point(rungs[r.name].text, r.name, r.kind, r.lr_width, r.lr_height, r.crf, r.bitrate_kbps, r.psnr_y,
-                    r.niqe, r.psnr_y_upscaler) for r in man.renditions]
+                    r.niqe, r.psnr_y_upscaler, r.es_kbps) for r in man.renditions]
     meta = {"source": man.source, "conventions": man.conventions, "segments": segments,
             "settings": {"codec": config.codec, "preset": config.preset, "segment_s": config.segment,
                          "scorer": man.scorer, "allocator": man.allocator, "layout": config.layout,
@@ -209,22 +213,60 @@ def auto_ladder(config: PackageConfig, auto: AutoLadder, info, progress: Progres
     """The rungs ``--ladder auto`` ships (the choice goes to ``progress`` as a table)."""
     if auto.study:
         frames = min(info.frames, config.max_frames) if config.max_frames else None
-        points = load_study(auto.study, info, frames)
+        picked = choose(load_study(auto.study, info, frames), auto.max_rungs)
     else:
         gop = max(1, int(round(float(info.fps) * config.segment)))
         n = min(info.frames or 0, config.max_frames or 10**9)
         segs = sample_segments(-(-n // gop), auto.sample_segments)
-        specs = candidates_for(info.width, info.height, auto.fast)
-        progress.note(f"--ladder auto: measuring {len(specs)} candidates on "
-                      f"{'all' if segs is None else len(segs)} segment(s) of the title")
         cfg = dataclasses.replace(config, measure_frames=auto.measure_frames)
-        points, _ = measure_candidates(cfg, specs, progress, workdir=Path(config.out).resolve().parent,
-                                       segments=segs)
-    picked = choose(points, auto.max_rungs)
+        where = f"{'all' if segs is None else len(segs)} segment(s) of the title"
+        if auto.search == "hull":
+            picked = search_ladder(cfg, auto, info, progress, segs, where)
+        else:
+            specs = candidates_for(info.width, info.height, auto.fast)
+            progress.note(f"--ladder auto: measuring {len(specs)} candidates on {where}")
+            points, _ = measure_candidates(cfg, specs, progress, workdir=Path(config.out).resolve().parent,
+                                           segments=segs)
+            picked = choose(points, auto.max_rungs)
     if not picked:
         raise InputError("--ladder auto: no candidate could be measured")
     progress.table(choice_table(picked))
     return [p.spec for p in picked]
+
+
+def hull_lines(width: int, height: int, fast: bool) -> list:
+    """The lines the hull search walks (:mod:`packager.hull`): plain at :data:`DENSE_FRACTIONS` of the size and
+    every SR family's geometry; ``fast``: plain at the :data:`FAST` sizes and plain-sr."""
+    from packager.hull import lines_of
+
+    fams = FAST["families"] if fast else tuple(FAMILIES)
+    fractions = FAST["fractions"] if fast else DENSE_FRACTIONS
+    return lines_of(candidate_specs(width, height, fams, plain_crfs=(0,), block_crfs=(0,), fractions=fractions))
+
+
+def search_ladder(config: PackageConfig, auto: AutoLadder, info, progress: Progress, segments: list[int] | None,
+                  where: str = "the title"):
+    """:func:`packager.hull.search` with the packager measuring each round on ``segments``; the rungs
+    :func:`choose` keeps of the targets' rungs (their rates jitter around the targets: ratio 1.3)."""
+    from packager.hull import HullConfig, search
+
+    lines = hull_lines(info.width, info.height, auto.fast)
+    hc = HullConfig(min_kbps=auto.min_kbps, max_rungs=auto.max_rungs)
+    progress.note(f"--ladder auto: searching the rate-quality hull of {len(lines)} lines (sizes and SR families) "
+                  f"on {where}")
+
+    def measure(specs: list[RungSpec]) -> list[Point]:
+        return measure_candidates(config, specs, progress, workdir=Path(config.out).resolve().parent,
+                                  segments=segments)[0]
+
+    res = search(lines, measure, hc)
+    progress.note(f"--ladder auto: {len(res.points)} points measured in {res.rounds} rounds "
+                  f"({', '.join(map(str, res.measured_per_round))}); {len(res.targets)} target rates"
+                  + (f", {res.open_targets} not settled" if res.open_targets else ""))
+    return choose(res.rungs, auto.max_rungs, ratio=HULL_RATIO)
+
+
+HULL_RATIO = 1.3  # the least rate ratio of neighbouring hull rungs (targets are 1.5x apart, hits jitter)
 
 
 def choice_table(picked: list[Point]):

@@ -261,10 +261,21 @@ def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, cfg: Packag
             allf = np.stack(r.factors)
             share = {str(k): float(np.mean(allf == k)) for k in r.family.lr_scales()}
         w, h = r.encoder.stream.width, r.encoder.stream.height
+        es_kbps = round(es_bytes(r.ts) * 8 / dur / 1000, 2)
         out.append(Rendition(r.name, r.spec.family, cfg.codec, r.spec.crf, r.family.layout, r.family.lr_scales(),
                              r.family.overall(), w, h, round(kbps, 2), playlist, seg_objs, share=share,
-                             pictures=[[s.width, s.height] for s in r.encoder.streams], codecs=r.encoder.codecs))
+                             pictures=[[s.width, s.height] for s in r.encoder.streams], codecs=r.encoder.codecs,
+                             es_kbps=es_kbps))
     return out
+
+
+def es_bytes(ts: Path) -> int:
+    """Bytes of the coded video of an MPEG-TS file: the sum of its video packets (H.264/HEVC elementary streams
+    as Annex B access units, SEI included, no PES/TS overhead), every video stream of the file."""
+    import av
+
+    with av.open(str(ts), format="mpegts") as c:
+        return sum(p.size for p in c.demux(*c.streams.video) if p.size)
 
 
 def measured_frames(n_frames: int, count: int) -> list[int]:

@@ -19,6 +19,7 @@ in (``bbmr_stream.progress``); the ``bbmr-bench`` command is :mod:`packager.stud
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -123,10 +124,12 @@ def markdown(points: list[Point], res: dict, meta: dict) -> str:
              f"; frames {meta['conventions'].get('measured_frames')}. NIQE: MATLAB niqe.m, first measured frames. "
              f"BBMR: scorer {s['scorer']}, allocator {s['allocator']}, layout {s['layout']}, overall x{s['overall']}, "
              f"scales {s['scales']}, rate lambda {s.get('rate_lambda', 0)}.", "",
-             "| rung | family | coded | CRF | kbps | PSNR-Y | NIQE | upscaler | on front |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| rung | family | coded | CRF | kbps | ES kbps | PSNR-Y | NIQE | upscaler | on front |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for p in sorted(points, key=lambda p: (p.family, p.kbps)):
-        lines.append(f"| {p.rung} | {p.family} | {p.width}x{p.height} | {p.crf:g} | {p.kbps:.0f} | {p.psnr_y:.2f} | "
+        es = "" if p.es_kbps is None else f"{p.es_kbps:.0f}"
+        lines.append(f"| {p.rung} | {p.family} | {p.width}x{p.height} | {p.crf:g} | {p.kbps:.0f} | {es} | "
+                     f"{p.psnr_y:.2f} | "
                      f"{'' if p.niqe is None else f'{p.niqe:.2f}'} | {p.upscaler} | "
                      f"{'yes' if p.name in front_all else ''} |")
     lines += ["", "BD vs the plain front (bjontegaard, pchip; negative BD-rate = fewer bits at equal PSNR-Y):", "",
@@ -195,6 +198,8 @@ class StudyConfig:
     upscaler: str = "auto"  # client upscaler of the SR families (auto: each family's first)
     reuse: bool = False  # take the points of OUT/rd.json (same clip): only recompute fronts, BD-rates, table, plot
     anchor: str | None = None  # rd.json of a study of the same clip: its points of the families not measured join
+    crfs: tuple[float, ...] | None = None  # the CRFs of every family (None: packager.ladder's grid)
+    fractions: tuple[float, ...] | None = None  # plain's sizes as fractions of the source (None: the ladder's)
 
     def package_config(self) -> PackageConfig:
         """The packaging run every candidate is measured in (:func:`packager.ladder.measure_candidates` sets
@@ -223,7 +228,9 @@ def run_study(config: StudyConfig, progress: Progress | None = None) -> StudyRes
     from packager.ladder import measure_candidates
 
     info = probe(config.clip)
-    specs = candidate_specs(info.width, info.height, tuple(config.families))
+    grid = {k: v for k, v in (("plain_crfs", config.crfs), ("block_crfs", config.crfs),
+                              ("fractions", config.fractions)) if v}
+    specs = candidate_specs(info.width, info.height, tuple(config.families), **grid)
     if not specs:
         raise InputError("--families selects no candidate")
     out = Path(config.out)
@@ -264,9 +271,12 @@ def check_ladder(stream: str | Path, study_file: str | Path) -> dict:
         raise InputError("the stream and the study measured PSNR-Y on different frames (--measure-frames)")
     plain = pareto([p for p in points if p.family == PLAIN])
     rungs = [Point(r.name, r.name, r.kind, r.lr_width, r.lr_height, r.crf, r.bitrate_kbps, r.psnr_y, r.niqe,
-                   r.psnr_y_upscaler) for r in man.renditions if r.psnr_y is not None]
+                   r.psnr_y_upscaler, r.es_kbps) for r in man.renditions if r.psnr_y is not None]
+    plain_es = es_front(plain)
     rows = [{"rung": p.name, "family": p.family, "coded": f"{p.width}x{p.height}", "crf": p.crf, "kbps": p.kbps,
-             "psnr_y": p.psnr_y, "below_plain_front_db": None if (s := shortfall(p, plain)) is None else round(s, 4)}
+             "es_kbps": p.es_kbps, "psnr_y": p.psnr_y,
+             "below_plain_front_db": None if (s := shortfall(p, plain)) is None else round(s, 4),
+             "below_plain_front_es_db": es_shortfall(p, plain_es)}
             for p in sorted(rungs, key=lambda p: p.kbps)]
     plain_ladder = choose([p for p in points if p.family == PLAIN])  # the same rule on plain candidates only
     return {"stream": str(stream), "study": str(study_file), "rungs": rows,
@@ -276,13 +286,33 @@ def check_ladder(stream: str | Path, study_file: str | Path) -> dict:
             "bd_vs_plain_lower_half": bd(plain, pareto(lower_half(rungs)))}
 
 
+def es_front(points: list[Point]) -> list[Point] | None:
+    """The Pareto front of ``points`` with elementary-stream rates as their rate (None: a point lacks one)."""
+    if not points or any(p.es_kbps is None for p in points):
+        return None
+    return pareto([dataclasses.replace(p, kbps=p.es_kbps) for p in points])
+
+
+def es_shortfall(p: Point, front: list[Point] | None) -> float | None:
+    """:func:`shortfall` of ``p`` under an :func:`es_front`, both at elementary-stream rates."""
+    if front is None or p.es_kbps is None:
+        return None
+    s = shortfall(dataclasses.replace(p, kbps=p.es_kbps), front)
+    return None if s is None else round(s, 4)
+
+
 def check_table(res: dict) -> str:
     """The Markdown table and summary line of a :func:`check_ladder` result."""
-    lines = ["| rung | family | coded | CRF | kbps | PSNR-Y | below plain front (dB) |",
-             "|---|---|---|---|---|---|---|"]
+    def cell(v) -> str:
+        return "" if v is None else f"{v:+.3f}"
+
+    lines = ["| rung | family | coded | CRF | kbps | ES kbps | PSNR-Y | below plain front (dB) | same, ES rates |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in res["rungs"]:
+        es = r.get("es_kbps")
         lines.append(f"| {r['rung']} | {r['family']} | {r['coded']} | {r['crf']:g} | {r['kbps']:.0f} | "
-                     f"{r['psnr_y']:.2f} | {'' if r['below_plain_front_db'] is None else r['below_plain_front_db']} |")
+                     f"{'' if es is None else f'{es:.0f}'} | {r['psnr_y']:.2f} | {cell(r['below_plain_front_db'])} | "
+                     f"{cell(r.get('below_plain_front_es_db'))} |")
     lines.append(f"\nlargest shortfall under the plain front: {res['max_below_plain_front_db']} dB; BD vs the plain "
                  f"front (all plain candidates): {res['bd_vs_plain']}; BD vs the plain-only ladder of the same rule "
                  f"({', '.join(res['plain_only_ladder'])}): {res['bd_vs_plain_only_ladder']}")

@@ -14,15 +14,18 @@ configs and prints what they return. Bad input: one line on stderr, exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from fractions import Fraction
 
 from bbmr_stream.cli import add_backend, add_device, run_cli
-from bbmr_stream.family import BBMR, FAMILIES, PlainSR, Uniform
+from bbmr_stream.family import BBMR, FAMILIES, Plain, PlainSR, Uniform
 from bbmr_stream.imageio import write_text_atomic
 from bbmr_stream.progress import console_progress
 from packager import look as look_lib
 from packager import study as lib
+from packager.ladder import DENSE_CRFS, DENSE_FRACTIONS
 
 
 def _first_paragraph(doc: str | None) -> str:
@@ -34,10 +37,38 @@ def cmd_rd(a: argparse.Namespace) -> int:
         clip=a.clip, out=a.out, frames=a.frames, measure_frames=a.measure_frames, niqe_frames=a.niqe_frames,
         families=tuple(f.strip() for f in a.families.split(",") if f.strip()), scorer=a.scorer, device=a.device,
         backend=a.backend, preset=a.preset, rate_lambda=a.rate_lambda, segment=a.segment, upscaler=a.upscaler,
-        reuse=a.reuse, anchor=a.anchor)
+        reuse=a.reuse, anchor=a.anchor, crfs=a.crfs, fractions=a.fractions)
+    if a.dense:
+        config = dataclasses.replace(config, families=(Plain.name,), crfs=DENSE_CRFS, fractions=DENSE_FRACTIONS)
     res = lib.run_study(config, console_progress())
     print(res.markdown)
     return 0
+
+
+def parse_crfs(text: str) -> tuple[float, ...]:
+    """``18-51`` (step 1) or ``18,23,28``: CRFs 0..51."""
+    try:
+        if "-" in text.strip("-"):
+            lo, hi = (float(v) for v in text.split("-", 1))
+            vals = tuple(float(c) for c in range(int(lo), int(hi) + 1)) if lo.is_integer() and hi.is_integer() else ()
+        else:
+            vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        vals = ()
+    if not vals or not all(0 <= v <= 51 for v in vals):
+        raise argparse.ArgumentTypeError(f"{text!r}: CRFs 0..51 as a list (18,23) or a range (18-51)")
+    return vals
+
+
+def parse_fractions(text: str) -> tuple[float, ...]:
+    """``1,3/4,1/2``: fractions in (0, 1]."""
+    try:
+        vals = tuple(float(Fraction(v.strip())) for v in text.split(",") if v.strip())
+    except (ValueError, ZeroDivisionError):
+        vals = ()
+    if not vals or not all(0 < v <= 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"{text!r}: fractions of the source size in (0, 1], e.g. 1,3/4,1/2")
+    return vals
 
 
 def cmd_check(a: argparse.Namespace) -> int:
@@ -103,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--anchor", help="rd.json of a study of the same clip: its points of the families this run "
                     "does not measure join this study (e.g. `--families plain-sr --upscaler fast --anchor "
                     "DIR/rd.json` measures only plain-sr)")
+    rd.add_argument("--crfs", type=parse_crfs, help="the CRFs of every family: a list (18,23,28) or a range "
+                    "(18-51, step 1); default the ladder's 18,23,28,33,38")
+    rd.add_argument("--fractions", type=parse_fractions, help="plain's sizes as fractions of the source, e.g. "
+                    "1,3/4,2/3,1/2 (default 1,2/3,1/2,1/3,1/4)")
+    rd.add_argument("--dense", action="store_true", help="the dense plain front: plain only, CRF 18-51 step 1 at "
+                    "1, 3/4, 2/3, 1/2, 3/8, 1/3, 1/4 of the source (238 points); check a ladder against it with "
+                    "ladder-check")
     rd.set_defaults(fn=cmd_rd)
 
     ck = sub.add_parser("ladder-check", prog="bbmr-bench ladder-check", help="a packaged ladder against a study",

@@ -77,14 +77,22 @@ def test_package_returns_the_manifest_and_prints_nothing(clip, tmp_path, capsys)
 
 
 def test_auto_ladder_measures_through_the_library(clip, tmp_path, capsys):
+    """The default search (the hull, packager.hull) and the fixed grid both measure through the packager, on the
+    sample, and leave no candidate stream behind."""
     rec = Recorder()
-    man = package(PackageConfig(str(clip), str(tmp_path / "s"), segment=0.4, device="cpu", measure_frames=2,
-                                upscaler="bicubic"),
-                  AutoLadder(fast=True, max_rungs=3, sample_segments=1, measure_frames=2), rec)
+    cfg = PackageConfig(str(clip), str(tmp_path / "s"), segment=0.4, device="cpu", measure_frames=2,
+                        upscaler="bicubic")
+    man = package(cfg, AutoLadder(fast=True, max_rungs=3, sample_segments=1, measure_frames=2), rec)
     assert capsys.readouterr().out == ""
+    assert any(n.startswith("--ladder auto: searching the rate-quality hull of 5 lines") for n in rec.notes)
+    rounds = next(n for n in rec.notes if " points measured in " in n)
+    assert len(rec.tables) == 1 and 1 <= len(man.renditions) <= 3, rounds
+    assert not list(tmp_path.glob("bbmr-candidates-*"))  # the candidates' streams are gone
+    rec = Recorder()
+    man = package(dataclasses.replace(cfg, force=True),
+                  AutoLadder(fast=True, max_rungs=3, sample_segments=1, measure_frames=2, search="grid"), rec)
     assert any(n.startswith("--ladder auto: measuring 13 candidates on 1 segment(s)") for n in rec.notes)
-    assert len(rec.tables) == 1 and 1 <= len(man.renditions) <= 3
-    assert not list(tmp_path.glob("bbmr-candidates-*"))  # the candidates' stream is gone
+    assert 1 <= len(man.renditions) <= 3 and not list(tmp_path.glob("bbmr-candidates-*"))
 
 
 @pytest.mark.parametrize("change, message", [
@@ -104,3 +112,7 @@ def test_empty_ladder_and_bad_auto_settings(clip, tmp_path):
         package(cfg, ())
     with pytest.raises(InputError, match="auto-max-rungs"):
         package(cfg, AutoLadder(max_rungs=0))
+    with pytest.raises(InputError, match="auto-search"):
+        package(cfg, AutoLadder(search="dense"))
+    with pytest.raises(InputError, match="auto-min-kbps"):
+        package(cfg, AutoLadder(min_kbps=-1.0))

@@ -102,6 +102,7 @@ def test_manifest_and_playlists(packaged):
     assert [r.name for r in man.renditions] == ["bbmr_crf23", "uniform_crf23"]
     for r in man.renditions:
         assert r.bitrate_kbps > 0 and r.psnr_y is not None and r.psnr_y_upscaler == "bicubic"
+        assert 0 < r.es_kbps < r.bitrate_kbps  # the coded video without the MPEG-TS / PES overhead
         assert sum(s.frames for s in r.segments) == N
         assert (out / r.playlist).exists()
     assert "bbmr_crf23.m3u8" in (out / "master.m3u8").read_text()
