@@ -88,6 +88,12 @@ def _safe_rel(p: str, what: str) -> str:
     return p
 
 
+def _es_kbps(r: dict) -> float | None:
+    """A rendition's optional elementary-stream rate: above 0, at most its rate as shipped."""
+    v = r.get("es_kbps")
+    return None if v is None else float(_num(v, "es_kbps", 1e-6, float(r["bitrate_kbps"]) + 0.01))
+
+
 def _num(v, what: str, lo: float, hi: float) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
         raise ManifestError(f"{what}: {v!r} is not a number in [{lo}, {hi}]")
@@ -187,7 +193,7 @@ def from_dict(d: dict) -> Manifest:
                                  segments=seg_objs, psnr_y=r.get("psnr_y"), psnr_y_upscaler=r.get("psnr_y_upscaler"),
                                  weights=r.get("weights"), share=r.get("share", {}), niqe=r.get("niqe"),
                                  pictures=_pictures(r), codecs=_codecs(r.get("codecs")),
-                                 es_kbps=None if r.get("es_kbps") is None else _num(r["es_kbps"], "es_kbps", 0, 10**7)))
+                                 es_kbps=_es_kbps(r)))
         audio = d.get("audio")
         return Manifest(source=src, block=block, overall=overall, scales=scales, resize=str(d["resize"]),
                         container=str(d["container"]), segment_s=float(d["segment_s"]), realloc=str(d["realloc"]),

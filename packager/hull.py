@@ -17,7 +17,7 @@ measured together (one packaging pass over the sample: :func:`packager.ladder.me
    rate when its concave upper bound says so (the lower of the secants of its measured neighbours, extended:
    a curve concave in log rate lies under them) and its interpolated curve comes within ``chord_db``; such a
    line is first measured at the CRF predicted for the target (log rate linear in CRF along its points). Then
-   the rung's own neighbouring CRFs are measured (a dense grid has them too) and so is every rival within
+   a plain rung's neighbouring CRFs are measured (a dense grid has them too) and so is every rival within
    ``margin_db``: a plain rival at the two CRFs bracketing the rung's rate (then it is known there as a dense
    grid knows it), a client-SR rival at the nearest CRF (a model run per measured frame is dear).
 
@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from bbmr_stream.errors import InputError
 from bbmr_stream.family import Plain, RungSpec
 
 # CRF -> log-rate slope used before a line has two points: x264 halves the rate about every 6 CRF
@@ -54,11 +55,11 @@ class HullConfig:
     min_kbps: float | None = None  # the ladder's bottom (None: the smallest plain size at probe_crfs[-1])
     max_rounds: int = 10
     max_points: int = 120
-    margin_db: float = 0.1
-    chord_db: float = 0.5  # ... and its interpolated curve must come this close (a chord's error over ~6 CRFs)
-    tol_db: float = 0.02  # a line's estimate must beat the best measured point by this much to be tried
+    margin_db: float = 0.1  # a rival whose upper bound comes this close to a rung is measured around it
+    chord_db: float = 0.5  # ... if its interpolated curve comes this close too (a chord's error over ~6 CRFs)
+    tol_db: float = 0.02  # a line's upper bound must beat a target's best point by this much to be tried
     step: float = 1.5  # the least ratio of neighbouring target rates (the ladder's rung ratio)
-    max_rungs: int = 8  # targets: at most this many, ``step`` or more apart (as packager.ladder.choose)
+    max_rungs: int = 8  # targets: about this many, ``step`` or more apart (as packager.ladder.choose)
     rivals: int = 2  # at most this many other lines measured around a rung per round (the best by estimate)
 
 
@@ -130,10 +131,13 @@ class Line:
         if i < len(c):
             bounds.append(c[i].psnr_y)  # the next point up (monotone)
         bounds = [b for b in bounds if b is not None]
-        return min(bounds) if bounds else e
+        if not bounds:
+            return e
+        # never under what the line measured at a lower rate (noise can make a neighbour's secant dip)
+        return max([min(bounds)] + [p.psnr_y for p in c[:i]])
 
     def bracket(self, kbps: float) -> tuple[int, int] | None:
-        """The measured CRFs either side of ``kbps`` (higher CRF = lower rate first), None outside them."""
+        """The measured CRFs either side of ``kbps`` (the lower CRF, at the higher rate, first), None outside."""
         c = sorted(self.points.items())  # by CRF: rate falls
         for (c1, p1), (c2, p2) in zip(c, c[1:]):
             if p2.kbps <= kbps <= p1.kbps:
@@ -233,6 +237,8 @@ def search(lines: list[Line], measure: Measure, config: HullConfig,
 
     # 2. targets: rates ``step`` apart from the bottom to the top point; per target the best line is searched
     top = max((p.kbps for p in all_points(lines)), default=None)
+    if min_kbps and top and min_kbps >= top:
+        raise InputError(f"--auto-min-kbps {min_kbps:g}: the title's top rung costs {top:.0f} kbps")
     if min_kbps and top and top > min_kbps:
         step = max(config.step, (top / min_kbps) ** (1 / max(1, config.max_rungs - 1)))
         targets = rate_targets(min_kbps, top, step)
@@ -292,7 +298,8 @@ def drop_beaten(lines: list[Line], config: HullConfig) -> None:
 
 
 def rate_targets(lo: float, hi: float, step: float) -> list[float]:
-    """Rates ``step`` apart from ``lo`` up to ``hi`` (``hi`` included)."""
+    """Rates ``step`` apart from ``lo`` up to ``hi``; the last is ``hi`` (a last step shorter than
+    sqrt(``step``) is merged into it), or ``lo`` alone when ``hi`` is within a step of it."""
     out = [lo]
     while out[-1] * step < hi * (1 - 1e-9):
         out.append(out[-1] * step)
@@ -365,7 +372,7 @@ def _rivals(p, own: Line, lines: list[Line], config: HullConfig) -> set:
     lo, hi = config.crf_range
     rivals = []
     for ln in lines:
-        if ln is own or ln.dropped or len(ln.points) < 2 and ln.template.family != Plain.name:
+        if ln is own or ln.dropped or not ln.points or len(ln.points) < 2 and ln.template.family != Plain.name:
             continue
         br = ln.bracket(p.kbps)
         if br and br[1] - br[0] <= 1:
@@ -393,10 +400,3 @@ def _pixels(ln: Line) -> int:
 
 def all_points(lines: list[Line]) -> list:
     return [p for ln in lines for p in ln.points.values()]
-
-
-def in_range(points: list, min_kbps: float | None, rate_tol: float = 0.02) -> list:
-    """The points at or above the ladder's bottom rate (within ``rate_tol``)."""
-    if min_kbps is None:
-        return points
-    return [p for p in points if p.kbps >= min_kbps * (1 - rate_tol)]

@@ -275,6 +275,8 @@ def es_bytes(ts: Path) -> int:
     import av
 
     with av.open(str(ts), format="mpegts") as c:
+        if not c.streams.video:
+            return 0
         return sum(p.size for p in c.demux(*c.streams.video) if p.size)
 
 

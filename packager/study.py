@@ -272,7 +272,7 @@ def check_ladder(stream: str | Path, study_file: str | Path) -> dict:
     plain = pareto([p for p in points if p.family == PLAIN])
     rungs = [Point(r.name, r.name, r.kind, r.lr_width, r.lr_height, r.crf, r.bitrate_kbps, r.psnr_y, r.niqe,
                    r.psnr_y_upscaler, r.es_kbps) for r in man.renditions if r.psnr_y is not None]
-    plain_es = es_front(plain)
+    plain_es = es_front([p for p in points if p.family == PLAIN])
     rows = [{"rung": p.name, "family": p.family, "coded": f"{p.width}x{p.height}", "crf": p.crf, "kbps": p.kbps,
              "es_kbps": p.es_kbps, "psnr_y": p.psnr_y,
              "below_plain_front_db": None if (s := shortfall(p, plain)) is None else round(s, 4),

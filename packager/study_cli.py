@@ -57,7 +57,7 @@ def parse_crfs(text: str) -> tuple[float, ...]:
         vals = ()
     if not vals or not all(0 <= v <= 51 for v in vals):
         raise argparse.ArgumentTypeError(f"{text!r}: CRFs 0..51 as a list (18,23) or a range (18-51)")
-    return vals
+    return tuple(sorted({float(f"{v:g}") for v in vals}))  # one rung per name (plain_crf18 ...)
 
 
 def parse_fractions(text: str) -> tuple[float, ...]:

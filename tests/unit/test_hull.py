@@ -67,11 +67,25 @@ def test_no_rung_is_dominated_by_a_measured_point():
 def test_bottom_rate_and_targets():
     table = surface()
     res, _ = run(table, HullConfig(min_kbps=40.0, max_rungs=6))
-    assert res.min_kbps == 40.0 and len(res.targets) <= 7
+    assert res.min_kbps == 40.0 and len(res.targets) <= 6
     assert min(p.kbps for p in res.rungs) >= 40.0 / 1.13
     default, _ = run(table)  # default bottom: the smallest size at the last probe CRF
     assert default.min_kbps == pytest.approx(table[(320, 180, 38)].kbps)
     assert min(p.kbps for p in default.rungs) == pytest.approx(default.min_kbps, rel=0.13)
+
+
+def test_min_kbps_above_the_top_is_an_input_error():
+    from bbmr_stream.errors import InputError
+
+    with pytest.raises(InputError, match="auto-min-kbps"):
+        run(surface(), HullConfig(min_kbps=1e6))
+
+
+def test_upper_bound_never_under_a_measured_lower_rate_point():
+    ln = Line(candidate_specs(W, H, ("plain",), plain_crfs=(0,), fractions=(1.0,))[0])
+    for c, kbps, q in ((20, 400.0, 34.0), (22, 300.0, 40.0), (30, 100.0, 30.0)):  # noisy: not monotone
+        ln.points[c] = Point("plain:%d" % c, "p", "plain", W, H, c, kbps, q)
+    assert ln.upper(350.0, (18, 51)) >= 40.0
 
 
 def test_rate_targets():
@@ -99,7 +113,7 @@ def test_dense_grid_flags():
     from packager.study_cli import parse_crfs, parse_fractions
 
     assert parse_crfs("18-51") == tuple(float(c) for c in range(18, 52)) and len(DENSE_CRFS) == 34
-    assert parse_crfs("18,23.5") == (18.0, 23.5)
+    assert parse_crfs("23.5,18,18.0") == (18.0, 23.5)  # sorted, one of each
     assert parse_fractions("1,3/4,3/8") == (1.0, 0.75, 0.375)
     for bad in ("", "x", "40-60", "52", "18-a"):
         with pytest.raises(argparse.ArgumentTypeError):
