@@ -211,6 +211,8 @@ def candidates_for(width: int, height: int, fast: bool) -> list[RungSpec]:
 
 def auto_ladder(config: PackageConfig, auto: AutoLadder, info, progress: Progress) -> list[RungSpec]:
     """The rungs ``--ladder auto`` ships (the choice goes to ``progress`` as a table)."""
+    if auto.min_kbps is not None and (auto.study or auto.search != "hull"):
+        progress.note("note: --auto-min-kbps applies to the hull search only (not --study or --auto-search grid)")
     if auto.study:
         frames = min(info.frames, config.max_frames) if config.max_frames else None
         picked = choose(load_study(auto.study, info, frames), auto.max_rungs)

@@ -20,6 +20,7 @@ import sys
 from fractions import Fraction
 
 from bbmr_stream.cli import add_backend, add_device, run_cli
+from bbmr_stream.errors import InputError
 from bbmr_stream.family import BBMR, FAMILIES, Plain, PlainSR, Uniform
 from bbmr_stream.imageio import write_text_atomic
 from bbmr_stream.progress import console_progress
@@ -39,6 +40,8 @@ def cmd_rd(a: argparse.Namespace) -> int:
         backend=a.backend, preset=a.preset, rate_lambda=a.rate_lambda, segment=a.segment, upscaler=a.upscaler,
         reuse=a.reuse, anchor=a.anchor, crfs=a.crfs, fractions=a.fractions)
     if a.dense:
+        if a.crfs or a.fractions or a.families != ",".join(FAMILIES):
+            raise InputError("--dense sets the families, CRFs and sizes: not with --families, --crfs or --fractions")
         config = dataclasses.replace(config, families=(Plain.name,), crfs=DENSE_CRFS, fractions=DENSE_FRACTIONS)
     res = lib.run_study(config, console_progress())
     print(res.markdown)

@@ -123,3 +123,11 @@ def test_dense_grid_flags():
             parse_fractions(bad)
     specs = candidate_specs(W, H, ("plain",), plain_crfs=DENSE_CRFS, fractions=DENSE_FRACTIONS)
     assert len(specs) == 7 * 34 and len(lines_of(specs)) == 7
+
+
+def test_dense_refuses_other_grids(tmp_path, capsys):
+    from packager.study_cli import main
+
+    assert main(["rd", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "d"), "--dense", "--crfs", "18"]) == 2
+    assert "--dense sets the families" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
