@@ -16,3 +16,10 @@ def emit(result, path: str | None) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, text)
 
+
+
+def write_report(out: Path, stem: str, result: dict, markdown: str) -> None:
+    """``out/STEM.json`` and ``out/STEM.md`` (each written to a temp file, then renamed), the Markdown printed."""
+    write_text_atomic(out / f"{stem}.json", json.dumps(result, indent=1))
+    write_text_atomic(out / f"{stem}.md", markdown)
+    print(markdown)

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 
+from bbmr_stream.imageio import write_text_atomic
 from packager.hull import HullConfig, lines_of, search
 from packager.ladder import (
     DENSE_FRACTIONS,
@@ -82,8 +83,7 @@ def main(argv=None) -> int:
         for x in r["ladder"]:
             print(f"   {x['rung']:24s} {x['kbps']:8.1f} {x['psnr_y']:7.3f} {x['below_dense_db']}")
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=1)
+        write_text_atomic(a.json, json.dumps(out, indent=1))
     return 0
 
 

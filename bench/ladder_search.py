@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bbmr_stream.imageio import write_text_atomic
 from bbmr_stream.progress import Progress
+from bench.common import write_report
 from packager.config import AutoLadder, PackageConfig
 from packager.ladder import Point, auto_ladder, pareto
 from packager.pipeline import prepare, write_rungs
@@ -185,10 +186,7 @@ def main(argv=None) -> int:
     gs = res["grid"]["search_s"]
     res["cost_ratio"] = "n/a (grid not run)" if gs is None else \
         f"{res['hull']['search_s']} / {gs} = {res['hull']['search_s'] / max(gs, 1e-9):.2f}"
-    write_text_atomic(out / "ladder_search.json", json.dumps(res, indent=1))
-    md = markdown(res)
-    write_text_atomic(out / "ladder_search.md", md)
-    print(md)
+    write_report(out, "ladder_search", res, markdown(res))
     return 0
 
 

@@ -36,10 +36,10 @@ import torch.nn.functional as F
 
 from bbmr_stream.cli import run_cli
 from bbmr_stream.errors import InputError
-from bbmr_stream.imageio import write_text_atomic
 from bbmr_stream.metrics import psnr_y_torch, rgb_to_y_torch
 from bbmr_stream.rate import gradient_bits, h264_lambda
 from bbmr_stream.resize import downscale, resize_to, to_uint8, upscale
+from bench.common import write_report
 
 BLOCK = 128
 
@@ -248,10 +248,7 @@ def _main(argv: list[str] | None) -> int:
            "points": points, "summary": summarise(points, variants)}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "prefilter.json", json.dumps(res, indent=1))
-    md = markdown(res)
-    write_text_atomic(out / "prefilter.md", md)
-    print(md)
+    write_report(out, "prefilter", res, markdown(res))
     return 0
 
 
