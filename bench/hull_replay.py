@@ -46,7 +46,7 @@ def replay(path: str, config: HullConfig, max_rungs: int = 8) -> dict:
     front = pareto(points)
     lines = lines_of(candidate_specs(w, h, ("plain",), plain_crfs=(0,), fractions=DENSE_FRACTIONS))
     res = search(lines, measure, config)
-    picks = choose(res.rungs, max_rungs, ratio=HULL_RATIO)
+    picks = choose(res.points, max_rungs, ratio=HULL_RATIO, allowed={p.name for p in res.rungs})
     cost = sum(p.width * p.height for p in res.points) / (w * h)
     grid = [look(s) for s in candidate_specs(w, h, ("plain",), plain_crfs=PLAIN_CRFS, fractions=PLAIN_FRACTIONS)]
     old = choose(grid, max_rungs)

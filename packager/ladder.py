@@ -139,12 +139,16 @@ def efficient(points: list[Point], tol_db: float = 0.05, rate_tol: float = RATE_
 
 
 def choose(points: list[Point], max_rungs: int = 8, ratio: float = 1.5, min_gain_db: float = 0.25,
-           tol_db: float = 0.05) -> list[Point]:
+           tol_db: float = 0.05, allowed: set[str] | None = None) -> list[Point]:
     """Rungs from :func:`efficient`, from the lowest rate up to saturation (the first point within
     ``min_gain_db`` of the best): each next rung at least ``ratio`` x the rate of the previous and
     ``min_gain_db`` better, the one nearest to ``step`` x (``ratio``, widened so that ``max_rungs`` span the
-    range); the saturation point closes the ladder."""
+    range); the saturation point closes the ladder. ``allowed``: only points of these names may be rungs (the
+    hull search's certified points), judged against all ``points``."""
     front = efficient(points, tol_db)
+    if allowed is not None:
+        front = [p for p in front if p.name in allowed]
+        points = [p for p in points if p.name in allowed]
     if not front:
         return []
     # saturation: past the first point within min_gain_db of the best, more bits buy too little
@@ -265,7 +269,8 @@ def search_ladder(config: PackageConfig, auto: AutoLadder, info, progress: Progr
     progress.note(f"--ladder auto: {len(res.points)} points measured in {res.rounds} rounds "
                   f"({', '.join(map(str, res.measured_per_round))}); {len(res.targets)} target rates"
                   + (f", {res.open_targets} not settled" if res.open_targets else ""))
-    return choose(res.rungs, auto.max_rungs, ratio=HULL_RATIO)
+    # the rungs judged against every point measured: a family's front from a few sparse rungs would be a chord
+    return choose(res.points, auto.max_rungs, ratio=HULL_RATIO, allowed={p.name for p in res.rungs})
 
 
 HULL_RATIO = 1.3  # the least rate ratio of neighbouring hull rungs (targets are 1.5x apart, hits jitter)
