@@ -35,7 +35,6 @@ from typing import Callable
 
 from bbmr_stream.errors import InputError
 from bbmr_stream.family import Plain, RungSpec
-from packager.ladder import pareto
 
 # CRF -> log-rate slope used before a line has two points: x264 halves the rate about every 6 CRF
 LOG_RATE_PER_CRF = math.log(2) / 6
@@ -270,10 +269,19 @@ def search(lines: list[Line], measure: Measure, config: HullConfig,
             got = _target(t, lines, config)
             if isinstance(got, set):  # out of rounds: the best point measured near the target
                 open_targets += 1
-                got = max(pareto(_near(t, lines)), key=lambda p: p.psnr_y, default=None)
+                got = max(pareto_of(_near(t, lines)), key=lambda p: p.psnr_y, default=None)
             state[t] = got
     rungs = [p for p in state.values() if p is not None]
     return SearchResult(all_points(lines), lines, rounds, min_kbps, counts, targets, rungs, open_targets)
+
+
+def pareto_of(points: list) -> list:
+    """Points no other point beats at a lower or equal rate, by rate."""
+    out: list = []
+    for p in sorted(points, key=lambda p: (p.kbps, -p.psnr_y)):
+        if not out or p.psnr_y > out[-1].psnr_y:
+            out.append(p)
+    return out
 
 
 def drop_beaten(lines: list[Line], config: HullConfig) -> None:
@@ -308,7 +316,7 @@ def _target(t: float, lines: list[Line], config: HullConfig):
     neighbouring CRFs and its rivals' brackets measured."""
     lo, hi = config.crf_range
     near = _near(t, lines)
-    best = max(pareto(near), key=lambda p: p.psnr_y, default=None)
+    best = max(pareto_of(near), key=lambda p: p.psnr_y, default=None)
     floor = best.psnr_y + config.tol_db if best else -math.inf
     have = {_key(p) for p in near}
     hopes = [(ln.estimate(t, config.crf_range), ln) for ln in lines

@@ -252,9 +252,8 @@ def hull_lines(width: int, height: int, fast: bool) -> list:
 
 def search_ladder(config: PackageConfig, auto: AutoLadder, info, progress: Progress, segments: list[int] | None,
                   where: str = "the title"):
-    """:func:`packager.hull.search` with the packager measuring each round on ``segments``; the ladder is what
-    :func:`choose` keeps of the targets' rungs, judged against every measured point (their rates jitter around the
-    targets: ratio 1.3)."""
+    """:func:`packager.hull.search` with the packager measuring each round on ``segments``; the rungs
+    :func:`choose` keeps of the targets' rungs (their rates jitter around the targets: ratio 1.3)."""
     from packager.hull import HullConfig, search
 
     lines = hull_lines(info.width, info.height, auto.fast)
