@@ -22,7 +22,24 @@ MAX_SEGMENT_BYTES = 1 << 30
 MAX_SEGMENT_FRAMES = 3600  # frames per segment (2 min at 30 fps): bounds concealment and decode work
 MAX_FPS = 1000
 MATRICES = ("bt709", "bt601", "bt2020")
+MAX_MODELS = 4096  # model files per rendition (a model stream: one per chunk of segments)
+MAX_MODEL_BYTES = 16 << 20  # one model file (models.title.MAX_MODEL_BYTES)
+RATE_PARTS = ("video", "map", "model")
 
+
+@dataclass
+class ModelRef:
+    """A per-title SR model file a rendition needs (models/title.py): the client fetches it before segment
+    ``first_segment`` and uses it for ``segments`` segments from there."""
+
+    file: str  # relative to the stream directory
+    bytes: int
+    sha256: str  # hex
+    arch: str  # models/archs.py name of the network ("fastsr", "omnisr")
+    scale: int
+    first_segment: int
+    segments: int
+    base: str  # the shipped weights id it was fine-tuned from (the fallback when it cannot be used)
 
 
 @dataclass
@@ -56,6 +73,24 @@ class Rendition:
     pictures: list = field(default_factory=list)  # [width, height] of each video stream (planes: one per scale)
     codecs: str | None = None  # RFC 6381 CODECS of the first video stream (HLS master playlist)
     es_kbps: float | None = None  # bytes of the coded video (elementary streams, no container) * 8 / duration
+    models: list[ModelRef] = field(default_factory=list)  # per-title SR models, in segment order
+    parts_kbps: dict = field(default_factory=dict)  # bitrate_kbps split: "video" (segments less the SEI maps),
+    # "map" (scale-map SEI payloads), "model" (model files); each bytes * 8 / duration / 1000
+
+    def model_for(self, segment: int) -> ModelRef | None:
+        """The model that serves segment ``segment`` (None: the generic weights)."""
+        return next((m for m in self.models if m.first_segment <= segment < m.first_segment + m.segments), None)
+
+    def segment_model_bytes(self) -> list[float]:
+        """Per segment, the model bytes it carries in the rate: each model's bytes spread over the segments it
+        serves in proportion to their durations."""
+        out = [0.0] * len(self.segments)
+        for m in self.models:
+            segs = range(m.first_segment, min(m.first_segment + m.segments, len(self.segments)))
+            dur = sum(self.segments[i].duration_s for i in segs) or 1.0
+            for i in segs:
+                out[i] += m.bytes * self.segments[i].duration_s / dur
+        return out
 
 
 @dataclass
@@ -92,6 +127,36 @@ def _es_kbps(r: dict) -> float | None:
     """A rendition's optional elementary-stream rate: above 0, at most its rate as shipped."""
     v = r.get("es_kbps")
     return None if v is None else float(_num(v, "es_kbps", 1e-6, float(r["bitrate_kbps"]) + 0.01))
+
+
+def _models(r: dict, n_segments: int) -> list[ModelRef]:
+    """A rendition's model files: safe paths, bounded sizes, hex sha256, segment ranges in order without overlap."""
+    ms = r.get("models", [])
+    if not isinstance(ms, list) or len(ms) > MAX_MODELS:
+        raise ManifestError(f"rendition {r.get('name')!r}: models must be a list of at most {MAX_MODELS}")
+    out, nxt = [], 0
+    for m in ms:
+        ref = ModelRef(_safe_rel(m["file"], "model"), int(_num(m["bytes"], "model bytes", 1, MAX_MODEL_BYTES)),
+                       str(m["sha256"]), str(m["arch"]), int(_num(m["scale"], "model scale", 1, 16)),
+                       int(_num(m["first_segment"], "model first_segment", 0, MAX_SEGMENTS)),
+                       int(_num(m["segments"], "model segments", 1, MAX_SEGMENTS)), str(m["base"]))
+        if not re.fullmatch(r"[0-9a-f]{64}", ref.sha256):
+            raise ManifestError(f"model {ref.file}: sha256 must be 64 lower-case hex digits")
+        if not re.fullmatch(r"[a-z0-9_-]{1,32}", ref.arch) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", ref.base):
+            raise ManifestError(f"model {ref.file}: bad arch or base name")
+        if ref.first_segment < nxt or ref.first_segment + ref.segments > n_segments:
+            raise ManifestError(f"model {ref.file}: segments {ref.first_segment}+{ref.segments} overlap another "
+                                f"model or pass the rendition's {n_segments} segments")
+        nxt = ref.first_segment + ref.segments
+        out.append(ref)
+    return out
+
+
+def _parts(r: dict) -> dict:
+    parts = r.get("parts_kbps", {})
+    if not isinstance(parts, dict) or not set(parts) <= set(RATE_PARTS):
+        raise ManifestError(f"parts_kbps: a map of {', '.join(RATE_PARTS)}")
+    return {k: float(_num(v, f"parts_kbps.{k}", 0, 10**7)) for k, v in parts.items()}
 
 
 def _num(v, what: str, lo: float, hi: float) -> float:
@@ -193,7 +258,7 @@ def from_dict(d: dict) -> Manifest:
                                  segments=seg_objs, psnr_y=r.get("psnr_y"), psnr_y_upscaler=r.get("psnr_y_upscaler"),
                                  weights=r.get("weights"), share=r.get("share", {}), niqe=r.get("niqe"),
                                  pictures=_pictures(r), codecs=_codecs(r.get("codecs")),
-                                 es_kbps=_es_kbps(r)))
+                                 es_kbps=_es_kbps(r), models=_models(r, len(seg_objs)), parts_kbps=_parts(r)))
         audio = d.get("audio")
         return Manifest(source=src, block=block, overall=overall, scales=scales, resize=str(d["resize"]),
                         container=str(d["container"]), segment_s=float(d["segment_s"]), realloc=str(d["realloc"]),

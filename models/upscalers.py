@@ -121,3 +121,25 @@ register_upscaler(UpscalerSpec("omnisr", "omnisr-light", per_scale=True))  # the
 register_upscaler(UpscalerSpec("fast", "fastsr", per_scale=True, manifest_weights="omnisr-light"))  # for CPU clients
 register_upscaler(UpscalerSpec("jointsr", "jointsr"))
 
+
+
+def title_upscaler(name: str, path, scale: int, arch: str, nbytes: int | None, sha256: str | None,
+                   device: torch.device) -> OmniSRUpscaler:
+    """Upscaler ``name`` (a per-scale one) over a per-title model file (models/title.py), verified against
+    ``nbytes`` and ``sha256``; a file that cannot be used raises :class:`models.title.TitleModelError`."""
+    from models import title
+
+    model, _ = title.load(path, scale, nbytes=nbytes, sha256=sha256, arch=arch)
+    return OmniSRUpscaler({scale: model.to(device)}, torch.device(device), name=name)
+
+
+def base_weights(upscaler: str, scale: int) -> tuple[str, str] | None:
+    """(architecture, registry id) of the generic per-scale weights upscaler ``upscaler`` plays an xK picture
+    with (what a title model of that upscaler is fine-tuned from); None: bicubic, a multi-scale model, or no such
+    weights shipped."""
+    spec = UPSCALERS.get(upscaler)
+    if spec is None or not spec.per_scale or spec.weights is None:
+        return None
+    wid = f"{spec.weights}-x{scale}"
+    entry = load_registry().get(wid)
+    return (entry.arch, wid) if entry is not None else None

@@ -11,10 +11,12 @@ import warnings
 
 from bbmr_stream.allocate import DEFAULT_SCALES
 from bbmr_stream.cli import add_backend, add_device, run_cli
+from bbmr_stream.errors import InputError
 from bbmr_stream.evaluate import parse_scales
 from bbmr_stream.family import parse_ladder
 from bbmr_stream.manifest import Manifest
 from bbmr_stream.progress import RichProgress
+from models.adapt import AdaptConfig
 from packager.config import ALLOCATORS, CODECS, LAYOUTS, REALLOC, SEARCHES, AutoLadder, Ladder, PackageConfig
 
 DEFAULT_LADDER = "auto"
@@ -86,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--niqe-frames", type=int, default=c.niqe_frames,
                     help="NIQE of the first N measured frames per rendition (default %(default)s = off)")
     ap.add_argument("--max-frames", type=int, help="package only the first N frames (default: all)")
+    ap.add_argument("--adapt", action="store_true",
+                    help="per-title models: fine-tune each plain-sr rendition's SR model (the --upscaler's, e.g. "
+                         "fast = FastSR) on the title and ship it in the stream, counted in the rendition's rate "
+                         "(packager/adapt.py)")
+    ap.add_argument("--adapt-minutes", type=float,
+                    help="--adapt: training minutes per model (default: 1 per 10 s of 1080p-sized source, "
+                         "0.5..30)")
+    ap.add_argument("--adapt-steps", type=int,
+                    help="--adapt: exactly this many training steps per model (a result that does not depend on "
+                         "the machine's speed; overrides --adapt-minutes)")
+    ap.add_argument("--adapt-seed", type=int, default=0, help="--adapt: random seed (default %(default)s)")
     add_device(ap)
     add_backend(ap)
     return ap
@@ -99,12 +112,22 @@ def config_from(args: argparse.Namespace) -> tuple[PackageConfig, Ladder]:
         realloc=args.realloc, realloc_threshold=args.realloc_threshold, rate_lambda=args.rate_lambda,
         codec=args.codec, preset=args.preset, lossless=args.lossless, segment=args.segment,
         max_frames=args.max_frames, measure=not args.no_measure, measure_frames=args.measure_frames,
-        niqe_frames=args.niqe_frames, upscaler=args.upscaler, device=args.device, backend=args.backend)
+        niqe_frames=args.niqe_frames, upscaler=args.upscaler, device=args.device, backend=args.backend,
+        adapt=adapt_config(args))
     auto = AutoLadder(fast=args.fast, study=args.study, max_rungs=args.auto_max_rungs, search=args.auto_search,
                       min_kbps=args.auto_min_kbps,
                       sample_segments=args.auto_sample_segments, measure_frames=args.auto_measure_frames)
     auto.check()  # the --auto-* flags are checked whatever the ladder, as every flag is
     return cfg, auto if args.ladder == "auto" else tuple(parse_ladder(args.ladder))
+
+
+def adapt_config(args: argparse.Namespace) -> AdaptConfig | None:
+    """``--adapt*`` -> the adaptation config (None without ``--adapt``; its options alone are an error)."""
+    if not args.adapt:
+        if args.adapt_minutes is not None or args.adapt_steps is not None:
+            raise InputError("--adapt-minutes and --adapt-steps need --adapt")
+        return None
+    return AdaptConfig(minutes=args.adapt_minutes, steps=args.adapt_steps, seed=args.adapt_seed)
 
 
 def summary(man: Manifest, console) -> None:
@@ -115,7 +138,8 @@ def summary(man: Manifest, console) -> None:
     t = Table(title=f"{man.source['frames']} frames, {man.source['width']}x{man.source['height']}")
     cols = {"rendition": lambda r: r.name, "family": lambda r: r.kind,
             "coded picture(s)": lambda r: " + ".join(f"{w}x{h}" for w, h in r.pictures),
-            "kbps": lambda r: f"{r.bitrate_kbps:.0f}",
+            "kbps": lambda r: f"{r.bitrate_kbps:.0f}" + (f" ({r.parts_kbps['model']:.1f} model)"
+                                                         if r.parts_kbps.get("model") else ""),
             "PSNR-Y dB (upscaler)": lambda r: f"{r.psnr_y:.2f} ({r.psnr_y_upscaler})" if r.psnr_y is not None else "-"}
     if any(r.niqe is not None for r in man.renditions):
         cols["NIQE"] = lambda r: f"{r.niqe:.2f}" if r.niqe is not None else "-"

@@ -15,6 +15,7 @@ from typing import Union
 from bbmr_stream.allocate import DEFAULT_SCALES
 from bbmr_stream.errors import InputError
 from bbmr_stream.family import RungSpec
+from models.adapt import AdaptConfig
 
 ALLOCATORS = ("optimal", "paper", "uniform")
 LAYOUTS = ("atlas", "planes")
@@ -53,6 +54,8 @@ class PackageConfig:
     measure_frames: int = 10  # evenly spaced frames per rendition; 0 = all
     niqe_frames: int = 0
     upscaler: str = "auto"  # the upscaler SR renditions are measured with (auto: the family's preferred)
+    # per-title models: None = generic weights only; else each plain-sr rendition's model fine-tuned on the title
+    adapt: AdaptConfig | None = None
     # runtime
     device: str = "auto"
     backend: str | None = None  # SR inference runtime on a CPU (models.backend); None: $BBMR_BACKEND or auto
@@ -80,6 +83,8 @@ class PackageConfig:
              f"--scales {','.join(map(str, scales))}: powers of two 1..16 around --overall {self.overall}")
         need(self.block >= 16 and self.block % (2 * max(scales)) == 0,
              f"--block {self.block} must be a multiple of 2 x the largest scale ({2 * max(scales)})")
+        if self.adapt is not None:
+            self.adapt.check()
 
 
 @dataclass(frozen=True)

@@ -78,21 +78,29 @@ def sample_segments(n_segments: int, count: int) -> list[int] | None:
     return sorted({int(step * (i + 0.5)) for i in range(count)})
 
 
+TITLE_MARK = "+title"  # a point's upscaler with a per-title model (its bytes in the point's rate)
+
+
 def measure_candidates(config: PackageConfig, specs: list[RungSpec], progress: Progress | None = None,
-                       workdir: Path | None = None, segments: list[int] | None = None) -> tuple[list[Point], dict]:
+                       workdir: Path | None = None, segments: list[int] | None = None,
+                       adapt: bool = False) -> tuple[list[Point], dict]:
     """Package the title with every candidate as a rung (on ``segments`` of the title, None = all frames up to
     ``max_frames``), measured, into a temporary directory (under ``workdir``), and return the measured points
-    and the manifest's source and conventions."""
+    and the manifest's source and conventions. ``adapt``: with ``config.adapt``'s per-title models (their bytes
+    in each point's rate); else generic weights only."""
     from packager.pipeline import package_rungs
 
     with tempfile.TemporaryDirectory(prefix="bbmr-candidates-", dir=workdir) as td:
         cfg = dataclasses.replace(config, out=str(Path(td) / "stream"), force=True, measure=True,
-                                  sample=tuple(segments) if segments else None)
+                                  sample=tuple(segments) if segments else None,
+                                  adapt=config.adapt if adapt else None)
         man = package_rungs(cfg, specs, progress)
     rungs = {s.name: s for s in specs}
     points = [Point(rungs[r.name].text, r.name, r.kind, r.lr_width, r.lr_height, r.crf, r.bitrate_kbps, r.psnr_y,
-                    r.niqe, r.psnr_y_upscaler, r.es_kbps) for r in man.renditions]
+                    r.niqe, r.psnr_y_upscaler + TITLE_MARK if r.models else r.psnr_y_upscaler, r.es_kbps)
+              for r in man.renditions]
     meta = {"source": man.source, "conventions": man.conventions, "segments": segments,
+            "models": {r.name: [m.__dict__ for m in r.models] for r in man.renditions if r.models},
             "settings": {"codec": config.codec, "preset": config.preset, "segment_s": config.segment,
                          "scorer": man.scorer, "allocator": man.allocator, "layout": config.layout,
                          "overall": man.overall, "scales": man.scales, "block": man.block,

@@ -2,7 +2,8 @@
 puts the per-title ladder search in front of it).
 
 decode -> blocks -> score -> allocate -> pack (family pictures) -> encode + SEI -> segment (HLS, MPEG-TS) ->
-measure (decode the segments back, reconstruct, PSNR-Y against the source) -> playlists + manifest.
+[adapt: per-title SR models, packager.adapt] -> measure (decode the segments back, reconstruct, PSNR-Y against
+the source) -> playlists + manifest.
 
 Everything is written into a temporary directory beside ``config.out`` and renamed at the end: an interrupted
 or failed run never leaves a stream that looks whole. Bad input raises
@@ -47,6 +48,7 @@ class Rung:
     encoder: LREncoder | None = None
     ts: Path | None = None
     factors: list = field(default_factory=list)  # per frame, for the scale shares of block families
+    map_bytes: int = 0  # scale-map SEI payload bytes written
 
     @property
     def name(self) -> str:
@@ -225,6 +227,7 @@ def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, cfg:
                     if key is not None:
                         made[key] = pics
                 payload = map_payload(r, f, fr.index, fr.index % gop == 0)
+                r.map_bytes += len(payload) if payload else 0
                 timing["pack"] += time.time() - t
                 t = time.time()
                 r.encoder.encode(pics, fr.pts, payload)
@@ -262,10 +265,12 @@ def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, cfg: Packag
             share = {str(k): float(np.mean(allf == k)) for k in r.family.lr_scales()}
         w, h = r.encoder.stream.width, r.encoder.stream.height
         es_kbps = round(es_bytes(r.ts) * 8 / dur / 1000, 2)
+        map_kbps = r.map_bytes * 8 / dur / 1000
+        parts = {"video": round(kbps - map_kbps, 3), "map": round(map_kbps, 3)}
         out.append(Rendition(r.name, r.spec.family, cfg.codec, r.spec.crf, r.family.layout, r.family.lr_scales(),
                              r.family.overall(), w, h, round(kbps, 2), playlist, seg_objs, share=share,
                              pictures=[[s.width, s.height] for s in r.encoder.streams], codecs=r.encoder.codecs,
-                             es_kbps=es_kbps))
+                             es_kbps=es_kbps, parts_kbps=parts))
     return out
 
 
@@ -289,7 +294,7 @@ def measured_frames(n_frames: int, count: int) -> list[int]:
 
 def build_manifest(cfg: PackageConfig, info, geo: Geometry, n_frames: int, renditions, alloc: Allocation, timing: dict,
                    audio, measured: list[int] | None) -> Manifest:
-    conv = {"psnr_y": PSNR_CONVENTION, "bitrate": "bytes of the HLS segments as shipped * 8 / duration",
+    conv = {"psnr_y": PSNR_CONVENTION, "bitrate": BITRATE_CONVENTION,
             "timing_s": {k: round(v, 3) for k, v in timing.items()}}
     if measured is not None:
         conv["measured_frames"] = measured
@@ -303,6 +308,12 @@ def build_manifest(cfg: PackageConfig, info, geo: Geometry, n_frames: int, rendi
         audio=audio, conventions=conv)
 
 
+BITRATE_CONVENTION = ("bytes the client downloads for the rendition: its HLS segments as shipped plus its model "
+                      "files (models), * 8 / duration; parts_kbps splits it into video (segments less the scale-map "
+                      "SEI payloads), map and model")
+ADAPT_CONVENTION = ("per-title models (packager.adapt): each plain-sr rendition's per-scale SR model fine-tuned "
+                    "from its generic weights on the rendition's own decoded pictures (LR) and the source frames "
+                    "(HR), shipped as models/<rendition>.safetensors (fp16) and counted in its rate")
 PSNR_CONVENTION = ("video PSNR-Y: the source's decoded 8-bit Y plane vs the reconstruction's luma in the source's "
                    "matrix and range (plain: the decoded Y plane, bicubic-resized when smaller, as FFmpeg's psnr "
                    "filter; SR families: the exact luma of the unrounded RGB output), peak 255, crop 0, mean of "
@@ -375,11 +386,21 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
         n_frames, timing, renditions, alloc = encode_in_groups(specs, geo, info, cfg, gop, work, tmp, scorer,
                                                                device, progress)
         shutil.rmtree(work)
+        adapted = {}
+        if cfg.adapt is not None:
+            from packager.adapt import adapt_stage
+
+            t = time.time()
+            adapted = adapt_stage(renditions, cfg.adapt, lambda fam: pick_upscaler(cfg.upscaler, fam, device)[0], info,
+                                  geo, n_frames, tmp, lambda: source_frames(info, cfg, gop), device, progress)
+            timing["adapt"] = time.time() - t
+        for r in renditions:
+            add_model_rate(r, n_frames / float(info.fps))
         measured = None
         if cfg.measure:
             t = time.time()
             measured = measured_frames(n_frames, cfg.measure_frames)
-            measure(renditions, info, geo, measured, lambda fam: pick_upscaler(cfg.upscaler, fam, device),
+            measure(renditions, info, geo, measured, lambda fam, rend: pick_for(cfg.upscaler, fam, rend, tmp, device),
                     tmp, progress, cfg.niqe_frames, source=lambda: source_frames(info, cfg, gop))
             timing["measure"] = time.time() - t
         (tmp / "master.m3u8").write_text(master_playlist(
@@ -387,6 +408,9 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
              for r in renditions]))
         audio = passthrough_audio(info, tmp, progress)
         man = build_manifest(cfg, info, geo, n_frames, renditions, alloc, timing, audio, measured)
+        if adapted:
+            man.conventions["adapt"] = {"config": cfg.adapt.to_dict(), "renditions": adapted,
+                                        "convention": ADAPT_CONVENTION}
         (tmp / "manifest.json").write_text(man.to_json())
         replace_dir(tmp, out)
     except BaseException:
@@ -437,13 +461,36 @@ def replace_dir(new: Path, out: Path) -> None:
 
 
 def _peak_bps(r: Rendition) -> float:
-    return max((s.bytes * 8 / s.duration_s for s in r.segments if s.duration_s > 0), default=r.bitrate_kbps * 1000)
+    """The highest segment rate, each segment with its share of the model bytes (BANDWIDTH)."""
+    extra = r.segment_model_bytes()
+    return max(((s.bytes + m) * 8 / s.duration_s for s, m in zip(r.segments, extra) if s.duration_s > 0),
+               default=r.bitrate_kbps * 1000)
+
+
+def add_model_rate(rend: Rendition, duration_s: float) -> None:
+    """Count the rendition's model files in its rate: ``bitrate_kbps`` and ``parts_kbps["model"]``."""
+    nbytes = sum(m.bytes for m in rend.models)
+    if nbytes:
+        kbps = nbytes * 8 / duration_s / 1000
+        rend.parts_kbps["model"] = round(kbps, 3)
+        rend.bitrate_kbps = round(rend.bitrate_kbps + kbps, 2)
+
+
+def pick_for(name: str, fam: Family, rend: Rendition, root: Path, device):
+    """:func:`pick_upscaler`, with the rendition's own title model (its first) when it has one."""
+    up_name, up = pick_upscaler(name, fam, device)
+    ref = rend.model_for(0)
+    if ref is None:
+        return up_name, up
+    from models.upscalers import title_upscaler
+
+    return up_name, title_upscaler(up_name, root / ref.file, ref.scale, ref.arch, ref.bytes, ref.sha256, device)
 
 
 def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int], pick, tmp: Path, progress: Progress,
             niqe_frames: int = 0, source=None) -> None:
     """Decode every rendition back, reconstruct the ``measured`` frames with its family and
-    ``pick(family) -> (name, upscaler)``, and set its mean PSNR-Y (:data:`PSNR_CONVENTION`) and the NIQE of
+    ``pick(family, rendition) -> (name, upscaler)``, and set its mean PSNR-Y (:data:`PSNR_CONVENTION`) and the NIQE of
     its first ``niqe_frames`` measured frames. The source's Y planes of those frames are decoded once."""
     from bbmr_stream.demux import segment_frames
     from bbmr_stream.metrics import niqe, psnr_plane
@@ -459,9 +506,10 @@ def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int
         ups: dict = {}
         for rend in renditions:
             fam = make_family(spec_of(rend), geo)
-            key = (fam.name, tuple(fam.lr_scales()))  # plain-sr x2 and x4 need different models
+            # plain-sr x2 and x4 need different models; a title model is the rendition's own
+            key = (fam.name, tuple(fam.lr_scales()), tuple(m.file for m in rend.models))
             if key not in ups:
-                ups[key] = pick(fam)
+                ups[key] = pick(fam, rend)
             up_name, upscaler = ups[key]
             task.describe(f"measuring {rend.name} ({up_name})")
             vals, niqes = [], []

@@ -30,6 +30,7 @@ from bbmr_stream.errors import InputError, ManifestError
 from bbmr_stream.family import BBMR, FAMILIES, Plain, PlainSR, Uniform, by_client_needs
 from bbmr_stream.imageio import write_text_atomic
 from bbmr_stream.progress import Progress
+from models.adapt import AdaptConfig
 from packager.config import PackageConfig
 from packager.ladder import Point, candidate_specs, choose, pareto, points_json, read_study, shortfall
 
@@ -120,7 +121,8 @@ def markdown(points: list[Point], res: dict, meta: dict) -> str:
     front_all = set(res["fronts"]["all"])
     lines = [f"# Rate-quality study: {src['file']} ({src['width']}x{src['height']}, {src['frames']} frames)", "",
              f"x264 {s['preset']} ({s['codec']}), {s['segment_s']} s closed GOPs, MPEG-TS HLS segments; rate = "
-             "segment bytes as shipped * 8 / duration. PSNR-Y: " + meta["conventions"]["psnr_y"] +
+             "(segment bytes as shipped + model bytes) * 8 / duration (upscaler `+title`: a per-title model, "
+             "its bytes in the rate). PSNR-Y: " + meta["conventions"]["psnr_y"] +
              f"; frames {meta['conventions'].get('measured_frames')}. NIQE: MATLAB niqe.m, first measured frames. "
              f"BBMR: scorer {s['scorer']}, allocator {s['allocator']}, layout {s['layout']}, overall x{s['overall']}, "
              f"scales {s['scales']}, rate lambda {s.get('rate_lambda', 0)}.", "",
@@ -200,6 +202,7 @@ class StudyConfig:
     anchor: str | None = None  # rd.json of a study of the same clip: its points of the families not measured join
     crfs: tuple[float, ...] | None = None  # the CRFs of every family (None: packager.ladder's grid)
     fractions: tuple[float, ...] | None = None  # plain's sizes as fractions of the source (None: the ladder's)
+    adapt: AdaptConfig | None = None  # per-title models for the SR candidates (bytes counted in their rates)
 
     def package_config(self) -> PackageConfig:
         """The packaging run every candidate is measured in (:func:`packager.ladder.measure_candidates` sets
@@ -207,7 +210,8 @@ class StudyConfig:
         return PackageConfig(input=self.clip, out=str(Path(self.out) / "stream"), max_frames=self.frames,
                              scorer=self.scorer, device=self.device, backend=self.backend, preset=self.preset,
                              segment=self.segment, measure_frames=self.measure_frames,
-                             niqe_frames=self.niqe_frames, upscaler=self.upscaler, rate_lambda=self.rate_lambda)
+                             niqe_frames=self.niqe_frames, upscaler=self.upscaler, rate_lambda=self.rate_lambda,
+                             adapt=self.adapt)
 
 
 @dataclass
@@ -240,7 +244,8 @@ def run_study(config: StudyConfig, progress: Progress | None = None) -> StudyRes
         if meta["source"]["file"] != Path(config.clip).name:
             raise InputError(f"--reuse: {out / 'rd.json'} is a study of {meta['source']['file']}")
     else:
-        points, meta = measure_candidates(config.package_config(), specs, progress, workdir=out)
+        points, meta = measure_candidates(config.package_config(), specs, progress, workdir=out,
+                                          adapt=config.adapt is not None)
     if config.anchor:
         anchor_points, anchor_meta = read_study(Path(config.anchor))
         if anchor_meta["source"]["file"] != Path(config.clip).name:

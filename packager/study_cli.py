@@ -24,6 +24,7 @@ from bbmr_stream.errors import InputError
 from bbmr_stream.family import BBMR, FAMILIES, Plain, PlainSR, Uniform
 from bbmr_stream.imageio import write_text_atomic
 from bbmr_stream.progress import console_progress
+from models.adapt import AdaptConfig
 from packager import look as look_lib
 from packager import study as lib
 from packager.ladder import DENSE_CRFS, DENSE_FRACTIONS
@@ -38,7 +39,10 @@ def cmd_rd(a: argparse.Namespace) -> int:
         clip=a.clip, out=a.out, frames=a.frames, measure_frames=a.measure_frames, niqe_frames=a.niqe_frames,
         families=tuple(f.strip() for f in a.families.split(",") if f.strip()), scorer=a.scorer, device=a.device,
         backend=a.backend, preset=a.preset, rate_lambda=a.rate_lambda, segment=a.segment, upscaler=a.upscaler,
-        reuse=a.reuse, anchor=a.anchor, crfs=a.crfs, fractions=a.fractions)
+        reuse=a.reuse, anchor=a.anchor, crfs=a.crfs, fractions=a.fractions,
+        adapt=AdaptConfig(minutes=a.adapt_minutes, steps=a.adapt_steps) if a.adapt else None)
+    if config.adapt is not None:
+        config.adapt.check()
     if a.dense:
         if a.crfs or a.fractions or a.families != ",".join(FAMILIES):
             raise InputError("--dense sets the families, CRFs and sizes: not with --families, --crfs or --fractions")
@@ -141,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "(18-51, step 1); default the ladder's 18,23,28,33,38")
     rd.add_argument("--fractions", type=parse_fractions, help="plain's sizes as fractions of the source, e.g. "
                     "1,3/4,2/3,1/2 (default 1,2/3,1/2,1/3,1/4)")
+    rd.add_argument("--adapt", action="store_true", help="per-title models for the SR candidates (bbmr-package "
+                    "--adapt; their bytes in each point's rate): the content-aware variants")
+    rd.add_argument("--adapt-minutes", type=float, help="--adapt: training minutes per model (default: 1 per 10 s "
+                    "of 1080p-sized source)")
+    rd.add_argument("--adapt-steps", type=int, help="--adapt: exactly this many steps per model")
     rd.add_argument("--dense", action="store_true", help="the dense plain front: plain only, CRF 18-51 step 1 at "
                     "1, 3/4, 2/3, 1/2, 3/8, 1/3, 1/4 of the source (238 points); check a ladder against it with "
                     "ladder-check")

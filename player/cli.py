@@ -115,6 +115,11 @@ def run(config: PlayConfig, console=None, progress: Progress | None = None) -> i
         print(f"bbmr-play: --strict: {concealed} frame(s) concealed ({report.extra['concealed_by_cause']})",
               file=sys.stderr)
         return 3
+    fallbacks = report.extra.get("model_fallbacks", [])
+    if config.strict and fallbacks:
+        print(f"bbmr-play: --strict: {len(fallbacks)} title model(s) not usable, played with the generic weights "
+              f"({', '.join(f['file'] + ': ' + f['cause'] for f in fallbacks)})", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -91,6 +91,7 @@ class StreamSource:
                 raise InputError(f"{where}: {e}") from None
             self.tmp = Path(tempfile.mkdtemp(prefix="bbmr-play-"))
             self.sizes = {s.file: s.bytes for r in self.manifest.renditions for s in r.segments}
+            self.sizes |= {m.file: m.bytes for r in self.manifest.renditions for m in r.models}
         else:
             self.base = None
             try:

@@ -21,7 +21,7 @@ def abr_plan(man, trace_path: str, pinned_name: str | None):
     pinned = next(i for i, r in enumerate(rends) if r.name == pinned_name) if pinned_name else None
     dec = simulate([[s.bytes * 8 for s in r.segments] for r in rends], [s.duration_s for s in rends[0].segments],
                    [r.bitrate_kbps for r in rends], Trace.load(trace_path), pinned=pinned,
-                   quality=[r.psnr_y for r in rends])
+                   quality=[r.psnr_y for r in rends], models=[model_needs(r) for r in rends])
     out = summary(dec)
     for d in out["segments"]:
         d["rendition"] = rends[d["rendition"]].name
@@ -74,4 +74,13 @@ def make_comparisons(names, man, rend, device) -> dict:
                 out["uniform_bicubic"] = (u, make_upscaler("bicubic", man.scales, device))
         else:
             raise InputError(f"--compare takes bicubic and/or uniform, not {c!r}")
+    return out
+
+
+def model_needs(rend) -> list[tuple[str, float] | None]:
+    """Per segment of ``rend``: (file, bits) of the title model it is played with, None: the generic weights."""
+    out = []
+    for i in range(len(rend.segments)):
+        m = rend.model_for(i)
+        out.append((m.file, m.bytes * 8.0) if m is not None else None)
     return out

@@ -183,10 +183,10 @@ def hr_frames(stream: Path | Callable[[str], Path], man: Manifest, plan: Renditi
               stats: PlayStats, max_frames: int | None = None, start_frame: int = 0, decode_ahead: int = 8
               ) -> Iterator[HRFrame]:
     """HR frames of the stream; ``plan`` is one rendition, or one per segment (ABR decisions, any families);
-    ``upscalers(rendition)`` gives the upscaler of a rendition. Playback starts at ``start_frame``: earlier
-    segments are not read, earlier frames of its segment are decoded only. Media errors (a missing, truncated
-    or undecodable segment, a missing or invalid scale map) are concealed and counted in ``stats``; any other
-    exception is a bug and propagates.
+    ``upscalers(rendition, segment)`` gives the upscaler of a rendition's segment (its title model). Playback
+    starts at ``start_frame``: earlier segments are not read, earlier frames of its segment are decoded only.
+    Media errors (a missing, truncated or undecodable segment, a missing or invalid scale map) are concealed and
+    counted in ``stats``; any other exception is a bug and propagates.
 
     Decoding runs on its own thread up to ``decode_ahead`` frames ahead of the reconstruction (player.threads;
     0: in the caller's thread), so demux and colour conversion overlap with SR."""
@@ -203,7 +203,7 @@ def hr_frames(stream: Path | Callable[[str], Path], man: Manifest, plan: Renditi
             yield HRFrame(d.index, rgb, None, True, d.segment, d.rend.name, d.rend.kind, d.cause)
             continue
         t = time.time()
-        rgb = family_of(d.rend, man).reconstruct(d.pics, d.smap, upscalers(d.rend))
+        rgb = family_of(d.rend, man).reconstruct(d.pics, d.smap, upscalers(d.rend, d.segment))
         stats.seconds["upscale"] += time.time() - t
         last = rgb
         yield HRFrame(d.index, rgb, d.shown_map, d.cause is not None, d.segment, d.rend.name, d.rend.kind, d.cause)

@@ -88,6 +88,12 @@ def finish_report(report: Report, stats: PlayStats, comparisons: dict, total_s: 
         report.extra["abr"] = abr_summary
 
 
+def start_segment(man, rend, start_s: float) -> int:
+    """The segment of ``rend`` that holds the first frame played."""
+    first = start_frame(man, start_s)
+    return next((i for i, s in enumerate(rend.segments) if first < s.first_frame + s.frames), 0)
+
+
 def _play(config: PlayConfig, src: StreamSource, progress: Progress) -> Report:
     man = src.manifest
     if man.resize != RESIZE_CONVENTION:
@@ -97,8 +103,9 @@ def _play(config: PlayConfig, src: StreamSource, progress: Progress) -> Report:
     from models.factory import use_backend
 
     use_backend(config.backend)
-    upscalers = Upscalers(config.upscaler, man.scales, device)
-    upscalers(rend)  # made now: a missing model is an error before playback starts
+    upscalers = Upscalers(config.upscaler, man.scales, device, fetch=src.path)
+    upscalers(rend, start_segment(man, rend, config.start))  # made now: a missing generic
+    # model is an error before playback starts (a title model falls back)
     comparisons = make_comparisons(config.compare, man, rend, device)
     fps = man.source["fps"][0] / man.source["fps"][1]
     start = start_frame(man, config.start)
@@ -117,7 +124,7 @@ def _play(config: PlayConfig, src: StreamSource, progress: Progress) -> Report:
     t0 = time.time()
 
     def produce():
-        others = {name: hr_frames(src.path, man, r, lambda _r, u=up: u, compare_stats[name], max_frames, start)
+        others = {name: hr_frames(src.path, man, r, lambda _r, _s=0, u=up: u, compare_stats[name], max_frames, start)
                   for name, (r, up) in comparisons.items()}
         # decode -> SR -> measure/output/display, each stage on its own thread (player.threads)
         for fr in ahead(hr_frames(src.path, man, plan, upscalers, stats, max_frames, start), 4, "sr"):
@@ -136,6 +143,8 @@ def _play(config: PlayConfig, src: StreamSource, progress: Progress) -> Report:
     if not report.frames:
         raise InputError(f"{src.where}: no frames played")
     finish_report(report, stats, comparisons, time.time() - t0, abr_summary, compare_stats)
+    report.extra["model_fallbacks"] = upscalers.fallbacks
+    report.stream["models"] = sorted(f for f, u in upscalers.titled.items() if u is not None)
     report.stream.update(played_stream(report, man, rend, upscalers))
     backends = upscalers.backends()
     if backends:

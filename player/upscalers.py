@@ -11,11 +11,20 @@ from bbmr_stream.family import FAMILIES
 class Upscalers:
     """The upscaler of each rendition, made once per name: ``auto`` plays a rendition with the upscaler it was
     measured with (manifest), renditions the client does not super-resolve (plain) with bicubic (a display);
-    a name forces one for all."""
+    a name forces one for all.
 
-    def __init__(self, name: str, scales, device) -> None:
-        self.name, self.scales, self.device = name, scales, device
+    A rendition with per-title models (manifest ``models``) is played with the model that serves the segment,
+    fetched through ``fetch(file) -> local path`` the first time it is needed and verified (size, sha256,
+    architecture, scale: models/title.py) when the upscaler is the one the model was fine-tuned for. A model
+    that cannot be used is never fatal: the generic weights play instead, the fallback warned and counted in
+    :attr:`fallbacks` (``{"rendition", "file", "cause", "detail"}``, cause from models.title.CAUSES or
+    ``fetch``)."""
+
+    def __init__(self, name: str, scales, device, fetch=None) -> None:
+        self.name, self.scales, self.device, self.fetch = name, scales, device, fetch
         self.made: dict[tuple, object] = {}
+        self.titled: dict[str, object] = {}  # model file -> its upscaler, or None after a fallback
+        self.fallbacks: list[dict] = []
 
     def name_for(self, rend) -> str:
         try:
@@ -29,11 +38,41 @@ class Upscalers:
             return self.name
         return rend.psnr_y_upscaler if rend.psnr_y_upscaler not in (None, "none") else "bicubic"
 
-    def __call__(self, rend):
+    def __call__(self, rend, segment: int = 0):
+        name = self.name_for(rend)
+        ref = rend.model_for(segment) if rend.models else None
+        if ref is not None and self.fetch is not None:
+            from models.upscalers import base_weights
+
+            base = base_weights(name, ref.scale)
+            if base is not None and base[1] == ref.base:
+                up = self.title(name, rend, ref)
+                if up is not None:
+                    return up
+        return self.generic(name, rend)
+
+    def title(self, name: str, rend, ref):
+        """The upscaler over the title model ``ref``, None (generic weights) when it cannot be used."""
+        if ref.file not in self.titled:
+            from models.title import TitleModelError
+            from models.upscalers import title_upscaler
+
+            try:
+                path = self.fetch(ref.file)
+                self.titled[ref.file] = title_upscaler(name, path, ref.scale, ref.arch, ref.bytes, ref.sha256,
+                                                       self.device)
+            except (TitleModelError, OSError) as e:
+                cause = getattr(e, "cause", "fetch")
+                warnings.warn(f"model {ref.file} of {rend.name}: {cause} ({e}); playing the generic {ref.base}")
+                self.fallbacks.append({"rendition": rend.name, "file": ref.file, "cause": cause,
+                                       "detail": str(e)[:300]})
+                self.titled[ref.file] = None
+        return self.titled[ref.file]
+
+    def generic(self, name: str, rend):
         from models.factory import make_upscaler
         from models.upscalers import UPSCALERS
 
-        name = self.name_for(rend)
         # per-scale models (omnisr, fast) load the rendition's scales only: a plain-sr x4 rung needs one model;
         # an unknown name is make_upscaler's InputError
         spec = UPSCALERS.get(name)

@@ -1,0 +1,155 @@
+"""Per-title models: the model file (models/title.py) and the fine-tuning (models/adapt.py)."""
+
+import hashlib
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bbmr_stream.errors import InputError
+from models import title
+from models.adapt import AdaptConfig, PatchPool, adapt, frames_to_keep
+from models.fastsr import FastSR, FastSRConfig
+from models.registry import SRModel
+from tests.unit.test_fuzz import mutate
+
+CFG = {"scale": 2, "feat": 8, "feat2": 4}
+
+
+def tiny(seed: int = 0) -> SRModel:
+    torch.manual_seed(seed)
+    net = FastSR(FastSRConfig(**CFG))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    return SRModel(net, 2).eval()
+
+
+def write(tmp_path, model=None, config=CFG, name="m.safetensors"):
+    path = tmp_path / name
+    n, sha = title.save(model or tiny(), path, "fastsr", dict(config), {"id": "fastsr-x2", "sha256": "0" * 64},
+                        {"steps": 3})
+    return path, n, sha
+
+
+def test_round_trip_in_fp16(tmp_path):
+    m = tiny()
+    path, n, sha = write(tmp_path, m)
+    assert n == path.stat().st_size and sha == hashlib.sha256(path.read_bytes()).hexdigest()
+    got, meta = title.load(path, 2, nbytes=n, sha256=sha, arch="fastsr")
+    assert meta["base"]["id"] == "fastsr-x2" and meta["adapt"] == {"steps": 3} and meta["format"] == title.FORMAT
+    for (k, a), (k2, b) in zip(m.net.state_dict().items(), got.net.state_dict().items()):
+        assert k == k2 and torch.equal(a.half().float(), b)  # exactly the fp16 values
+    x = torch.rand(1, 3, 12, 10)
+    assert torch.allclose(m(x), got(x), atol=2e-3)
+
+
+@pytest.mark.parametrize("case,cause", [
+    ("missing", "missing"), ("oversized", "oversized"), ("size", "size"), ("sha256", "sha256"),
+    ("scale", "scale"), ("arch", "arch"), ("garbage", "format"), ("huge_config", "arch"), ("shape", "shape"),
+    ("nan", "values"), ("not_title", "format")])
+def test_bad_models_say_why(tmp_path, case, cause):
+    path, n, sha = write(tmp_path)
+    kw = {"nbytes": n, "sha256": sha, "arch": "fastsr"}
+    scale = 2
+    if case == "missing":
+        path.unlink()
+    elif case == "oversized":
+        kw["max_bytes"] = n - 1
+    elif case == "size":
+        kw["nbytes"] = n + 1
+    elif case == "sha256":
+        path.write_bytes(mutate(path.read_bytes(), [(n - 3, 7)]))
+    elif case == "scale":
+        scale = 4
+    elif case == "arch":
+        kw["arch"] = "omnisr"
+    elif case == "garbage":
+        path.write_bytes(b"\xff" * 64)
+        kw = {}
+    elif case in ("huge_config", "shape", "nan", "not_title"):
+        header_edit(path, case)
+        kw = {}
+    with pytest.raises(title.TitleModelError) as e:
+        title.load(path, scale, **kw)
+    assert e.value.cause == cause
+
+
+def header_edit(path, case):
+    """Rewrite a model file's safetensors header (metadata or a tensor) the way ``case`` says."""
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    head, body = json.loads(data[8:8 + n]), bytearray(data[8 + n:])
+    meta = head["__metadata__"]
+    if case == "huge_config":  # 10^10 parameters: refused from the meta-device count, nothing allocated
+        meta["config"] = json.dumps({"scale": 2, "feat": 100000, "feat2": 100000})
+    elif case == "shape":
+        meta["config"] = json.dumps({"scale": 2, "feat": 16, "feat2": 4})
+    elif case == "not_title":
+        meta["format"] = json.dumps("something-else")
+    elif case == "nan":
+        off = head["body.0.bias"]["data_offsets"][0]
+        body[off:off + 2] = np.array([np.nan], np.float16).tobytes()
+    h = json.dumps(head).encode()
+    path.write_bytes(struct.pack("<Q", len(h)) + h + bytes(body))
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6),
+       st.integers(0, 600))
+def test_parser_fuzz(tmp_path, edits, cut):
+    """Mutated or truncated model files: a model or a TitleModelError, nothing else (no unpickling path exists)."""
+    path = tmp_path / "f.safetensors"
+    if not path.exists():
+        write(tmp_path, name="f.safetensors")
+    data = mutate(path.read_bytes(), edits)
+    data = data[:len(data) - cut] if cut < len(data) else data
+    try:
+        meta, tensors = title.parse(data)
+        title.check(meta, tensors, 2)
+    except title.TitleModelError:
+        pass
+
+
+def pool(n=4, k=2):
+    yy, xx = np.mgrid[0:48, 0:64].astype(np.float32)
+    hr = np.stack([np.stack([128 + 100 * np.sin(0.21 * xx + 0.13 * yy * (c + 1) + i) for c in range(3)], -1)
+                   for i in range(n)]).astype(np.uint8)
+    lr = hr.reshape(n, 24, 2, 32, 2, 3).mean((2, 4)).astype(np.uint8)
+    return PatchPool(lr, hr, k, (24, 32))
+
+
+def test_adaptation_is_deterministic_for_a_seed_and_learns():
+    cfg = AdaptConfig(steps=40, seed=3, patch=16, batch=4, warmup=5, lr=5e-3)
+    runs = []
+    for _ in range(2):
+        m = tiny()
+        res = adapt(m, pool(), cfg, "fastsr", budget_s=0.0)
+        runs.append((m, res))
+    (a, ra), (b, rb) = runs
+    assert ra.steps == rb.steps == 40
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    other = tiny()
+    adapt(other, pool(), AdaptConfig(steps=40, seed=4, patch=16, batch=4, warmup=5, lr=5e-3), "fastsr", 0.0)
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), other.state_dict().values()))
+    p = pool()
+    x, y = p.batch(np.random.default_rng(9), 8, 16)
+    l1 = lambda m: torch.nn.functional.l1_loss(m(x), y).item()  # noqa: E731
+    assert l1(a) < 0.8 * l1(tiny())  # it learned the pairs
+
+
+def test_budget_and_frames():
+    cfg = AdaptConfig()
+    assert cfg.budget_minutes(10.0, 1920, 1080) == pytest.approx(1.0)  # 1 min per 10 s of 1080p
+    assert cfg.budget_minutes(80.0, 768, 576) == pytest.approx(80 / 10 * 768 * 576 / (1920 * 1080))
+    assert cfg.budget_minutes(2.0, 320, 200) == 0.5 and AdaptConfig(minutes=3).budget_minutes(1, 1, 1) == 3
+    keep = frames_to_keep(1000, AdaptConfig(frames=10), 1)
+    assert len(keep) == 10 and keep[0] == 0 and keep[-1] == 999
+    assert len(frames_to_keep(1000, AdaptConfig(mem_mib=16), 4 << 20)) == 4  # the memory cap
+    for bad in (AdaptConfig(minutes=0), AdaptConfig(steps=0), AdaptConfig(lr=2.0)):
+        with pytest.raises(InputError):
+            bad.check()
