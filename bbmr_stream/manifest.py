@@ -67,6 +67,7 @@ class Rendition:
     segments: list[Segment]
     psnr_y: float | None = None  # mean PSNR-Y of the reconstruction (see Manifest.conventions)
     psnr_y_upscaler: str | None = None
+    psnr_y_generic: float | None = None  # with per-title models: PSNR-Y with the generic weights (the fallback)
     niqe: float | None = None  # mean NIQE of the first measured frames (MATLAB niqe.m), None if not measured
     weights: dict | None = None  # {"id", "sha256"} the player should use, None for bicubic
     share: dict = field(default_factory=dict)  # fraction of blocks per scale over the stream
@@ -150,6 +151,14 @@ def _models(r: dict, n_segments: int) -> list[ModelRef]:
         nxt = ref.first_segment + ref.segments
         out.append(ref)
     return out
+
+
+def _opt_db(r: dict, key: str) -> float | None:
+    """An optional quality figure in dB: None, a number in [0, 1000], or +inf (a lossless picture)."""
+    v = r.get(key)
+    if v is None or v == math.inf:
+        return v
+    return float(_num(v, key, 0, 1000))
 
 
 def _parts(r: dict) -> dict:
@@ -255,7 +264,8 @@ def from_dict(d: dict) -> Manifest:
                                  layout=str(r["layout"]), scales=[int(k) for k in r["scales"]],
                                  overall=int(r["overall"]), lr_width=int(r["lr_width"]), lr_height=int(r["lr_height"]),
                                  bitrate_kbps=float(r["bitrate_kbps"]), playlist=_safe_rel(r["playlist"], "playlist"),
-                                 segments=seg_objs, psnr_y=r.get("psnr_y"), psnr_y_upscaler=r.get("psnr_y_upscaler"),
+                                 segments=seg_objs, psnr_y=_opt_db(r, "psnr_y"),
+                                 psnr_y_upscaler=r.get("psnr_y_upscaler"), psnr_y_generic=_opt_db(r, "psnr_y_generic"),
                                  weights=r.get("weights"), share=r.get("share", {}), niqe=r.get("niqe"),
                                  pictures=_pictures(r), codecs=_codecs(r.get("codecs")),
                                  es_kbps=_es_kbps(r), models=_models(r, len(seg_objs)), parts_kbps=_parts(r)))

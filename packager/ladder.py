@@ -24,6 +24,7 @@ from bbmr_stream.errors import InputError
 from bbmr_stream.family import FAMILIES, Plain, PlainSR, RungSpec, parse_rung
 from bbmr_stream.progress import Progress
 from packager.config import AutoLadder, PackageConfig
+from packager.hull import pareto_of
 
 PLAIN_FRACTIONS = (1.0, 2 / 3, 1 / 2, 1 / 3, 1 / 4)
 PLAIN_CRFS = (18, 23, 28, 33, 38)
@@ -101,6 +102,7 @@ def measure_candidates(config: PackageConfig, specs: list[RungSpec], progress: P
               for r in man.renditions]
     meta = {"source": man.source, "conventions": man.conventions, "segments": segments,
             "models": {r.name: [m.__dict__ for m in r.models] for r in man.renditions if r.models},
+            "psnr_y_generic": {r.name: r.psnr_y_generic for r in man.renditions if r.psnr_y_generic is not None},
             "settings": {"codec": config.codec, "preset": config.preset, "segment_s": config.segment,
                          "scorer": man.scorer, "allocator": man.allocator, "layout": config.layout,
                          "overall": man.overall, "scales": man.scales, "block": man.block,
@@ -110,11 +112,7 @@ def measure_candidates(config: PackageConfig, specs: list[RungSpec], progress: P
 
 def pareto(points: list[Point]) -> list[Point]:
     """Points not dominated by another (no other has rate <= and PSNR-Y >= with one strict), by rate."""
-    front: list[Point] = []
-    for p in sorted(points, key=lambda p: (p.kbps, -p.psnr_y)):
-        if not front or p.psnr_y > front[-1].psnr_y:
-            front.append(p)
-    return front
+    return pareto_of(points)
 
 
 def shortfall(p: Point, curve: list[Point]) -> float | None:

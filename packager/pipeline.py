@@ -476,10 +476,11 @@ def add_model_rate(rend: Rendition, duration_s: float) -> None:
         rend.bitrate_kbps = round(rend.bitrate_kbps + kbps, 2)
 
 
-def pick_for(name: str, fam: Family, rend: Rendition, root: Path, device):
-    """:func:`pick_upscaler`, with the rendition's own title model (its first) when it has one."""
+def pick_for(name: str, fam: Family, rend: Rendition | None, root: Path, device):
+    """:func:`pick_upscaler`, with the rendition's own title model (its first) when it has one (``rend`` None:
+    the generic weights)."""
     up_name, up = pick_upscaler(name, fam, device)
-    ref = rend.model_for(0)
+    ref = rend.model_for(0) if rend is not None else None
     if ref is None:
         return up_name, up
     from models.upscalers import title_upscaler
@@ -490,8 +491,10 @@ def pick_for(name: str, fam: Family, rend: Rendition, root: Path, device):
 def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int], pick, tmp: Path, progress: Progress,
             niqe_frames: int = 0, source=None) -> None:
     """Decode every rendition back, reconstruct the ``measured`` frames with its family and
-    ``pick(family, rendition) -> (name, upscaler)``, and set its mean PSNR-Y (:data:`PSNR_CONVENTION`) and the NIQE of
-    its first ``niqe_frames`` measured frames. The source's Y planes of those frames are decoded once."""
+    ``pick(family, rendition) -> (name, upscaler)`` (rendition None: the generic weights), and set its mean
+    PSNR-Y (:data:`PSNR_CONVENTION`; a rendition with a title model also ``psnr_y_generic``, with the generic
+    weights) and the NIQE of its first ``niqe_frames`` measured frames. The source's Y planes of those frames
+    are decoded once."""
     from bbmr_stream.demux import segment_frames
     from bbmr_stream.metrics import niqe, psnr_plane
 
@@ -511,8 +514,9 @@ def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int
             if key not in ups:
                 ups[key] = pick(fam, rend)
             up_name, upscaler = ups[key]
+            generic = pick(fam, None)[1] if rend.models else None  # the fallback's quality beside the model's
             task.describe(f"measuring {rend.name} ({up_name})")
-            vals, niqes = [], []
+            vals, niqes, gvals = [], [], []
             for seg in rend.segments:
                 for i, (frs, smap) in enumerate(segment_frames(tmp / seg.file, len(rend.pictures))):
                     if seg.first_frame + i not in want:
@@ -520,12 +524,16 @@ def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int
                     y, rgb = fam.luma(frs, smap, upscaler, info.matrix, info.full_range,
                                       with_rgb=len(niqes) < niqe_frames)
                     vals.append(psnr_plane(ref[seg.first_frame + i], y))
+                    if generic is not None:
+                        gvals.append(psnr_plane(ref[seg.first_frame + i],
+                                                fam.luma(frs, smap, generic, info.matrix, info.full_range)[0]))
                     if rgb is not None:
                         niqes.append(niqe(rgb))
                     task.advance()
             if len(vals) != len(measured):
                 raise RuntimeError(f"{rend.name}: decoded {len(vals)} of {len(measured)} measured frames")
             rend.psnr_y = round(float(np.mean(vals)), 4)
+            rend.psnr_y_generic = round(float(np.mean(gvals)), 4) if gvals else None
             rend.niqe = round(float(np.mean(niqes)), 4) if niqes else None
             rend.psnr_y_upscaler = up_name
             rend.weights = weights_ref(up_name)

@@ -42,7 +42,8 @@ def test_model_is_listed_and_counted(adapted, tmp_path):
     src, out = adapted
     man = load(out)
     sr, plain = man.renditions
-    assert plain.models == [] and "model" not in plain.parts_kbps
+    assert plain.models == [] and "model" not in plain.parts_kbps and plain.psnr_y_generic is None
+    assert sr.psnr_y_generic is not None and sr.psnr_y != sr.psnr_y_generic  # both measured, on the same frames
     (m,) = sr.models
     data = (out / m.file).read_bytes()
     assert (m.bytes, m.sha256) == (len(data), hashlib.sha256(data).hexdigest())
