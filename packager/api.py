@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from bbmr_stream.manifest import Manifest
 from bbmr_stream.progress import Progress
+from packager.adapt import select_titled, title_candidates
 from packager.config import AutoLadder, Ladder, PackageConfig
-from packager.ladder import auto_ladder
+from packager.ladder import HULL_RATIO, auto_points
 from packager.pipeline import prepare, write_rungs
 
 
@@ -19,5 +20,16 @@ def package(config: PackageConfig, ladder: Ladder, progress: Progress | None = N
     if isinstance(ladder, AutoLadder):
         ladder.check()
     out, info = prepare(config, progress)
-    specs = auto_ladder(config, ladder, info, progress) if isinstance(ladder, AutoLadder) else ladder
-    return write_rungs(config, specs, info, out, progress)
+    if not isinstance(ladder, AutoLadder):
+        return write_rungs(config, ladder, info, out, progress)
+    picked = auto_points(config, ladder, info, progress)
+    specs = [p.spec for p in picked]
+    if config.adapt is None or not config.measure:
+        return write_rungs(config, specs, info, out, progress)
+    # per-title models: plain-sr rungs beside the lower half of the ladder are adapted too, and the rungs are
+    # chosen again on the whole title with every model's bytes in its rate (generic variants included)
+    extra = title_candidates(specs, info.width, info.height, {p.name: p.kbps for p in picked})
+    progress.note(f"--adapt: {len(extra)} plain-sr rung(s) adapted beside the ladder "
+                  f"({', '.join(s.text for s in extra) or 'none'}); the rungs are chosen again with their models")
+    return write_rungs(config, specs + extra, info, out, progress,
+                       lambda rends, root: select_titled(rends, ladder.max_rungs, HULL_RATIO, root))

@@ -221,6 +221,11 @@ def candidates_for(width: int, height: int, fast: bool) -> list[RungSpec]:
 
 def auto_ladder(config: PackageConfig, auto: AutoLadder, info, progress: Progress) -> list[RungSpec]:
     """The rungs ``--ladder auto`` ships (the choice goes to ``progress`` as a table)."""
+    return [p.spec for p in auto_points(config, auto, info, progress)]
+
+
+def auto_points(config: PackageConfig, auto: AutoLadder, info, progress: Progress) -> list[Point]:
+    """:func:`auto_ladder`'s rungs as the points measured on the sample."""
     if auto.min_kbps is not None and (auto.study or auto.search != "hull"):
         progress.note("note: --auto-min-kbps applies to the hull search only (not --study or --auto-search grid)")
     if auto.study:
@@ -243,7 +248,7 @@ def auto_ladder(config: PackageConfig, auto: AutoLadder, info, progress: Progres
     if not picked:
         raise InputError("--ladder auto: no candidate could be measured")
     progress.table(choice_table(picked))
-    return [p.spec for p in picked]
+    return picked
 
 
 def hull_lines(width: int, height: int, fast: bool) -> list:

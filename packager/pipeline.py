@@ -340,7 +340,7 @@ def prepare(config: PackageConfig, progress: Progress):
     return out, info
 
 
-def write_rungs(config: PackageConfig, specs, info, out: Path, progress: Progress) -> Manifest:
+def write_rungs(config: PackageConfig, specs, info, out: Path, progress: Progress, select=None) -> Manifest:
     """:func:`write_stream` of ``specs`` after the device and the SR backend are chosen."""
     if not specs:
         raise InputError("--ladder is empty")
@@ -350,7 +350,7 @@ def write_rungs(config: PackageConfig, specs, info, out: Path, progress: Progres
     use_backend(config.backend)
     geo = Geometry(BlockGrid(info.height, info.width, config.block), tuple(config.scales), config.overall,
                    config.layout)
-    return write_stream(config, list(specs), info, geo, device, out, progress)
+    return write_stream(config, list(specs), info, geo, device, out, progress, select)
 
 
 def check_out(config: PackageConfig) -> Path:
@@ -370,8 +370,10 @@ def check_out(config: PackageConfig) -> Path:
 
 
 def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry, device, out: Path,
-                 progress: Progress) -> Manifest:
-    """Encode, segment and measure ``specs`` into a temporary directory beside ``out``, then swap it in."""
+                 progress: Progress, select=None) -> Manifest:
+    """Encode, segment and measure ``specs`` into a temporary directory beside ``out``, then swap it in.
+    ``select(renditions, directory) -> renditions``: after measuring, the renditions to ship (it deletes the
+    files of the others: :func:`packager.adapt.select_titled`)."""
     from models.factory import make_scorer
 
     needs_alloc = any(FAMILIES[s.family].allocates for s in specs)
@@ -403,6 +405,8 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
             measure(renditions, info, geo, measured, lambda fam, rend: pick_for(cfg.upscaler, fam, rend, tmp, device),
                     tmp, progress, cfg.niqe_frames, source=lambda: source_frames(info, cfg, gop))
             timing["measure"] = time.time() - t
+            if select is not None:
+                renditions = select(renditions, tmp)
         (tmp / "master.m3u8").write_text(master_playlist(
             [(r.playlist, r.bitrate_kbps * 1000, _peak_bps(r), r.lr_width, r.lr_height, r.codecs)
              for r in renditions]))

@@ -144,3 +144,32 @@ def test_adapt_options_are_checked(tmp_path, capsys):
     assert "need --adapt" in capsys.readouterr().err
     assert package_cli([str(src), "--out", str(tmp_path / "o"), "--adapt", "--adapt-minutes", "-1"]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_auto_ladder_chooses_with_the_models_bytes(tmp_path):
+    """--ladder auto --adapt: plain-sr rungs beside the ladder's lower half are adapted, the rungs chosen again on
+    the whole title (model bytes in the rate, generic variants beside), and nothing not chosen stays behind."""
+    from packager import AutoLadder
+    from tests.e2e.test_package_api import Recorder
+
+    src = tmp_path / "in.mp4"
+    _clip(src)
+    rec = Recorder()
+    out = tmp_path / "s"
+    man = package(PackageConfig(str(src), str(out), segment=0.4, upscaler="fast", device="cpu", measure_frames=4,
+                                adapt=ADAPT), AutoLadder(fast=True, max_rungs=4, sample_segments=0, measure_frames=4),
+                  rec)
+    note = next(n for n in rec.notes if n.startswith("--adapt:"))
+    adapted = [t for t in rec.tasks if t["description"].startswith("adapting ")]
+    assert adapted, note
+    listed = {s.file for r in man.renditions for s in r.segments} | {m.file for r in man.renditions for m in r.models}
+    listed |= {r.playlist for r in man.renditions} | {"master.m3u8", "manifest.json"}
+    on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert on_disk == listed  # the renditions not chosen and the models dropped left no file
+    for r in man.renditions:
+        if r.models:
+            assert r.parts_kbps["model"] > 0 and r.psnr_y_generic is not None
+        else:
+            assert "model" not in r.parts_kbps and r.psnr_y_generic is None
+    # a 1.2 s clip: a model costs more than a whole rung, so the choice takes the generic variant or plain
+    assert not any(r.models for r in man.renditions)

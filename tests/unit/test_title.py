@@ -153,3 +153,46 @@ def test_budget_and_frames():
     for bad in (AdaptConfig(minutes=0), AdaptConfig(steps=0), AdaptConfig(lr=2.0)):
         with pytest.raises(InputError):
             bad.check()
+
+
+def test_title_candidates_sit_beside_the_lower_half():
+    from bbmr_stream.family import RungSpec
+    from packager.adapt import title_candidates
+
+    specs = [RungSpec("plain", 30.0, (480, 270)), RungSpec("plain", 26.0, (960, 540)), RungSpec("plain", 22.0)]
+    kbps = {specs[0].name: 100.0, specs[1].name: 400.0, specs[2].name: 3000.0}
+    got = title_candidates(specs, 1920, 1080, kbps)
+    # the two lower-half rungs (<= sqrt(100 * 3000) = 548 kbps), each at x2 and x4, CRFs by the pixel ratio
+    assert {s.text for s in got} == {"plain-sr:2:39", "plain-sr:4:30", "plain-sr:2:26", "plain-sr:4:18"}
+
+
+def test_select_titled_keeps_a_model_only_where_it_pays(tmp_path):
+    from bbmr_stream.manifest import ModelRef, Rendition, Segment
+    from packager.adapt import select_titled
+
+    def rend(name, kind, kbps, psnr, model_kbps=0.0, generic=None):
+        seg = Segment(f"{name}_0.ts", 1.0, 100, 0, 10)
+        (tmp_path / seg.file).write_bytes(b"x")
+        (tmp_path / f"{name}.m3u8").write_bytes(b"x")
+        r = Rendition(name, kind, "h264", 30.0, "plain", [1], 1, 10, 10, kbps, f"{name}.m3u8", [seg], psnr_y=psnr,
+                      psnr_y_generic=generic, parts_kbps={"video": kbps - model_kbps})
+        if model_kbps:
+            (tmp_path / "models").mkdir(exist_ok=True)
+            (tmp_path / f"models/{name}.st").write_bytes(b"m")
+            r.models = [ModelRef(f"models/{name}.st", 1, "0" * 64, "fastsr", 2, 0, 1, "fastsr-x2")]
+            r.parts_kbps["model"] = model_kbps
+        return r
+
+    rends = [rend("p1", "plain", 100, 30.0), rend("p2", "plain", 400, 34.0), rend("p3", "plain", 1600, 38.0),
+             rend("pays", "plain-sr", 210, 33.5, 10, 31.0),  # the model buys 2.5 dB for 5 % more bits: it ships
+             rend("drop", "plain-sr", 1500, 36.3, 900, 36.2),  # its model costs more than it buys: generic variant
+             rend("gone", "plain-sr", 900, 35.0, 700, 31.0)]  # under the plain front in both variants
+    kept = {r.name: r for r in select_titled(rends, 8, 1.3, tmp_path)}
+    assert list(kept) == ["p1", "p3", "pays", "drop"]  # p2 is under the SR front, "gone" under plain
+    assert kept["pays"].models and (kept["pays"].bitrate_kbps, kept["pays"].psnr_y) == (210, 33.5)
+    drop = kept["drop"]
+    assert drop.models == [] and (drop.bitrate_kbps, drop.psnr_y, drop.psnr_y_generic) == (600, 36.2, None)
+    assert "model" not in drop.parts_kbps
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["pays.st"]
+    for r in rends:
+        assert (tmp_path / r.playlist).exists() == (r.name in kept)
