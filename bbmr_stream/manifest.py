@@ -25,6 +25,7 @@ MATRICES = ("bt709", "bt601", "bt2020")
 MAX_MODELS = 4096  # model files per rendition (a model stream: one per chunk of segments)
 MAX_MODEL_BYTES = 16 << 20  # one model file (models.title.MAX_MODEL_BYTES)
 RATE_PARTS = ("video", "map", "model")
+MODEL_KINDS = ("plain-sr",)  # the families whose renditions may carry per-title models
 
 
 @dataclass
@@ -135,12 +136,16 @@ def _models(r: dict, n_segments: int) -> list[ModelRef]:
     ms = r.get("models", [])
     if not isinstance(ms, list) or len(ms) > MAX_MODELS:
         raise ManifestError(f"rendition {r.get('name')!r}: models must be a list of at most {MAX_MODELS}")
+    if ms and r.get("kind") not in MODEL_KINDS:
+        raise ManifestError(f"rendition {r.get('name')!r}: a {r.get('kind')} rendition has no per-title models")
     out, nxt = [], 0
     for m in ms:
         ref = ModelRef(_safe_rel(m["file"], "model"), int(_num(m["bytes"], "model bytes", 1, MAX_MODEL_BYTES)),
                        str(m["sha256"]), str(m["arch"]), int(_num(m["scale"], "model scale", 1, 16)),
                        int(_num(m["first_segment"], "model first_segment", 0, MAX_SEGMENTS)),
                        int(_num(m["segments"], "model segments", 1, MAX_SEGMENTS)), str(m["base"]))
+        if ref.scale != r.get("overall"):
+            raise ManifestError(f"model {ref.file}: x{ref.scale} for an x{r.get('overall')} rendition")
         if not re.fullmatch(r"[0-9a-f]{64}", ref.sha256):
             raise ManifestError(f"model {ref.file}: sha256 must be 64 lower-case hex digits")
         if not re.fullmatch(r"[a-z0-9_-]{1,32}", ref.arch) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", ref.base):

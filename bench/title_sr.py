@@ -1,11 +1,12 @@
 """Per-title SR against the plain H.264 ladder (issue 23): what the per-title models buy, model bytes included.
 
-``python -m bench.title_sr NAME --title T/rd.json --generic G/rd.json --out bench/results/title_sr/NAME``
+``python -m bench.title_sr NAME --title T/rd.json --out bench/results/title_sr/NAME``
 
-Inputs are `bbmr-bench rd` studies of one title at its full length, on the same frames and measured frames:
-``--title`` = plain-sr candidates with per-title models (``--adapt``; their rate = segments + model bytes) with
-the plain candidates joined by ``--anchor``; ``--generic`` = the same plain-sr candidates with the shipped
-weights (same anchor). Reported (rate = bytes as shipped * 8 / duration, kbps; video PSNR-Y, the study's
+Input: a `bbmr-bench rd` study of one title at its full length: plain-sr candidates with per-title models
+(``--adapt``; their rate = segments + model bytes, and the generic weights' PSNR-Y on the same frames beside
+each: ``psnr_y_generic``) with the plain candidates joined by ``--anchor``. ``--generic``: optionally a study of
+the same plain-sr candidates with the shipped weights (same title, frames and measured frames) to take the
+generic figures from instead. Reported (rate = bytes as shipped * 8 / duration, kbps; video PSNR-Y, the study's
 convention; BD-rate with ``bjontegaard``, pchip, over the PSNR overlap):
 
 - per plain-sr rung: generic and per-title PSNR-Y, the gain, the model's kbps and share of the rung's rate, the
@@ -63,24 +64,32 @@ def ladder(points: list[Point], front: list[Point]) -> dict:
             "bd_all": bd(front, pareto(rungs)), "max_below_plain_front_db": below_front(rungs, front)}
 
 
-def run(name: str, title_file: str, generic_file: str) -> dict:
+def run(name: str, title_file: str, generic_file: str | None = None) -> dict:
     tpts, tmeta = read_study(title_file)
-    gpts, gmeta = read_study(generic_file)
     src = tmeta["source"]
-    if (src["file"], src["frames"]) != (gmeta["source"]["file"], gmeta["source"]["frames"]) or \
-            tmeta["conventions"].get("measured_frames") != gmeta["conventions"].get("measured_frames"):
-        raise SystemExit("the two studies are not of the same title, frames and measured frames")
     plain = [p for p in tpts if p.family == "plain"]
     front = pareto(plain)
     title = [p for p in tpts if p.family != "plain" and (p.upscaler or "").endswith(TITLE_MARK)]
-    generic = [p for p in gpts if p.family != "plain" and not (p.upscaler or "").endswith(TITLE_MARK)]
+    if generic_file:
+        gpts, gmeta = read_study(generic_file)
+        if (src["file"], src["frames"]) != (gmeta["source"]["file"], gmeta["source"]["frames"]) or \
+                tmeta["conventions"].get("measured_frames") != gmeta["conventions"].get("measured_frames"):
+            raise SystemExit("the two studies are not of the same title, frames and measured frames")
+        generic = [p for p in gpts if p.family != "plain" and not (p.upscaler or "").endswith(TITLE_MARK)]
+    else:  # the generic variant of each adapted rung: its segments alone, the generic weights' PSNR-Y
+        gen = tmeta.get("psnr_y_generic", {})
+        models = tmeta.get("models", {})
+        generic = [dataclasses.replace(p, kbps=p.kbps - sum(m["bytes"] for m in models.get(p.name, [])) * 8
+                                       / src["duration_s"] / 1000, psnr_y=gen[p.name],
+                                       upscaler=p.upscaler.removesuffix(TITLE_MARK))
+                   for p in title if p.name in gen]
     rows = rung_rows(title, {p.name: p for p in generic}, front, tmeta.get("models", {}), src["duration_s"])
     # the per-title variant of a rung gets its own name so that choose() sees both variants
     titled = [dataclasses.replace(p, name=p.name + TITLE_MARK) for p in title]
     return {"title": name, "source": src, "measured_frames": len(tmeta["conventions"].get("measured_frames", [])),
             "adapt": tmeta["conventions"].get("adapt", {}).get("config"),
             "adapt_runs": tmeta["conventions"].get("adapt", {}).get("renditions"),
-            "studies": {"title": title_file, "generic": generic_file},
+            "studies": {"title": title_file, "generic": generic_file or "psnr_y_generic of the title study"},
             "plain_points": len(plain), "rungs": rows,
             "bd_vs_plain": {"generic": bd(front, pareto(generic)), "title": bd(front, pareto(title))},
             "ladder_generic": ladder(plain + generic, front),
@@ -115,7 +124,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("name")
     ap.add_argument("--title", required=True, help="rd.json: plain-sr --adapt, plain anchored")
-    ap.add_argument("--generic", required=True, help="rd.json: the same plain-sr with the shipped weights")
+    ap.add_argument("--generic", help="rd.json: the same plain-sr with the shipped weights (default: the title "
+                    "study's psnr_y_generic)")
     ap.add_argument("--out", required=True, help="directory for title_sr.json and title_sr.md")
     a = ap.parse_args(argv)
     r = run(a.name, a.title, a.generic)

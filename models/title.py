@@ -10,11 +10,13 @@ metadata (safetensors ``__metadata__``, every value a JSON string):
 - ``base``: ``{"id", "sha256"}`` of the shipped weights it was fine-tuned from
 - ``adapt``: how it was made (steps, seed, learning rate, frames, seconds; informative)
 
-Reading is for untrusted input: the file is size-checked before it is read, its sha256 checked against the
-manifest's, the safetensors header parsed here with bounds (no unpickling anywhere), the architecture must be
-a registered per-scale one at the expected scale, its parameter count is bounded (counted on the meta device,
-before any allocation) and every tensor must match the network's names and shapes exactly and be finite.
-Every failure is a :class:`~bbmr_stream.errors.WeightsError` whose ``cause`` says which check failed.
+Reading is for untrusted input: at most the declared size is read, the sha256 checked against the manifest's,
+the safetensors header parsed here with bounds (no unpickling anywhere; the tensors' byte ranges must tile the
+body in order), the architecture must be the declared per-scale one at the rendition's scale and its config
+exactly the base weights' (a fine-tune never changes the network, so a file cannot make the client build
+another one), the parameter count is bounded (counted on the meta device), and only then are the tensors
+copied out, each matching the network's names and shapes and finite. Every failure is a
+:class:`TitleModelError` (a :class:`~bbmr_stream.errors.WeightsError`) whose ``cause`` says which check failed.
 """
 
 from __future__ import annotations
@@ -24,18 +26,20 @@ import json
 import math
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from bbmr_stream.errors import WeightsError
-from models.archs import get_arch
+from models.archs import ARCHS
 from models.registry import SRModel
 
 FORMAT = "bbmr-title-model-1"
 MAX_MODEL_BYTES = 16 << 20  # a title model's file, bytes (FastSR x4 in fp16: 63 KB; OmniSR-light: 0.4 MB)
 MAX_PARAMS = 4_000_000  # parameters of a title model's network
 MAX_HEADER = 1 << 20  # safetensors JSON header, bytes
+MAX_TENSORS = 1024
 DTYPES = {"F16": (torch.float16, 2), "F32": (torch.float32, 4), "BF16": (torch.bfloat16, 2)}
 CAUSES = ("missing", "oversized", "size", "sha256", "format", "arch", "scale", "shape", "values")
 
@@ -81,75 +85,100 @@ def serialize(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
 
 
 def read_bytes(path: str | os.PathLike, max_bytes: int = MAX_MODEL_BYTES) -> bytes:
-    """The file's bytes, refused unread when larger than ``max_bytes``."""
+    """The file's bytes; at most ``max_bytes`` are read (a larger file, or a special file, is refused)."""
     p = Path(path)
+    if not p.exists():
+        raise TitleModelError("missing", f"{p.name}: no such model file")
+    if not p.is_file():
+        raise TitleModelError("format", f"{p.name}: not a regular file")
+    with open(p, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise TitleModelError("oversized", f"{p.name}: more than the {max_bytes} bytes allowed")
+    return data
+
+
+def _json(text: bytes | str, what: str):
     try:
-        size = p.stat().st_size
-    except FileNotFoundError:
-        raise TitleModelError("missing", f"{p.name}: no such model file") from None
-    if size > max_bytes:
-        raise TitleModelError("oversized", f"{p.name}: {size} bytes, more than the {max_bytes} allowed")
-    return p.read_bytes()
+        return json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError, digit limits, nesting
+        raise TitleModelError("format", f"{what} is not JSON ({e.__class__.__name__})") from None
 
 
-def parse(data: bytes) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(metadata with JSON values decoded, tensors) of safetensors bytes, every offset and length checked."""
+@dataclass(frozen=True)
+class TensorSpec:
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    start: int  # byte offsets in the body
+    end: int
+
+
+def parse(data: bytes) -> tuple[dict, dict[str, TensorSpec], memoryview]:
+    """(metadata with JSON values decoded, tensor specs, body) of safetensors bytes. Nothing is allocated for
+    tensors here: the header is checked (at most :data:`MAX_TENSORS` tensors, byte ranges that tile the body in
+    order, sizes that match dtype x shape) and the data stays in ``data``."""
     if len(data) < 8:
         raise TitleModelError("format", "not a safetensors file (shorter than its header length)")
     (n,) = struct.unpack("<Q", data[:8])
     if n > min(MAX_HEADER, len(data) - 8):
         raise TitleModelError("format", f"safetensors header of {n} bytes does not fit the file")
-    try:
-        header = json.loads(data[8:8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TitleModelError("format", f"safetensors header is not JSON ({e})") from None
+    header = _json(data[8:8 + n], "safetensors header")
     if not isinstance(header, dict):
         raise TitleModelError("format", "safetensors header is not a JSON object")
     raw = header.pop("__metadata__", {})
     if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
         raise TitleModelError("format", "safetensors metadata is not a map of strings")
-    try:
-        meta = {k: json.loads(v) for k, v in raw.items()}
-    except json.JSONDecodeError as e:
-        raise TitleModelError("format", f"metadata value is not JSON ({e})") from None
+    meta = {k: _json(v, f"metadata {k!r}") for k, v in raw.items()}
+    if len(header) > MAX_TENSORS:
+        raise TitleModelError("format", f"{len(header)} tensors, more than {MAX_TENSORS}")
     body = memoryview(data)[8 + n:]
-    tensors = {}
-    for name, t in header.items():
-        tensors[name] = _tensor(name, t, body)
-    return meta, tensors
+    specs = {name: _spec(name, t, len(body)) for name, t in header.items()}
+    pos = 0
+    for sp in sorted(specs.values(), key=lambda sp: sp.start):
+        if sp.start != pos:
+            raise TitleModelError("format", "tensor data ranges overlap or leave gaps")
+        pos = sp.end
+    if pos != len(body):
+        raise TitleModelError("format", f"tensor data covers {pos} of the body's {len(body)} bytes")
+    return meta, specs, body
 
 
-def _tensor(name: str, t, body: memoryview) -> torch.Tensor:
-    if not isinstance(t, dict) or t.get("dtype") not in DTYPES:
+def _spec(name: str, t, body_len: int) -> TensorSpec:
+    dtype = t.get("dtype") if isinstance(t, dict) else None
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise TitleModelError("format", f"tensor {name!r}: dtype must be one of {', '.join(DTYPES)}")
     shape, off = t.get("shape"), t.get("data_offsets")
-    if not (isinstance(shape, list) and len(shape) <= 8 and all(isinstance(d, int) and 0 <= d <= 1 << 24
-                                                                 for d in shape)):
-        raise TitleModelError("format", f"tensor {name!r}: bad shape {shape!r}")
-    if not (isinstance(off, list) and len(off) == 2 and all(isinstance(v, int) for v in off)
-            and 0 <= off[0] <= off[1] <= len(body)):
-        raise TitleModelError("format", f"tensor {name!r}: data offsets {off!r} outside the file")
-    dtype, size = DTYPES[t["dtype"]]
+    if not (isinstance(shape, list) and len(shape) <= 8 and all(type(d) is int and 0 <= d <= 1 << 24 for d in shape)):
+        raise TitleModelError("format", f"tensor {name!r}: bad shape")
+    if not (isinstance(off, list) and len(off) == 2 and all(type(v) is int for v in off)
+            and 0 <= off[0] <= off[1] <= body_len):
+        raise TitleModelError("format", f"tensor {name!r}: data offsets outside the file")
+    torch_dtype, size = DTYPES[dtype]
     if off[1] - off[0] != math.prod(shape) * size:
         raise TitleModelError("format", f"tensor {name!r}: {off[1] - off[0]} bytes for shape {shape}")
-    buf = bytearray(body[off[0]:off[1]])
-    x = torch.frombuffer(buf, dtype=dtype) if buf else torch.empty(0, dtype=dtype)
-    return x.reshape(shape).float()
+    return TensorSpec(torch_dtype, tuple(shape), off[0], off[1])
 
 
-def check(meta: dict, tensors: dict[str, torch.Tensor], scale: int, arch: str | None = None) -> SRModel:
-    """The :class:`SRModel` described by a parsed title model, every field and tensor checked."""
+def check(meta: dict, specs: dict[str, TensorSpec], body: memoryview, scale: int, arch: str | None = None,
+          base: tuple[str, dict] | None = None) -> SRModel:
+    """The :class:`SRModel` described by a parsed title model, every field and tensor checked. ``base``: (id,
+    config) of the shipped weights the model must be a fine-tune of: its ``base.id`` and ``config`` must be
+    those (a fine-tune never changes the network's shape), so a file cannot make the client build another
+    network; without ``base`` the config is only bounded by :data:`MAX_PARAMS`."""
     if meta.get("format") != FORMAT:
-        raise TitleModelError("format", f"not a title model (format {meta.get('format')!r}, expected {FORMAT!r})")
+        raise TitleModelError("format", f"not a title model (format {str(meta.get('format'))[:40]!r})")
     name, config = meta.get("arch"), meta.get("config")
-    try:
-        spec = get_arch(str(name))
-    except WeightsError as e:
-        raise TitleModelError("arch", str(e)) from None
-    if not spec.per_scale or (arch is not None and spec.name != arch):
-        raise TitleModelError("arch", f"a {name} model cannot serve this rendition (expects {arch or 'per-scale'})")
+    if not isinstance(name, str) or name not in ARCHS or not ARCHS[name].per_scale or \
+            (arch is not None and name != arch):
+        raise TitleModelError("arch", f"a {str(name)[:40]} model cannot serve this rendition "
+                                      f"(expects {arch or 'a per-scale architecture'})")
+    spec = ARCHS[name]
     if not isinstance(config, dict):
         raise TitleModelError("arch", "config is not an object")
+    if base is not None:
+        b = meta.get("base")
+        if not isinstance(b, dict) or b.get("id") != base[0] or config != base[1]:
+            raise TitleModelError("arch", f"not a fine-tune of {base[0]} (another base or config)")
     try:
         if spec.scales(config) != (scale,):
             raise TitleModelError("scale", f"model is x{config.get('scale')}, the rendition x{scale}")
@@ -157,32 +186,40 @@ def check(meta: dict, tensors: dict[str, torch.Tensor], scale: int, arch: str | 
             skeleton = spec.build(config)
     except TitleModelError:
         raise
-    except (TypeError, ValueError, KeyError, RuntimeError) as e:
-        raise TitleModelError("arch", f"{name} config {config!r} is not valid ({e.__class__.__name__}: {e})") from None
+    except (TypeError, ValueError, KeyError, OverflowError, ZeroDivisionError, RuntimeError) as e:
+        raise TitleModelError("arch", f"{name} config is not valid ({e.__class__.__name__})") from None
     want = skeleton.state_dict()
     n = sum(v.numel() for v in want.values())
     if n > MAX_PARAMS:
         raise TitleModelError("arch", f"{n} parameters, more than the {MAX_PARAMS} allowed")
-    if set(want) != set(tensors) or any(tuple(want[k].shape) != tuple(tensors[k].shape) for k in want):
+    if set(want) != set(specs) or any(tuple(want[k].shape) != specs[k].shape for k in want):
         raise TitleModelError("shape", f"tensors do not match a {name} {config}")
+    tensors = {k: _materialise(sp, body) for k, sp in specs.items()}
     if not all(bool(torch.isfinite(v).all()) for v in tensors.values()):
         raise TitleModelError("values", "non-finite weights")
     rng = meta.get("input_range", "0,1")
     if rng not in ("0,1", "-1,1"):
-        raise TitleModelError("format", f"input range {rng!r}")
+        raise TitleModelError("format", "bad input range")
     net = spec.load(config, tensors)
     return SRModel(net, scale, rng).eval()
 
 
+def _materialise(sp: TensorSpec, body: memoryview) -> torch.Tensor:
+    buf = bytearray(body[sp.start:sp.end])
+    x = torch.frombuffer(buf, dtype=sp.dtype) if buf else torch.empty(0, dtype=sp.dtype)
+    return x.reshape(sp.shape).float()
+
+
 def load(path: str | os.PathLike, scale: int, *, nbytes: int | None = None, sha256: str | None = None,
-         arch: str | None = None, max_bytes: int = MAX_MODEL_BYTES) -> tuple[SRModel, dict]:
+         arch: str | None = None, base: tuple[str, dict] | None = None,
+         max_bytes: int = MAX_MODEL_BYTES) -> tuple[SRModel, dict]:
     """A title model file, verified against the manifest's ``nbytes`` and ``sha256`` (when given), for a
-    rendition at ``scale`` (and of architecture ``arch`` when given): (model on the CPU in eval mode,
-    metadata)."""
-    data = read_bytes(path, max_bytes)
+    rendition at ``scale`` (of architecture ``arch`` and a fine-tune of ``base`` = (id, config) when given):
+    (model on the CPU in eval mode, metadata)."""
+    data = read_bytes(path, max_bytes if nbytes is None else min(max_bytes, nbytes))
     if nbytes is not None and len(data) != nbytes:
         raise TitleModelError("size", f"{Path(path).name}: {len(data)} bytes, the manifest says {nbytes}")
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise TitleModelError("sha256", f"{Path(path).name}: sha256 does not match the manifest")
-    meta, tensors = parse(data)
-    return check(meta, tensors, scale, arch), meta
+    meta, specs, body = parse(data)
+    return check(meta, specs, body, scale, arch, base), meta

@@ -123,13 +123,17 @@ register_upscaler(UpscalerSpec("jointsr", "jointsr"))
 
 
 
-def title_upscaler(name: str, path, scale: int, arch: str, nbytes: int | None, sha256: str | None,
+def title_upscaler(name: str, path, scale: int, arch: str, base: str, nbytes: int | None, sha256: str | None,
                    device: torch.device) -> OmniSRUpscaler:
-    """Upscaler ``name`` (a per-scale one) over a per-title model file (models/title.py), verified against
-    ``nbytes`` and ``sha256``; a file that cannot be used raises :class:`models.title.TitleModelError`."""
+    """Upscaler ``name`` (a per-scale one) over a per-title model file (models/title.py) fine-tuned from the
+    shipped weights ``base``, verified against ``nbytes`` and ``sha256``; a file that cannot be used raises
+    :class:`models.title.TitleModelError`."""
     from models import title
 
-    model, _ = title.load(path, scale, nbytes=nbytes, sha256=sha256, arch=arch)
+    entry = load_registry().get(base)
+    if entry is None or entry.arch != arch or entry.scales != (scale,):
+        raise title.TitleModelError("arch", f"base weights {base!r} ({arch} x{scale}) are not shipped with this client")
+    model, _ = title.load(path, scale, nbytes=nbytes, sha256=sha256, arch=arch, base=(base, entry.config))
     return OmniSRUpscaler({scale: model.to(device)}, torch.device(device), name=name)
 
 

@@ -43,8 +43,8 @@ def adapt_stage(renditions: list[Rendition], cfg: AdaptConfig, upscaler_of, info
             todo.append((rend, fam, base))
     if not todo:
         return {}
-    hr_bytes = info.width * info.height * 3 * 17 // 16  # HR + an x4 LR picture
-    keep = frames_to_keep(n_frames, cfg, hr_bytes * len({r.overall for r, _, _ in todo}))
+    # per kept frame at the peak: the source frame, one rendition's padded HR copy and its LR picture (x2 at most)
+    keep = frames_to_keep(n_frames, cfg, info.width * info.height * 3 * 9 // 4)
     src = source_rgb(source, keep)
     budget_s = 60.0 * cfg.budget_minutes(n_frames / float(info.fps), info.width, info.height)
     (tmp / MODELS_DIR).mkdir(exist_ok=True)
@@ -52,7 +52,7 @@ def adapt_stage(renditions: list[Rendition], cfg: AdaptConfig, upscaler_of, info
     for rend, fam, (arch, wid) in todo:
         lr = lr_pictures(tmp, rend, keep, info)
         pool = PatchPool(lr, padded_hr(src, keep, rend.overall, lr.shape[1:3]), rend.overall,
-                         (-(-info.height // rend.overall), -(-info.width // rend.overall)))
+                         (info.height // rend.overall, info.width // rend.overall))  # HR inside the source
         facts[rend.name] = adapt_one(rend, pool, cfg, arch, wid, budget_s, tmp, device, progress, len(keep))
         del lr, pool
     return facts
@@ -134,16 +134,6 @@ def padded_hr(src: dict[int, np.ndarray], keep: list[int], k: int, lr_hw: tuple[
     return out
 
 
-def add_model_rate(rend: Rendition, duration_s: float) -> None:
-    """Count the rendition's model bytes in its rate: ``bitrate_kbps`` and ``parts_kbps["model"]``."""
-    nbytes = sum(m.bytes for m in rend.models)
-    if not nbytes:
-        return
-    kbps = nbytes * 8 / duration_s / 1000
-    rend.parts_kbps["model"] = round(kbps, 3)
-    rend.bitrate_kbps = round(rend.bitrate_kbps + kbps, 2)
-
-
 def title_candidates(specs: list[RungSpec], width: int, height: int, kbps: dict[str, float]) -> list[RungSpec]:
     """plain-sr x2 and x4 rungs to adapt beside an auto ladder's rungs ``specs`` (``kbps``: their measured rates by
     name): for each plain rung in the ladder's lower half (rate at most the geometric middle of its range), the
@@ -207,6 +197,15 @@ def drop_models(r: Rendition, root: Path) -> None:
         (root / m.file).unlink(missing_ok=True)
     r.bitrate_kbps = round(r.bitrate_kbps - r.parts_kbps.pop("model", 0.0), 2)
     r.models, r.psnr_y, r.psnr_y_generic = [], r.psnr_y_generic, None
+
+
+def drop_useless_models(renditions: list[Rendition], root: Path) -> list[Rendition]:
+    """An explicit ladder's rule: a model that does not raise its rendition's PSNR-Y over the generic weights'
+    (same frames) is not shipped (its bytes would buy nothing)."""
+    for r in renditions:
+        if r.models and r.psnr_y_generic is not None and r.psnr_y is not None and r.psnr_y <= r.psnr_y_generic:
+            drop_models(r, root)
+    return renditions
 
 
 def remove_rendition(r: Rendition, root: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from bbmr_stream.manifest import Manifest
 from bbmr_stream.progress import Progress
-from packager.adapt import select_titled, title_candidates
+from packager.adapt import drop_useless_models, select_titled, title_candidates
 from packager.config import AutoLadder, Ladder, PackageConfig
 from packager.ladder import HULL_RATIO, auto_points
 from packager.pipeline import prepare, write_rungs
@@ -21,7 +21,7 @@ def package(config: PackageConfig, ladder: Ladder, progress: Progress | None = N
         ladder.check()
     out, info = prepare(config, progress)
     if not isinstance(ladder, AutoLadder):
-        return write_rungs(config, ladder, info, out, progress)
+        return write_rungs(config, ladder, info, out, progress, drop_useless_models if config.adapt else None)
     picked = auto_points(config, ladder, info, progress)
     specs = [p.spec for p in picked]
     if config.adapt is None or not config.measure:

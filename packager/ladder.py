@@ -98,8 +98,9 @@ def measure_candidates(config: PackageConfig, specs: list[RungSpec], progress: P
         man = package_rungs(cfg, specs, progress)
     rungs = {s.name: s for s in specs}
     points = [Point(rungs[r.name].text, r.name, r.kind, r.lr_width, r.lr_height, r.crf, r.bitrate_kbps, r.psnr_y,
-                    r.niqe, r.psnr_y_upscaler + TITLE_MARK if r.models else r.psnr_y_upscaler, r.es_kbps)
-              for r in man.renditions]
+                    r.niqe, r.psnr_y_upscaler + TITLE_MARK if r.models else r.psnr_y_upscaler,
+                    None if r.es_kbps is None else round(r.es_kbps + r.parts_kbps.get("model", 0.0), 2))
+              for r in man.renditions]  # a model's bytes count in the ES rate too (the client downloads them)
     meta = {"source": man.source, "conventions": man.conventions, "segments": segments,
             "models": {r.name: [m.__dict__ for m in r.models] for r in man.renditions if r.models},
             "psnr_y_generic": {r.name: r.psnr_y_generic for r in man.renditions if r.psnr_y_generic is not None},
@@ -211,7 +212,8 @@ def load_study(path: str | Path, info, frames: int | None) -> list[Point]:
         raise InputError(f"--study {p} was made on {src['file']} {src['width']}x{src['height']}, not this title")
     if frames is not None and src["frames"] != frames:
         raise InputError(f"--study {p} measured {src['frames']} frames, this run packages {frames}")
-    return pts
+    # the search's candidates have the generic weights: per-title points (--adapt studies) are not candidates
+    return [q for q in pts if not (q.upscaler or "").endswith(TITLE_MARK)]
 
 
 def candidates_for(width: int, height: int, fast: bool) -> list[RungSpec]:

@@ -489,7 +489,8 @@ def pick_for(name: str, fam: Family, rend: Rendition | None, root: Path, device)
         return up_name, up
     from models.upscalers import title_upscaler
 
-    return up_name, title_upscaler(up_name, root / ref.file, ref.scale, ref.arch, ref.bytes, ref.sha256, device)
+    return up_name, title_upscaler(up_name, root / ref.file, ref.scale, ref.arch, ref.base, ref.bytes, ref.sha256,
+                                   device)
 
 
 def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int], pick, tmp: Path, progress: Progress,

@@ -40,9 +40,11 @@ def cmd_rd(a: argparse.Namespace) -> int:
         families=tuple(f.strip() for f in a.families.split(",") if f.strip()), scorer=a.scorer, device=a.device,
         backend=a.backend, preset=a.preset, rate_lambda=a.rate_lambda, segment=a.segment, upscaler=a.upscaler,
         reuse=a.reuse, anchor=a.anchor, crfs=a.crfs, fractions=a.fractions,
-        adapt=AdaptConfig(minutes=a.adapt_minutes, steps=a.adapt_steps) if a.adapt else None)
+        adapt=AdaptConfig(minutes=a.adapt_minutes, steps=a.adapt_steps, seed=a.adapt_seed) if a.adapt else None)
     if config.adapt is not None:
         config.adapt.check()
+    elif a.adapt_minutes is not None or a.adapt_steps is not None:
+        raise InputError("--adapt-minutes and --adapt-steps need --adapt")
     if a.dense:
         if a.crfs or a.fractions or a.families != ",".join(FAMILIES):
             raise InputError("--dense sets the families, CRFs and sizes: not with --families, --crfs or --fractions")
@@ -150,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--adapt-minutes", type=float, help="--adapt: training minutes per model (default: 1 per 10 s "
                     "of 1080p-sized source)")
     rd.add_argument("--adapt-steps", type=int, help="--adapt: exactly this many steps per model")
+    rd.add_argument("--adapt-seed", type=int, default=0, help="--adapt: random seed (default %(default)s)")
     rd.add_argument("--dense", action="store_true", help="the dense plain front: plain only, CRF 18-51 step 1 at "
                     "1, 3/4, 2/3, 1/2, 3/8, 1/3, 1/4 of the source (238 points); check a ladder against it with "
                     "ladder-check")

@@ -9,9 +9,10 @@ from bbmr_stream.errors import InputError
 from bbmr_stream.family import Uniform
 
 
-def abr_plan(man, trace_path: str, pinned_name: str | None):
+def abr_plan(man, trace_path: str, pinned_name: str | None, model_of=None):
     """Per-segment renditions from the ABR simulation over the trace (all renditions share segment bounds),
-    and its summary for the report."""
+    and its summary for the report. ``model_of(rendition, segment)``: the title model the player would fetch for
+    that segment (None: none; default: the manifest's), whose bytes the simulated download adds once."""
     from player.abr import Trace, simulate, summary
 
     rends = man.renditions
@@ -21,14 +22,14 @@ def abr_plan(man, trace_path: str, pinned_name: str | None):
     pinned = next(i for i, r in enumerate(rends) if r.name == pinned_name) if pinned_name else None
     dec = simulate([[s.bytes * 8 for s in r.segments] for r in rends], [s.duration_s for s in rends[0].segments],
                    [r.bitrate_kbps for r in rends], Trace.load(trace_path), pinned=pinned,
-                   quality=[r.psnr_y for r in rends], models=[model_needs(r) for r in rends])
+                   quality=[r.psnr_y for r in rends], models=[model_needs(r, model_of) for r in rends])
     out = summary(dec)
     for d in out["segments"]:
         d["rendition"] = rends[d["rendition"]].name
     return [rends[d.rendition] for d in dec], out
 
 
-def pick_plan(man, rendition: str | None, trace: str | None):
+def pick_plan(man, rendition: str | None, trace: str | None, model_of=None):
     """(rendition shown, plan, ABR summary or None): the rendition is ``rendition`` (else the top of the
     ladder); the plan is that rendition, or the ABR decisions over ``trace`` (which ``rendition`` pins)."""
     if rendition:
@@ -39,7 +40,7 @@ def pick_plan(man, rendition: str | None, trace: str | None):
     else:
         rend = max(man.renditions, key=lambda r: r.bitrate_kbps)
     if trace:
-        plan, abr_summary = abr_plan(man, trace, rendition)
+        plan, abr_summary = abr_plan(man, trace, rendition, model_of)
         return rend, plan, abr_summary
     return rend, rend, None
 
@@ -77,10 +78,10 @@ def make_comparisons(names, man, rend, device) -> dict:
     return out
 
 
-def model_needs(rend) -> list[tuple[str, float] | None]:
+def model_needs(rend, model_of=None) -> list[tuple[str, float] | None]:
     """Per segment of ``rend``: (file, bits) of the title model it is played with, None: the generic weights."""
     out = []
     for i in range(len(rend.segments)):
-        m = rend.model_for(i)
+        m = model_of(rend, i) if model_of is not None else rend.model_for(i)
         out.append((m.file, m.bytes * 8.0) if m is not None else None)
     return out

@@ -98,14 +98,16 @@ def _play(config: PlayConfig, src: StreamSource, progress: Progress) -> Report:
     man = src.manifest
     if man.resize != RESIZE_CONVENTION:
         warnings.warn(f"stream resize convention {man.resize!r} differs from this player's {RESIZE_CONVENTION!r}")
-    rend, plan, abr_summary = pick_plan(man, config.rendition, config.trace)
     device = pick_device(config.device)
     from models.factory import use_backend
 
     use_backend(config.backend)
     upscalers = Upscalers(config.upscaler, man.scales, device, fetch=src.path)
-    upscalers(rend, start_segment(man, rend, config.start))  # made now: a missing generic
-    # model is an error before playback starts (a title model falls back)
+    rend, plan, abr_summary = pick_plan(man, config.rendition, config.trace, upscalers.model_ref)
+    first = start_segment(man, rend, config.start)
+    # the first segment's upscaler made now: a missing generic model is an error before playback starts (a title
+    # model that cannot be used falls back)
+    upscalers(plan[first] if isinstance(plan, list) else rend, first)
     comparisons = make_comparisons(config.compare, man, rend, device)
     fps = man.source["fps"][0] / man.source["fps"][1]
     start = start_frame(man, config.start)
@@ -144,7 +146,7 @@ def _play(config: PlayConfig, src: StreamSource, progress: Progress) -> Report:
         raise InputError(f"{src.where}: no frames played")
     finish_report(report, stats, comparisons, time.time() - t0, abr_summary, compare_stats)
     report.extra["model_fallbacks"] = upscalers.fallbacks
-    report.stream["models"] = sorted(f for f, u in upscalers.titled.items() if u is not None)
+    report.stream["models"] = upscalers.models_used()
     report.stream.update(played_stream(report, man, rend, upscalers))
     backends = upscalers.backends()
     if backends:

@@ -40,34 +40,47 @@ class Upscalers:
 
     def __call__(self, rend, segment: int = 0):
         name = self.name_for(rend)
-        ref = rend.model_for(segment) if rend.models else None
+        ref = self.model_ref(rend, segment)
         if ref is not None and self.fetch is not None:
-            from models.upscalers import base_weights
-
-            base = base_weights(name, ref.scale)
-            if base is not None and base[1] == ref.base:
-                up = self.title(name, rend, ref)
-                if up is not None:
-                    return up
+            up = self.title(name, rend, ref)
+            if up is not None:
+                return up
         return self.generic(name, rend)
+
+    def model_ref(self, rend, segment: int):
+        """The title model segment ``segment`` of ``rend`` is played with: the one serving it, when the rendition
+        plays with the upscaler it was fine-tuned for (None: the generic weights)."""
+        from models.upscalers import base_weights
+
+        ref = rend.model_for(segment) if rend.models else None
+        if ref is None or tuple(rend.scales) != (ref.scale,):
+            return None
+        return ref if base_weights(self.name_for(rend), ref.scale) == (ref.arch, ref.base) else None
 
     def title(self, name: str, rend, ref):
         """The upscaler over the title model ``ref``, None (generic weights) when it cannot be used."""
-        if ref.file not in self.titled:
+        key = (ref.file, ref.sha256, ref.bytes, ref.scale, ref.arch, ref.base, name)
+        if key not in self.titled:
+            import http.client
+
             from models.title import TitleModelError
             from models.upscalers import title_upscaler
 
             try:
                 path = self.fetch(ref.file)
-                self.titled[ref.file] = title_upscaler(name, path, ref.scale, ref.arch, ref.bytes, ref.sha256,
-                                                       self.device)
-            except (TitleModelError, OSError) as e:
+                self.titled[key] = title_upscaler(name, path, ref.scale, ref.arch, ref.base, ref.bytes, ref.sha256,
+                                                  self.device)
+            except (TitleModelError, OSError, http.client.HTTPException) as e:
                 cause = getattr(e, "cause", "fetch")
                 warnings.warn(f"model {ref.file} of {rend.name}: {cause} ({e}); playing the generic {ref.base}")
                 self.fallbacks.append({"rendition": rend.name, "file": ref.file, "cause": cause,
                                        "detail": str(e)[:300]})
-                self.titled[ref.file] = None
-        return self.titled[ref.file]
+                self.titled[key] = None
+        return self.titled[key]
+
+    def models_used(self) -> list[str]:
+        """The title model files played with, sorted."""
+        return sorted({k[0] for k, u in self.titled.items() if u is not None})
 
     def generic(self, name: str, rend):
         from models.factory import make_upscaler

@@ -103,7 +103,7 @@ def _wrong_arch(path):
                {})
 
 
-@pytest.mark.parametrize("case,cause", [("missing", "missing"), ("corrupt", "sha256"), ("oversized", "size"),
+@pytest.mark.parametrize("case,cause", [("missing", "missing"), ("corrupt", "sha256"), ("oversized", "oversized"),
                                         ("wrong_arch", "arch"), ("truncated", "size")])
 def test_unusable_model_falls_back_flagged(adapted, tmp_path, case, cause):
     src, out = adapted
@@ -133,6 +133,41 @@ def test_unusable_model_falls_back_flagged(adapted, tmp_path, case, cause):
     assert fb["cause"] == cause and fb["file"] == ref["file"] and r.stream["models"] == []
     assert len(r.frames) == N and r.extra["concealed_frames"] == 0  # played, with the generic weights
     assert play_cli([str(bad), "--headless", "--rendition", SR, "--strict", "--device", "cpu"]) == 3
+
+
+def test_a_forced_other_upscaler_does_not_fetch_the_model(adapted, tmp_path):
+    """--upscaler omnisr over a FastSR title model: generic OmniSR plays, the model is neither fetched nor counted
+    in the ABR's downloads, and that is no fallback."""
+    src, out = adapted
+    trace = tmp_path / "trace.txt"
+    trace.write_text("0 0.5\n1 0.5\n")
+    r = _play(out, src, upscaler="omnisr", trace=str(trace))
+    assert r.stream["models"] == [] and r.extra["model_fallbacks"] == []
+    sr = load(out).renditions[0]
+    seg0 = r.extra["abr"]["segments"][0]
+    assert seg0["rendition"] == SR  # the lowest rate first
+    assert seg0["download_s"] == pytest.approx(sr.segments[0].bytes * 8 / 0.5e6, rel=1e-6)
+    r = _play(out, src, trace=str(trace))  # the model's upscaler: its bytes come with the first segment
+    assert r.extra["abr"]["segments"][0]["download_s"] == pytest.approx(
+        (sr.segments[0].bytes + sr.models[0].bytes) * 8 / 0.5e6, rel=1e-6)
+
+
+def test_models_only_where_a_rendition_can_use_them(adapted):
+    from bbmr_stream.errors import ManifestError
+    from bbmr_stream.manifest import from_dict
+
+    _, out = adapted
+    good = json.loads((out / "manifest.json").read_text())
+    for edit in ({"scale": 4}, {"sha256": "X" * 64}, {"file": "../m.safetensors"}, {"bytes": 1 << 30},
+                 {"first_segment": 2}):
+        d = json.loads(json.dumps(good))
+        d["renditions"][0]["models"][0].update(edit)
+        with pytest.raises(ManifestError):
+            from_dict(d)
+    d = json.loads(json.dumps(good))
+    d["renditions"][1]["models"] = d["renditions"][0]["models"]  # a plain rendition
+    with pytest.raises(ManifestError, match="no per-title models"):
+        from_dict(d)
 
 
 def test_adapt_options_are_checked(tmp_path, capsys):

@@ -50,7 +50,9 @@ def test_round_trip_in_fp16(tmp_path):
 @pytest.mark.parametrize("case,cause", [
     ("missing", "missing"), ("oversized", "oversized"), ("size", "size"), ("sha256", "sha256"),
     ("scale", "scale"), ("arch", "arch"), ("garbage", "format"), ("huge_config", "arch"), ("shape", "shape"),
-    ("nan", "values"), ("not_title", "format")])
+    ("nan", "values"), ("not_title", "format"), ("dtype_list", "format"), ("deep_json", "format"),
+    ("big_int", "format"), ("overlap", "format"), ("gap", "format"), ("not_base", "arch"), ("fifo", "format"),
+    ("zero_div", "arch")])
 def test_bad_models_say_why(tmp_path, case, cause):
     path, n, sha = write(tmp_path)
     kw = {"nbytes": n, "sha256": sha, "arch": "fastsr"}
@@ -70,7 +72,15 @@ def test_bad_models_say_why(tmp_path, case, cause):
     elif case == "garbage":
         path.write_bytes(b"\xff" * 64)
         kw = {}
-    elif case in ("huge_config", "shape", "nan", "not_title"):
+    elif case == "not_base":  # a valid file whose config is not the base weights' (the client's own registry)
+        kw["base"] = ("fastsr-x2", {"scale": 2, "feat": 48, "feat2": 32})
+    elif case == "fifo":
+        path.unlink()
+        import os
+
+        os.mkfifo(path)
+        kw = {}
+    else:
         header_edit(path, case)
         kw = {}
     with pytest.raises(title.TitleModelError) as e:
@@ -93,6 +103,21 @@ def header_edit(path, case):
     elif case == "nan":
         off = head["body.0.bias"]["data_offsets"][0]
         body[off:off + 2] = np.array([np.nan], np.float16).tobytes()
+    elif case == "dtype_list":  # an unhashable dtype
+        head["body.0.bias"]["dtype"] = []
+    elif case == "deep_json":
+        meta["adapt"] = "[" * 100000 + "]" * 100000
+    elif case == "big_int":
+        meta["adapt"] = "9" * 5000
+    elif case == "overlap":  # every tensor over the same bytes: would multiply the memory a small file costs
+        for k in head:
+            if k != "__metadata__":
+                head[k]["data_offsets"] = [0, head[k]["data_offsets"][1] - head[k]["data_offsets"][0]]
+    elif case == "gap":
+        body += b"\0" * 16
+    elif case == "zero_div":  # an OmniSR config that divides by zero when built
+        meta["arch"] = json.dumps("omnisr")
+        meta["config"] = json.dumps({"scale": 2, "num_feat": 2, "res_num": 1})
     h = json.dumps(head).encode()
     path.write_bytes(struct.pack("<Q", len(h)) + h + bytes(body))
 
@@ -109,8 +134,7 @@ def test_parser_fuzz(tmp_path, edits, cut):
     data = mutate(path.read_bytes(), edits)
     data = data[:len(data) - cut] if cut < len(data) else data
     try:
-        meta, tensors = title.parse(data)
-        title.check(meta, tensors, 2)
+        title.check(*title.parse(data), 2)
     except title.TitleModelError:
         pass
 
