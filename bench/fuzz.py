@@ -1,8 +1,10 @@
 """``python -m bench.fuzz [--n 100000] [--json out.json]``: long fuzz runs of the parsers that read untrusted
-bytes: the scale-map parser, SEI extraction, the manifest loader. Inputs are random bytes / JSON values and
-random mutations (byte flips, truncations, splices) of valid ones; every input must give a result or the
-parser's own exception (ScaleMapError, SEIError, ManifestError) within a time bound. Prints (and writes) inputs
-per target, seconds, and any failure with its input. The short run in CI: tests/unit/test_fuzz.py (hypothesis).
+bytes: the scale-map parser, SEI extraction, the manifest loader, the per-title model reader (models/title.py).
+Inputs are random bytes / JSON values and random mutations (byte flips, truncations, splices; for model files
+also header values replaced) of valid ones; every input must give a result or the parser's own exception
+(ScaleMapError, SEIError, ManifestError, TitleModelError) within a time bound. Prints (and writes) inputs per
+target, seconds, and any failure with its input. The short run in CI: tests/unit/test_fuzz.py and
+tests/unit/test_title.py (hypothesis).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from bbmr_stream.errors import ManifestError, ScaleMapError, SEIError
 from bbmr_stream.manifest import from_dict
 from bbmr_stream.scalemap import ScaleMap
 from bbmr_stream.sei import build_sei_nal, find_bbmr_payloads
+from models.title import TitleModelError
 
 SLOW_S = 1.0  # one input taking longer than this counts as a hang
 
@@ -122,10 +125,55 @@ def run_manifest(text: str):
     from_dict(d)
 
 
+def title_model() -> bytes:
+    """A valid FastSR x2 title model file (random weights)."""
+    import torch
+
+    from models import title
+    from models.fastsr import FastSR, FastSRConfig
+    from models.registry import SRModel
+
+    torch.manual_seed(0)
+    cfg = FastSRConfig(scale=2, feat=8, feat2=4)
+    net = FastSR(cfg)
+    sd = {k: v.half() for k, v in net.state_dict().items()}
+    return title.serialize(sd, {"format": title.FORMAT, "arch": "fastsr", "config": cfg.to_dict(),
+                                "input_range": SRModel(net, 2).input_range,
+                                "base": {"id": "fastsr-x2", "sha256": "0" * 64}, "adapt": {}})
+
+
+def title_inputs(rng: random.Random):
+    """Mutated model files: byte-level, and header-level (a JSON value of the header or metadata replaced)."""
+    good = title_model()
+    (n,) = struct.unpack("<Q", good[:8])
+    head = json.loads(good[8:8 + n])
+    while True:
+        if rng.random() < 0.5:
+            yield mutate(rng, good)
+            continue
+        h = copy.deepcopy(head)
+        if rng.random() < 0.5:
+            k = rng.choice(list(h["__metadata__"]))
+            h["__metadata__"][k] = json.dumps(_value(rng)) if rng.random() < 0.7 else str(_value(rng))
+        else:
+            k = rng.choice([k for k in h if k != "__metadata__"])
+            f = rng.choice(["dtype", "shape", "data_offsets"])
+            h[k][f] = _value(rng)
+        text = json.dumps(h).encode()
+        yield struct.pack("<Q", len(text)) + text + good[8 + n:]
+
+
+def run_title(data: bytes):
+    from models import title
+
+    title.check(*title.parse(data), 2)
+
+
 TARGETS = {
     "scalemap": (scalemap_inputs, ScaleMap.from_bytes, ScaleMapError),
     "sei": (sei_inputs, lambda a: find_bbmr_payloads(a[1], a[0]), SEIError),
     "manifest": (manifest_inputs, run_manifest, ManifestError),
+    "title": (title_inputs, run_title, TitleModelError),
 }
 
 
