@@ -1,13 +1,21 @@
 """Per-title model files: an SR model fine-tuned on one title, shipped in its stream directory.
 
 A title model is a safetensors file (``models/<rendition>.safetensors`` in a stream directory) holding the
-weights of a per-scale architecture (models/archs.py: ``fastsr``, ``omnisr``) in fp16, with JSON-encoded
-metadata (safetensors ``__metadata__``, every value a JSON string):
+weights of a per-scale architecture (models/archs.py: ``fastsr``, ``omnisr``), with JSON-encoded metadata
+(safetensors ``__metadata__``, every value a JSON string). Two encodings (``encoding``):
+
+- ``fp16``: every tensor of the network in fp16;
+- ``delta-int8`` (the packager's default, half the bytes): every tensor as its difference to the base weights,
+  int8 (``NAME``) times a float32 scale per output channel (``NAME.scale``: shape ``[shape[0]]``; ``[1]`` for a
+  1-D tensor); the client adds it to the base weights it ships (their sha256 must be the file's ``base``).
+
+Metadata:
 
 - ``format``: ``"bbmr-title-model-1"``
 - ``arch``, ``config``: the architecture and its config dict (``scale`` included)
 - ``input_range``: ``"0,1"`` or ``"-1,1"`` (as the base weights)
 - ``base``: ``{"id", "sha256"}`` of the shipped weights it was fine-tuned from
+- ``encoding``: ``"fp16"`` (when absent) or ``"delta-int8"``
 - ``adapt``: how it was made (steps, seed, learning rate, frames, seconds; informative)
 
 Reading is for untrusted input: at most the declared size is read, the sha256 checked against the manifest's,
@@ -40,7 +48,19 @@ MAX_MODEL_BYTES = 16 << 20  # a title model's file, bytes (FastSR x4 in fp16: 63
 MAX_PARAMS = 4_000_000  # parameters of a title model's network
 MAX_HEADER = 1 << 20  # safetensors JSON header, bytes
 MAX_TENSORS = 1024
-DTYPES = {"F16": (torch.float16, 2), "F32": (torch.float32, 4), "BF16": (torch.bfloat16, 2)}
+DTYPES = {"F16": (torch.float16, 2), "F32": (torch.float32, 4), "BF16": (torch.bfloat16, 2), "I8": (torch.int8, 1)}
+ENCODINGS = ("fp16", "delta-int8")
+
+
+@dataclass(frozen=True)
+class Base:
+    """The shipped weights a title model is a fine-tune of: registry id, config, sha256 of their file, and their
+    state dict (needed to read a ``delta-int8`` model)."""
+
+    id: str
+    config: dict
+    sha256: str
+    state: dict | None = None
 CAUSES = ("missing", "oversized", "size", "sha256", "format", "arch", "scale", "shape", "values")
 
 
@@ -52,25 +72,51 @@ class TitleModelError(WeightsError):
         self.cause = cause
 
 
-def save(model: SRModel, path: str | os.PathLike, arch: str, config: dict, base: dict, adapt: dict) -> tuple[int, str]:
-    """Write ``model`` (an :class:`SRModel` around a per-scale network) as a title model file in fp16 (atomic
-    rename); returns (bytes, sha256 hex). The bytes are a function of the weights and the metadata alone
-    (:func:`serialize`)."""
+def save(model: SRModel, path: str | os.PathLike, arch: str, config: dict, base: Base, adapt: dict,
+         encoding: str = "delta-int8") -> tuple[int, str]:
+    """Write ``model`` (an :class:`SRModel` around a per-scale network, fine-tuned from ``base``) as a title model
+    file in ``encoding`` (atomic rename); returns (bytes, sha256 hex). The bytes are a function of the weights
+    and the metadata alone (:func:`serialize`)."""
     path = Path(path)
-    meta = {"format": FORMAT, "arch": arch, "config": config, "input_range": model.input_range, "base": base,
-            "adapt": adapt}
-    data = serialize({k: v.detach().to(torch.float16).cpu() for k, v in model.net.state_dict().items()}, meta)
+    meta = {"format": FORMAT, "arch": arch, "config": config, "input_range": model.input_range,
+            "base": {"id": base.id, "sha256": base.sha256}, "adapt": adapt, "encoding": encoding}
+    sd = {k: v.detach().float().cpu() for k, v in model.net.state_dict().items()}
+    if encoding == "fp16":
+        tensors = {k: v.half() for k, v in sd.items()}
+    elif encoding == "delta-int8":
+        if base.state is None:
+            raise ValueError("delta-int8 needs the base weights' state dict")
+        tensors = {}
+        for k, v in sd.items():
+            q, scale = quantize_delta(v - base.state[k].float().cpu())
+            tensors[k], tensors[k + ".scale"] = q, scale
+    else:
+        raise ValueError(f"unknown encoding {encoding!r} ({', '.join(ENCODINGS)})")
+    data = serialize(tensors, meta)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
     return len(data), hashlib.sha256(data).hexdigest()
 
 
+def scale_shape(shape: tuple[int, ...]) -> tuple[int]:
+    """The shape of a ``delta-int8`` tensor's scales: one per output channel, one for a 1-D tensor."""
+    return (shape[0],) if len(shape) > 1 else (1,)
+
+
+def quantize_delta(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 values, float32 scales per output channel) with d ~ values * scale (absmax, round to nearest)."""
+    rows = d.reshape(scale_shape(tuple(d.shape))[0], -1)
+    scale = rows.abs().amax(dim=1).div(127.0).clamp_min(1e-12)
+    q = torch.round(rows / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q.reshape(d.shape), scale.float()
+
+
 def serialize(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
     """The safetensors bytes of fp16/fp32 ``tensors`` with ``meta`` (values JSON-encoded), tensors and keys in
     sorted order and the header space-padded to 8 bytes (the safetensors library writes its metadata in hash
     order: the same model would not always give the same bytes)."""
-    names = {torch.float16: "F16", torch.float32: "F32"}
+    names = {torch.float16: "F16", torch.float32: "F32", torch.int8: "I8"}
     header: dict = {"__metadata__": {k: json.dumps(v, sort_keys=True) for k, v in sorted(meta.items())}}
     body, off = [], 0
     for k in sorted(tensors):
@@ -160,13 +206,17 @@ def _spec(name: str, t, body_len: int) -> TensorSpec:
 
 
 def check(meta: dict, specs: dict[str, TensorSpec], body: memoryview, scale: int, arch: str | None = None,
-          base: tuple[str, dict] | None = None) -> SRModel:
-    """The :class:`SRModel` described by a parsed title model, every field and tensor checked. ``base``: (id,
-    config) of the shipped weights the model must be a fine-tune of: its ``base.id`` and ``config`` must be
-    those (a fine-tune never changes the network's shape), so a file cannot make the client build another
-    network; without ``base`` the config is only bounded by :data:`MAX_PARAMS`."""
+          base: Base | None = None) -> SRModel:
+    """The :class:`SRModel` described by a parsed title model, every field and tensor checked. ``base``: the
+    shipped weights the model must be a fine-tune of: its ``base.id`` and ``config`` must be those (a fine-tune
+    never changes the network's shape), so a file cannot make the client build another network; a
+    ``delta-int8`` model also needs their sha256 to match and their state dict. Without ``base`` the config is
+    only bounded by :data:`MAX_PARAMS` (and a delta model cannot be read)."""
     if meta.get("format") != FORMAT:
         raise TitleModelError("format", f"not a title model (format {str(meta.get('format'))[:40]!r})")
+    encoding = meta.get("encoding", "fp16")
+    if encoding not in ENCODINGS:
+        raise TitleModelError("format", f"unknown encoding {str(encoding)[:40]!r}")
     name, config = meta.get("arch"), meta.get("config")
     if not isinstance(name, str) or name not in ARCHS or not ARCHS[name].per_scale or \
             (arch is not None and name != arch):
@@ -175,10 +225,11 @@ def check(meta: dict, specs: dict[str, TensorSpec], body: memoryview, scale: int
     spec = ARCHS[name]
     if not isinstance(config, dict):
         raise TitleModelError("arch", "config is not an object")
-    if base is not None:
-        b = meta.get("base")
-        if not isinstance(b, dict) or b.get("id") != base[0] or config != base[1]:
-            raise TitleModelError("arch", f"not a fine-tune of {base[0]} (another base or config)")
+    b = meta.get("base")
+    if base is not None and (not isinstance(b, dict) or b.get("id") != base.id or config != base.config):
+        raise TitleModelError("arch", f"not a fine-tune of {base.id} (another base or config)")
+    if encoding == "delta-int8" and (base is None or base.state is None or b.get("sha256") != base.sha256):
+        raise TitleModelError("arch", "a delta model of other base weights than this client's")
     try:
         if spec.scales(config) != (scale,):
             raise TitleModelError("scale", f"model is x{config.get('scale')}, the rendition x{scale}")
@@ -188,15 +239,23 @@ def check(meta: dict, specs: dict[str, TensorSpec], body: memoryview, scale: int
         raise
     except (TypeError, ValueError, KeyError, OverflowError, ZeroDivisionError, RuntimeError) as e:
         raise TitleModelError("arch", f"{name} config is not valid ({e.__class__.__name__})") from None
-    want = skeleton.state_dict()
-    n = sum(v.numel() for v in want.values())
+    want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    n = sum(math.prod(v) for v in want.values())
     if n > MAX_PARAMS:
         raise TitleModelError("arch", f"{n} parameters, more than the {MAX_PARAMS} allowed")
-    if set(want) != set(specs) or any(tuple(want[k].shape) != specs[k].shape for k in want):
-        raise TitleModelError("shape", f"tensors do not match a {name} {config}")
+    if encoding == "delta-int8":
+        want = {**{k: v for k, v in want.items()}, **{k + ".scale": scale_shape(v) for k, v in want.items()}}
+    if set(want) != set(specs) or any(want[k] != specs[k].shape for k in want) or (
+            encoding == "delta-int8" and any(specs[k].dtype != (torch.float32 if k.endswith(".scale") else torch.int8)
+                                             for k in want)):
+        raise TitleModelError("shape", f"tensors do not match a {name} {config} ({encoding})")
     tensors = {k: _materialise(sp, body) for k, sp in specs.items()}
     if not all(bool(torch.isfinite(v).all()) for v in tensors.values()):
         raise TitleModelError("values", "non-finite weights")
+    if encoding == "delta-int8":
+        tensors = {k: base.state[k].float().cpu() + (tensors[k].reshape(tensors[k + ".scale"].shape[0], -1)
+                                                     * tensors[k + ".scale"][:, None]).reshape(tensors[k].shape)
+                   for k in tensors if not k.endswith(".scale")}
     rng = meta.get("input_range", "0,1")
     if rng not in ("0,1", "-1,1"):
         raise TitleModelError("format", "bad input range")
@@ -211,11 +270,11 @@ def _materialise(sp: TensorSpec, body: memoryview) -> torch.Tensor:
 
 
 def load(path: str | os.PathLike, scale: int, *, nbytes: int | None = None, sha256: str | None = None,
-         arch: str | None = None, base: tuple[str, dict] | None = None,
+         arch: str | None = None, base: Base | None = None,
          max_bytes: int = MAX_MODEL_BYTES) -> tuple[SRModel, dict]:
     """A title model file, verified against the manifest's ``nbytes`` and ``sha256`` (when given), for a
-    rendition at ``scale`` (of architecture ``arch`` and a fine-tune of ``base`` = (id, config) when given):
-    (model on the CPU in eval mode, metadata)."""
+    rendition at ``scale`` (of architecture ``arch`` and a fine-tune of ``base`` when given): (model on the CPU
+    in eval mode, metadata)."""
     data = read_bytes(path, max_bytes if nbytes is None else min(max_bytes, nbytes))
     if nbytes is not None and len(data) != nbytes:
         raise TitleModelError("size", f"{Path(path).name}: {len(data)} bytes, the manifest says {nbytes}")

@@ -130,11 +130,23 @@ def title_upscaler(name: str, path, scale: int, arch: str, base: str, nbytes: in
     :class:`models.title.TitleModelError`."""
     from models import title
 
+    model, _ = title.load(path, scale, nbytes=nbytes, sha256=sha256, arch=arch, base=title_base(base, arch, scale))
+    return OmniSRUpscaler({scale: model.to(device)}, torch.device(device), name=name)
+
+
+def title_base(base: str, arch: str, scale: int):
+    """The shipped weights ``base`` as a title model's :class:`models.title.Base` (their file verified by sha256);
+    TitleModelError when this client does not ship them for ``arch`` x``scale``."""
+    from models import title
+
     entry = load_registry().get(base)
     if entry is None or entry.arch != arch or entry.scales != (scale,):
         raise title.TitleModelError("arch", f"base weights {base!r} ({arch} x{scale}) are not shipped with this client")
-    model, _ = title.load(path, scale, nbytes=nbytes, sha256=sha256, arch=arch, base=(base, entry.config))
-    return OmniSRUpscaler({scale: model.to(device)}, torch.device(device), name=name)
+    try:
+        state = load_model(base, "cpu").net.state_dict()
+    except WeightsError as e:
+        raise title.TitleModelError("arch", f"base weights {base!r}: {e}") from None
+    return title.Base(base, dict(entry.config), entry.sha256, state)
 
 
 def base_weights(upscaler: str, scale: int) -> tuple[str, str] | None:

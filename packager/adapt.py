@@ -79,10 +79,11 @@ def adapt_one(rend: Rendition, pool: PatchPool, cfg: AdaptConfig, arch: str, wid
     model = model.cpu()
     entry = get_entry(wid)
     file = f"{MODELS_DIR}/{rend.name}.safetensors"
-    run = res.to_dict() | {"seed": cfg.seed, "frames": n_keep, "warmup": cfg.warmup}
+    run = res.to_dict() | {"seed": cfg.seed, "frames": n_keep, "warmup": cfg.warmup, "encoding": cfg.encoding}
     made = {k: v for k, v in run.items() if k not in ("seconds", "cpu_seconds")}  # the file: no timings, so that
     # the same seed and steps give the same bytes
-    nbytes, sha = title.save(model, tmp / file, arch, dict(entry.config), {"id": wid, "sha256": entry.sha256}, made)
+    base = title.Base(wid, dict(entry.config), entry.sha256, load_model(wid, "cpu").net.state_dict())
+    nbytes, sha = title.save(model, tmp / file, arch, dict(entry.config), base, made, cfg.encoding)
     rend.models = [ModelRef(file, nbytes, sha, arch, rend.overall, 0, len(rend.segments), wid)]
     return {"base": wid, **run, "bytes": nbytes}
 

@@ -99,8 +99,8 @@ def _wrong_arch(path):
     from models.registry import SRModel
 
     cfg = OmniSRConfig(scale=2, num_feat=8, res_num=1, window_size=4)
-    title.save(SRModel(OmniSR(cfg), 2), path, "omnisr", cfg.to_dict(), {"id": "omnisr-light-x2", "sha256": "0" * 64},
-               {})
+    title.save(SRModel(OmniSR(cfg), 2), path, "omnisr", cfg.to_dict(),
+               title.Base("omnisr-light-x2", cfg.to_dict(), "0" * 64), {}, "fp16")
 
 
 @pytest.mark.parametrize("case,cause", [("missing", "missing"), ("corrupt", "sha256"), ("oversized", "oversized"),

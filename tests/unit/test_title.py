@@ -28,11 +28,34 @@ def tiny(seed: int = 0) -> SRModel:
     return SRModel(net, 2).eval()
 
 
-def write(tmp_path, model=None, config=CFG, name="m.safetensors"):
+BASE = title.Base("fastsr-x2", dict(CFG), "0" * 64, tiny(seed=7).net.state_dict())
+
+
+def write(tmp_path, model=None, config=CFG, name="m.safetensors", encoding="fp16"):
     path = tmp_path / name
-    n, sha = title.save(model or tiny(), path, "fastsr", dict(config), {"id": "fastsr-x2", "sha256": "0" * 64},
-                        {"steps": 3})
+    n, sha = title.save(model or tiny(), path, "fastsr", dict(config), BASE, {"steps": 3}, encoding)
     return path, n, sha
+
+
+def test_delta_int8_round_trip_in_half_the_bytes(tmp_path):
+    m = tiny()
+    for p in m.parameters():  # a fine-tune: the base plus a small change
+        p.data = BASE.state[[k for k, q in m.net.named_parameters() if q is p][0]] + 0.01 * torch.randn_like(p)
+    path, n, sha = write(tmp_path, m, encoding="delta-int8")
+    full, _, _ = write(tmp_path, m, name="full.safetensors")
+    body = lambda f: len(title.parse(f.read_bytes())[2])  # noqa: E731 (the tensors; the header is small at scale)
+    assert body(path) < 0.6 * body(full) and n < full.stat().st_size
+    got, meta = title.load(path, 2, nbytes=n, sha256=sha, arch="fastsr", base=BASE)
+    assert meta["encoding"] == "delta-int8"
+    for k, v in m.net.state_dict().items():
+        err = (got.net.state_dict()[k] - v).abs().max()
+        assert err <= (v - BASE.state[k]).abs().max() / 127 * 0.51 + 1e-6  # half an int8 step at most
+    other = title.Base("fastsr-x2", dict(CFG), "1" * 64, BASE.state)  # another base file: refused
+    with pytest.raises(title.TitleModelError) as e:
+        title.load(path, 2, base=other)
+    assert e.value.cause == "arch"
+    with pytest.raises(title.TitleModelError):  # no base weights at all: a delta cannot be read
+        title.load(path, 2)
 
 
 def test_round_trip_in_fp16(tmp_path):
@@ -73,7 +96,7 @@ def test_bad_models_say_why(tmp_path, case, cause):
         path.write_bytes(b"\xff" * 64)
         kw = {}
     elif case == "not_base":  # a valid file whose config is not the base weights' (the client's own registry)
-        kw["base"] = ("fastsr-x2", {"scale": 2, "feat": 48, "feat2": 32})
+        kw["base"] = title.Base("fastsr-x2", {"scale": 2, "feat": 48, "feat2": 32}, "0" * 64)
     elif case == "fifo":
         path.unlink()
         import os
