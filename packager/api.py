@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from bbmr_stream.manifest import Manifest
 from bbmr_stream.progress import Progress
-from packager.adapt import drop_useless_models, select_titled, title_candidates
 from packager.config import AutoLadder, Ladder, PackageConfig
 from packager.ladder import HULL_RATIO, auto_points
 from packager.pipeline import prepare, write_rungs
+from packager.titled import drop_useless_models, select_titled, title_candidates
 
 
 def package(config: PackageConfig, ladder: Ladder, progress: Progress | None = None) -> Manifest:

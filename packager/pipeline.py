@@ -373,7 +373,7 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
                  progress: Progress, select=None) -> Manifest:
     """Encode, segment and measure ``specs`` into a temporary directory beside ``out``, then swap it in.
     ``select(renditions, directory) -> renditions``: after measuring, the renditions to ship (it deletes the
-    files of the others: :func:`packager.adapt.select_titled`)."""
+    files of the others: :func:`packager.titled.select_titled`)."""
     from models.factory import make_scorer
 
     needs_alloc = any(FAMILIES[s.family].allocates for s in specs)

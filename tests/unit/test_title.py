@@ -204,7 +204,7 @@ def test_budget_and_frames():
 
 def test_title_candidates_sit_beside_the_lower_half():
     from bbmr_stream.family import RungSpec
-    from packager.adapt import title_candidates
+    from packager.titled import title_candidates
 
     specs = [RungSpec("plain", 30.0, (480, 270)), RungSpec("plain", 26.0, (960, 540)), RungSpec("plain", 22.0)]
     kbps = {specs[0].name: 100.0, specs[1].name: 400.0, specs[2].name: 3000.0}
@@ -215,7 +215,7 @@ def test_title_candidates_sit_beside_the_lower_half():
 
 def test_select_titled_keeps_a_model_only_where_it_pays(tmp_path):
     from bbmr_stream.manifest import ModelRef, Rendition, Segment
-    from packager.adapt import select_titled
+    from packager.titled import select_titled
 
     def rend(name, kind, kbps, psnr, model_kbps=0.0, generic=None):
         seg = Segment(f"{name}_0.ts", 1.0, 100, 0, 10)
