@@ -192,21 +192,17 @@ def timed_eval(ev, model, idxs):
 
 # ------------------------------------------------------------------------------------------------ training
 class Patches:
-    """Random (LR, HR) patch pairs from the frames ``pool`` (deterministic for the generator's state)."""
+    """Random (LR, HR) patch pairs from the frames ``pool`` (deterministic for the generator's state): a
+    :class:`models.adapt.PatchPool` of those frames."""
 
     def __init__(self, lr, hr, pool, k, patch, valid_hw):
-        self.lr, self.hr, self.pool, self.k, self.p = lr, hr, np.asarray(pool), k, patch
-        self.vh, self.vw = valid_hw  # LR rows/cols whose HR lies inside the source (not the padding)
+        from models.adapt import PatchPool
+
+        self.p = patch
+        self.pool = PatchPool(lr[np.asarray(pool)], hr[np.asarray(pool)], k, valid_hw)
 
     def batch(self, rng: np.random.Generator, n: int):
-        p, k = self.p, self.k
-        fi = self.pool[rng.integers(len(self.pool), size=n)]
-        ys = rng.integers(0, self.vh - p + 1, size=n)
-        xs = rng.integers(0, self.vw - p + 1, size=n)
-        lr = np.stack([self.lr[f, y:y + p, x:x + p] for f, y, x in zip(fi, ys, xs)])
-        hr = np.stack([self.hr[f, y * k:(y + p) * k, x * k:(x + p) * k] for f, y, x in zip(fi, ys, xs)])
-        t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float().div_(255.0)  # noqa: E731
-        return t(lr), t(hr)
+        return self.pool.batch(rng, n, self.p)
 
 
 def load_generic(name, k):

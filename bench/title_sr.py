@@ -4,7 +4,8 @@
 
 Input: a `bbmr-bench rd` study of one title at its full length: plain-sr candidates with per-title models
 (``--adapt``; their rate = segments + model bytes, and the generic weights' PSNR-Y on the same frames beside
-each: ``psnr_y_generic``) with the plain candidates joined by ``--anchor``. ``--generic``: optionally a study of
+each: ``psnr_y_generic``) with the plain candidates joined by ``--anchor``, or taken from ``--plain`` (a study of
+the same title, frames and measured frames). ``--generic``: optionally a study of
 the same plain-sr candidates with the shipped weights (same title, frames and measured frames) to take the
 generic figures from instead. Reported (rate = bytes as shipped * 8 / duration, kbps; video PSNR-Y, the study's
 convention; BD-rate with ``bjontegaard``, pchip, over the PSNR overlap):
@@ -64,16 +65,25 @@ def ladder(points: list[Point], front: list[Point]) -> dict:
             "bd_all": bd(front, pareto(rungs)), "max_below_plain_front_db": below_front(rungs, front)}
 
 
-def run(name: str, title_file: str, generic_file: str | None = None) -> dict:
+def same_frames(a: dict, b: dict) -> bool:
+    return (a["source"]["file"], a["source"]["frames"], a["conventions"].get("measured_frames")) == \
+        (b["source"]["file"], b["source"]["frames"], b["conventions"].get("measured_frames"))
+
+
+def run(name: str, title_file: str, generic_file: str | None = None, plain_file: str | None = None) -> dict:
     tpts, tmeta = read_study(title_file)
     src = tmeta["source"]
+    if plain_file:
+        ppts, pmeta = read_study(plain_file)
+        if not same_frames(tmeta, pmeta):
+            raise SystemExit(f"{plain_file} is not a study of the same title, frames and measured frames")
+        tpts = [p for p in tpts if p.family != "plain"] + [p for p in ppts if p.family == "plain"]
     plain = [p for p in tpts if p.family == "plain"]
     front = pareto(plain)
     title = [p for p in tpts if p.family != "plain" and (p.upscaler or "").endswith(TITLE_MARK)]
     if generic_file:
         gpts, gmeta = read_study(generic_file)
-        if (src["file"], src["frames"]) != (gmeta["source"]["file"], gmeta["source"]["frames"]) or \
-                tmeta["conventions"].get("measured_frames") != gmeta["conventions"].get("measured_frames"):
+        if not same_frames(tmeta, gmeta):
             raise SystemExit("the two studies are not of the same title, frames and measured frames")
         generic = [p for p in gpts if p.family != "plain" and not (p.upscaler or "").endswith(TITLE_MARK)]
     else:  # the generic variant of each adapted rung: its segments alone, the generic weights' PSNR-Y
@@ -89,7 +99,8 @@ def run(name: str, title_file: str, generic_file: str | None = None) -> dict:
     return {"title": name, "source": src, "measured_frames": len(tmeta["conventions"].get("measured_frames", [])),
             "adapt": tmeta["conventions"].get("adapt", {}).get("config"),
             "adapt_runs": tmeta["conventions"].get("adapt", {}).get("renditions"),
-            "studies": {"title": title_file, "generic": generic_file or "psnr_y_generic of the title study"},
+            "studies": {"title": title_file, "generic": generic_file or "psnr_y_generic of the title study",
+                        "plain": plain_file or "the title study's anchored plain points"},
             "plain_points": len(plain), "rungs": rows,
             "bd_vs_plain": {"generic": bd(front, pareto(generic)), "title": bd(front, pareto(title))},
             "ladder_generic": ladder(plain + generic, front),
@@ -126,9 +137,10 @@ def main(argv=None) -> int:
     ap.add_argument("--title", required=True, help="rd.json: plain-sr --adapt, plain anchored")
     ap.add_argument("--generic", help="rd.json: the same plain-sr with the shipped weights (default: the title "
                     "study's psnr_y_generic)")
+    ap.add_argument("--plain", help="rd.json whose plain points are the front (default: the title study's)")
     ap.add_argument("--out", required=True, help="directory for title_sr.json and title_sr.md")
     a = ap.parse_args(argv)
-    r = run(a.name, a.title, a.generic)
+    r = run(a.name, a.title, a.generic, a.plain)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     write_report(out, "title_sr", r, markdown(r))
