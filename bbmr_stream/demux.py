@@ -6,6 +6,9 @@ Map rule of segment files (docs/formats.md): a segment's first frame carries a m
 whose map differs from the previous frame's; a frame without one has the previous frame's map (as read: an
 unreadable map carries on as unreadable). :func:`segment_frames` applies it, so a None it yields means no map
 is known (a first frame without SEI, and the frames after it until the next SEI).
+
+Segment formats: an MPEG-TS segment decodes alone; an fMP4 media segment (moof + mdat) is decoded with its
+rendition's init segment (ftyp + moov) in front of it, as a browser's MSE SourceBuffer does.
 """
 
 from __future__ import annotations
@@ -46,14 +49,39 @@ def _rgb(fr, matrix: str, full_range: bool) -> np.ndarray:
     return frame_to_rgb(fr, matrix, full_range)[0]
 
 
-def segment_frames(path: str | Path, n_streams: int) -> Iterator[tuple[list, ScaleMap | None]]:
+def init_path(root: str | Path, rend) -> Path | None:
+    """The local path of a rendition's fMP4 init segment in stream directory ``root`` (None: MPEG-TS)."""
+    return Path(root) / rend.init.file if rend.init is not None else None
+
+
+MAX_FMP4_BYTES = 1 << 30  # an fMP4 init + media segment read into memory (manifest.MAX_SEGMENT_BYTES)
+
+
+def _fmp4_bytes(path: Path, init: Path) -> bytes:
+    """The init segment followed by the media segment (OSError when larger than :data:`MAX_FMP4_BYTES`)."""
+    size = init.stat().st_size + path.stat().st_size
+    if size > MAX_FMP4_BYTES:
+        raise OSError(f"{path.name}: {size} bytes with its init segment, more than {MAX_FMP4_BYTES}")
+    return init.read_bytes() + path.read_bytes()
+
+
+def segment_frames(path: str | Path, n_streams: int,
+                   init: str | Path | None = None) -> Iterator[tuple[list, ScaleMap | None]]:
     """(decoded PyAV frame of every coded stream, the frame's scale map by the map rule, or None) of each
-    frame of one segment file, in presentation order."""
+    frame of one segment file, in presentation order. ``init``: the fMP4 init segment of the segment's
+    rendition (None: an MPEG-TS segment)."""
+    import io
+
     import av
 
+    data = None if init is None else _fmp4_bytes(Path(path), Path(init))
     streams = []
     for i in range(n_streams):
-        with av.open(str(path), format="mpegts") as c:  # no probing: a tiny valid segment fails format probing
+        if data is None:  # no probing: a tiny valid segment fails format probing
+            c = av.open(str(path), format="mpegts")
+        else:
+            c = av.open(io.BytesIO(data), format="mp4")
+        with c:
             streams.append(list(c.decode(video=i)))
     carried = None
     for frs in zip(*streams):
@@ -63,10 +91,12 @@ def segment_frames(path: str | Path, n_streams: int) -> Iterator[tuple[list, Sca
 
 
 def segment_pictures(path: str | Path, rend, matrix: str = "bt709", full_range: bool = False,
-                     wanted=None) -> Iterator[tuple[list[np.ndarray] | None, ScaleMap | None]]:
+                     wanted=None, init: str | Path | None = None
+                     ) -> Iterator[tuple[list[np.ndarray] | None, ScaleMap | None]]:
     """(RGB pictures of every coded stream, scale map or None) of each frame of one segment file, in order.
-    Frames ``i`` with ``wanted(i)`` false are decoded (the codec needs them) but not converted: None."""
-    for i, (frs, smap) in enumerate(segment_frames(path, len(rend.pictures))):
+    Frames ``i`` with ``wanted(i)`` false are decoded (the codec needs them) but not converted: None.
+    ``init``: as :func:`segment_frames`."""
+    for i, (frs, smap) in enumerate(segment_frames(path, len(rend.pictures), init)):
         if wanted is not None and not wanted(i):
             yield None, smap
         else:

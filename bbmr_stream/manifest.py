@@ -26,6 +26,8 @@ MAX_MODELS = 4096  # model files per rendition (a model stream: one per chunk of
 MAX_MODEL_BYTES = 16 << 20  # one model file (models.title.MAX_MODEL_BYTES)
 RATE_PARTS = ("video", "map", "model")
 MODEL_KINDS = ("plain-sr",)  # the families whose renditions may carry per-title models
+CONTAINERS = ("fmp4", "mpegts")  # HLS segment formats: fragmented MP4 (CMAF-style, EXT-X-MAP) or MPEG-TS
+MAX_INIT_BYTES = 1 << 20  # an fMP4 initialization segment (moov, no samples)
 
 
 @dataclass
@@ -41,6 +43,15 @@ class ModelRef:
     first_segment: int
     segments: int
     base: str  # the shipped weights id it was fine-tuned from (the fallback when it cannot be used)
+
+
+@dataclass
+class InitRef:
+    """An fMP4 rendition's initialization segment (ftyp + moov: the tracks and codec configuration, no media):
+    the client fetches it once and prepends it to each media segment it decodes."""
+
+    file: str  # relative to the stream directory
+    bytes: int
 
 
 @dataclass
@@ -76,8 +87,9 @@ class Rendition:
     codecs: str | None = None  # RFC 6381 CODECS of the first video stream (HLS master playlist)
     es_kbps: float | None = None  # bytes of the coded video (elementary streams, no container) * 8 / duration
     models: list[ModelRef] = field(default_factory=list)  # per-title SR models, in segment order
-    parts_kbps: dict = field(default_factory=dict)  # bitrate_kbps split: "video" (segments less the SEI maps),
-    # "map" (scale-map SEI payloads), "model" (model files); each bytes * 8 / duration / 1000
+    parts_kbps: dict = field(default_factory=dict)  # bitrate_kbps split: "video" (segments and the fMP4 init
+    # segment, less the SEI maps), "map" (scale-map SEI payloads), "model" (model files); bytes * 8 / duration / 1000
+    init: InitRef | None = None  # fMP4: the initialization segment (None for MPEG-TS)
 
     def model_for(self, segment: int) -> ModelRef | None:
         """The model that serves segment ``segment`` (None: the generic weights)."""
@@ -94,6 +106,15 @@ class Rendition:
                 out[i] += m.bytes * self.segments[i].duration_s / dur
         return out
 
+    def segment_extra_bytes(self) -> list[float]:
+        """Per segment, the bytes besides its own file that it carries in the rate: its share of the model files
+        (:meth:`segment_model_bytes`) and of the fMP4 init segment (spread over all segments by duration)."""
+        out = self.segment_model_bytes()
+        if self.init is not None:
+            dur = sum(s.duration_s for s in self.segments) or 1.0
+            out = [v + self.init.bytes * s.duration_s / dur for v, s in zip(out, self.segments)]
+        return out
+
 
 @dataclass
 class Manifest:
@@ -102,7 +123,7 @@ class Manifest:
     overall: int
     scales: list[int]
     resize: str
-    container: str  # "mpegts"
+    container: str  # CONTAINERS: "fmp4" (every rendition has an init segment) or "mpegts"
     segment_s: float
     realloc: str
     scorer: str
@@ -156,6 +177,19 @@ def _models(r: dict, n_segments: int) -> list[ModelRef]:
         nxt = ref.first_segment + ref.segments
         out.append(ref)
     return out
+
+
+def _init(r: dict, container: str) -> InitRef | None:
+    """An fMP4 rendition's init segment (required), none for MPEG-TS."""
+    v = r.get("init")
+    if (v is None) != (container == "mpegts"):
+        raise ManifestError(f"rendition {r.get('name')!r}: an {container} rendition "
+                            f"{'has no' if container == 'mpegts' else 'needs an'} init segment")
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise ManifestError(f"rendition {r.get('name')!r}: init must be {{file, bytes}}")
+    return InitRef(_safe_rel(v["file"], "init"), int(_num(v["bytes"], "init bytes", 1, MAX_INIT_BYTES)))
 
 
 def _opt_db(r: dict, key: str) -> float | None:
@@ -240,6 +274,9 @@ def from_dict(d: dict) -> Manifest:
         overall = int(_num(d["overall"], "overall", 1, 64))
         if not scales[0] <= overall <= scales[-1]:
             raise ManifestError(f"overall {overall} outside the scale set {scales}")
+        container = d["container"]
+        if container not in CONTAINERS:
+            raise ManifestError(f"container {container!r} is not one of {', '.join(CONTAINERS)}")
         rends = d["renditions"]
         if not isinstance(rends, list) or not 1 <= len(rends) <= MAX_RENDITIONS:
             raise ManifestError(f"renditions: 1..{MAX_RENDITIONS} expected")
@@ -273,10 +310,11 @@ def from_dict(d: dict) -> Manifest:
                                  psnr_y_upscaler=r.get("psnr_y_upscaler"), psnr_y_generic=_opt_db(r, "psnr_y_generic"),
                                  weights=r.get("weights"), share=r.get("share", {}), niqe=r.get("niqe"),
                                  pictures=_pictures(r), codecs=_codecs(r.get("codecs")),
-                                 es_kbps=_es_kbps(r), models=_models(r, len(seg_objs)), parts_kbps=_parts(r)))
+                                 es_kbps=_es_kbps(r), models=_models(r, len(seg_objs)), parts_kbps=_parts(r),
+                                 init=_init(r, container)))
         audio = d.get("audio")
         return Manifest(source=src, block=block, overall=overall, scales=scales, resize=str(d["resize"]),
-                        container=str(d["container"]), segment_s=float(d["segment_s"]), realloc=str(d["realloc"]),
+                        container=container, segment_s=float(d["segment_s"]), realloc=str(d["realloc"]),
                         scorer=str(d["scorer"]), allocator=str(d["allocator"]), renditions=out,
                         conventions=d.get("conventions", {}), audio=_safe_rel(audio, "audio") if audio else None)
     except (KeyError, TypeError, ValueError, OverflowError) as e:

@@ -119,7 +119,7 @@ def load_rung(args, stream: Path):
     family pads, source Y planes (N, H, W) uint8, segment index per frame)."""
     from bbmr_stream.colour import frame_to_rgb
     from bbmr_stream.decode import frames, probe
-    from bbmr_stream.demux import segment_frames
+    from bbmr_stream.demux import init_path, segment_frames
     from bbmr_stream.manifest import load
 
     man = load(str(stream))
@@ -128,7 +128,7 @@ def load_rung(args, stream: Path):
     lr, seg_of = [], []
     for si, seg in enumerate(rend.segments):
         n = 0
-        for frs, _ in segment_frames(stream / seg.file, len(rend.pictures)):
+        for frs, _ in segment_frames(stream / seg.file, len(rend.pictures), init_path(stream, rend)):
             lr.append(frame_to_rgb(frs[0], info.matrix, info.full_range)[0])
             seg_of.append(si)
             n += 1

@@ -1,9 +1,11 @@
 """``python -m bench.bytes STREAM [--json rows.json]``: where a packaged stream's bytes go, per rendition.
 
-For every rendition of a stream directory: the segment bytes as shipped, the video elementary-stream bytes of
-each coded stream (H.264/HEVC packets), the bytes of our scale-map SEI NAL units inside them, and the rest
-(MPEG-TS packet headers, PES headers, padding, PAT/PMT), each also as kbps over the rendition's duration
-(bytes x 8 / duration, the rate convention of docs/rd.md).
+For every rendition of a stream directory: the segment bytes as shipped (fMP4: with the init segment), the
+video elementary-stream bytes of each coded stream (H.264/HEVC packets: Annex B in MPEG-TS, 4-byte length
+prefixes in fMP4, the same size), the bytes of our scale-map SEI NAL units inside them, and the rest (the
+container: MPEG-TS packet headers, PES headers, padding, PAT/PMT; or fMP4 moof/mdat headers and the init
+segment), each also as kbps over the rendition's duration (bytes x 8 / duration, the rate convention of
+docs/rd.md).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import sys
 from pathlib import Path
 
 from bbmr_stream.cli import run_cli
-from bbmr_stream.errors import InputError
 
 
 def sei_bytes(packet: bytes, codec: str) -> int:
@@ -24,22 +25,46 @@ def sei_bytes(packet: bytes, codec: str) -> int:
                if find_bbmr_payloads(b"\x00\x00\x00\x01" + packet[s:e], codec))
 
 
-def rendition_bytes(stream: Path, rend, codec: str) -> dict:
+def sei_bytes_avcc(packet: bytes, codec: str) -> int:
+    """:func:`sei_bytes` of one packet of 4-byte length-prefixed NAL units (MP4)."""
+    from bbmr_stream.sei import find_bbmr_payloads
+
+    n, i = 0, 0
+    while i + 4 <= len(packet):
+        size = int.from_bytes(packet[i:i + 4], "big")
+        nal = packet[i + 4:i + 4 + size]
+        if find_bbmr_payloads(b"\x00\x00\x00\x01" + nal, codec):
+            n += size + 4
+        i += 4 + size
+    return n
+
+
+def _open(stream: Path, rend, seg):
+    import io
+
     import av
 
-    shipped = es = sei = 0
+    if rend.init is None:
+        return av.open(str(stream / seg.file), format="mpegts")
+    return av.open(io.BytesIO((stream / rend.init.file).read_bytes() + (stream / seg.file).read_bytes()),
+                   format="mp4")
+
+
+def rendition_bytes(stream: Path, rend, codec: str) -> dict:
+    shipped = (stream / rend.init.file).stat().st_size if rend.init is not None else 0
+    es = sei = 0
+    count = sei_bytes if rend.init is None else sei_bytes_avcc
     per_stream: dict[int, int] = {}
     for seg in rend.segments:
-        f = stream / seg.file
-        shipped += f.stat().st_size
-        with av.open(str(f), format="mpegts") as c:
+        shipped += (stream / seg.file).stat().st_size
+        with _open(stream, rend, seg) as c:
             for p in c.demux():
                 if p.size == 0 or p.stream.type != "video":
                     continue
                 b = bytes(p)
                 per_stream[p.stream.index] = per_stream.get(p.stream.index, 0) + len(b)
                 es += len(b)
-                sei += sei_bytes(b, codec)
+                sei += count(b, codec)
     dur = sum(s.duration_s for s in rend.segments)
     kbps = lambda n: round(n * 8 / dur / 1000, 1)  # noqa: E731
     return {"rendition": rend.name, "family": rend.kind, "pictures": rend.pictures, "shipped_bytes": shipped,
@@ -62,8 +87,6 @@ def _main(argv: list[str] | None) -> int:
     from packager.study import load_stream
 
     man = load_stream(a.stream)
-    if man.container != "mpegts":
-        raise InputError(f"{a.stream}: container {man.container}, this reads MPEG-TS segments")
     rows = [rendition_bytes(Path(a.stream), r, r.codec) for r in man.renditions]
     print("| rendition | pictures | shipped kbps | video (no SEI) | map SEI | container |\n|---|---|---|---|---|---|")
     for r in rows:

@@ -105,14 +105,15 @@ def lr_pictures(tmp: Path, rend: Rendition, keep: list[int], info) -> np.ndarray
     """(len(keep), h, w, 3) uint8 RGB: the rendition's decoded pictures of frames ``keep`` (its segments in
     ``tmp``), converted as the player converts them."""
     from bbmr_stream.colour import frame_to_rgb
-    from bbmr_stream.demux import segment_frames
+    from bbmr_stream.demux import init_path, segment_frames
 
     want = {f: i for i, f in enumerate(keep)}
     out: list = [None] * len(keep)
     for seg in rend.segments:
         if not any(seg.first_frame <= f < seg.first_frame + seg.frames for f in keep):
             continue
-        for i, (frs, _) in enumerate(segment_frames(tmp / seg.file, len(rend.pictures))):
+        for i, (frs, _) in enumerate(segment_frames(tmp / seg.file, len(rend.pictures),
+                                                             init_path(tmp, rend))):
             j = want.get(seg.first_frame + i)
             if j is not None:
                 out[j] = frame_to_rgb(frs[0], info.matrix, info.full_range)[0]

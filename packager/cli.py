@@ -17,7 +17,17 @@ from bbmr_stream.family import parse_ladder
 from bbmr_stream.manifest import Manifest
 from bbmr_stream.progress import RichProgress
 from models.adapt import AdaptConfig
-from packager.config import ALLOCATORS, CODECS, LAYOUTS, REALLOC, SEARCHES, AutoLadder, Ladder, PackageConfig
+from packager.config import (
+    ALLOCATORS,
+    CODECS,
+    CONTAINERS,
+    LAYOUTS,
+    REALLOC,
+    SEARCHES,
+    AutoLadder,
+    Ladder,
+    PackageConfig,
+)
 
 DEFAULT_LADDER = "auto"
 
@@ -69,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lossless", action="store_true", help="x264 qp 0 / x265 lossless (tests, references)")
     ap.add_argument("--segment", type=float, default=c.segment,
                     help="segment (and GOP) duration in seconds (default %(default)s)")
+    ap.add_argument("--container", choices=CONTAINERS, default=c.container,
+                    help="HLS segment format: fmp4 (fragmented MP4 with an init segment: about 4 bytes of overhead "
+                         "per frame) or mpegts (188-byte packets: tens of kbps of overhead at 30 fps) "
+                         "(default %(default)s)")
     ap.add_argument("--realloc", choices=REALLOC, default=c.realloc,
                     help="re-score and re-allocate: at segment starts (gop), every frame (every), or at segment "
                          "starts and whenever the blocks' detail changed (auto, see packager/reuse.py)")
@@ -111,7 +125,8 @@ def config_from(args: argparse.Namespace) -> tuple[PackageConfig, Ladder]:
         scales=parse_scales(args.scales), overall=args.overall, block=args.block, layout=args.layout,
         realloc=args.realloc, realloc_threshold=args.realloc_threshold, rate_lambda=args.rate_lambda,
         codec=args.codec, preset=args.preset, lossless=args.lossless, segment=args.segment,
-        max_frames=args.max_frames, measure=not args.no_measure, measure_frames=args.measure_frames,
+        container=args.container, max_frames=args.max_frames, measure=not args.no_measure,
+        measure_frames=args.measure_frames,
         niqe_frames=args.niqe_frames, upscaler=args.upscaler, device=args.device, backend=args.backend,
         adapt=adapt_config(args))
     auto = AutoLadder(fast=args.fast, study=args.study, max_rungs=args.auto_max_rungs, search=args.auto_search,

@@ -15,6 +15,7 @@ from typing import Union
 from bbmr_stream.allocate import DEFAULT_SCALES
 from bbmr_stream.errors import InputError
 from bbmr_stream.family import RungSpec
+from bbmr_stream.manifest import CONTAINERS
 from models.adapt import AdaptConfig
 
 ALLOCATORS = ("optimal", "paper", "uniform")
@@ -47,6 +48,7 @@ class PackageConfig:
     preset: str = "medium"
     lossless: bool = False
     segment: float = 2.0
+    container: str = "fmp4"  # HLS segments: "fmp4" (fragmented MP4 + an init segment) or "mpegts"
     max_frames: int | None = None  # package only the first N frames
     sample: tuple[int, ...] | None = None  # only these segments, re-timed back to back (the auto ladder's sample)
     # measurement
@@ -75,6 +77,7 @@ class PackageConfig:
         need(math.isfinite(self.realloc_threshold) and 0 <= self.realloc_threshold <= 1, "--realloc-threshold: 0..1")
         need(self.allocator in ALLOCATORS, f"--allocator {self.allocator}: one of {', '.join(ALLOCATORS)}")
         need(self.layout in LAYOUTS, f"--layout {self.layout}: one of {', '.join(LAYOUTS)}")
+        need(self.container in CONTAINERS, f"--container {self.container}: one of {', '.join(CONTAINERS)}")
         need(self.codec in CODECS, f"--codec {self.codec}: one of {', '.join(CODECS)}")
         need(self.realloc in REALLOC, f"--realloc {self.realloc}: one of {', '.join(REALLOC)}")
         scales = self.scales

@@ -107,7 +107,7 @@ def measure_candidates(config: PackageConfig, specs: list[RungSpec], progress: P
             "settings": {"codec": config.codec, "preset": config.preset, "segment_s": config.segment,
                          "scorer": man.scorer, "allocator": man.allocator, "layout": config.layout,
                          "overall": man.overall, "scales": man.scales, "block": man.block,
-                         "rate_lambda": config.rate_lambda}}
+                         "rate_lambda": config.rate_lambda, "container": man.container}}
     return points, meta
 
 
@@ -191,6 +191,11 @@ def simplest_equal(p: Point, points: list[Point], tol_db: float = 0.05, rate_tol
     return min(same, key=lambda q: (rank(q.family), q.kbps)) if same else p
 
 
+def study_container(meta: dict) -> str:
+    """The HLS segment format a study's rates were measured in (studies before fMP4: MPEG-TS)."""
+    return meta.get("settings", {}).get("container", "mpegts")
+
+
 def read_study(path: str | Path) -> tuple[list[Point], dict]:
     """(points, meta) of a ``bbmr-bench rd`` study file (rd.json)."""
     p = Path(path)
@@ -203,10 +208,12 @@ def read_study(path: str | Path) -> tuple[list[Point], dict]:
         raise InputError(f"{p}: not an rd.json ({e.__class__.__name__}: {e})") from None
 
 
-def load_study(path: str | Path, info, frames: int | None) -> list[Point]:
-    """Points of a ``bbmr-bench rd`` study (rd.json) made on this title."""
+def load_study(path: str | Path, info, frames: int | None, container: str) -> list[Point]:
+    """Points of a ``bbmr-bench rd`` study (rd.json) made on this title, its rates in ``container``'s bytes."""
     p = Path(path)
     pts, meta = read_study(p)
+    if study_container(meta) != container:
+        raise InputError(f"--study {p} measured {study_container(meta)} segments, this run writes {container}")
     src = meta["source"]
     if (src["file"], src["width"], src["height"]) != (Path(info.path).name, info.width, info.height):
         raise InputError(f"--study {p} was made on {src['file']} {src['width']}x{src['height']}, not this title")
@@ -232,7 +239,7 @@ def auto_points(config: PackageConfig, auto: AutoLadder, info, progress: Progres
         progress.note("note: --auto-min-kbps applies to the hull search only (not --study or --auto-search grid)")
     if auto.study:
         frames = min(info.frames, config.max_frames) if config.max_frames else None
-        picked = choose(load_study(auto.study, info, frames), auto.max_rungs)
+        picked = choose(load_study(auto.study, info, frames, config.container), auto.max_rungs)
     else:
         gop = max(1, int(round(float(info.fps) * config.segment)))
         n = min(info.frames or 0, config.max_frames or 10**9)

@@ -68,7 +68,7 @@ def look_tiles(clip: str, specs, frames_n: int, frame: int, crop: Crop | str | N
     one ``(rendition, upscaler name, frame PSNR-Y, tile)`` per rung, cropped to ``crop`` (X,Y,W,H; None or "":
     a centre crop)."""
     from bbmr_stream.decode import frames, probe
-    from bbmr_stream.demux import segment_pictures
+    from bbmr_stream.demux import init_path, segment_pictures
     from bbmr_stream.device import pick_device
     from bbmr_stream.family import family_of
     from bbmr_stream.metrics import psnr_luma
@@ -95,7 +95,8 @@ def look_tiles(clip: str, specs, frames_n: int, frame: int, crop: Crop | str | N
             want = frame - seg.first_frame
             pics, smap = next(p for i, p in enumerate(segment_pictures(stream / seg.file, rend,
                                                                         info.matrix, info.full_range,
-                                                                        lambda i: i == want)) if i == want)
+                                                                        lambda i: i == want,
+                                                                        init_path(stream, rend))) if i == want)
             rec = fam.reconstruct(pics, smap, up)
             q = psnr_luma(src.y, rec, info.matrix, info.full_range)
             out.append((rend, name, q, rec[y:y + ch, x:x + cw]))

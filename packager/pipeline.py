@@ -30,7 +30,7 @@ from bbmr_stream.device import pick_device
 from bbmr_stream.errors import InputError
 from bbmr_stream.family import FAMILIES, Family, Geometry, RungSpec, make_family, spec_of
 from bbmr_stream.imageio import normal_mode
-from bbmr_stream.manifest import Manifest, Rendition, Segment
+from bbmr_stream.manifest import InitRef, Manifest, Rendition, Segment
 from bbmr_stream.progress import Progress
 from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor
 from packager.config import PackageConfig
@@ -246,19 +246,21 @@ def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, cfg:
 
 
 def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, cfg: PackageConfig) -> list[Rendition]:
-    """Each rung's MPEG-TS -> HLS segments + media playlist; a Rendition per rung (bytes as shipped)."""
+    """Each rung's MPEG-TS -> HLS segments (``cfg.container``) + media playlist; a Rendition per rung (bytes as
+    shipped: the segments and the fMP4 init segment)."""
     out = []
     for r in rungs:
-        playlist, segs = segment_hls(r.ts, tmp, r.name, cfg.segment)
+        cut = segment_hls(r.ts, tmp, r.name, cfg.segment, cfg.container)
         seg_objs, first = [], 0
-        for s in segs:
+        for s in cut.segments:
             nf = int(round(s.duration_s * float(info.fps)))
             seg_objs.append(Segment(s.file, s.duration_s, s.bytes, first, nf))
             first += nf
         if seg_objs:  # the last segment takes the rounding remainder
             seg_objs[-1].frames = n_frames - seg_objs[-1].first_frame
         dur = n_frames / float(info.fps)
-        kbps = sum(s.bytes for s in seg_objs) * 8 / dur / 1000
+        init = InitRef(cut.init.file, cut.init.bytes) if cut.init else None
+        kbps = (sum(s.bytes for s in seg_objs) + (init.bytes if init else 0)) * 8 / dur / 1000
         share = {}
         if r.factors:
             allf = np.stack(r.factors)
@@ -268,9 +270,9 @@ def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, cfg: Packag
         map_kbps = r.map_bytes * 8 / dur / 1000
         parts = {"video": round(kbps - map_kbps, 3), "map": round(map_kbps, 3)}
         out.append(Rendition(r.name, r.spec.family, cfg.codec, r.spec.crf, r.family.layout, r.family.lr_scales(),
-                             r.family.overall(), w, h, round(kbps, 2), playlist, seg_objs, share=share,
+                             r.family.overall(), w, h, round(kbps, 2), cut.playlist, seg_objs, share=share,
                              pictures=[[s.width, s.height] for s in r.encoder.streams], codecs=r.encoder.codecs,
-                             es_kbps=es_kbps, parts_kbps=parts))
+                             es_kbps=es_kbps, parts_kbps=parts, init=init))
     return out
 
 
@@ -303,14 +305,15 @@ def build_manifest(cfg: PackageConfig, info, geo: Geometry, n_frames: int, rendi
                 "fps": [info.fps.numerator, info.fps.denominator], "frames": n_frames,
                 "duration_s": n_frames / float(info.fps), "matrix": info.matrix, "full_range": info.full_range},
         block=geo.grid.block, overall=geo.overall, scales=list(geo.scales), resize=RESIZE_CONVENTION,
-        container="mpegts", segment_s=cfg.segment, realloc=f"{cfg.realloc} ({alloc.reuse.count} allocations)",
+        container=cfg.container, segment_s=cfg.segment, realloc=f"{cfg.realloc} ({alloc.reuse.count} allocations)",
         scorer=cfg.scorer if alloc.scorer else "none", allocator=cfg.allocator, renditions=renditions,
         audio=audio, conventions=conv)
 
 
-BITRATE_CONVENTION = ("bytes the client downloads for the rendition: its HLS segments as shipped plus its model "
-                      "files (models), * 8 / duration; parts_kbps splits it into video (segments less the scale-map "
-                      "SEI payloads), map and model")
+BITRATE_CONVENTION = ("bytes the client downloads for the rendition: its HLS segments as shipped (the manifest's "
+                      "container; fmp4: with its init segment) plus its model files (models), * 8 / duration; "
+                      "parts_kbps splits it into video (segments and init less the scale-map SEI payloads), map and "
+                      "model")
 ADAPT_CONVENTION = ("per-title models (packager.adapt): each plain-sr rendition's per-scale SR model fine-tuned "
                     "from its generic weights on the rendition's own decoded pictures (LR) and the source frames "
                     "(HR), shipped as models/<rendition>.safetensors (delta-int8 or fp16) and counted in its rate")
@@ -465,8 +468,8 @@ def replace_dir(new: Path, out: Path) -> None:
 
 
 def _peak_bps(r: Rendition) -> float:
-    """The highest segment rate, each segment with its share of the model bytes (BANDWIDTH)."""
-    extra = r.segment_model_bytes()
+    """The highest segment rate, each segment with its share of the model and init-segment bytes (BANDWIDTH)."""
+    extra = r.segment_extra_bytes()
     return max(((s.bytes + m) * 8 / s.duration_s for s, m in zip(r.segments, extra) if s.duration_s > 0),
                default=r.bitrate_kbps * 1000)
 
@@ -500,7 +503,7 @@ def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int
     PSNR-Y (:data:`PSNR_CONVENTION`; a rendition with a title model also ``psnr_y_generic``, with the generic
     weights) and the NIQE of its first ``niqe_frames`` measured frames. The source's Y planes of those frames
     are decoded once."""
-    from bbmr_stream.demux import segment_frames
+    from bbmr_stream.demux import init_path, segment_frames
     from bbmr_stream.metrics import niqe, psnr_plane
 
     want = set(measured)
@@ -523,7 +526,8 @@ def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int
             task.describe(f"measuring {rend.name} ({up_name})")
             vals, niqes, gvals = [], [], []
             for seg in rend.segments:
-                for i, (frs, smap) in enumerate(segment_frames(tmp / seg.file, len(rend.pictures))):
+                for i, (frs, smap) in enumerate(segment_frames(tmp / seg.file, len(rend.pictures),
+                                                                 init_path(tmp, rend))):
                     if seg.first_frame + i not in want:
                         continue
                     y, rgb = fam.luma(frs, smap, upscaler, info.matrix, info.full_range,

@@ -4,7 +4,8 @@
 Every candidate of :func:`packager.ladder.candidate_specs` (plain at 1, 2/3, 1/2, 1/3, 1/4 of the source x 5
 CRFs, bicubic up; plain-sr 1/2 and 1/4 with the shipped OmniSR x2 / x4; uniform x4 + OmniSR-O; BBMR + JointSR)
 is packaged by the real packager from the same frames with the same x264 settings and 2 s closed GOPs; rate =
-bytes of the MPEG-TS HLS segments as shipped * 8 / duration; PSNR-Y = ``bbmr_stream.metrics.psnr_luma`` (the
+bytes of the HLS segments as shipped (fMP4 with its init segment, or MPEG-TS: ``--container``) * 8 /
+duration; PSNR-Y = ``bbmr_stream.metrics.psnr_luma`` (the
 source's decoded Y plane vs the reconstruction's luma in the source's matrix, as FFmpeg's ``psnr`` filter),
 mean over ``measure_frames`` evenly spaced frames (the same frames for every candidate); NIQE (MATLAB niqe.m)
 on the first ``niqe_frames`` of them.
@@ -32,7 +33,7 @@ from bbmr_stream.imageio import write_text_atomic
 from bbmr_stream.progress import Progress
 from models.adapt import AdaptConfig
 from packager.config import PackageConfig
-from packager.ladder import Point, candidate_specs, choose, pareto, points_json, read_study, shortfall
+from packager.ladder import Point, candidate_specs, choose, pareto, points_json, read_study, shortfall, study_container
 
 PLAIN = Plain.name  # the anchor of every BD-rate of the study
 BBMR_VS = (PlainSR.name, Uniform.name)  # the other client-SR families, anchors of BBMR's own BD-rates
@@ -120,7 +121,8 @@ def markdown(points: list[Point], res: dict, meta: dict) -> str:
     s = meta["settings"]
     front_all = set(res["fronts"]["all"])
     lines = [f"# Rate-quality study: {src['file']} ({src['width']}x{src['height']}, {src['frames']} frames)", "",
-             f"x264 {s['preset']} ({s['codec']}), {s['segment_s']} s closed GOPs, MPEG-TS HLS segments; rate = "
+             f"x264 {s['preset']} ({s['codec']}), {s['segment_s']} s closed GOPs, "
+             f"{CONTAINER_TEXT[study_container(meta)]} HLS segments; rate = "
              "(segment bytes as shipped + model bytes) * 8 / duration (upscaler `+title`: a per-title model, "
              "its bytes in the rate). PSNR-Y: " + meta["conventions"]["psnr_y"] +
              f"; frames {meta['conventions'].get('measured_frames')}. NIQE: MATLAB niqe.m, first measured frames. "
@@ -146,7 +148,7 @@ def markdown(points: list[Point], res: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(points: list[Point], res: dict, title: str, path: Path) -> None:
+def plot(points: list[Point], res: dict, title: str, path: Path, container: str = "fmp4") -> None:
     """rd.png: every point, each family's front and the auto ladder, rate on a log axis."""
     import matplotlib
 
@@ -165,7 +167,7 @@ def plot(points: list[Point], res: dict, title: str, path: Path) -> None:
     auto = [by[n] for n in res["auto_ladder"]]
     ax.plot([p.kbps for p in auto], [p.psnr_y for p in auto], "k*", ms=11, label="auto ladder")
     ax.set_xscale("log")
-    ax.set_xlabel("kbps (MPEG-TS segments as shipped)")
+    ax.set_xlabel(f"kbps ({CONTAINER_TEXT[container]} segments as shipped)")
     ax.set_ylabel("PSNR-Y dB (source Y plane, psnr_luma)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
@@ -197,6 +199,7 @@ class StudyConfig:
     preset: str = "medium"
     rate_lambda: float = 0.0  # BBMR allocation's rate weight (PackageConfig.rate_lambda)
     segment: float = 2.0  # segment (closed GOP) seconds
+    container: str = "fmp4"  # HLS segment format whose bytes are the rates (PackageConfig.container)
     upscaler: str = "auto"  # client upscaler of the SR families (auto: each family's first)
     reuse: bool = False  # take the points of OUT/rd.json (same clip): only recompute fronts, BD-rates, table, plot
     anchor: str | None = None  # rd.json of a study of the same clip: its points of the families not measured join
@@ -209,7 +212,7 @@ class StudyConfig:
         its output, sample and measurement switches)."""
         return PackageConfig(input=self.clip, out=str(Path(self.out) / "stream"), max_frames=self.frames,
                              scorer=self.scorer, device=self.device, backend=self.backend, preset=self.preset,
-                             segment=self.segment, measure_frames=self.measure_frames,
+                             segment=self.segment, container=self.container, measure_frames=self.measure_frames,
                              niqe_frames=self.niqe_frames, upscaler=self.upscaler, rate_lambda=self.rate_lambda,
                              adapt=self.adapt)
 
@@ -243,6 +246,9 @@ def run_study(config: StudyConfig, progress: Progress | None = None) -> StudyRes
         points, meta = read_study(out / "rd.json")
         if meta["source"]["file"] != Path(config.clip).name:
             raise InputError(f"--reuse: {out / 'rd.json'} is a study of {meta['source']['file']}")
+        if study_container(meta) != config.container:
+            raise InputError(f"--reuse: {out / 'rd.json'} measured {study_container(meta)} segments, not "
+                             f"{config.container}")
     else:
         points, meta = measure_candidates(config.package_config(), specs, progress, workdir=out,
                                           adapt=config.adapt is not None)
@@ -250,17 +256,24 @@ def run_study(config: StudyConfig, progress: Progress | None = None) -> StudyRes
         anchor_points, anchor_meta = read_study(Path(config.anchor))
         if anchor_meta["source"]["file"] != Path(config.clip).name:
             raise InputError(f"--anchor {config.anchor} is a study of {anchor_meta['source']['file']}")
+        if study_container(anchor_meta) != study_container(meta):
+            raise InputError(f"--anchor {config.anchor} measured {study_container(anchor_meta)} segments, this study "
+                             f"{study_container(meta)}: their rates are not comparable")
         measured = {p.family for p in points}
         points += [p for p in anchor_points if p.family not in measured]
     res = study(points)
     write_text_atomic(out / "rd.json", json.dumps({"meta": meta, "points": points_json(points), **res}, indent=1))
     md = markdown(points, res, meta)
     write_text_atomic(out / "rd.md", md)
-    plot(points, res, f"{meta['source']['file']} ({meta['source']['frames']} frames)", out / "rd.png")
+    plot(points, res, f"{meta['source']['file']} ({meta['source']['frames']} frames)", out / "rd.png",
+         study_container(meta))
     return StudyResult(points, meta, res, md, out)
 
 
 # --- reports from studies ------------------------------------------------------------------------------------
+
+
+CONTAINER_TEXT = {"fmp4": "fMP4", "mpegts": "MPEG-TS"}
 
 
 def check_ladder(stream: str | Path, study_file: str | Path) -> dict:
@@ -272,6 +285,8 @@ def check_ladder(stream: str | Path, study_file: str | Path) -> dict:
     if (src["file"], src["frames"]) != (man.source["file"], man.source["frames"]):
         raise InputError(f"the study is of {src['file']} ({src['frames']} frames), the stream of "
                          f"{man.source['file']} ({man.source['frames']} frames)")
+    if study_container(meta) != man.container:
+        raise InputError(f"the study measured {study_container(meta)} segments, the stream is {man.container}")
     if meta["conventions"].get("measured_frames") != man.conventions.get("measured_frames"):
         raise InputError("the stream and the study measured PSNR-Y on different frames (--measure-frames)")
     plain = pareto([p for p in points if p.family == PLAIN])

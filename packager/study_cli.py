@@ -23,6 +23,7 @@ from bbmr_stream.cli import add_backend, add_device, run_cli
 from bbmr_stream.errors import InputError
 from bbmr_stream.family import BBMR, FAMILIES, Plain, PlainSR, Uniform
 from bbmr_stream.imageio import write_text_atomic
+from bbmr_stream.manifest import CONTAINERS
 from bbmr_stream.progress import console_progress
 from models.adapt import AdaptConfig
 from packager import look as look_lib
@@ -38,7 +39,8 @@ def cmd_rd(a: argparse.Namespace) -> int:
     config = lib.StudyConfig(
         clip=a.clip, out=a.out, frames=a.frames, measure_frames=a.measure_frames, niqe_frames=a.niqe_frames,
         families=tuple(f.strip() for f in a.families.split(",") if f.strip()), scorer=a.scorer, device=a.device,
-        backend=a.backend, preset=a.preset, rate_lambda=a.rate_lambda, segment=a.segment, upscaler=a.upscaler,
+        backend=a.backend, preset=a.preset, rate_lambda=a.rate_lambda, segment=a.segment, container=a.container,
+        upscaler=a.upscaler,
         reuse=a.reuse, anchor=a.anchor, crfs=a.crfs, fractions=a.fractions,
         adapt=AdaptConfig(minutes=a.adapt_minutes, steps=a.adapt_steps, seed=a.adapt_seed) if a.adapt else None)
     if config.adapt is not None:
@@ -136,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--rate-lambda", type=float, default=0.0,
                     help="BBMR allocation's rate weight (bbmr-package --rate-lambda)")
     rd.add_argument("--segment", type=float, default=2.0, help="segment (closed GOP) seconds")
+    rd.add_argument("--container", choices=CONTAINERS, default="fmp4",
+                    help="HLS segment format whose bytes are the rates (default %(default)s)")
     rd.add_argument("--reuse", action="store_true", help="take the points of OUT/rd.json (same clip) and only "
                     "recompute the fronts, BD-rates, auto ladder, table and plot")
     rd.add_argument("--upscaler", default="auto", help="client upscaler of the SR families (auto: each family's "

@@ -87,6 +87,7 @@ def drop_useless_models(renditions: list[Rendition], root: Path) -> list[Renditi
 
 
 def remove_rendition(r: Rendition, root: Path) -> None:
-    """Delete a rendition's segments, playlist and models from the stream being written."""
-    for f in [s.file for s in r.segments] + [m.file for m in r.models] + [r.playlist]:
+    """Delete a rendition's segments, init segment, playlist and models from the stream being written."""
+    init = [r.init.file] if r.init is not None else []
+    for f in [s.file for s in r.segments] + [m.file for m in r.models] + [r.playlist] + init:
         (root / f).unlink(missing_ok=True)

@@ -122,11 +122,12 @@ class SegmentDecision:
 def simulate(segment_bits: list[list[float]], segment_s: list[float], bitrates_kbps: list[float], trace: Trace,
              abr: ThroughputBufferABR | None = None, pinned: int | None = None,
              buffer_target_s: float = 12.0, quality: list[float | None] | None = None,
-             models: list[list[tuple[str, float] | None]] | None = None) -> list[SegmentDecision]:
+             once: list[list[list[tuple[str, float]]]] | None = None) -> list[SegmentDecision]:
     """``segment_bits[r][s]``: size in bits of segment s of rendition r. Returns one decision per segment.
     Downloads pause while the buffer holds more than ``buffer_target_s`` seconds (playback drains it).
-    ``models[r][s]``: (file, bits) of the model segment s of rendition r is played with, or None: a model not
-    fetched yet is downloaded with the segment (its time counts in the download, once per file)."""
+    ``once[r][s]``: the (file, bits) segment s of rendition r needs besides itself (its fMP4 init segment, the
+    title model it is played with): a file not fetched yet is downloaded with the segment (its time counts in
+    the download, once per file)."""
     abr = abr or ThroughputBufferABR(bitrates_kbps, quality)
     t = 0.0
     buffer = 0.0
@@ -140,10 +141,10 @@ def simulate(segment_bits: list[list[float]], segment_s: list[float], bitrates_k
             buffer = buffer_target_s
         r = pinned if pinned is not None else abr.choose(buffer, cur)
         mb = segment_bits[r][s] / 1e6
-        need = models[r][s] if models else None
-        if need is not None and need[0] not in fetched:
-            fetched.add(need[0])
-            mb += need[1] / 1e6
+        for file, bits in once[r][s] if once else ():
+            if file not in fetched:
+                fetched.add(file)
+                mb += bits / 1e6
         dl = trace.download(t, mb)
         abr.observe(mb, dl)
         rebuf = max(0.0, dl - buffer) if s > 0 else 0.0  # the first segment is start-up delay, not a stall

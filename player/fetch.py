@@ -92,6 +92,7 @@ class StreamSource:
             self.tmp = Path(tempfile.mkdtemp(prefix="bbmr-play-"))
             self.sizes = {s.file: s.bytes for r in self.manifest.renditions for s in r.segments}
             self.sizes |= {m.file: m.bytes for r in self.manifest.renditions for m in r.models}
+            self.sizes |= {r.init.file: r.init.bytes for r in self.manifest.renditions if r.init is not None}
         else:
             self.base = None
             try:
@@ -102,7 +103,8 @@ class StreamSource:
         self.name = Path(urllib.parse.urlparse(where).path.rstrip("/")).name or "stream"
 
     def path(self, file: str) -> Path:
-        """Local path of a segment (downloaded first for URL streams); errors surface as OSError."""
+        """Local path of a segment, init segment or model (downloaded first for URL streams, once); errors
+        surface as OSError."""
         if self.base is None:
             root = Path(self.where).resolve()
             p = (Path(self.where) / file).resolve()

@@ -22,7 +22,7 @@ def abr_plan(man, trace_path: str, pinned_name: str | None, model_of=None):
     pinned = next(i for i, r in enumerate(rends) if r.name == pinned_name) if pinned_name else None
     dec = simulate([[s.bytes * 8 for s in r.segments] for r in rends], [s.duration_s for s in rends[0].segments],
                    [r.bitrate_kbps for r in rends], Trace.load(trace_path), pinned=pinned,
-                   quality=[r.psnr_y for r in rends], models=[model_needs(r, model_of) for r in rends])
+                   quality=[r.psnr_y for r in rends], once=[fetched_once(r, model_of) for r in rends])
     out = summary(dec)
     for d in out["segments"]:
         d["rendition"] = rends[d["rendition"]].name
@@ -78,10 +78,12 @@ def make_comparisons(names, man, rend, device) -> dict:
     return out
 
 
-def model_needs(rend, model_of=None) -> list[tuple[str, float] | None]:
-    """Per segment of ``rend``: (file, bits) of the title model it is played with, None: the generic weights."""
+def fetched_once(rend, model_of=None) -> list[list[tuple[str, float]]]:
+    """Per segment of ``rend``: the (file, bits) it needs besides itself: the fMP4 init segment, and the title
+    model it is played with (none with the generic weights)."""
     out = []
     for i in range(len(rend.segments)):
+        need = [(rend.init.file, rend.init.bytes * 8.0)] if rend.init is not None else []
         m = model_of(rend, i) if model_of is not None else rend.model_for(i)
-        out.append((m.file, m.bytes * 8.0) if m is not None else None)
+        out.append(need + ([(m.file, m.bytes * 8.0)] if m is not None else []))
     return out

@@ -135,10 +135,12 @@ def decoded(stream: Path | Callable[[str], Path], man: Manifest, plan: Rendition
         t = time.time()
         try:
             path = resolve(seg.file)
-            if not path.is_file():
-                raise FileNotFoundError(seg.file)
+            init = resolve(rend.init.file) if rend.init is not None else None
+            for p, f in ((path, seg.file), (init, rend.init.file if rend.init else None)):
+                if p is not None and not p.is_file():
+                    raise FileNotFoundError(f)
             for pics, smap in segment_pictures(path, rend, matrix, full,
-                                               lambda i, s=seg: s.first_frame + i >= start_frame):
+                                               lambda i, s=seg: s.first_frame + i >= start_frame, init):
                 if produced >= seg.frames:
                     raise SegmentError("corrupt", f"more than the {seg.frames} frames declared")
                 if max_frames is not None and n - start_frame >= max_frames:

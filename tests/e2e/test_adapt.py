@@ -49,7 +49,7 @@ def test_model_is_listed_and_counted(adapted, tmp_path):
     assert (m.bytes, m.sha256) == (len(data), hashlib.sha256(data).hexdigest())
     assert (m.arch, m.scale, m.first_segment, m.segments, m.base) == ("fastsr", 2, 0, len(sr.segments), "fastsr-x2")
     dur = N / FPS
-    seg_bytes = sum(s.bytes for s in sr.segments)
+    seg_bytes = sum(s.bytes for s in sr.segments) + sr.init.bytes  # fMP4: the init segment counts too
     assert sr.parts_kbps["model"] == pytest.approx(m.bytes * 8 / dur / 1000, abs=1e-3)
     assert sr.bitrate_kbps == pytest.approx((seg_bytes + m.bytes) * 8 / dur / 1000, abs=0.01)
     assert sum(sr.parts_kbps.values()) == pytest.approx(sr.bitrate_kbps, abs=0.01)
@@ -58,7 +58,7 @@ def test_model_is_listed_and_counted(adapted, tmp_path):
     bw = {u: (int(a), int(b)) for a, b, u in re.findall(r"BANDWIDTH=(\d+),AVERAGE-BANDWIDTH=(\d+).*\n(\S+)", master)}
     peak, avg = bw[sr.playlist]
     assert avg == pytest.approx(sr.bitrate_kbps * 1000, abs=10)
-    share = [m.bytes * s.duration_s / sum(x.duration_s for x in sr.segments) for s in sr.segments]
+    share = [(m.bytes + sr.init.bytes) * s.duration_s / sum(x.duration_s for x in sr.segments) for s in sr.segments]
     assert peak == pytest.approx(max((s.bytes + e) * 8 / s.duration_s for s, e in zip(sr.segments, share)), abs=2)
     assert man.conventions["adapt"]["renditions"][SR]["steps"] == ADAPT.steps
     # the same seed and steps give the same model, bit for bit
@@ -146,10 +146,11 @@ def test_a_forced_other_upscaler_does_not_fetch_the_model(adapted, tmp_path):
     sr = load(out).renditions[0]
     seg0 = r.extra["abr"]["segments"][0]
     assert seg0["rendition"] == SR  # the lowest rate first
-    assert seg0["download_s"] == pytest.approx(sr.segments[0].bytes * 8 / 0.5e6, rel=1e-6)
+    first = sr.segments[0].bytes + sr.init.bytes  # the fMP4 init segment comes with the first segment
+    assert seg0["download_s"] == pytest.approx(first * 8 / 0.5e6, rel=1e-6)
     r = _play(out, src, trace=str(trace))  # the model's upscaler: its bytes come with the first segment
     assert r.extra["abr"]["segments"][0]["download_s"] == pytest.approx(
-        (sr.segments[0].bytes + sr.models[0].bytes) * 8 / 0.5e6, rel=1e-6)
+        (first + sr.models[0].bytes) * 8 / 0.5e6, rel=1e-6)
 
 
 def test_models_only_where_a_rendition_can_use_them(adapted):
@@ -198,7 +199,8 @@ def test_auto_ladder_chooses_with_the_models_bytes(tmp_path):
     adapted = [t for t in rec.tasks if t["description"].startswith("adapting ")]
     assert adapted, note
     listed = {s.file for r in man.renditions for s in r.segments} | {m.file for r in man.renditions for m in r.models}
-    listed |= {r.playlist for r in man.renditions} | {"master.m3u8", "manifest.json"}
+    listed |= {r.playlist for r in man.renditions} | {r.init.file for r in man.renditions}
+    listed |= {"master.m3u8", "manifest.json"}
     on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     assert on_disk == listed  # the renditions not chosen and the models dropped left no file
     for r in man.renditions:

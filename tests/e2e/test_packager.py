@@ -1,3 +1,4 @@
+import io
 import json
 
 import av
@@ -8,7 +9,7 @@ import torch
 from bbmr_stream.allocate import allocate
 from bbmr_stream.atlas import atlas_cols, atlas_rows, fit_to_rows, pack_frame
 from bbmr_stream.blocks import BlockGrid
-from bbmr_stream.demux import scalemap_of, segment_frames
+from bbmr_stream.demux import init_path, scalemap_of, segment_frames
 from bbmr_stream.manifest import load
 from bbmr_stream.resize import to_tensor
 from bbmr_stream.score import BicubicScorer
@@ -23,10 +24,17 @@ def packaged(tmp_path_factory):
     _clip(src)
     out = d / "stream"
     rc = main([str(src), "--out", str(out), "--scorer", "bicubic", "--realloc", "every", "--segment", "0.4",
-               "--layout", "atlas",
+               "--layout", "atlas", "--container", "mpegts",
                "--ladder", "bbmr:23,uniform:23", "--lossless", "--upscaler", "bicubic", "--device", "cpu"])
     assert rc == 0
     return src, out
+
+
+def _open_segment(out, rend, seg):
+    """A segment opened as any player opens it: an fMP4 media segment behind its init segment, or MPEG-TS."""
+    if rend.init is None:
+        return av.open(str(out / seg.file))
+    return av.open(io.BytesIO((out / rend.init.file).read_bytes() + (out / seg.file).read_bytes()))
 
 
 def _source_frames(src):
@@ -138,6 +146,35 @@ def test_bad_input(tmp_path, capsys, kind):
     assert not out.exists() and not list(tmp_path.glob(".stream.tmp-*"))
 
 
+def test_fmp4_and_mpegts_carry_the_same_video(packaged, tmp_path):
+    """The same rungs as ``packaged`` in fMP4 (the default): identical decoded frames, scale maps and coded
+    video; fewer bytes; the init segment counted in the rate and named by EXT-X-MAP."""
+    src, ts = packaged
+    out = tmp_path / "fmp4"
+    assert main([str(src), "--out", str(out), "--scorer", "bicubic", "--realloc", "every", "--segment", "0.4",
+                 "--layout", "atlas", "--ladder", "bbmr:23,uniform:23", "--lossless", "--upscaler", "bicubic",
+                 "--device", "cpu"]) == 0
+    a, b = load(ts), load(out)
+    assert (a.container, b.container) == ("mpegts", "fmp4")
+    for ra, rb in zip(a.renditions, b.renditions):
+        assert ra.init is None and rb.init is not None and rb.init.file == f"{rb.name}_init.mp4"
+        assert (out / rb.init.file).stat().st_size == rb.init.bytes
+        assert f'#EXT-X-MAP:URI="{rb.init.file}"' in (out / rb.playlist).read_text()
+        seg_bytes = sum(s.bytes for s in rb.segments)
+        assert rb.bitrate_kbps == pytest.approx((seg_bytes + rb.init.bytes) * 8 / (N / FPS) / 1000, abs=0.01)
+        assert rb.es_kbps == ra.es_kbps and rb.bitrate_kbps < ra.bitrate_kbps
+        for sa, sb in zip(ra.segments, rb.segments):
+            fa = list(segment_frames(ts / sa.file, 1))
+            fb = list(segment_frames(out / sb.file, 1, init_path(out, rb)))
+            assert len(fa) == len(fb) == sa.frames == sb.frames
+            for (x,), (y,) in zip((f for f, _ in fa), (f for f, _ in fb)):
+                assert np.array_equal(x.to_ndarray(), y.to_ndarray())
+            assert [m and m.flat.tolist() for _, m in fa] == [m and m.flat.tolist() for _, m in fb]
+    master = (out / "master.m3u8").read_text()
+    peak = max((s.bytes + rb.init.bytes * s.duration_s / (N / FPS)) * 8 / s.duration_s for s in rb.segments)
+    assert f"BANDWIDTH={int(round(peak))}," in master
+
+
 def test_existing_out_refused(packaged, capsys):
     src, out = packaged
     assert main([str(src), "--out", str(out), "--scorer", "bicubic"]) == 2
@@ -159,10 +196,11 @@ def test_planes_layout_lossless(tmp_path):
     grid = BlockGrid(H, W)
     frames = _source_frames(src)
     i = 0
+    assert man.container == "fmp4" and rend.init is not None  # the default
     for seg in rend.segments:
-        with av.open(str(out / seg.file)) as c:
+        with _open_segment(out, rend, seg) as c:
             assert len(c.streams.video) == 1
-        for (fr,), m in segment_frames(out / seg.file, 1):
+        for (fr,), m in segment_frames(out / seg.file, 1, init_path(out, rend)):
             assert m is not None and m.frame_index <= i
             planes = pack_planes(to_tensor(frames[i]), grid, m.flat, (2, 4, 8))
             assert [p.shape[:2] for p in planes] == [(100, 160), (50, 80), (26, 40)]
@@ -235,7 +273,7 @@ def test_plain_rung_plays_anywhere(tmp_path):
     man = load(out)
     plain = [r for r in man.renditions if r.kind == "plain"][0]
     assert plain.pictures == [[W, H]] and plain.weights is None and plain.psnr_y > 30
-    with av.open(str(out / plain.segments[0].file)) as c:  # an ordinary H.264 stream without our SEI
+    with _open_segment(out, plain, plain.segments[0]) as c:  # an ordinary H.264 stream without our SEI
         fr = next(c.decode(video=0))
         assert scalemap_of(fr) is None and (fr.width, fr.height) == (W, H)
     rep = tmp_path / "r.json"
@@ -295,7 +333,7 @@ def test_vfr_timestamps_kept(tmp_path):
     man = load(out)
     got = []
     for seg in man.renditions[0].segments:
-        with av.open(str(out / seg.file)) as c:
+        with _open_segment(out, man.renditions[0], seg) as c:
             got += [float(f.pts * f.time_base) for f in c.decode(video=0)]
     rel = [round((g - got[0]) * 1000) for g in got]
     assert rel == pts_ms

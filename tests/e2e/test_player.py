@@ -81,6 +81,27 @@ def test_manifest_paths_stay_inside(stream, path):
         from_dict(d)
 
 
+@pytest.mark.parametrize("edit,match", [
+    (lambda d: d["renditions"][0].pop("init"), "needs an init segment"),
+    (lambda d: d.update(container="mpegts"), "has no init segment"),
+    (lambda d: d.update(container="mp4"), "container"),
+    (lambda d: d["renditions"][0]["init"].update(file="../init.mp4"), "leaves"),
+    (lambda d: d["renditions"][0]["init"].update(bytes=2 << 20), "init bytes"),
+    (lambda d: d["renditions"][0].update(init="a_init.mp4"), "init must be"),
+])
+def test_manifest_init_segments(stream, edit, match):
+    """fMP4 renditions (the default) each name a bounded init segment inside the stream; MPEG-TS ones none."""
+    from bbmr_stream.errors import ManifestError
+    from bbmr_stream.manifest import from_dict
+
+    _, out = stream
+    d = json.loads((out / "manifest.json").read_text())
+    assert d["container"] == "fmp4" and all(r["init"]["bytes"] > 0 for r in d["renditions"])
+    edit(d)
+    with pytest.raises(ManifestError, match=match):
+        from_dict(d)
+
+
 def test_manifest_limits(stream):
     from bbmr_stream.errors import ManifestError
     from bbmr_stream.manifest import from_dict

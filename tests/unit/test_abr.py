@@ -39,6 +39,14 @@ def test_pinned_and_rebuffer_penalty():
     assert d[1].qoe_lin == pytest.approx(2.0 - 4.3 * d[1].rebuffer_s)
 
 
+def test_files_fetched_once_count_in_the_download_once():
+    """An init segment or model a segment needs is downloaded with the first segment that needs it, not again."""
+    tr = Trace([0, 1000], [1.0])  # 1 Mbps
+    once = [[[("init", 1e6), ("model", 2e6)]] + [[("init", 1e6), ("model", 2e6)]] * 2 + [[("init", 1e6)]]] * 3
+    d = simulate(_bits(4), [2.0] * 4, RATES, tr, pinned=0, once=once)
+    assert [x.download_s for x in d] == pytest.approx([1.0 + 3.0, 1.0, 1.0, 1.0])  # 1 Mbit segments
+
+
 def test_panic_buffer_takes_lowest():
     abr = ThroughputBufferABR(RATES)
     abr.observe(10, 1)

@@ -67,7 +67,9 @@ PATHS = [("version",), ("source", "width"), ("source", "fps"), ("source", "frame
          ("block",), ("overall",), ("scales",), ("renditions",), ("renditions", 0, "segments"),
          ("renditions", 0, "segments", 0, "frames"), ("renditions", 0, "segments", 0, "file"),
          ("renditions", 0, "crf"), ("renditions", 0, "scales"), ("renditions", 0, "name"),
-         ("renditions", 0, "pictures"), ("renditions", 0, "codecs"), ("renditions", 0, "es_kbps"), ("audio",)]
+         ("renditions", 0, "pictures"), ("renditions", 0, "codecs"), ("renditions", 0, "es_kbps"), ("audio",),
+         ("container",), ("renditions", 0, "init"), ("renditions", 0, "init", "file"),
+         ("renditions", 0, "init", "bytes")]
 
 
 @FAST
