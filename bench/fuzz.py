@@ -126,29 +126,57 @@ def run_manifest(text: str):
     from_dict(d)
 
 
-def title_model() -> bytes:
-    """A valid FastSR x2 title model file (random weights)."""
+def _title_net():
     import torch
 
-    from models import title
     from models.fastsr import FastSR, FastSRConfig
-    from models.registry import SRModel
 
     torch.manual_seed(0)
     cfg = FastSRConfig(scale=2, feat=8, feat2=4)
-    net = FastSR(cfg)
-    sd = {k: v.half() for k, v in net.state_dict().items()}
-    return title.serialize(sd, {"format": title.FORMAT, "arch": "fastsr", "config": cfg.to_dict(),
-                                "input_range": SRModel(net, 2).input_range,
-                                "base": {"id": "fastsr-x2", "sha256": "0" * 64}, "adapt": {}})
+    return FastSR(cfg), cfg.to_dict()
+
+
+def title_base():
+    """The base weights the fuzzed delta models are differences to (random FastSR x2)."""
+    from models import title
+
+    net, cfg = _title_net()
+    return title.Base("fastsr-x2", cfg, "0" * 64, net.state_dict())
+
+
+def title_model(encoding: str = "fp16") -> bytes:
+    """A valid FastSR x2 title model file (random weights; a delta encoding: the base plus noise)."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from models import title
+    from models.registry import SRModel
+
+    net, cfg = _title_net()
+    if encoding == "fp16":
+        sd = {k: v.half() for k, v in net.state_dict().items()}
+        return title.serialize(sd, {"format": title.FORMAT, "arch": "fastsr", "config": cfg,
+                                    "input_range": SRModel(net, 2).input_range,
+                                    "base": {"id": "fastsr-x2", "sha256": "0" * 64}, "adapt": {}})
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "m.safetensors"
+        title.save(SRModel(net, 2), path, "fastsr", cfg, title_base(), {}, encoding)
+        return path.read_bytes()
 
 
 def title_inputs(rng: random.Random):
-    """Mutated model files: byte-level, and header-level (a JSON value of the header or metadata replaced)."""
-    good = title_model()
-    (n,) = struct.unpack("<Q", good[:8])
-    head = json.loads(good[8:8 + n])
+    """Mutated model files (fp16 and delta-int4, the latter read with its base weights): byte-level, and
+    header-level (a JSON value of the header or metadata replaced)."""
+    goods = [title_model(e) for e in ("fp16", "delta-int4")]
     while True:
+        good = rng.choice(goods)
+        (n,) = struct.unpack("<Q", good[:8])
+        head = json.loads(good[8:8 + n])
         if rng.random() < 0.5:
             yield mutate(rng, good)
             continue
@@ -164,10 +192,15 @@ def title_inputs(rng: random.Random):
         yield struct.pack("<Q", len(text)) + text + good[8 + n:]
 
 
+_BASE = []
+
+
 def run_title(data: bytes):
     from models import title
 
-    title.check(*title.parse(data), 2)
+    if not _BASE:
+        _BASE.append(title_base())
+    title.check(*title.parse(data), 2, base=_BASE[0])
 
 
 TARGETS = {

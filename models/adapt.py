@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from bbmr_stream.errors import InputError
+from models.title import ENCODINGS
 
 # per architecture: (learning rate, LR patch px, batch) measured in bench/results/adapt_probe
 ARCH_DEFAULTS = {"fastsr": (1e-3, 64, 16), "omnisr": (2e-4, 48, 8)}
@@ -45,7 +46,7 @@ class AdaptConfig:
     frames: int = 240
     mem_mib: int = 1536
     minutes_per_10s_hd: float = 1.0  # default budget: this many minutes per 10 s of 1080p-sized source
-    encoding: str = "delta-int8"  # the model file's (models/title.py): delta-int8 (half the bytes) or fp16
+    encoding: str = "delta-int8"  # the model file's (models/title.py): delta-int8 (half of fp16), delta-int4, fp16
 
     def check(self) -> None:
         def need(ok: bool, msg: str) -> None:
@@ -60,7 +61,7 @@ class AdaptConfig:
         need(self.batch is None or 1 <= self.batch <= 256, "adapt batch: 1..256")
         need(self.warmup >= 0 and self.frames >= 1 and self.mem_mib >= 16, "adapt warmup/frames/mem_mib out of range")
         need(math.isfinite(self.minutes_per_10s_hd) and self.minutes_per_10s_hd > 0, "adapt minutes per 10 s > 0")
-        need(self.encoding in ("fp16", "delta-int8"), f"adapt encoding {self.encoding!r}: fp16 or delta-int8")
+        need(self.encoding in ENCODINGS, f"adapt encoding {self.encoding!r}: one of {', '.join(ENCODINGS)}")
 
     def budget_minutes(self, duration_s: float, width: int, height: int) -> float:
         """Training minutes per model: ``minutes``, else ``minutes_per_10s_hd`` per 10 s of source scaled by its

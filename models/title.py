@@ -2,12 +2,17 @@
 
 A title model is a safetensors file (``models/<rendition>.safetensors`` in a stream directory) holding the
 weights of a per-scale architecture (models/archs.py: ``fastsr``, ``omnisr``), with JSON-encoded metadata
-(safetensors ``__metadata__``, every value a JSON string). Two encodings (``encoding``):
+(safetensors ``__metadata__``, every value a JSON string). Three encodings (``encoding``):
 
 - ``fp16``: every tensor of the network in fp16;
 - ``delta-int8`` (the packager's default, half the bytes): every tensor as its difference to the base weights,
   int8 (``NAME``) times a float32 scale per output channel (``NAME.scale``: shape ``[shape[0]]``; ``[1]`` for a
-  1-D tensor); the client adds it to the base weights it ships (their sha256 must be the file's ``base``).
+  1-D tensor; absmax / 127); the client adds it to the base weights it ships (their sha256 must be the file's
+  ``base``);
+- ``delta-int4`` (a quarter of fp16): the same difference in 4 bits, values -7..7 two's complement, two per
+  byte, low nibble first, the tensor flattened row-major (``NAME``: U8, shape ``[ceil(numel / 2)]``, the last
+  high nibble 0 when numel is odd); each output channel's scale is the clip (absmax x r / 7, r in
+  :data:`INT4_CLIPS`) with the least squared error.
 
 Metadata:
 
@@ -15,7 +20,7 @@ Metadata:
 - ``arch``, ``config``: the architecture and its config dict (``scale`` included)
 - ``input_range``: ``"0,1"`` or ``"-1,1"`` (as the base weights)
 - ``base``: ``{"id", "sha256"}`` of the shipped weights it was fine-tuned from
-- ``encoding``: ``"fp16"`` (when absent) or ``"delta-int8"``
+- ``encoding``: ``"fp16"`` (when absent), ``"delta-int8"`` or ``"delta-int4"``
 - ``adapt``: how it was made (steps, seed, learning rate, frames, seconds; informative)
 
 Reading is for untrusted input: at most the declared size is read, the sha256 checked against the manifest's,
@@ -48,8 +53,11 @@ MAX_MODEL_BYTES = 16 << 20  # a title model's file, bytes (FastSR x4 in fp16: 63
 MAX_PARAMS = 4_000_000  # parameters of a title model's network
 MAX_HEADER = 1 << 20  # safetensors JSON header, bytes
 MAX_TENSORS = 1024
-DTYPES = {"F16": (torch.float16, 2), "F32": (torch.float32, 4), "BF16": (torch.bfloat16, 2), "I8": (torch.int8, 1)}
-ENCODINGS = ("fp16", "delta-int8")
+DTYPES = {"F16": (torch.float16, 2), "F32": (torch.float32, 4), "BF16": (torch.bfloat16, 2), "I8": (torch.int8, 1),
+          "U8": (torch.uint8, 1)}
+ENCODINGS = ("fp16", "delta-int8", "delta-int4")
+DELTA_BITS = {"delta-int8": 8, "delta-int4": 4}
+INT4_CLIPS = tuple(round(0.3 + 0.05 * i, 2) for i in range(15))  # 0.3 .. 1.0 of a channel's absmax
 
 
 @dataclass(frozen=True)
@@ -83,13 +91,13 @@ def save(model: SRModel, path: str | os.PathLike, arch: str, config: dict, base:
     sd = {k: v.detach().float().cpu() for k, v in model.net.state_dict().items()}
     if encoding == "fp16":
         tensors = {k: v.half() for k, v in sd.items()}
-    elif encoding == "delta-int8":
+    elif encoding in DELTA_BITS:
         if base.state is None:
-            raise ValueError("delta-int8 needs the base weights' state dict")
+            raise ValueError(f"{encoding} needs the base weights' state dict")
         tensors = {}
         for k, v in sd.items():
-            q, scale = quantize_delta(v - base.state[k].float().cpu())
-            tensors[k], tensors[k + ".scale"] = q, scale
+            q, scale = quantize_delta(v - base.state[k].float().cpu(), DELTA_BITS[encoding])
+            tensors[k], tensors[k + ".scale"] = (q if encoding == "delta-int8" else pack_int4(q)), scale
     else:
         raise ValueError(f"unknown encoding {encoding!r} ({', '.join(ENCODINGS)})")
     data = serialize(tensors, meta)
@@ -100,23 +108,50 @@ def save(model: SRModel, path: str | os.PathLike, arch: str, config: dict, base:
 
 
 def scale_shape(shape: tuple[int, ...]) -> tuple[int]:
-    """The shape of a ``delta-int8`` tensor's scales: one per output channel, one for a 1-D tensor."""
+    """The shape of a delta tensor's scales: one per output channel, one for a 1-D tensor."""
     return (shape[0],) if len(shape) > 1 else (1,)
 
 
-def quantize_delta(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(int8 values, float32 scales per output channel) with d ~ values * scale (absmax, round to nearest)."""
-    rows = d.reshape(scale_shape(tuple(d.shape))[0], -1)
-    scale = rows.abs().amax(dim=1).div(127.0).clamp_min(1e-12)
-    q = torch.round(rows / scale[:, None]).clamp_(-127, 127).to(torch.int8)
-    return q.reshape(d.shape), scale.float()
+def quantize_delta(d: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 values in +-(2^(bits-1) - 1), float32 scales per output channel) with d ~ values * scale, rounded
+    to nearest. 8 bits: scale = absmax / 127; 4 bits: the clip of :data:`INT4_CLIPS` with the least squared
+    error per channel (ties: the first)."""
+    lim = 2 ** (bits - 1) - 1
+    rows = d.reshape(scale_shape(tuple(d.shape))[0], -1).float()
+    amax = rows.abs().amax(dim=1).clamp_min(1e-12)
+    best_q = best_s = best_err = None
+    for r in (1.0,) if bits == 8 else INT4_CLIPS:
+        s = (amax * r / lim).clamp_min(1e-12)
+        q = torch.round(rows / s[:, None]).clamp_(-lim, lim)
+        err = ((q * s[:, None] - rows) ** 2).sum(dim=1)
+        if best_err is None:
+            best_q, best_s, best_err = q, s, err
+        else:
+            better = err < best_err
+            best_q[better], best_s[better], best_err[better] = q[better], s[better], err[better]
+    return best_q.to(torch.int8).reshape(d.shape), best_s.float()
+
+
+def pack_int4(q: torch.Tensor) -> torch.Tensor:
+    """int8 values in -8..7 -> uint8, two per byte (low nibble first), flattened; a zero nibble pads odd counts."""
+    u = (q.flatten().to(torch.int16) & 0x0F).to(torch.uint8)
+    if u.numel() % 2:
+        u = torch.cat([u, torch.zeros(1, dtype=torch.uint8)])
+    return u[0::2] | (u[1::2] << 4)
+
+
+def unpack_int4(packed: torch.Tensor, numel: int) -> torch.Tensor:
+    """The inverse of :func:`pack_int4`: ``numel`` float32 values in -8..7."""
+    p = packed.to(torch.int16)
+    v = torch.stack([p & 0x0F, p >> 4], dim=1).flatten()[:numel]
+    return torch.where(v >= 8, v - 16, v).float()
 
 
 def serialize(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
     """The safetensors bytes of fp16/fp32 ``tensors`` with ``meta`` (values JSON-encoded), tensors and keys in
     sorted order and the header space-padded to 8 bytes (the safetensors library writes its metadata in hash
     order: the same model would not always give the same bytes)."""
-    names = {torch.float16: "F16", torch.float32: "F32", torch.int8: "I8"}
+    names = {torch.float16: "F16", torch.float32: "F32", torch.int8: "I8", torch.uint8: "U8"}
     header: dict = {"__metadata__": {k: json.dumps(v, sort_keys=True) for k, v in sorted(meta.items())}}
     body, off = [], 0
     for k in sorted(tensors):
@@ -228,7 +263,7 @@ def check(meta: dict, specs: dict[str, TensorSpec], body: memoryview, scale: int
     b = meta.get("base")
     if base is not None and (not isinstance(b, dict) or b.get("id") != base.id or config != base.config):
         raise TitleModelError("arch", f"not a fine-tune of {base.id} (another base or config)")
-    if encoding == "delta-int8" and (base is None or base.state is None or b.get("sha256") != base.sha256):
+    if encoding in DELTA_BITS and (base is None or base.state is None or b.get("sha256") != base.sha256):
         raise TitleModelError("arch", "a delta model of other base weights than this client's")
     try:
         if spec.scales(config) != (scale,):
@@ -243,19 +278,21 @@ def check(meta: dict, specs: dict[str, TensorSpec], body: memoryview, scale: int
     n = sum(math.prod(v) for v in want.values())
     if n > MAX_PARAMS:
         raise TitleModelError("arch", f"{n} parameters, more than the {MAX_PARAMS} allowed")
-    if encoding == "delta-int8":
-        want = {**{k: v for k, v in want.items()}, **{k + ".scale": scale_shape(v) for k, v in want.items()}}
+    shapes = dict(want)
+    if encoding in DELTA_BITS:
+        packed = {k: (-(-math.prod(v) // 2),) for k, v in want.items()} if encoding == "delta-int4" else want
+        want = {**packed, **{k + ".scale": scale_shape(v) for k, v in want.items()}}
+        qtype = torch.int8 if encoding == "delta-int8" else torch.uint8
     if set(want) != set(specs) or any(want[k] != specs[k].shape for k in want) or (
-            encoding == "delta-int8" and any(specs[k].dtype != (torch.float32 if k.endswith(".scale") else torch.int8)
-                                             for k in want)):
+            encoding in DELTA_BITS and any(specs[k].dtype != (torch.float32 if k.endswith(".scale") else qtype)
+                                           for k in want)):
         raise TitleModelError("shape", f"tensors do not match a {name} {config} ({encoding})")
     tensors = {k: _materialise(sp, body) for k, sp in specs.items()}
     if not all(bool(torch.isfinite(v).all()) for v in tensors.values()):
         raise TitleModelError("values", "non-finite weights")
-    if encoding == "delta-int8":
-        tensors = {k: base.state[k].float().cpu() + (tensors[k].reshape(tensors[k + ".scale"].shape[0], -1)
-                                                     * tensors[k + ".scale"][:, None]).reshape(tensors[k].shape)
-                   for k in tensors if not k.endswith(".scale")}
+    if encoding in DELTA_BITS:
+        tensors = {k: base.state[k].float().cpu() + _delta(tensors, k, shapes[k], encoding)
+                   for k in shapes}
     rng = meta.get("input_range", "0,1")
     if rng not in ("0,1", "-1,1"):
         raise TitleModelError("format", "bad input range")
@@ -263,10 +300,18 @@ def check(meta: dict, specs: dict[str, TensorSpec], body: memoryview, scale: int
     return SRModel(net, scale, rng).eval()
 
 
+def _delta(tensors: dict[str, torch.Tensor], k: str, shape: tuple[int, ...], encoding: str) -> torch.Tensor:
+    """The float32 difference to the base weights that delta tensor ``k`` (and ``k.scale``) encode."""
+    q = tensors[k] if encoding == "delta-int8" else unpack_int4(tensors[k], math.prod(shape))
+    scale = tensors[k + ".scale"]
+    return (q.reshape(scale.shape[0], -1) * scale[:, None]).reshape(shape)
+
+
 def _materialise(sp: TensorSpec, body: memoryview) -> torch.Tensor:
+    """The tensor's values: floating and int8 as float32, uint8 (packed int4) as it is."""
     buf = bytearray(body[sp.start:sp.end])
     x = torch.frombuffer(buf, dtype=sp.dtype) if buf else torch.empty(0, dtype=sp.dtype)
-    return x.reshape(sp.shape).float()
+    return x.reshape(sp.shape) if sp.dtype == torch.uint8 else x.reshape(sp.shape).float()
 
 
 def load(path: str | os.PathLike, scale: int, *, nbytes: int | None = None, sha256: str | None = None,

@@ -17,6 +17,7 @@ from bbmr_stream.family import parse_ladder
 from bbmr_stream.manifest import Manifest
 from bbmr_stream.progress import RichProgress
 from models.adapt import AdaptConfig
+from models.title import ENCODINGS
 from packager.config import (
     ALLOCATORS,
     CODECS,
@@ -113,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="--adapt: exactly this many training steps per model (a result that does not depend on "
                          "the machine's speed; overrides --adapt-minutes)")
     ap.add_argument("--adapt-seed", type=int, default=0, help="--adapt: random seed (default %(default)s)")
+    ap.add_argument("--adapt-encoding", choices=ENCODINGS,
+                    help="--adapt: the model files' encoding (models/title.py): delta-int8 (an int8 difference to "
+                         "the shipped weights, half of fp16; the default), delta-int4 (a quarter), fp16")
     add_device(ap)
     add_backend(ap)
     return ap
@@ -139,10 +143,11 @@ def config_from(args: argparse.Namespace) -> tuple[PackageConfig, Ladder]:
 def adapt_config(args: argparse.Namespace) -> AdaptConfig | None:
     """``--adapt*`` -> the adaptation config (None without ``--adapt``; its options alone are an error)."""
     if not args.adapt:
-        if args.adapt_minutes is not None or args.adapt_steps is not None:
-            raise InputError("--adapt-minutes and --adapt-steps need --adapt")
+        if args.adapt_minutes is not None or args.adapt_steps is not None or args.adapt_encoding is not None:
+            raise InputError("--adapt-minutes, --adapt-steps and --adapt-encoding need --adapt")
         return None
-    return AdaptConfig(minutes=args.adapt_minutes, steps=args.adapt_steps, seed=args.adapt_seed)
+    return AdaptConfig(minutes=args.adapt_minutes, steps=args.adapt_steps, seed=args.adapt_seed,
+                       **({"encoding": args.adapt_encoding} if args.adapt_encoding else {}))
 
 
 def summary(man: Manifest, console) -> None:

@@ -316,7 +316,8 @@ BITRATE_CONVENTION = ("bytes the client downloads for the rendition: its HLS seg
                       "model")
 ADAPT_CONVENTION = ("per-title models (packager.adapt): each plain-sr rendition's per-scale SR model fine-tuned "
                     "from its generic weights on the rendition's own decoded pictures (LR) and the source frames "
-                    "(HR), shipped as models/<rendition>.safetensors (delta-int8 or fp16) and counted in its rate")
+                    "(HR), shipped as models/<rendition>.safetensors (delta-int8, delta-int4 or fp16) and counted "
+                    "in its rate")
 PSNR_CONVENTION = ("video PSNR-Y: the source's decoded 8-bit Y plane vs the reconstruction's luma in the source's "
                    "matrix and range (plain: the decoded Y plane, bicubic-resized when smaller, as FFmpeg's psnr "
                    "filter; SR families: the exact luma of the unrounded RGB output), peak 255, crop 0, mean of "

@@ -26,6 +26,7 @@ from bbmr_stream.imageio import write_text_atomic
 from bbmr_stream.manifest import CONTAINERS
 from bbmr_stream.progress import console_progress
 from models.adapt import AdaptConfig
+from models.title import ENCODINGS
 from packager import look as look_lib
 from packager import study as lib
 from packager.ladder import DENSE_CRFS, DENSE_FRACTIONS
@@ -42,11 +43,12 @@ def cmd_rd(a: argparse.Namespace) -> int:
         backend=a.backend, preset=a.preset, rate_lambda=a.rate_lambda, segment=a.segment, container=a.container,
         upscaler=a.upscaler,
         reuse=a.reuse, anchor=a.anchor, crfs=a.crfs, fractions=a.fractions,
-        adapt=AdaptConfig(minutes=a.adapt_minutes, steps=a.adapt_steps, seed=a.adapt_seed) if a.adapt else None)
+        adapt=AdaptConfig(minutes=a.adapt_minutes, steps=a.adapt_steps, seed=a.adapt_seed,
+                          **({"encoding": a.adapt_encoding} if a.adapt_encoding else {})) if a.adapt else None)
     if config.adapt is not None:
         config.adapt.check()
-    elif a.adapt_minutes is not None or a.adapt_steps is not None:
-        raise InputError("--adapt-minutes and --adapt-steps need --adapt")
+    elif a.adapt_minutes is not None or a.adapt_steps is not None or a.adapt_encoding is not None:
+        raise InputError("--adapt-minutes, --adapt-steps and --adapt-encoding need --adapt")
     if a.dense:
         if a.crfs or a.fractions or a.families != ",".join(FAMILIES):
             raise InputError("--dense sets the families, CRFs and sizes: not with --families, --crfs or --fractions")
@@ -156,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--adapt-minutes", type=float, help="--adapt: training minutes per model (default: 1 per 10 s "
                     "of 1080p-sized source)")
     rd.add_argument("--adapt-steps", type=int, help="--adapt: exactly this many steps per model")
+    rd.add_argument("--adapt-encoding", choices=ENCODINGS, help="--adapt: the model files' encoding "
+                    "(bbmr-package --adapt-encoding)")
     rd.add_argument("--adapt-seed", type=int, default=0, help="--adapt: random seed (default %(default)s)")
     rd.add_argument("--dense", action="store_true", help="the dense plain front: plain only, CRF 18-51 step 1 at "
                     "1, 3/4, 2/3, 1/2, 3/8, 1/3, 1/4 of the source (238 points); check a ladder against it with "

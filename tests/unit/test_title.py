@@ -58,6 +58,48 @@ def test_delta_int8_round_trip_in_half_the_bytes(tmp_path):
         title.load(path, 2)
 
 
+def test_delta_int4_round_trip_in_a_quarter_of_fp16(tmp_path):
+    m = tiny()
+    for p in m.parameters():
+        p.data = BASE.state[[k for k, q in m.net.named_parameters() if q is p][0]] + 0.01 * torch.randn_like(p)
+    path, n, sha = write(tmp_path, m, encoding="delta-int4")
+    i8, _, _ = write(tmp_path, m, name="i8.safetensors", encoding="delta-int8")
+    full, _, _ = write(tmp_path, m, name="full.safetensors")
+    body = lambda f: len(title.parse(f.read_bytes())[2])  # noqa: E731
+    assert body(path) < 0.6 * body(i8) and body(path) < 0.35 * body(full)
+    got, meta = title.load(path, 2, nbytes=n, sha256=sha, arch="fastsr", base=BASE)
+    assert meta["encoding"] == "delta-int4"
+    for k, v in m.net.state_dict().items():
+        q, s = title.quantize_delta(v - BASE.state[k], 4)
+        assert int(q.abs().max()) <= 7
+        want = BASE.state[k] + (q.float().reshape(s.shape[0], -1) * s[:, None]).reshape(v.shape)
+        assert torch.allclose(got.net.state_dict()[k], want, atol=1e-7)  # exactly what was quantized
+        d = (v - BASE.state[k]).reshape(s.shape[0], -1)
+        err = (got.net.state_dict()[k] - v).reshape(d.shape).abs().amax(1)
+        assert bool((err <= d.abs().amax(1) * 0.7 + 1e-7).all())  # at worst the clipped excess (clip >= 0.3)
+    with pytest.raises(title.TitleModelError):
+        title.load(path, 2)  # a delta needs the base weights
+
+
+@pytest.mark.parametrize("numel", [1, 2, 7, 8, 33])
+def test_int4_packing_round_trips(numel):
+    q = torch.randint(-8, 8, (numel,), dtype=torch.int8)
+    p = title.pack_int4(q)
+    assert p.dtype == torch.uint8 and p.numel() == (numel + 1) // 2
+    assert torch.equal(title.unpack_int4(p, numel), q.float())
+
+
+def test_int4_clip_beats_absmax_in_squared_error():
+    torch.manual_seed(0)
+    d = torch.randn(16, 64) * torch.rand(16, 1)  # heavy-ish tails per row: clipping pays
+    d[:, 0] *= 8
+    q, s = title.quantize_delta(d, 4)
+    err = ((q.float() * s[:, None] - d) ** 2).sum(1)
+    s0 = d.abs().amax(1) / 7
+    err0 = ((torch.round(d / s0[:, None]).clamp(-7, 7) * s0[:, None] - d) ** 2).sum(1)
+    assert bool((err <= err0 + 1e-6).all()) and float(err.sum()) < 0.95 * float(err0.sum())
+
+
 def test_round_trip_in_fp16(tmp_path):
     m = tiny()
     path, n, sha = write(tmp_path, m)
