@@ -6,7 +6,7 @@ In one process, back to back on the same title and settings, ``--ladder auto`` i
 search (``--auto-search hull``, packager.hull) and with the fixed grid of 45 candidates (``--auto-search grid``,
 CRF 18-38 step 5 at 1, 2/3, 1/2, 1/3, 1/4 and the SR families). For each: the seconds and points of the search,
 the ladder it ships (packaged and measured on the same frames as the dense study), every rung's shortfall under
-the dense plain front at its rate (``bbmr-bench ladder-check``: MPEG-TS segment bytes as shipped, and
+the dense plain front at its rate (``bbmr-bench ladder-check``: segment bytes as shipped (``--container``), and
 elementary-stream bytes beside them), and the BD-rate of the hull ladder against the grid ladder (bjontegaard,
 pchip, as shipped; negative = fewer bits at equal PSNR-Y). The dense study is ``bbmr-bench rd CLIP --dense
 --frames N --niqe-frames 0`` (CRF 18-51 step 1 at 1, 3/4, 2/3, 1/2, 3/8, 1/3, 1/4: 238 plain points).
@@ -25,7 +25,7 @@ from pathlib import Path
 from bbmr_stream.imageio import write_text_atomic
 from bbmr_stream.progress import Progress
 from bench.common import write_report
-from packager.config import AutoLadder, PackageConfig
+from packager.config import CONTAINERS, AutoLadder, PackageConfig
 from packager.ladder import Point, auto_ladder, pareto
 from packager.pipeline import prepare, write_rungs
 from packager.study import bd, check_ladder
@@ -42,8 +42,9 @@ class Notes(Progress):
 
 
 def run(clip: str, out: Path, search: str, frames: int, measure_frames: int, fast: bool, dense: str,
-        sample_segments: int) -> dict:
-    cfg = PackageConfig(clip, str(out / search), force=True, max_frames=frames, measure_frames=measure_frames)
+        sample_segments: int, container: str = "fmp4") -> dict:
+    cfg = PackageConfig(clip, str(out / search), force=True, max_frames=frames, measure_frames=measure_frames,
+                        container=container)
     auto = AutoLadder(fast=fast, search=search, measure_frames=measure_frames, sample_segments=sample_segments)
     prog = Notes()
     stream, info = prepare(cfg, prog)
@@ -159,6 +160,8 @@ def main(argv=None) -> int:
     ap.add_argument("--measure-frames", type=int, default=10)
     ap.add_argument("--sample-segments", type=int, default=AutoLadder.sample_segments)
     ap.add_argument("--fast", action="store_true")
+    ap.add_argument("--container", choices=CONTAINERS, default="fmp4",
+                    help="HLS segments of the packaged ladders (the --dense study's own; default %(default)s)")
     ap.add_argument("--only", choices=("hull", "grid"), help="run one search (the other from OUT's last JSON)")
     ap.add_argument("--grid-from", help="no grid run: its ladder is the check.json of `bbmr-bench ladder-check` of "
                     "the grid ladder packaged on the same frames (e.g. bench/results/rd/CLIP/check.json), re-checked "
@@ -177,7 +180,8 @@ def main(argv=None) -> int:
         if a.only and search != a.only:
             res[search] = prev[search]
             continue
-        res[search] = run(a.clip, out, search, a.frames, a.measure_frames, a.fast, a.dense, a.sample_segments)
+        res[search] = run(a.clip, out, search, a.frames, a.measure_frames, a.fast, a.dense, a.sample_segments,
+                          a.container)
         print(f"{search}: {res[search]['search_s']} s, worst {res[search]['check']['max_below_plain_front_db']}",
               file=sys.stderr)
     h, g = res["hull"]["check"], res["grid"]["check"]

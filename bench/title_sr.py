@@ -27,7 +27,7 @@ import dataclasses
 from pathlib import Path
 
 from bench.common import write_report
-from packager.ladder import TITLE_MARK, Point, choose, pareto, read_study, shortfall
+from packager.ladder import TITLE_MARK, Point, choose, pareto, read_study, shortfall, study_container
 from packager.study import bd, below_front, lower_half, rate_at
 
 
@@ -66,8 +66,10 @@ def ladder(points: list[Point], front: list[Point]) -> dict:
 
 
 def same_frames(a: dict, b: dict) -> bool:
-    return (a["source"]["file"], a["source"]["frames"], a["conventions"].get("measured_frames")) == \
-        (b["source"]["file"], b["source"]["frames"], b["conventions"].get("measured_frames"))
+    """The two studies' metas: the same title, frames, measured frames and segment container (comparable rates)."""
+    key = lambda m: (m["source"]["file"], m["source"]["frames"], m["conventions"].get("measured_frames"),  # noqa: E731
+                     study_container(m))
+    return key(a) == key(b)
 
 
 def run(name: str, title_file: str, generic_file: str | None = None, plain_file: str | None = None) -> dict:
@@ -76,7 +78,7 @@ def run(name: str, title_file: str, generic_file: str | None = None, plain_file:
     if plain_file:
         ppts, pmeta = read_study(plain_file)
         if not same_frames(tmeta, pmeta):
-            raise SystemExit(f"{plain_file} is not a study of the same title, frames and measured frames")
+            raise SystemExit(f"{plain_file} is not a study of the same title, frames, measured frames and container")
         tpts = [p for p in tpts if p.family != "plain"] + [p for p in ppts if p.family == "plain"]
     plain = [p for p in tpts if p.family == "plain"]
     front = pareto(plain)
@@ -84,7 +86,7 @@ def run(name: str, title_file: str, generic_file: str | None = None, plain_file:
     if generic_file:
         gpts, gmeta = read_study(generic_file)
         if not same_frames(tmeta, gmeta):
-            raise SystemExit("the two studies are not of the same title, frames and measured frames")
+            raise SystemExit("the two studies are not of the same title, frames, measured frames and container")
         generic = [p for p in gpts if p.family != "plain" and not (p.upscaler or "").endswith(TITLE_MARK)]
     else:  # the generic variant of each adapted rung: its segments alone, the generic weights' PSNR-Y
         gen = tmeta.get("psnr_y_generic", {})
@@ -96,7 +98,8 @@ def run(name: str, title_file: str, generic_file: str | None = None, plain_file:
     rows = rung_rows(title, {p.name: p for p in generic}, front, tmeta.get("models", {}), src["duration_s"])
     # the per-title variant of a rung gets its own name so that choose() sees both variants
     titled = [dataclasses.replace(p, name=p.name + TITLE_MARK) for p in title]
-    return {"title": name, "source": src, "measured_frames": len(tmeta["conventions"].get("measured_frames", [])),
+    return {"title": name, "source": src, "container": study_container(tmeta),
+            "measured_frames": len(tmeta["conventions"].get("measured_frames", [])),
             "adapt": tmeta["conventions"].get("adapt", {}).get("config"),
             "adapt_runs": tmeta["conventions"].get("adapt", {}).get("renditions"),
             "studies": {"title": title_file, "generic": generic_file or "psnr_y_generic of the title study",
@@ -111,7 +114,8 @@ def markdown(r: dict) -> str:
     src = r["source"]
     lines = [f"## {r['title']}: {src['width']}x{src['height']}, {src['frames']} frames ({src['duration_s']:.1f} s)",
              "", f"Plain front: {r['plain_points']} plain points; PSNR-Y on {r['measured_frames']} frames. "
-             "kbps = (segments + model) bytes * 8 / duration.", "",
+             f"kbps = ({r.get('container', 'mpegts')} segments + model files "
+             f"({(r.get('adapt') or {}).get('encoding')})) bytes * 8 / duration.", "",
              "| rung | CRF | kbps | model kbps (share) | PSNR-Y generic | per-title | gain dB | generic vs front dB | "
              "per-title vs front dB (without model) | break-even s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for w in r["rungs"]:

@@ -80,8 +80,8 @@ def test_manifest_psnr_of_a_plain_rung_is_ffmpegs(tmp_path):
     out = tmp_path / "stream"
     assert package([str(src), "--out", str(out), "--ladder", "plain:32", "--segment", "0.4", "--device", "cpu"]) == 0
     rend = load(out).renditions[0]
-    cat = tmp_path / "all.ts"
-    cat.write_bytes(b"".join((out / s.file).read_bytes() for s in rend.segments))
+    cat = tmp_path / "all.mp4"  # fMP4: the init segment, then the media segments (a playable file)
+    cat.write_bytes(b"".join((out / f).read_bytes() for f in [rend.init.file] + [s.file for s in rend.segments]))
     want = _ffmpeg_psnr_y(str(cat), str(src), tmp_path)
     assert len(want) == 8 and 25 < np.mean(want) < 45
     assert abs(rend.psnr_y - float(np.mean(want))) < 0.01
