@@ -13,6 +13,8 @@ rendition's init segment (ftyp + moov) in front of it, as a browser's MSE Source
 
 from __future__ import annotations
 
+import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -20,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from bbmr_stream.colour import frame_to_rgb
-from bbmr_stream.errors import ScaleMapError
+from bbmr_stream.errors import ScaleMapError, SegmentError
 from bbmr_stream.scalemap import ScaleMap
 from bbmr_stream.sei import payload_from_side_data
 
@@ -54,15 +56,46 @@ def init_path(root: str | Path, rend) -> Path | None:
     return Path(root) / rend.init.file if rend.init is not None else None
 
 
-MAX_FMP4_BYTES = 1 << 30  # an fMP4 init + media segment read into memory (manifest.MAX_SEGMENT_BYTES)
+class Chained(io.RawIOBase):
+    """Two files read as one (an fMP4 init segment, then a media segment), seekable, streamed from disk: the
+    demuxer sees one fragmented MP4 file and nothing is copied into memory."""
 
+    def __init__(self, first: Path, second: Path) -> None:
+        self.files = [open(first, "rb"), open(second, "rb")]  # noqa: SIM115 (closed in close())
+        self.split = os.fstat(self.files[0].fileno()).st_size
+        self.size = self.split + os.fstat(self.files[1].fileno()).st_size
+        self.pos = 0
 
-def _fmp4_bytes(path: Path, init: Path) -> bytes:
-    """The init segment followed by the media segment (OSError when larger than :data:`MAX_FMP4_BYTES`)."""
-    size = init.stat().st_size + path.stat().st_size
-    if size > MAX_FMP4_BYTES:
-        raise OSError(f"{path.name}: {size} bytes with its init segment, more than {MAX_FMP4_BYTES}")
-    return init.read_bytes() + path.read_bytes()
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readinto(self, buf) -> int:
+        if self.pos >= self.size:
+            return 0
+        k = 0 if self.pos < self.split else 1
+        f = self.files[k]
+        f.seek(self.pos - (0 if k == 0 else self.split))
+        limit = (self.split if k == 0 else self.size) - self.pos
+        view = memoryview(buf)[:min(len(buf), limit)]
+        n = f.readinto(view) or 0
+        self.pos += n
+        return n
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+        super().close()
 
 
 def segment_frames(path: str | Path, n_streams: int,
@@ -70,19 +103,20 @@ def segment_frames(path: str | Path, n_streams: int,
     """(decoded PyAV frame of every coded stream, the frame's scale map by the map rule, or None) of each
     frame of one segment file, in presentation order. ``init``: the fMP4 init segment of the segment's
     rendition (None: an MPEG-TS segment)."""
-    import io
-
     import av
 
-    data = None if init is None else _fmp4_bytes(Path(path), Path(init))
     streams = []
     for i in range(n_streams):
-        if data is None:  # no probing: a tiny valid segment fails format probing
-            c = av.open(str(path), format="mpegts")
-        else:
-            c = av.open(io.BytesIO(data), format="mp4")
-        with c:
-            streams.append(list(c.decode(video=i)))
+        raw = None if init is None else Chained(Path(init), Path(path))
+        try:  # no probing: a tiny valid segment fails format probing
+            with av.open(str(path), format="mpegts") if raw is None else av.open(raw, format="mp4") as c:
+                if len(c.streams.video) <= i:
+                    raise SegmentError("corrupt", f"{Path(path).name}: {len(c.streams.video)} video streams, "
+                                                  f"the rendition has {n_streams}")
+                streams.append(list(c.decode(video=i)))
+        finally:
+            if raw is not None:
+                raw.close()
     carried = None
     for frs in zip(*streams):
         own = scalemap_of(frs[0])

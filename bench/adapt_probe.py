@@ -380,10 +380,15 @@ def model_bytes(name, k, adapted, out_dir: Path, tag: str, subset: list[str] | N
 
 
 # ------------------------------------------------------------------------------------------------ break-even
-def plain_front(rd_path: Path | None):
+def plain_front(rd_path: Path | None, container: str | None = None):
+    """The plain front of a study (rd.json); ``container``: the probe rung's, which the study's must be."""
+    from packager.ladder import study_container
+
     if not rd_path or not rd_path.exists():
         return None
     d = json.loads(rd_path.read_text())
+    if container is not None and study_container(d["meta"]) != container:
+        raise SystemExit(f"--rd {rd_path} measured {study_container(d['meta'])} segments, the rung is {container}")
     pts = {p["name"]: p for p in d["points"]}
     front = sorted((pts[n]["psnr_y"], pts[n]["kbps"]) for n in d["fronts"]["plain"])
     return {"file": str(rd_path), "points": [[round(q, 3), round(r, 2)] for q, r in front],
@@ -476,7 +481,7 @@ def break_even(front, rung_kbps, q_generic, q_adapted, nbytes):
 
 def finish(args, res, save) -> None:
     """Break-even lengths (protocol b: what would ship) from the result JSON, and the README."""
-    rd = plain_front(Path(args.rd) if args.rd else None)
+    rd = plain_front(Path(args.rd) if args.rd else None, res["rung"].get("container", "mpegts"))
     if rd is not None and args.rd_note:
         rd["note"] = args.rd_note
     title = manifest_front(args.front)
@@ -599,9 +604,11 @@ def main(argv=None) -> int:
     n, fps = len(lr), float(info.fps)
     dur = n / fps
     seg_bytes = [s.bytes for s in rend.segments]
+    init_bytes = rend.init.bytes if rend.init is not None else 0  # fMP4: the init segment is downloaded too
     res["rung"] = {"name": rend.name, "lr": [int(lr.shape[2]), int(lr.shape[1])], "source": [info.width, info.height],
                    "frames": n, "fps": fps, "duration_s": round(dur, 3), "segments": len(seg_bytes),
-                   "segment_bytes": seg_bytes, "kbps": round(sum(seg_bytes) * 8 / dur / 1000, 2),
+                   "segment_bytes": seg_bytes, "init_bytes": init_bytes, "container": man.container,
+                   "kbps": round((sum(seg_bytes) + init_bytes) * 8 / dur / 1000, 2),
                    "matrix": info.matrix, "full_range": info.full_range, "load_s": round(time.time() - t, 1)}
     log(f"{tag}: {n} frames, {res['rung']['kbps']} kbps, {len(seg_bytes)} segments")
     save()

@@ -60,9 +60,14 @@ def run(clip: str, out: Path, search: str, frames: int, measure_frames: int, fas
 
 def grid_from(check: str, dense: str) -> dict:
     """The grid ladder of an earlier ladder-check (same title and frames) against the dense front."""
-    from packager.ladder import read_study, shortfall
+    from packager.ladder import read_study, shortfall, study_container
 
-    rows = json.loads(Path(check).read_text())["rungs"]
+    chk = json.loads(Path(check).read_text())
+    dense_container = study_container(read_study(dense)[1])
+    if chk.get("container", "mpegts") != dense_container:
+        raise SystemExit(f"--grid-from {check} measured {chk.get('container', 'mpegts')} segments, the dense study "
+                         f"{dense_container}")
+    rows = chk["rungs"]
     front = pareto([p for p in read_study(dense)[0] if p.family == "plain"])
     for r in rows:
         s = shortfall(Point(r["rung"], r["rung"], r["family"], 0, 0, r["crf"], r["kbps"], r["psnr_y"]), front)
@@ -107,10 +112,11 @@ fixed grid of 45 candidates. Here both run on the same title, back to back in on
 bench.ladder_search`), and each shipped ladder is checked against a **dense plain front**: `bbmr-bench rd CLIP
 --dense --frames N --niqe-frames 0` (libx264 medium, 2 s closed GOPs, CRF 18-51 step 1 at 1, 3/4, 2/3, 1/2, 3/8,
 1/3, 1/4 of the source: 238 plain points), the same frames, PSNR-Y on the same 10 evenly spaced frames (the
-packager's convention). Rates: MPEG-TS HLS segment bytes as shipped; the same shortfall at elementary-stream
-rates (coded video only, no PES/TS overhead) in brackets. BD-rate: `bjontegaard`, pchip, hull ladder against
-grid ladder (negative = fewer bits at equal PSNR-Y). Seconds: the search alone (probe to chosen rungs), this
-2-core CPU, both searches measuring 10 frames per point; the machine is shared, so compare the ratio.
+packager's convention). Rates: HLS segment bytes as shipped, in the container of the dense study (the runs below:
+MPEG-TS); the same shortfall at elementary-stream rates (coded video only, no container) in brackets. BD-rate:
+`bjontegaard`, pchip, hull ladder against grid ladder (negative = fewer bits at equal PSNR-Y). Seconds: the
+search alone (probe to chosen rungs), this 2-core CPU, both searches measuring 10 frames per point; the machine
+is shared, so compare the ratio.
 """
 
 
@@ -167,11 +173,19 @@ def main(argv=None) -> int:
                     "the grid ladder packaged on the same frames (e.g. bench/results/rd/CLIP/check.json), re-checked "
                     "against the dense front; no seconds")
     a = ap.parse_args(argv)
+    from packager.ladder import read_study, study_container
+
+    if study_container(read_study(a.dense)[1]) != a.container:  # before any search: rates must be comparable
+        raise SystemExit(f"--dense {a.dense} measured {study_container(read_study(a.dense)[1])} segments; "
+                         f"pass --container {study_container(read_study(a.dense)[1])}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     prev = json.loads((out / "ladder_search.json").read_text()) if a.only else {}
+    if a.only and prev.get("container", "mpegts") != a.container:
+        raise SystemExit(f"--only: {out / 'ladder_search.json'} was made with {prev.get('container', 'mpegts')} "
+                         "segments")
     res = {"clip": a.clip, "frames": a.frames, "measure_frames": a.measure_frames, "fast": a.fast,
-           "sample_segments": a.sample_segments, "dense": a.dense}
+           "sample_segments": a.sample_segments, "dense": a.dense, "container": a.container}
     if a.grid_from:
         res["grid"] = grid_from(a.grid_from, a.dense)
     for search in ("hull", "grid"):

@@ -28,7 +28,8 @@ the safetensors header parsed here with bounds (no unpickling anywhere; the tens
 body in order), the architecture must be the declared per-scale one at the rendition's scale and its config
 exactly the base weights' (a fine-tune never changes the network, so a file cannot make the client build
 another one), the parameter count is bounded (counted on the meta device), and only then are the tensors
-copied out, each matching the network's names and shapes and finite. Every failure is a
+copied out, each matching the network's names and shapes, and the weights (after adding a delta) finite and
+within +-:data:`MAX_WEIGHT`. Every failure is a
 :class:`TitleModelError` (a :class:`~bbmr_stream.errors.WeightsError`) whose ``cause`` says which check failed.
 """
 
@@ -53,6 +54,7 @@ MAX_MODEL_BYTES = 16 << 20  # a title model's file, bytes (FastSR x4 in fp16: 63
 MAX_PARAMS = 4_000_000  # parameters of a title model's network
 MAX_HEADER = 1 << 20  # safetensors JSON header, bytes
 MAX_TENSORS = 1024
+MAX_WEIGHT = 1e4  # |weight| of a usable SR network (trained ones stay below 10): beyond it the output overflows
 DTYPES = {"F16": (torch.float16, 2), "F32": (torch.float32, 4), "BF16": (torch.bfloat16, 2), "I8": (torch.int8, 1),
           "U8": (torch.uint8, 1)}
 ENCODINGS = ("fp16", "delta-int8", "delta-int4")
@@ -291,13 +293,24 @@ def check(meta: dict, specs: dict[str, TensorSpec], body: memoryview, scale: int
     if not all(bool(torch.isfinite(v).all()) for v in tensors.values()):
         raise TitleModelError("values", "non-finite weights")
     if encoding in DELTA_BITS:
+        if encoding == "delta-int4" and not all(_int4_ok(tensors[k], math.prod(v)) for k, v in shapes.items()):
+            raise TitleModelError("values", "int4 values outside -7..7 or a non-zero pad nibble")
         tensors = {k: base.state[k].float().cpu() + _delta(tensors, k, shapes[k], encoding)
                    for k in shapes}
+    if not all(bool(v.abs().le(MAX_WEIGHT).all()) for v in tensors.values()):  # also: finite scales overflowing
+        raise TitleModelError("values", f"weights beyond +-{MAX_WEIGHT:g} (or not finite)")
     rng = meta.get("input_range", "0,1")
     if rng not in ("0,1", "-1,1"):
         raise TitleModelError("format", "bad input range")
     net = spec.load(config, tensors)
     return SRModel(net, scale, rng).eval()
+
+
+def _int4_ok(packed: torch.Tensor, numel: int) -> bool:
+    """Every nibble a value in -7..7 (never 8 = -8), and the pad nibble of an odd count 0."""
+    p = packed.to(torch.int16)
+    nib = torch.stack([p & 0x0F, p >> 4], dim=1).flatten()
+    return not bool((nib == 8).any()) and (numel % 2 == 0 or int(nib[-1]) == 0)
 
 
 def _delta(tensors: dict[str, torch.Tensor], k: str, shape: tuple[int, ...], encoding: str) -> torch.Tensor:

@@ -260,7 +260,8 @@ def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, cfg: Packag
             seg_objs[-1].frames = n_frames - seg_objs[-1].first_frame
         dur = n_frames / float(info.fps)
         init = InitRef(cut.init.file, cut.init.bytes) if cut.init else None
-        kbps = (sum(s.bytes for s in seg_objs) + (init.bytes if init else 0)) * 8 / dur / 1000
+        kbps = (sum(s.bytes for s in seg_objs) * 8 / dur + (init.bytes * 8 / _init_span_s(cfg, info, dur)
+                                                             if init else 0)) / 1000
         share = {}
         if r.factors:
             allf = np.stack(r.factors)
@@ -274,6 +275,15 @@ def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, cfg: Packag
                              pictures=[[s.width, s.height] for s in r.encoder.streams], codecs=r.encoder.codecs,
                              es_kbps=es_kbps, parts_kbps=parts, init=init))
     return out
+
+
+def _init_span_s(cfg: PackageConfig, info, dur: float) -> float:
+    """The seconds an init segment's bytes are spread over: the stream's, or for a sample of the title (the auto
+    ladder's candidates, ``cfg.sample``) the whole title's, as in the stream that will ship."""
+    if cfg.sample is None or not info.frames:
+        return dur
+    frames = min(info.frames, cfg.max_frames) if cfg.max_frames else info.frames
+    return max(dur, frames / float(info.fps))
 
 
 def es_bytes(ts: Path) -> int:

@@ -299,7 +299,7 @@ def check_ladder(stream: str | Path, study_file: str | Path) -> dict:
              "below_plain_front_es_db": es_shortfall(p, plain_es)}
             for p in sorted(rungs, key=lambda p: p.kbps)]
     plain_ladder = choose([p for p in points if p.family == PLAIN])  # the same rule on plain candidates only
-    return {"stream": str(stream), "study": str(study_file), "rungs": rows,
+    return {"stream": str(stream), "study": str(study_file), "container": man.container, "rungs": rows,
             "max_below_plain_front_db": below_front(rungs, plain), "bd_vs_plain": bd(plain, pareto(rungs)),
             "plain_only_ladder": [p.name for p in plain_ladder],
             "bd_vs_plain_only_ladder": bd(plain_ladder, pareto(rungs)),

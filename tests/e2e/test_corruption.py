@@ -46,9 +46,10 @@ def test_segment_damage_is_counted_by_cause(stream, tmp_path, damage, cause):
         f.unlink()
     elif damage == "half":
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-    else:
+    else:  # the media data after the fragment's header boxes (fMP4) or the first packets (MPEG-TS)
         b = bytearray(f.read_bytes())
-        b[188 * 3:] = np.random.default_rng(0).integers(0, 256, len(b) - 188 * 3, dtype=np.uint8).tobytes()
+        keep = 188 * 3 if man.container == "mpegts" else min(len(b) // 4, 256)
+        b[keep:] = np.random.default_rng(0).integers(0, 256, len(b) - keep, dtype=np.uint8).tobytes()
         f.write_bytes(bytes(b))
     with pytest.warns(UserWarning, match="concealing"):
         code, r = _play(d, tmp_path, rend.name, "--reference", str(src))
@@ -61,6 +62,43 @@ def test_segment_damage_is_counted_by_cause(stream, tmp_path, damage, cause):
     flagged = [f for f in r["frames"] if f["metrics"]["concealed"]]
     assert len(flagged) == lost and all("cause" in f["metrics"] and "psnr_y" not in f["metrics"] for f in flagged)
     assert r["segment_errors"] and r["segment_errors"][0]["file"] == seg.file
+    assert play([str(d), "--headless", "--rendition", rend.name, "--upscaler", "bicubic", "--niqe-every", "0",
+                 "--strict"]) == 3
+
+
+def _audio_only_mp4(path):
+    import av
+
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("aac", rate=8000)
+        fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        fr.sample_rate, fr.pts = 8000, 0
+        for p in list(s.encode(fr)) + list(s.encode(None)):
+            c.mux(p)
+
+
+@pytest.mark.parametrize("damage", ["delete", "half", "garbage", "audio_only"])
+def test_init_segment_damage_conceals_its_rendition(stream, tmp_path, damage):
+    """An fMP4 init segment that is missing, truncated, garbage or has no video track: every segment of the
+    rendition is concealed and counted (never a traceback); --strict exits 3."""
+    src, d, man = _copy(stream, tmp_path)
+    rend = _bbmr(man)
+    f = d / rend.init.file
+    if damage == "delete":
+        f.unlink()
+    elif damage == "half":
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    elif damage == "garbage":
+        f.write_bytes(np.random.default_rng(1).integers(0, 256, f.stat().st_size, dtype=np.uint8).tobytes())
+    else:
+        _audio_only_mp4(f)
+    with pytest.warns(UserWarning, match="concealing"):
+        code, r = _play(d, tmp_path, rend.name, "--reference", str(src))
+    assert code == 0
+    assert r["concealed_frames"] == sum(s.frames for s in rend.segments)
+    assert sum(r["concealed_by_cause"].values()) == r["concealed_frames"]
+    if damage == "delete":
+        assert r["concealed_by_cause"]["missing"] == r["concealed_frames"]
     assert play([str(d), "--headless", "--rendition", rend.name, "--upscaler", "bicubic", "--niqe-every", "0",
                  "--strict"]) == 3
 

@@ -81,6 +81,36 @@ def test_delta_int4_round_trip_in_a_quarter_of_fp16(tmp_path):
         title.load(path, 2)  # a delta needs the base weights
 
 
+def test_int4_packing_is_low_nibble_first():
+    assert title.pack_int4(torch.tensor([1, -1, -7], dtype=torch.int8)).tolist() == [0xF1, 0x09]
+    assert title.unpack_int4(torch.tensor([0xF1, 0x09], dtype=torch.uint8), 3).tolist() == [1, -1, -7]
+
+
+def test_int4_pad_nibble_must_be_zero():
+    assert title._int4_ok(torch.tensor([0x01], dtype=torch.uint8), 1)
+    assert not title._int4_ok(torch.tensor([0x11], dtype=torch.uint8), 1)  # an odd count: the high nibble pads
+    assert title._int4_ok(torch.tensor([0x11], dtype=torch.uint8), 2)
+
+
+@pytest.mark.parametrize("edit", ["nibble8", "huge_scale"])
+def test_delta_int4_values_are_checked(tmp_path, edit):
+    """A delta file with a value that decodes outside -7..7, or whose finite scale makes the weights overflow:
+    refused with cause ``values`` (a fallback, never inf/NaN weights)."""
+    path, n, sha = write(tmp_path, encoding="delta-int4")
+    meta, specs, body = title.parse(path.read_bytes())
+    k = next(k for k, sp in specs.items() if sp.dtype == torch.uint8)
+    data = bytearray(path.read_bytes())
+    start = len(data) - len(body)
+    if edit == "nibble8":
+        data[start + specs[k].start] = 0x08
+    else:
+        sc = specs[k + ".scale"]
+        data[start + sc.start:start + sc.start + 4] = struct.pack("<f", 3e38)
+    with pytest.raises(title.TitleModelError) as e:
+        title.check(*title.parse(bytes(data)), 2, "fastsr", BASE)
+    assert e.value.cause == "values"
+
+
 @pytest.mark.parametrize("numel", [1, 2, 7, 8, 33])
 def test_int4_packing_round_trips(numel):
     q = torch.randint(-8, 8, (numel,), dtype=torch.int8)
@@ -192,16 +222,18 @@ def header_edit(path, case):
 @given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6),
        st.integers(0, 600))
 def test_parser_fuzz(tmp_path, edits, cut):
-    """Mutated or truncated model files: a model or a TitleModelError, nothing else (no unpickling path exists)."""
-    path = tmp_path / "f.safetensors"
-    if not path.exists():
-        write(tmp_path, name="f.safetensors")
-    data = mutate(path.read_bytes(), edits)
-    data = data[:len(data) - cut] if cut < len(data) else data
-    try:
-        title.check(*title.parse(data), 2)
-    except title.TitleModelError:
-        pass
+    """Mutated or truncated model files (fp16, and delta-int4 read with its base weights): a model or a
+    TitleModelError, nothing else (no unpickling path exists)."""
+    for enc in ("fp16", "delta-int4"):
+        path = tmp_path / f"{enc}.safetensors"
+        if not path.exists():
+            write(tmp_path, name=path.name, encoding=enc)
+        data = mutate(path.read_bytes(), edits)
+        data = data[:len(data) - cut] if cut < len(data) else data
+        try:
+            title.check(*title.parse(data), 2, base=BASE)
+        except title.TitleModelError:
+            pass
 
 
 def pool(n=4, k=2):
