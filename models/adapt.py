@@ -46,7 +46,7 @@ class AdaptConfig:
     frames: int = 240
     mem_mib: int = 1536
     minutes_per_10s_hd: float = 1.0  # default budget: this many minutes per 10 s of 1080p-sized source
-    encoding: str = "delta-int8"  # the model file's (models/title.py): delta-int8 (half of fp16), delta-int4, fp16
+    encoding: str = "delta-int4"  # the model file's (models/title.py): delta-int4 (a quarter of fp16), delta-int8, fp16
 
     def check(self) -> None:
         def need(ok: bool, msg: str) -> None:

@@ -5,14 +5,14 @@ weights of a per-scale architecture (models/archs.py: ``fastsr``, ``omnisr``), w
 (safetensors ``__metadata__``, every value a JSON string). Three encodings (``encoding``):
 
 - ``fp16``: every tensor of the network in fp16;
-- ``delta-int8`` (the packager's default, half the bytes): every tensor as its difference to the base weights,
+- ``delta-int8`` (half the bytes of fp16): every tensor as its difference to the base weights,
   int8 (``NAME``) times a float32 scale per output channel (``NAME.scale``: shape ``[shape[0]]``; ``[1]`` for a
   1-D tensor; absmax / 127); the client adds it to the base weights it ships (their sha256 must be the file's
   ``base``);
-- ``delta-int4`` (a quarter of fp16): the same difference in 4 bits, values -7..7 two's complement, two per
-  byte, low nibble first, the tensor flattened row-major (``NAME``: U8, shape ``[ceil(numel / 2)]``, the last
-  high nibble 0 when numel is odd); each output channel's scale is the clip (absmax x r / 7, r in
-  :data:`INT4_CLIPS`) with the least squared error.
+- ``delta-int4`` (the packager's default, a quarter of fp16; docs/title_sr.md): the same difference in 4 bits,
+  values -7..7 two's complement, two per byte, low nibble first, the tensor flattened row-major (``NAME``: U8,
+  shape ``[ceil(numel / 2)]``, the last high nibble 0 when numel is odd); each output channel's scale is the
+  clip (absmax x r / 7, r in :data:`INT4_CLIPS`) with the least squared error.
 
 Metadata:
 
@@ -65,7 +65,7 @@ INT4_CLIPS = tuple(round(0.3 + 0.05 * i, 2) for i in range(15))  # 0.3 .. 1.0 of
 @dataclass(frozen=True)
 class Base:
     """The shipped weights a title model is a fine-tune of: registry id, config, sha256 of their file, and their
-    state dict (needed to read a ``delta-int8`` model)."""
+    state dict (needed to read a delta model)."""
 
     id: str
     config: dict
@@ -83,7 +83,7 @@ class TitleModelError(WeightsError):
 
 
 def save(model: SRModel, path: str | os.PathLike, arch: str, config: dict, base: Base, adapt: dict,
-         encoding: str = "delta-int8") -> tuple[int, str]:
+         encoding: str = "delta-int4") -> tuple[int, str]:
     """Write ``model`` (an :class:`SRModel` around a per-scale network, fine-tuned from ``base``) as a title model
     file in ``encoding`` (atomic rename); returns (bytes, sha256 hex). The bytes are a function of the weights
     and the metadata alone (:func:`serialize`)."""
@@ -247,7 +247,7 @@ def check(meta: dict, specs: dict[str, TensorSpec], body: memoryview, scale: int
     """The :class:`SRModel` described by a parsed title model, every field and tensor checked. ``base``: the
     shipped weights the model must be a fine-tune of: its ``base.id`` and ``config`` must be those (a fine-tune
     never changes the network's shape), so a file cannot make the client build another network; a
-    ``delta-int8`` model also needs their sha256 to match and their state dict. Without ``base`` the config is
+    delta model also needs their sha256 to match and their state dict. Without ``base`` the config is
     only bounded by :data:`MAX_PARAMS` (and a delta model cannot be read)."""
     if meta.get("format") != FORMAT:
         raise TitleModelError("format", f"not a title model (format {str(meta.get('format'))[:40]!r})")

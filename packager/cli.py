@@ -115,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "the machine's speed; overrides --adapt-minutes)")
     ap.add_argument("--adapt-seed", type=int, default=0, help="--adapt: random seed (default %(default)s)")
     ap.add_argument("--adapt-encoding", choices=ENCODINGS,
-                    help="--adapt: the model files' encoding (models/title.py): delta-int8 (an int8 difference to "
-                         "the shipped weights, half of fp16; the default), delta-int4 (a quarter), fp16")
+                    help="--adapt: the model files' encoding (models/title.py): delta-int4 (a 4-bit difference to "
+                         "the shipped weights, a quarter of fp16; the default), delta-int8 (half of fp16), fp16")
     add_device(ap)
     add_backend(ap)
     return ap
