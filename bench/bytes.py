@@ -40,14 +40,13 @@ def sei_bytes_avcc(packet: bytes, codec: str) -> int:
 
 
 def _open(stream: Path, rend, seg):
-    import io
-
     import av
+
+    from bbmr_stream.demux import Chained
 
     if rend.init is None:
         return av.open(str(stream / seg.file), format="mpegts")
-    return av.open(io.BytesIO((stream / rend.init.file).read_bytes() + (stream / seg.file).read_bytes()),
-                   format="mp4")
+    return av.open(Chained(stream / rend.init.file, stream / seg.file), format="mp4")
 
 
 def rendition_bytes(stream: Path, rend, codec: str) -> dict:

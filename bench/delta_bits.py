@@ -25,23 +25,12 @@ import torch
 
 
 def quantize(d: torch.Tensor, bits: int, clip: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(values, dequantized) of one tensor's delta, per output channel, absmax or least-squares clip."""
-    from models.title import INT4_CLIPS, scale_shape
+    """(values, dequantized) of one tensor's delta, per output channel, absmax or least-squares clip
+    (:func:`models.title.quantize_delta`)."""
+    from models.title import INT4_CLIPS, quantize_delta
 
-    lim = 2 ** (bits - 1) - 1
-    rows = d.reshape(scale_shape(tuple(d.shape))[0], -1).float()
-    amax = rows.abs().amax(1).clamp_min(1e-12)
-    best = None
-    for r in INT4_CLIPS if clip else (1.0,):
-        s = amax * r / lim
-        q = torch.round(rows / s[:, None]).clamp(-lim, lim)
-        err = ((q * s[:, None] - rows) ** 2).sum(1)
-        if best is None:
-            best = [q, q * s[:, None], err]
-        else:
-            m = err < best[2]
-            best[0][m], best[1][m], best[2][m] = q[m], (q * s[:, None])[m], err[m]
-    return best[0].flatten(), best[1].reshape(d.shape)
+    q, s = quantize_delta(d, bits, INT4_CLIPS if clip else (1.0,))
+    return q.flatten().float(), (q.float().reshape(s.shape[0], -1) * s[:, None]).reshape(d.shape)
 
 
 def entropy_bits(values: np.ndarray) -> float:

@@ -114,15 +114,16 @@ def scale_shape(shape: tuple[int, ...]) -> tuple[int]:
     return (shape[0],) if len(shape) > 1 else (1,)
 
 
-def quantize_delta(d: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_delta(d: torch.Tensor, bits: int = 8,
+                   clips: tuple[float, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(int8 values in +-(2^(bits-1) - 1), float32 scales per output channel) with d ~ values * scale, rounded
-    to nearest. 8 bits: scale = absmax / 127; 4 bits: the clip of :data:`INT4_CLIPS` with the least squared
-    error per channel (ties: the first)."""
+    to nearest; the scale is the clip (absmax x r / (2^(bits-1) - 1), r in ``clips``) with the least squared
+    error per channel (ties: the first). ``clips`` None: absmax (1.0) at 8 bits, :data:`INT4_CLIPS` below."""
     lim = 2 ** (bits - 1) - 1
     rows = d.reshape(scale_shape(tuple(d.shape))[0], -1).float()
     amax = rows.abs().amax(dim=1).clamp_min(1e-12)
     best_q = best_s = best_err = None
-    for r in (1.0,) if bits == 8 else INT4_CLIPS:
+    for r in clips or ((1.0,) if bits == 8 else INT4_CLIPS):
         s = (amax * r / lim).clamp_min(1e-12)
         q = torch.round(rows / s[:, None]).clamp_(-lim, lim)
         err = ((q * s[:, None] - rows) ** 2).sum(dim=1)
