@@ -24,8 +24,9 @@ import torch
 from bbmr_stream.errors import InputError
 from models.title import ENCODINGS
 
-# per architecture: (learning rate, LR patch px, batch) measured in bench/results/adapt_probe
-ARCH_DEFAULTS = {"fastsr": (1e-3, 64, 16), "omnisr": (2e-4, 48, 8)}
+# per architecture: (learning rate, patch, batch) measured in bench/results/adapt_probe (per-scale: LR patch px;
+# jointsr: the window's side in blocks, bench/adapt_bbmr.py)
+ARCH_DEFAULTS = {"fastsr": (1e-3, 64, 16), "omnisr": (2e-4, 48, 8), "jointsr": (1e-4, 2, 4)}
 HD_PIXELS = 1920 * 1080
 
 
@@ -99,6 +100,66 @@ class PatchPool:
         t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float().div_(255.0)  # noqa: E731
         return t(lr), t(hr)
 
+    def loss(self, model: torch.nn.Module, rng: np.random.Generator, n: int, patch: int,
+             device: torch.device) -> torch.Tensor:
+        """L1 of ``model`` (a per-scale SRModel) on a batch of ``n`` random patches."""
+        x, y = self.batch(rng, n, patch)
+        return torch.nn.functional.l1_loss(model(x.to(device)), y.to(device))
+
+
+class BlockPool:
+    """(LR blocks, HR) of a block family's frames (uniform, BBMR) for a multi-scale model (JointSR): per frame
+    its :class:`~bbmr_stream.downscale.LRBlocks` (the decoded pictures unpacked with the frame's scale map) and
+    the HR frame ``hr`` (N, H', W', 3) uint8 padded to the block grid. A sample is a window of ``win`` x ``win``
+    blocks of one frame whose HR lies in the source (rows/cols of whole blocks when the source has any)."""
+
+    def __init__(self, blocks: list, hr: np.ndarray) -> None:
+        if not blocks or len(blocks) != len(hr):
+            raise ValueError(f"{len(blocks)} LR frames for {len(hr)} HR frames")
+        g = blocks[0].grid
+        if hr.shape[1:] != (g.grid_h * g.block, g.grid_w * g.block, 3):
+            raise ValueError(f"HR {hr.shape} is not the {g.grid_h}x{g.grid_w} grid of {g.block}-px blocks")
+        self.blocks, self.hr, self.g = blocks, hr, g
+        self.rows = max(1, g.height // g.block)  # block rows / cols wholly inside the source
+        self.cols = max(1, g.width // g.block)
+        # per frame: block -> (scale, row of its tile in that scale's tensor)
+        self.where = []
+        for lb in blocks:
+            w = {}
+            for k, idx in lb.index.items():
+                for r, b in enumerate(np.asarray(idx).tolist()):
+                    w[b] = (k, r)
+            self.where.append(w)
+
+    def batch(self, rng: np.random.Generator, n: int, win: int):
+        """(tiles {k: (m_k, 3, t, t)}, index {k: flat block index in the batch}, HR (n, 3, win*B, win*B), win)."""
+        g, B = self.g, self.g.block
+        win = max(1, min(win, self.rows, self.cols))
+        tiles: dict[int, list] = {}
+        index: dict[int, list] = {}
+        hr = []
+        for s in range(n):
+            f = int(rng.integers(len(self.blocks)))
+            by, bx = int(rng.integers(self.rows - win + 1)), int(rng.integers(self.cols - win + 1))
+            lb = self.blocks[f]
+            for i in range(win):
+                for j in range(win):
+                    k, r = self.where[f][(by + i) * g.grid_w + bx + j]
+                    tiles.setdefault(k, []).append(lb.tiles[k][r])
+                    index.setdefault(k, []).append(s * win * win + i * win + j)
+            hr.append(self.hr[f, by * B:(by + win) * B, bx * B:(bx + win) * B])
+        t = {k: torch.stack(v).float() for k, v in tiles.items()}
+        ix = {k: torch.tensor(v, dtype=torch.int64) for k, v in index.items()}
+        y = torch.from_numpy(np.stack(hr)).permute(0, 3, 1, 2).float().div_(255.0)
+        return t, ix, y, win
+
+    def loss(self, model: torch.nn.Module, rng: np.random.Generator, n: int, patch: int,
+             device: torch.device) -> torch.Tensor:
+        """L1 of ``model`` (a JointSR) on ``n`` random windows of ``patch`` x ``patch`` blocks."""
+        t, ix, y, win = self.batch(rng, n, patch)
+        out = model({k: v.to(device) for k, v in t.items()}, ix, win, win, n_frames=n)
+        return torch.nn.functional.l1_loss(out, y.to(device))
+
 
 @dataclass
 class AdaptResult:
@@ -123,27 +184,30 @@ def frames_to_keep(n_frames: int, cfg: AdaptConfig, hr_bytes: int) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(0, n_frames - 1, cap)})
 
 
-def adapt(model: torch.nn.Module, pool: PatchPool, cfg: AdaptConfig, arch: str, budget_s: float,
-          on_step: Callable[[int, float], None] | None = None, device: torch.device | None = None) -> AdaptResult:
-    """Fine-tune ``model`` (an SRModel, modified in place, left in eval mode) on ``pool`` for ``cfg.steps``
-    steps, else until ``budget_s`` seconds of wall-clock time. ``on_step(step, elapsed_s)`` after each step."""
+def adapt(model: torch.nn.Module, pool: PatchPool | BlockPool, cfg: AdaptConfig, arch: str, budget_s: float,
+          on_step: Callable[[int, float], None] | None = None, device: torch.device | None = None,
+          trainable: Callable[[str], bool] | None = None) -> AdaptResult:
+    """Fine-tune ``model`` (an SRModel on a :class:`PatchPool`, a JointSR on a :class:`BlockPool`; modified in
+    place, left in eval mode) for ``cfg.steps`` steps, else until ``budget_s`` seconds of wall-clock time.
+    ``on_step(step, elapsed_s)`` after each step; ``trainable(name)``: the parameters trained (default all)."""
     device = device or torch.device("cpu")
     lr, patch, batch = cfg.for_arch(arch)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model.to(device).train()
-    params = [p for p in model.parameters()]
-    for p in params:
-        p.requires_grad_(True)
+    params = []
+    for n, p in model.named_parameters():
+        p.requires_grad_(trainable is None or trainable(n))
+        if p.requires_grad:
+            params.append(p)
     opt = torch.optim.Adam(params, lr=lr)
     t0, c0 = time.monotonic(), time.process_time()
     losses: list[float] = []
     step = 0
     while (step < cfg.steps) if cfg.steps is not None else (time.monotonic() - t0 < budget_s):
-        x, y = pool.batch(rng, batch, patch)
+        loss = pool.loss(model, rng, batch, patch, device)
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
-        loss = torch.nn.functional.l1_loss(model(x.to(device)), y.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -152,7 +216,7 @@ def adapt(model: torch.nn.Module, pool: PatchPool, cfg: AdaptConfig, arch: str, 
         if on_step is not None:
             on_step(step, time.monotonic() - t0)
     model.eval()
-    for p in params:
+    for p in model.parameters():
         p.requires_grad_(False)
     return AdaptResult(step, time.monotonic() - t0, time.process_time() - c0,
                        float(np.mean(losses[-50:])) if losses else float("nan"), lr, patch, batch)

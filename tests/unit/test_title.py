@@ -317,3 +317,89 @@ def test_select_titled_keeps_a_model_only_where_it_pays(tmp_path):
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["pays.st"]
     for r in rends:
         assert (tmp_path / r.playlist).exists() == (r.name in kept)
+
+
+def test_choose_takes_the_variant_of_a_rung_that_lies_higher_above_the_front():
+    from packager.ladder import Point, best_variants, choose
+
+    def pt(rung, name, kbps, psnr, family="plain"):
+        return Point(rung, name, family, 10, 10, 30.0, kbps, psnr)
+
+    plain = [pt("p1", "p1", 100, 30.0), pt("p2", "p2", 200, 32.0), pt("p3", "p3", 400, 34.0)]
+    generic = pt("sr", "sr", 190, 32.1, "plain-sr")
+    titled = pt("sr", "sr+title", 196, 32.6, "plain-sr")  # 3 % dearer, 0.5 dB better: higher above the front
+    assert [p.name for p in best_variants(plain + [generic, titled])] == ["p1", "p2", "p3", "sr+title"]
+    # the generic variant is nearer the rate step after p1, yet the per-title one is the rung
+    assert "sr+title" in [p.name for p in choose(plain + [generic, titled], ratio=1.5)]
+    costly = pt("sr", "sr+title", 260, 32.6, "plain-sr")  # the model costs more than its 0.5 dB is worth
+    assert [p.name for p in best_variants(plain + [generic, costly])][-1] == "sr"
+    low = pt("lo", "lo", 80, 29.0, "plain-sr")  # under the front's range: both variants stay, as before
+    assert len(best_variants(plain + [low, pt("lo", "lo+title", 82, 29.4, "plain-sr")])) == 5
+
+
+def block_pool(frames: int = 3):
+    """A BlockPool of smooth random 192x128 frames (3x2 blocks of 64 px) at mixed scales x2/x4, exact LR tiles."""
+    from bbmr_stream.blocks import BlockGrid
+    from bbmr_stream.downscale import downscale_blocks
+
+    rng = np.random.default_rng(5)
+    g = BlockGrid(128, 192, 64)
+    blocks, hr = [], []
+    for _ in range(frames):
+        x = torch.from_numpy(rng.random((1, 3, 32, 48), dtype=np.float32))
+        x = torch.nn.functional.interpolate(x, scale_factor=4, mode="bilinear").mul_(255).round_().div_(255)
+        f = rng.choice(np.array([2, 4], np.uint8), size=g.n_blocks)
+        blocks.append(downscale_blocks(x, g, f))
+        hr.append((x[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+    from models.adapt import BlockPool
+
+    return BlockPool(blocks, np.stack(hr))
+
+
+def tiny_joint():
+    from models.jointsr import JointSR, JointSRConfig
+
+    torch.manual_seed(0)
+    return JointSR(JointSRConfig(scales=(2, 4), num_feat=16, window_size=4, block=64, band=2, deblock_feat=8)).eval()
+
+
+def test_block_pool_windows_are_the_frames_blocks():
+    p = block_pool()
+    tiles, index, hr, win = p.batch(np.random.default_rng(1), 5, 2)
+    assert win == 2 and hr.shape == (5, 3, 128, 128)
+    assert sorted(torch.cat(list(index.values())).tolist()) == list(range(5 * 4))  # every window block once
+    for k, t in tiles.items():
+        assert t.shape[1:] == (3, 64 // k, 64 // k)
+    # a window of the whole frame is the frame: its tiles sit where its LRBlocks put them
+    one = block_pool(frames=1)
+    one.cols = 2  # windows start at block (0, 0)
+    tiles, index, hr, win = one.batch(np.random.default_rng(0), 1, 3)
+    assert win == 2  # two block rows: the window is clamped to what the frame has
+    assert torch.equal(hr[0], torch.from_numpy(one.hr[0, :, :128]).permute(2, 0, 1).float() / 255)
+    lb = one.blocks[0]
+    for k in tiles:
+        got = {int(i): t for i, t in zip(index[k], tiles[k])}
+        for r, b in enumerate(np.asarray(lb.index[k]).tolist()):
+            y, x = divmod(b, 3)
+            if x < 2:
+                assert torch.equal(got[y * 2 + x], lb.tiles[k][r])
+
+
+def test_jointsr_adaptation_trains_the_chosen_parameters_deterministically():
+    from models.adapt import AdaptConfig, adapt
+
+    cfg = AdaptConfig(steps=6, seed=2, lr=3e-3, warmup=2, batch=2)
+    head = lambda n: n.startswith(("deblock.", "up."))  # noqa: E731
+    runs = []
+    for _ in range(2):
+        m = tiny_joint()
+        res = adapt(m, block_pool(), cfg, "jointsr", 0.0, trainable=head)
+        runs.append(m)
+        assert res.steps == 6 and res.patch == 2 and res.batch == 2
+    a, b = runs
+    base = tiny_joint().state_dict()
+    sa = a.state_dict()
+    assert all(torch.equal(x, y) for x, y in zip(sa.values(), b.state_dict().values()))
+    changed = {k for k in sa if not torch.equal(sa[k], base[k])}
+    assert changed and all(head(k) for k in changed)
+    assert not any(p.requires_grad for p in a.parameters())
