@@ -2,7 +2,7 @@
 title's own BBMR pictures and maps put BBMR on the plain front, with and without the model's bytes?
 
 ``.venv/bin/python -m bench.adapt_bbmr CLIP --crf 44 --rd PLAIN_RD_JSON --out DIR [--scorer bicubic]
-[--steps N | --minutes M] [--trainable all|head] [--frames 120] [--measure-frames 30]``
+[--steps N | --minutes M] [--trainable all|head] [--frames 120] [--measure-frames 30] [--crop PX]``
 
 1. The rung as shipped: ``python -m packager.cli CLIP --out DIR/stream --ladder bbmr:CRF --no-measure --device cpu
    --scorer S`` (skipped when DIR/stream/manifest.json is there; the same ``--container`` as the study given
@@ -15,14 +15,18 @@ title's own BBMR pictures and maps put BBMR on the plain front, with and without
    project's convention (bbmr_stream.family.Family.luma: the source's Y plane vs the luma of the unrounded RGB
    reconstruction).
 3. Fine-tuning (models.adapt.adapt with a BlockPool): windows of 2x2 blocks of one frame at their coded scales,
-   L1 on RGB, Adam at 1e-4 with a 50-step warm-up, warm start from the shipped ``jointsr`` weights; ``--trainable
-   head`` trains the deblock branch and the final Upsample only (53 k of 1.39 M parameters), ``all`` everything.
+   L1 on RGB less ``--crop`` px along the window's border (default 32: a quarter block), Adam at 1e-4 with a
+   50-step warm-up, warm start from the shipped ``jointsr`` weights; ``--trainable head`` trains the deblock
+   branch and the final Upsample only (53 k of 1.39 M parameters), ``all`` everything.
 4. The model as it would ship: the trained tensors' difference to the shipped weights in delta-int4
    (models.title.quantize_delta, 4 bits + a float32 scale per output channel, the least-squares clip); bytes =
-   the safetensors file of those tensors (models.title.serialize, header included); its PSNR-Y measured with
-   the dequantized weights. kbps of the model = bytes * 8 / title duration.
-5. The gap to the plain front (``--rd``: its plain front, piecewise linear in (ln kbps, PSNR-Y)) at the rung's
-   rate before (generic JointSR) and after (per-title), without and with the model's bytes in the rate.
+   a safetensors file of the trained tensors only (models.title.serialize, header included; a *partial* delta
+   file, tensors absent = unchanged, which models/title.py does not read yet: today's format would carry every
+   tensor, 0.7 MB for JointSR); its PSNR-Y measured with the dequantized weights. kbps of the model = bytes * 8
+   / title duration.
+5. The gap to the plain front (``--rd``: its plain front, piecewise linear in (ln kbps, PSNR-Y); a study of the
+   same source, frame count, measured frames and container) at the rung's rate before (generic JointSR) and
+   after (per-title), without and with the model's bytes in the rate; None outside the front's rate range.
 """
 
 from __future__ import annotations
@@ -45,6 +49,18 @@ HEAD = ("deblock.", "up.")
 
 def log(*a) -> None:
     print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
+
+
+def check_stream(stream: Path, args, container: str) -> None:
+    """A stream left in DIR by an earlier run must be the rung asked for."""
+    from bbmr_stream.manifest import load
+
+    man = load(str(stream))
+    r = man.renditions[0]
+    if len(man.renditions) != 1 or r.kind != "bbmr" or r.crf != args.crf or man.container != container \
+            or man.scorer != args.scorer:
+        raise SystemExit(f"{stream}: not the bbmr:{args.crf:g} rung ({args.scorer} scorer, {container}) asked for; "
+                         "remove it or use another --out")
 
 
 def package(args, out: Path, container: str) -> dict:
@@ -140,6 +156,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=120, help="training frames, evenly spaced")
     ap.add_argument("--measure-frames", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--crop", type=int, default=32, help="HR px along a training window's border left out of the loss")
     args = ap.parse_args(argv)
 
     from bbmr_stream.decode import probe
@@ -154,18 +171,28 @@ def main(argv=None) -> int:
     rd = json.loads(Path(args.rd).read_text())
     container = study_container(rd["meta"])
     front = plain_front(Path(args.rd), container)
-    res: dict = {"clip": Path(args.clip).name, "crf": args.crf, "scorer": args.scorer, "container": container,
-                 "trainable": args.trainable, "threads": torch.get_num_threads()}
-    stream = out / "stream"
-    if not (stream / "manifest.json").exists():
-        res["package"] = package(args, stream, container)
-    n = probe(args.clip).frames
-    keep = sorted({int(round(v)) for v in np.linspace(0, n - 1, min(args.frames, n))})
+    info = probe(args.clip)
+    src = rd["meta"]["source"]
+    n = info.frames
     measured = measured_frames(n, args.measure_frames)
+    if (src["file"], src["frames"], rd["meta"]["conventions"].get("measured_frames")) != \
+            (Path(args.clip).name, n, measured):
+        raise SystemExit(f"--rd {args.rd}: not a study of {Path(args.clip).name}'s {n} frames measured on the same "
+                         f"{len(measured)} frames (--measure-frames)")
+    res: dict = {"clip": Path(args.clip).name, "crf": args.crf, "scorer": args.scorer, "container": container,
+                 "trainable": args.trainable, "crop": args.crop, "threads": torch.get_num_threads()}
+    stream = out / "stream"
+    if (stream / "manifest.json").exists():
+        check_stream(stream, args, container)
+    else:
+        res["package"] = package(args, stream, container)
+    keep = sorted({int(round(v)) for v in np.linspace(0, n - 1, min(args.frames, n))})
     t0 = time.time()
     man, rend, fam, info, blocks, pics, hr, ys = decode(stream, args.clip, keep, measured)
     res["decode_s"] = round(time.time() - t0, 1)
     kbps = rend.bitrate_kbps
+    if man.source["frames"] != n:
+        raise SystemExit(f"{stream}: {man.source['frames']} frames packaged, the clip has {n}")
     dur = man.source["frames"] * man.source["fps"][1] / man.source["fps"][0]
     res |= {"rendition": rend.name, "kbps": kbps, "parts_kbps": rend.parts_kbps, "duration_s": dur,
             "training_frames": len(keep), "measured_frames": measured}
@@ -178,7 +205,7 @@ def main(argv=None) -> int:
     res["psnr_generic"] = round(float(np.mean(list(gen.values()))), 4)
     log("generic", res["psnr_generic"])
 
-    pool = BlockPool([blocks[f] for f in keep], np.stack([hr[f] for f in keep]))
+    pool = BlockPool([blocks[f] for f in keep], np.stack([hr[f] for f in keep]), crop=args.crop)
     del blocks, hr
     cfg = AdaptConfig(minutes=args.minutes, steps=args.steps, seed=args.seed)
     train = (lambda name: name.startswith(HEAD)) if args.trainable == "head" else None
@@ -194,13 +221,17 @@ def main(argv=None) -> int:
     res["model_kbps"] = round(nbytes * 8 / dur / 1000, 2)
     with_model = kbps + res["model_kbps"]
     if front is not None:
+        lo, hi = front["points"][0][1], front["points"][-1][1]
+
+        def gap(q: float, rate: float) -> float | None:
+            return round(q - front_psnr(front, rate), 3) if lo <= rate <= hi else None
+
         res["front"] = front
-        res["gap_db"] = {
-            "generic": round(res["psnr_generic"] - front_psnr(front, kbps), 3),
-            "title_without_model_bytes": round(res["psnr_title"] - front_psnr(front, kbps), 3),
-            "title_with_model_bytes": round(res["psnr_title"] - front_psnr(front, with_model), 3)}
+        res["gap_db"] = {"generic": gap(res["psnr_generic"], kbps),
+                         "title_without_model_bytes": gap(res["psnr_title"], kbps),
+                         "title_with_model_bytes": gap(res["psnr_title"], with_model)}
     res["gain_db"] = round(res["psnr_title"] - res["psnr_generic"], 3)
-    path = out / f"adapt_bbmr_{args.trainable}.json"
+    path = out / f"adapt_bbmr_{args.trainable}_crop{args.crop}.json"
     path.write_text(json.dumps(res, indent=1) + "\n")
     log("wrote", path, json.dumps({k: res[k] for k in ("kbps", "psnr_generic", "psnr_title", "model_kbps")}),
         json.dumps(res.get("gap_db")))

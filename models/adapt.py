@@ -111,15 +111,19 @@ class BlockPool:
     """(LR blocks, HR) of a block family's frames (uniform, BBMR) for a multi-scale model (JointSR): per frame
     its :class:`~bbmr_stream.downscale.LRBlocks` (the decoded pictures unpacked with the frame's scale map) and
     the HR frame ``hr`` (N, H', W', 3) uint8 padded to the block grid. A sample is a window of ``win`` x ``win``
-    blocks of one frame whose HR lies in the source (rows/cols of whole blocks when the source has any)."""
+    blocks of one frame whose HR lies in the source (rows/cols of whole blocks when the source has any). The loss
+    leaves out ``crop`` HR pixels (default a quarter block) along the window's border: there the model sees
+    replicated context instead of the frame's real neighbours (its ``margin``, its convolutions' zero padding),
+    which it never sees when it plays a whole frame."""
 
-    def __init__(self, blocks: list, hr: np.ndarray) -> None:
+    def __init__(self, blocks: list, hr: np.ndarray, crop: int | None = None) -> None:
         if not blocks or len(blocks) != len(hr):
             raise ValueError(f"{len(blocks)} LR frames for {len(hr)} HR frames")
         g = blocks[0].grid
         if hr.shape[1:] != (g.grid_h * g.block, g.grid_w * g.block, 3):
             raise ValueError(f"HR {hr.shape} is not the {g.grid_h}x{g.grid_w} grid of {g.block}-px blocks")
         self.blocks, self.hr, self.g = blocks, hr, g
+        self.crop = g.block // 4 if crop is None else crop
         self.rows = max(1, g.height // g.block)  # block rows / cols wholly inside the source
         self.cols = max(1, g.width // g.block)
         # per frame: block -> (scale, row of its tile in that scale's tensor)
@@ -155,9 +159,13 @@ class BlockPool:
 
     def loss(self, model: torch.nn.Module, rng: np.random.Generator, n: int, patch: int,
              device: torch.device) -> torch.Tensor:
-        """L1 of ``model`` (a JointSR) on ``n`` random windows of ``patch`` x ``patch`` blocks."""
+        """L1 of ``model`` (a JointSR) on ``n`` random windows of ``patch`` x ``patch`` blocks, less ``crop`` px
+        along their border."""
         t, ix, y, win = self.batch(rng, n, patch)
         out = model({k: v.to(device) for k, v in t.items()}, ix, win, win, n_frames=n)
+        c = min(self.crop, (win * self.g.block) // 4)
+        if c:
+            out, y = out[..., c:-c, c:-c], y[..., c:-c, c:-c]
         return torch.nn.functional.l1_loss(out, y.to(device))
 
 

@@ -145,35 +145,35 @@ def efficient(points: list[Point], tol_db: float = 0.05, rate_tol: float = RATE_
             and all((shortfall(p, fr) or 0.0) <= tol_db for f, fr in fronts.items() if f != p.family)]
 
 
-def best_variants(points: list[Point]) -> list[Point]:
-    """One variant per rung: of the points sharing a ``rung`` (the same coded segments played another way, e.g.
-    with the generic weights and with a per-title model whose bytes raise the rate), the one lying highest above
-    the front of all the other rungs' points at its own rate (dB, interpolated linearly in log rate). Without
-    that front at every variant's rate (the ends of the range) all variants stay. Nearest-rate picking alone would
-    take whichever variant sits nearer a rate step, however much better the other is."""
+def best_variants(candidates: list[Point], points: list[Point]) -> list[Point]:
+    """One variant per rung among ``candidates``: of those sharing a ``rung`` (the same coded segments played
+    another way, e.g. with the generic weights and with a per-title model whose bytes raise the rate), the one
+    lying highest above the front of all the other rungs' ``points`` at its own rate (dB, interpolated linearly
+    in log rate). Without that front at every such variant's rate (the ends of the range) they all stay.
+    Nearest-rate picking alone would take whichever variant sits nearer a rate step, however much better the
+    other is."""
     groups: dict[str, list[Point]] = {}
-    for p in points:
+    for p in candidates:
         groups.setdefault(p.rung, []).append(p)
-    out = []
+    keep = set()
     for rung, ps in groups.items():
         if len(ps) > 1:
             ref = pareto([q for q in points if q.rung != rung])
             gaps = [shortfall(p, ref) for p in ps]
             if all(g is not None for g in gaps):
                 ps = [min(zip(gaps, range(len(ps)), ps))[2]]
-        out += ps
-    return out
+        keep.update(id(p) for p in ps)
+    return [p for p in candidates if id(p) in keep]
 
 
 def choose(points: list[Point], max_rungs: int = 8, ratio: float = 1.5, min_gain_db: float = 0.25,
            tol_db: float = 0.05, allowed: set[str] | None = None) -> list[Point]:
-    """Rungs from :func:`efficient` (less the variants :func:`best_variants` drops), from the lowest rate up to
+    """Rungs from :func:`efficient` (one variant per rung: :func:`best_variants`), from the lowest rate up to
     saturation (the first point within ``min_gain_db`` of the best): each next rung at least ``ratio`` x the rate
     of the previous and ``min_gain_db`` better, the one nearest to ``step`` x (``ratio``, widened so that
     ``max_rungs`` span the range); the saturation point closes the ladder. ``allowed``: only points of these
     names may be rungs (the hull search's certified points), judged against all ``points``."""
-    best = {id(p) for p in best_variants(points)}
-    front = [p for p in efficient(points, tol_db) if id(p) in best]
+    front = best_variants(efficient(points, tol_db), points)
     if allowed is not None:
         front = [p for p in front if p.name in allowed]
         points = [p for p in points if p.name in allowed]

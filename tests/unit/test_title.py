@@ -328,13 +328,18 @@ def test_choose_takes_the_variant_of_a_rung_that_lies_higher_above_the_front():
     plain = [pt("p1", "p1", 100, 30.0), pt("p2", "p2", 200, 32.0), pt("p3", "p3", 400, 34.0)]
     generic = pt("sr", "sr", 190, 32.1, "plain-sr")
     titled = pt("sr", "sr+title", 196, 32.6, "plain-sr")  # 3 % dearer, 0.5 dB better: higher above the front
-    assert [p.name for p in best_variants(plain + [generic, titled])] == ["p1", "p2", "p3", "sr+title"]
+    pts = plain + [generic, titled]
+    assert [p.name for p in best_variants(pts, pts)] == ["p1", "p2", "p3", "sr+title"]
     # the generic variant is nearer the rate step after p1, yet the per-title one is the rung
-    assert "sr+title" in [p.name for p in choose(plain + [generic, titled], ratio=1.5)]
-    costly = pt("sr", "sr+title", 260, 32.6, "plain-sr")  # the model costs more than its 0.5 dB is worth
-    assert [p.name for p in best_variants(plain + [generic, costly])][-1] == "sr"
-    low = pt("lo", "lo", 80, 29.0, "plain-sr")  # under the front's range: both variants stay, as before
-    assert len(best_variants(plain + [low, pt("lo", "lo+title", 82, 29.4, "plain-sr")])) == 5
+    assert "sr+title" in [p.name for p in choose(pts, ratio=1.5)]
+    pts = plain + [generic, pt("sr", "sr+title", 260, 32.6, "plain-sr")]  # its model costs more than it buys
+    assert [p.name for p in best_variants(pts, pts)][-1] == "sr"
+    pts = plain + [pt("lo", "lo", 80, 29.0, "plain-sr"), pt("lo", "lo+title", 82, 29.4, "plain-sr")]
+    assert len(best_variants(pts, pts)) == 5  # under the front's range: both variants stay, as before
+    # the variant nearer the front but dominated by another rung is no candidate: the other variant stays one
+    plain = [pt("p1", "p1", 100, 30.0), pt("p2", "p2", 200, 33.0), pt("p3", "p3", 400, 34.0)]
+    pts = plain + [pt("sr", "sr", 190, 32.75, "plain-sr"), pt("sr", "sr+title", 202, 33.0, "plain-sr")]
+    assert "sr" in [p.name for p in choose(pts, ratio=1.3)]
 
 
 def block_pool(frames: int = 3):
@@ -370,6 +375,18 @@ def test_block_pool_windows_are_the_frames_blocks():
     assert sorted(torch.cat(list(index.values())).tolist()) == list(range(5 * 4))  # every window block once
     for k, t in tiles.items():
         assert t.shape[1:] == (3, 64 // k, 64 // k)
+    # each window is a place in a frame: its HR is the frame's there and its tiles are those blocks' tiles
+    got = {int(i): (k, t) for k in tiles for i, t in zip(index[k], tiles[k])}
+    for s in range(5):
+        crop = (hr[s].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        (f, by, bx), = [(f, by, bx) for f in range(3) for by in range(1) for bx in range(2)
+                        if np.array_equal(p.hr[f, by * 64:by * 64 + 128, bx * 64:bx * 64 + 128], crop)]
+        for i in range(2):
+            for j in range(2):
+                k, t = got[s * 4 + i * 2 + j]
+                b = (by + i) * 3 + bx + j
+                lb = p.blocks[f]
+                assert torch.equal(t, lb.tiles[k][list(lb.index[k]).index(b)])
     # a window of the whole frame is the frame: its tiles sit where its LRBlocks put them
     one = block_pool(frames=1)
     one.cols = 2  # windows start at block (0, 0)
