@@ -14,7 +14,9 @@ convention; BD-rate with ``bjontegaard``, pchip, over the PSNR overlap):
   dB above (+) or under (-) the plain front at the rung's rate with and without the model bytes, and the
   break-even length: the title length from which the rung with its model is on the plain front (``8 * model
   bytes / (front kbps at the rung's PSNR-Y - the rung's segment kbps)``; None when its segments alone cost
-  more than the front at that quality);
+  more than the front at that quality); and the length from which the model pays for itself against the
+  generic weights: ``8 * model bytes / (segment kbps * w)``, w = the plain front's rate at the per-title PSNR-Y
+  over its rate at the generic PSNR-Y, less 1 (the share of bits the gain is worth; None outside the front);
 - the auto ladder (``packager.ladder.choose``, as the study) of plain + generic SR and of plain + generic SR +
   per-title SR: BD-rate of its lower half (rungs up to the geometric middle of its rate range) against the
   plain front, the largest shortfall of any rung under the plain front.
@@ -46,13 +48,18 @@ def rung_rows(title: list[Point], generic: dict[str, Point], front: list[Point],
         g = generic.get(p.name)
         need = rate_at(front, p.psnr_y)
         spare = None if need is None else need - seg.kbps
+        # what the gain over the generic weights is worth: the front's rate ratio between the two qualities
+        was = rate_at(front, g.psnr_y) if g else None
+        worth = need / was - 1 if need and was else None
         rows.append({"rung": p.name, "crf": p.crf, "kbps": round(p.kbps, 2), "model_kbps": round(model_kbps, 2),
                      "model_share": round(model_kbps / p.kbps, 4), "model_bytes": nbytes,
                      "psnr_generic": g.psnr_y if g else None, "psnr_title": p.psnr_y,
                      "gain_db": round(p.psnr_y - g.psnr_y, 3) if g else None,
                      "vs_front_db": front_gap(p, front), "vs_front_without_model_db": front_gap(seg, front),
                      "generic_vs_front_db": front_gap(g, front) if g else None,
-                     "break_even_s": round(8 * nbytes / 1000 / spare, 1) if spare and spare > 0 else None})
+                     "break_even_s": round(8 * nbytes / 1000 / spare, 1) if spare and spare > 0 else None,
+                     "pays_vs_generic_s": round(8 * nbytes / 1000 / (seg.kbps * worth), 1)
+                     if worth and worth > 0 else None})
     return rows
 
 
@@ -117,12 +124,13 @@ def markdown(r: dict) -> str:
              f"kbps = ({r.get('container', 'mpegts')} segments + model files "
              f"({(r.get('adapt') or {}).get('encoding')})) bytes * 8 / duration.", "",
              "| rung | CRF | kbps | model kbps (share) | PSNR-Y generic | per-title | gain dB | generic vs front dB | "
-             "per-title vs front dB (without model) | break-even s |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "per-title vs front dB (without model) | break-even s | pays vs generic from s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for w in r["rungs"]:
         lines.append(f"| {w['rung']} | {w['crf']:g} | {w['kbps']:.1f} | {w['model_kbps']:.1f} "
                      f"({100 * w['model_share']:.1f} %) | {w['psnr_generic']} | {w['psnr_title']} | {w['gain_db']} | "
                      f"{w['generic_vs_front_db']} | {w['vs_front_db']} ({w['vs_front_without_model_db']}) | "
-                     f"{w['break_even_s']} |")
+                     f"{w['break_even_s']} | {w.get('pays_vs_generic_s')} |")
     lines += ["", "| ladder | rungs | lower-half BD-rate % vs plain front | BD-PSNR dB | all-rungs BD-rate % | "
               "largest shortfall dB |", "|---|---|---|---|---|---|"]
     for key, label in (("ladder_generic", "plain + generic SR"), ("ladder_title", "plain + generic + per-title SR")):

@@ -420,3 +420,19 @@ def test_jointsr_adaptation_trains_the_chosen_parameters_deterministically():
     changed = {k for k in sa if not torch.equal(sa[k], base[k])}
     assert changed and all(head(k) for k in changed)
     assert not any(p.requires_grad for p in a.parameters())
+
+
+def test_title_sr_reports_when_a_model_pays_against_the_generic_weights():
+    from bench.title_sr import rung_rows
+    from packager.ladder import Point
+
+    front = [Point("a", "a", "plain", 10, 10, 30.0, 100.0, 30.0), Point("b", "b", "plain", 10, 10, 30.0, 200.0, 32.0)]
+    titled = Point("sr", "sr", "plain-sr", 5, 5, 30.0, 150.8, 31.5)  # 150 kbps of segments + a 1000-byte model
+    generic = Point("sr", "sr", "plain-sr", 5, 5, 30.0, 150.0, 31.0)
+    (row,) = rung_rows([titled], {"sr": generic}, front, {"sr": [{"bytes": 1000}]}, 10.0)
+    assert row["model_kbps"] == pytest.approx(0.8) and row["gain_db"] == 0.5
+    worth = 2 ** 0.75 / 2 ** 0.5 - 1  # the front's rate ratio between 31.5 and 31.0 dB, less 1
+    assert row["pays_vs_generic_s"] == pytest.approx(8 / (150.0 * worth), abs=0.05)
+    (row,) = rung_rows([titled], {"sr": Point("sr", "sr", "plain-sr", 5, 5, 30.0, 150.0, 31.6)}, front,
+                       {"sr": [{"bytes": 1000}]}, 10.0)
+    assert row["pays_vs_generic_s"] is None  # the model makes it worse: it never pays
