@@ -73,12 +73,12 @@ def package(args, out: Path, container: str) -> dict:
     return {"command": " ".join(shlex.quote(c) for c in cmd), "wall_s": round(time.time() - t0, 1)}
 
 
-def decode(stream: Path, clip: str, keep: list[int], measured: list[int]):
-    """(manifest, rendition, family, info, {frame: LRBlocks} of ``keep``, {frame: (RGB pictures, smap)} of
+def decode(stream: Path, info, keep: list[int], measured: list[int]):
+    """(manifest, rendition, family, {frame: LRBlocks} of ``keep``, {frame: (RGB pictures, smap)} of
     ``measured``, {frame: padded HR uint8} of ``keep``, {frame: source Y} of ``measured``)."""
     from bbmr_stream.blocks import pad_tensor
     from bbmr_stream.colour import frame_to_rgb
-    from bbmr_stream.decode import frames, probe
+    from bbmr_stream.decode import frames
     from bbmr_stream.demux import init_path, segment_frames
     from bbmr_stream.family import family_of
     from bbmr_stream.manifest import load
@@ -87,7 +87,6 @@ def decode(stream: Path, clip: str, keep: list[int], measured: list[int]):
     man = load(str(stream))
     rend = man.renditions[0]
     fam = family_of(rend, man)
-    info = probe(clip)
     want_k, want_m = set(keep), set(measured)
     blocks, pics = {}, {}
     for seg in rend.segments:
@@ -108,7 +107,7 @@ def decode(stream: Path, clip: str, keep: list[int], measured: list[int]):
             hr[fr.index] = (x[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
         if fr.index in want_m:
             ys[fr.index] = fr.y
-    return man, rend, fam, info, blocks, pics, hr, ys
+    return man, rend, fam, blocks, pics, hr, ys
 
 
 def psnr(fam, info, pics, ys, model) -> dict[int, float]:
@@ -129,7 +128,7 @@ def shipped(model, base: dict, names: list[str]) -> tuple[torch.nn.Module, int]:
     """(the model with the trained tensors replaced by base + their dequantized delta-int4, file bytes)."""
     import copy
 
-    from models.title import pack_int4, quantize_delta, serialize
+    from models.title import _delta, pack_int4, quantize_delta, serialize
 
     q_model = copy.deepcopy(model)
     sd = q_model.state_dict()
@@ -137,7 +136,7 @@ def shipped(model, base: dict, names: list[str]) -> tuple[torch.nn.Module, int]:
     for k in names:
         q, scale = quantize_delta(sd[k].float() - base[k].float(), 4)
         tensors[k], tensors[k + ".scale"] = pack_int4(q), scale
-        sd[k] = base[k].float() + (q.reshape(scale.shape[0], -1).float() * scale[:, None]).reshape(sd[k].shape)
+        sd[k] = base[k].float() + _delta(tensors, k, tuple(sd[k].shape), "delta-int4")  # as the client decodes it
     q_model.load_state_dict(sd)
     data = serialize(tensors, {"format": "bbmr-title-model-1", "arch": "jointsr", "encoding": "delta-int4"})
     return q_model.eval(), len(data)
@@ -161,7 +160,7 @@ def main(argv=None) -> int:
 
     from bbmr_stream.decode import probe
     from bench.adapt_probe import front_psnr, plain_front
-    from models.adapt import AdaptConfig, BlockPool, adapt
+    from models.adapt import AdaptConfig, BlockPool, adapt, frames_to_keep
     from models.registry import load_model
     from packager.ladder import study_container
     from packager.pipeline import measured_frames
@@ -186,9 +185,9 @@ def main(argv=None) -> int:
         check_stream(stream, args, container)
     else:
         res["package"] = package(args, stream, container)
-    keep = sorted({int(round(v)) for v in np.linspace(0, n - 1, min(args.frames, n))})
+    keep = frames_to_keep(n, AdaptConfig(frames=args.frames), 1)
     t0 = time.time()
-    man, rend, fam, info, blocks, pics, hr, ys = decode(stream, args.clip, keep, measured)
+    man, rend, fam, blocks, pics, hr, ys = decode(stream, info, keep, measured)
     res["decode_s"] = round(time.time() - t0, 1)
     kbps = rend.bitrate_kbps
     if man.source["frames"] != n:
