@@ -15,6 +15,7 @@ Ladder items (``--ladder``): ``plain:CRF`` (source size), ``plain:WxH:CRF``, ``p
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import ClassVar
@@ -41,16 +42,31 @@ class RungSpec:
     crf: float
     size: tuple[int, int] | None = None  # plain: coded (width, height); None = the source size
     factor: int | None = None  # plain-sr: downscale factor K
+    refine: bool = False  # LR pictures refined through the client upscaler (models/hcd.py, PackageConfig.refine)
 
     @property
     def name(self) -> str:
-        """The rendition's name (playlists, segment files): ``plain_960x540_crf23``, ``bbmr_crf30`` ..."""
-        return FAMILIES[self.family].rung_name(self)
+        """The rendition's name (playlists, segment files): ``plain_960x540_crf23``, ``bbmr_crf30``,
+        ``plainsr_x2_crf30_hcd`` ..."""
+        return FAMILIES[self.family].rung_name(self) + (f"_{REFINE_METHOD}" if self.refine else "")
 
     @property
     def text(self) -> str:
         """The ``--ladder`` item that gives this rung back."""
-        return FAMILIES[self.family].rung_text(self)
+        return FAMILIES[self.family].rung_text(self) + (f":{REFINE_METHOD}" if self.refine else "")
+
+    @property
+    def family_label(self) -> str:
+        """The family as rate-quality studies group rungs: ``plain-sr``, or ``plain-sr+hcd`` when refined."""
+        return self.family + (f"+{REFINE_METHOD}" if self.refine else "")
+
+
+REFINE_METHOD = "hcd"  # the one LR refinement (collaborative LR, models/hcd.py); a ladder item's last field
+
+
+def base_family(label: str) -> str:
+    """The family name of a study label (:attr:`RungSpec.family_label`): ``plain-sr+hcd`` -> ``plain-sr``."""
+    return label.split("+", 1)[0]
 
 
 def _crf(text: str, item: str) -> float:
@@ -68,7 +84,13 @@ def parse_rung(item: str) -> RungSpec:
     parts = item.strip().split(":")
     if parts[0] not in FAMILIES:
         raise InputError(f"--ladder items are {', '.join(f + ':...' for f in FAMILIES)}, got {item!r}")
-    return FAMILIES[parts[0]].parse_item(parts[1:], item)
+    fam = FAMILIES[parts[0]]
+    if len(parts) > 2 and parts[-1] == REFINE_METHOD:
+        if not fam.refinable:
+            raise InputError(f"--ladder {item!r}: {REFINE_METHOD} refines the LR of "
+                             f"{', '.join(n for n, c in FAMILIES.items() if c.refinable)} rungs only")
+        return dataclasses.replace(fam.parse_item(parts[1:-1], item), refine=True)
+    return fam.parse_item(parts[1:], item)
 
 
 def even(v: float) -> int:
@@ -114,6 +136,7 @@ class Family:
     client_sr: ClassVar[bool] = True  # the client super-resolves it (False: shown as decoded, bicubic up)
     client_rank: ClassVar[int]  # what a rung asks of the client, 0 = least (plays in any HLS player)
     fixed_layout: ClassVar[str | None] = None  # the manifest's layout of every rendition; None: one of LAYOUTS
+    refinable: ClassVar[bool] = False  # its LR pictures can be refined through the client upscaler (models/hcd.py)
 
     # --- rung specs: a family names, prints and parses its own ladder items and reads its manifest entries ---
     @classmethod
@@ -168,6 +191,11 @@ class Family:
 
     def pictures(self, x: torch.Tensor, factors: np.ndarray | None) -> list[np.ndarray]:
         """(1, 3, H, W) float source frame (+ block factors) -> RGB uint8 picture per coded stream."""
+        raise NotImplementedError
+
+    def refined_pictures(self, x: torch.Tensor, factors: np.ndarray | None, refiner) -> list[np.ndarray]:
+        """:meth:`pictures` with the LR refined by ``refiner`` (a :class:`models.hcd.FrameRefiner` of this rung:
+        HR frame at the coded size x the factor -> LR picture in [0, 1]); only for :attr:`refinable` families."""
         raise NotImplementedError
 
     def scale_map(self, factors: np.ndarray | None, index: int) -> bytes | None:
@@ -317,9 +345,11 @@ class PlainSR(Family):
             raise InputError(f"--ladder {item!r}: plain-sr items are plain-sr:K:CRF with K in 2, 4, 8")
         return RungSpec(cls.name, _crf(fields[1], item), factor=int(fields[0]))
 
+    refinable = True
+
     @classmethod
     def spec_from(cls, rend):
-        return RungSpec(cls.name, rend.crf, factor=rend.overall)
+        return RungSpec(cls.name, rend.crf, factor=rend.overall, refine=rend.refine is not None)
 
     @classmethod
     def candidates(cls, width, height, crfs, fractions, factors):
@@ -341,10 +371,16 @@ class PlainSR(Family):
     def picture_key(self, factors=None):
         return (self.name, self.spec.factor)
 
-    def pictures(self, x, factors):
+    def padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The source frame padded (replicate) to a multiple of 2 K: what the LR picture is made from."""
         h, w = self._pad()
-        x = torch.nn.functional.pad(x, (0, w - self.geo.width, 0, h - self.geo.height), mode="replicate")
-        return [to_uint8(downscale(x, self.spec.factor))]
+        return torch.nn.functional.pad(x, (0, w - self.geo.width, 0, h - self.geo.height), mode="replicate")
+
+    def pictures(self, x, factors):
+        return [to_uint8(downscale(self.padded(x), self.spec.factor))]
+
+    def refined_pictures(self, x, factors, refiner):
+        return [to_uint8(refiner(self.padded(x)))]
 
     def reconstruct_float(self, pictures, smap, upscaler):
         with torch.no_grad():
@@ -414,8 +450,19 @@ class Uniform(_Blocks):
     def layout(self):
         return "planes"
 
+    refinable = True
+
     def _pack_scales(self):
         return (self.geo.overall,)  # a uniform map: one plane, the block grid at 1/overall
+
+    def refined_pictures(self, x, factors, refiner):
+        from bbmr_stream.blocks import pad_tensor
+        from bbmr_stream.planes import plane_sizes, stack_planes
+
+        scales = self._pack_scales()
+        ((w, h),) = plane_sizes(self.geo.grid, scales)
+        plane = to_uint8(refiner(pad_tensor(x, self.geo.grid.block)))[:h, :w]  # as pack_planes: one downscale
+        return [stack_planes([np.ascontiguousarray(plane)], self.geo.grid, scales)]
 
     def block_factors(self, factors):
         return np.full(self.geo.grid.n_blocks, self.geo.overall, np.uint8)
@@ -499,4 +546,4 @@ def family_of(rend, man) -> Family:
 
 def by_client_needs(names) -> list[str]:
     """Family names ordered by what their rungs ask of the client, least first (:attr:`Family.client_rank`)."""
-    return sorted(names, key=lambda n: FAMILIES[n].client_rank)
+    return sorted(names, key=lambda n: (FAMILIES[base_family(n)].client_rank, n))

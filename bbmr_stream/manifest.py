@@ -90,6 +90,8 @@ class Rendition:
     parts_kbps: dict = field(default_factory=dict)  # bitrate_kbps split: "video" (segments and the fMP4 init
     # segment, less the SEI maps), "map" (scale-map SEI payloads), "model" (model files); bytes * 8 / duration / 1000
     init: InitRef | None = None  # fMP4: the initialization segment (None for MPEG-TS)
+    refine: str | None = None  # LR refined through the client upscaler (models/hcd.py), e.g. "hcd3"; the
+    # settings are in Manifest.conventions["refine"]; the player needs nothing (the LR is still a picture)
 
     def model_for(self, segment: int) -> ModelRef | None:
         """The model that serves segment ``segment`` (None: the generic weights)."""
@@ -229,6 +231,14 @@ def _codecs(v) -> str | None:
     return v
 
 
+def _refine(v) -> str | None:
+    if v is None:
+        return None
+    if not isinstance(v, str) or not re.fullmatch(r"[a-z][a-z0-9.-]{0,39}", v):
+        raise ManifestError(f"refine: bad value {v!r}")
+    return v
+
+
 def _source(src: dict) -> dict:
     _num(src["width"], "source.width", 1, MAX_SIDE)
     _num(src["height"], "source.height", 1, MAX_SIDE)
@@ -311,7 +321,7 @@ def from_dict(d: dict) -> Manifest:
                                  weights=r.get("weights"), share=r.get("share", {}), niqe=r.get("niqe"),
                                  pictures=_pictures(r), codecs=_codecs(r.get("codecs")),
                                  es_kbps=_es_kbps(r), models=_models(r, len(seg_objs)), parts_kbps=_parts(r),
-                                 init=_init(r, container)))
+                                 init=_init(r, container), refine=_refine(r.get("refine"))))
         audio = d.get("audio")
         return Manifest(source=src, block=block, overall=overall, scales=scales, resize=str(d["resize"]),
                         container=container, segment_s=float(d["segment_s"]), realloc=str(d["realloc"]),

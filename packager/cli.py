@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import warnings
 
@@ -13,10 +14,11 @@ from bbmr_stream.allocate import DEFAULT_SCALES
 from bbmr_stream.cli import add_backend, add_device, run_cli
 from bbmr_stream.errors import InputError
 from bbmr_stream.evaluate import parse_scales
-from bbmr_stream.family import parse_ladder
+from bbmr_stream.family import FAMILIES, REFINE_METHOD, RungSpec, parse_ladder
 from bbmr_stream.manifest import Manifest
 from bbmr_stream.progress import RichProgress
 from models.adapt import AdaptConfig
+from models.hcd import HCDConfig
 from models.title import ENCODINGS
 from packager.config import (
     ALLOCATORS,
@@ -117,9 +119,49 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--adapt-encoding", choices=ENCODINGS,
                     help="--adapt: the model files' encoding (models/title.py): delta-int4 (a 4-bit difference to "
                          "the shipped weights, a quarter of fp16; the default), delta-int8 (half of fp16), fp16")
+    add_refine(ap)
     add_device(ap)
     add_backend(ap)
     return ap
+
+
+def add_refine(ap: argparse.ArgumentParser) -> None:
+    """``--refine hcd`` and its settings (:class:`models.hcd.HCDConfig`; defaults are its own)."""
+    h = HCDConfig
+    ap.add_argument("--refine", choices=("none", REFINE_METHOD), default="none",
+                    help="hcd: collaborative LR (models/hcd.py): every plain-sr rung's LR pictures optimised through "
+                         "the client upscaler (--ladder auto: refined candidates beside the others; a ladder item "
+                         "ending in :hcd refines that rung only)")
+    ap.add_argument("--refine-steps", type=int, help=f"--refine: steps per stage, N_x = N_y (default {h.steps})")
+    ap.add_argument("--refine-eps", type=float,
+                    help=f"--refine: l2 ball radius as RMS per value on the 8-bit scale (default {h.eps:g})")
+    ap.add_argument("--refine-alpha", type=float,
+                    help=f"--refine: step length as RMS per value on the 8-bit scale (default {h.alpha:g})")
+    ap.add_argument("--refine-rate", type=float,
+                    help=f"--refine: weight of the bit proxy in the loss (default {h.rate:g} = none)")
+
+
+def refine_config(args: argparse.Namespace, any_item: bool = False) -> HCDConfig:
+    """``--refine-*`` -> the refinement settings; they need ``--refine hcd`` or a ladder item ending in :hcd."""
+    given = {k: getattr(args, f"refine_{k}") for k in ("steps", "eps", "alpha", "rate")
+             if getattr(args, f"refine_{k}") is not None}
+    if given and args.refine == "none" and not any_item:
+        raise InputError("--refine-steps, --refine-eps, --refine-alpha and --refine-rate need --refine hcd")
+    cfg = HCDConfig(**given)
+    cfg.check()
+    return cfg
+
+
+def refined_ladder(specs: list[RungSpec], refine: bool) -> tuple[RungSpec, ...]:
+    """``--refine hcd`` on an explicit ladder: every rung of a refinable family refined."""
+    if not refine:
+        return tuple(specs)
+    out = [dataclasses.replace(s, refine=True) if FAMILIES[s.family].refinable else s for s in specs]
+    if not any(s.refine for s in out):
+        raise InputError(f"--refine {REFINE_METHOD}: the ladder has no rung it refines (plain-sr, uniform)")
+    if len({s.name for s in out}) != len(out):
+        raise InputError("--refine: the ladder then has duplicate rungs")
+    return tuple(out)
 
 
 def config_from(args: argparse.Namespace) -> tuple[PackageConfig, Ladder]:
@@ -134,10 +176,12 @@ def config_from(args: argparse.Namespace) -> tuple[PackageConfig, Ladder]:
         niqe_frames=args.niqe_frames, upscaler=args.upscaler, device=args.device, backend=args.backend,
         adapt=adapt_config(args))
     auto = AutoLadder(fast=args.fast, study=args.study, max_rungs=args.auto_max_rungs, search=args.auto_search,
-                      min_kbps=args.auto_min_kbps,
+                      min_kbps=args.auto_min_kbps, refine=args.refine != "none",
                       sample_segments=args.auto_sample_segments, measure_frames=args.auto_measure_frames)
     auto.check()  # the --auto-* flags are checked whatever the ladder, as every flag is
-    return cfg, auto if args.ladder == "auto" else tuple(parse_ladder(args.ladder))
+    specs = None if args.ladder == "auto" else parse_ladder(args.ladder)
+    cfg = dataclasses.replace(cfg, refine=refine_config(args, any(s.refine for s in specs or [])))
+    return cfg, auto if specs is None else refined_ladder(specs, args.refine != "none")
 
 
 def adapt_config(args: argparse.Namespace) -> AdaptConfig | None:

@@ -17,6 +17,7 @@ from bbmr_stream.errors import InputError
 from bbmr_stream.family import RungSpec
 from bbmr_stream.manifest import CONTAINERS
 from models.adapt import AdaptConfig
+from models.hcd import HCDConfig
 
 ALLOCATORS = ("optimal", "paper", "uniform")
 LAYOUTS = ("atlas", "planes")
@@ -58,6 +59,8 @@ class PackageConfig:
     upscaler: str = "auto"  # the upscaler SR renditions are measured with (auto: the family's preferred)
     # per-title models: None = generic weights only; else each plain-sr rendition's model fine-tuned on the title
     adapt: AdaptConfig | None = None
+    # the LR refinement of the rungs whose spec says ``refine`` (``--refine hcd``, models/hcd.py)
+    refine: HCDConfig = HCDConfig()
     # runtime
     device: str = "auto"
     backend: str | None = None  # SR inference runtime on a CPU (models.backend); None: $BBMR_BACKEND or auto
@@ -88,6 +91,7 @@ class PackageConfig:
              f"--block {self.block} must be a multiple of 2 x the largest scale ({2 * max(scales)})")
         if self.adapt is not None:
             self.adapt.check()
+        self.refine.check()
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class AutoLadder:
     min_kbps: float | None = None  # the ladder's bottom rate (hull; None: the smallest size at CRF 38)
     study: str | None = None  # reuse the candidates of a ``bbmr-bench rd`` study of this title (rd.json)
     max_rungs: int = 8
+    refine: bool = False  # refined (--refine hcd) variants of the refinable candidates beside the others
     sample_segments: int = 3  # measure on this many segments spread over the title (0: all)
     measure_frames: int = 10  # PSNR-Y of each point on this many evenly spaced frames of the sample (as the stream)
 

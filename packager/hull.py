@@ -73,7 +73,7 @@ class Line:
 
     @property
     def key(self) -> tuple:
-        return (self.template.family, self.template.size, self.template.factor)
+        return (self.template.family, self.template.size, self.template.factor, self.template.refine)
 
     def spec(self, crf: int) -> RungSpec:
         return dataclasses.replace(self.template, crf=float(crf))
@@ -178,7 +178,7 @@ def lines_of(specs: list[RungSpec]) -> list[Line]:
     out: dict = {}
     for s in specs:
         t = dataclasses.replace(s, crf=0.0)
-        out.setdefault((t.family, t.size, t.factor), Line(t))
+        out.setdefault((t.family, t.size, t.factor, t.refine), Line(t))
     return list(out.values())
 
 
@@ -363,7 +363,7 @@ def _key(p) -> tuple:
     from bbmr_stream.family import parse_rung
 
     s = parse_rung(p.rung)
-    return (s.family, s.size, s.factor)
+    return (s.family, s.size, s.factor, s.refine)
 
 
 def _rivals(p, own: Line, lines: list[Line], config: HullConfig) -> set:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bbmr_stream.errors import InputError
-from bbmr_stream.family import FAMILIES, Plain, PlainSR, RungSpec, parse_rung
+from bbmr_stream.family import FAMILIES, Plain, PlainSR, RungSpec, base_family, parse_rung
 from bbmr_stream.progress import Progress
 from packager.config import AutoLadder, PackageConfig
 from packager.hull import pareto_of
@@ -62,13 +62,17 @@ class Point:
 
 def candidate_specs(width: int, height: int, families: tuple[str, ...] = tuple(FAMILIES),
                     plain_crfs=PLAIN_CRFS, block_crfs=BLOCK_CRFS, fractions=PLAIN_FRACTIONS,
-                    sr_crfs=None) -> list[RungSpec]:
+                    sr_crfs=None, refine: bool = False) -> list[RungSpec]:
     """The candidate rungs of a ``width`` x ``height`` title, family by family in registry order: plain at
     ``fractions`` of the size and ``plain_crfs``, plain-sr at :data:`SR_FACTORS` and ``sr_crfs`` (default
-    ``plain_crfs``), the block families at ``block_crfs`` (``Family.candidates``)."""
+    ``plain_crfs``), the block families at ``block_crfs`` (``Family.candidates``); ``refine``: each rung of a
+    refinable family also refined (``--refine hcd``), after the others."""
     crfs = {Plain.name: plain_crfs, PlainSR.name: sr_crfs or plain_crfs}
-    return [spec for name, cls in FAMILIES.items() if name in families
-            for spec in cls.candidates(width, height, crfs.get(name, block_crfs), fractions, SR_FACTORS)]
+    specs = [spec for name, cls in FAMILIES.items() if name in families
+             for spec in cls.candidates(width, height, crfs.get(name, block_crfs), fractions, SR_FACTORS)]
+    if refine:
+        specs += [dataclasses.replace(s, refine=True) for s in specs if FAMILIES[s.family].refinable]
+    return specs
 
 
 def sample_segments(n_segments: int, count: int) -> list[int] | None:
@@ -97,8 +101,8 @@ def measure_candidates(config: PackageConfig, specs: list[RungSpec], progress: P
                                   adapt=config.adapt if adapt else None)
         man = package_rungs(cfg, specs, progress)
     rungs = {s.name: s for s in specs}
-    points = [Point(rungs[r.name].text, r.name, r.kind, r.lr_width, r.lr_height, r.crf, r.bitrate_kbps, r.psnr_y,
-                    r.niqe, r.psnr_y_upscaler + TITLE_MARK if r.models else r.psnr_y_upscaler,
+    points = [Point(rungs[r.name].text, r.name, rungs[r.name].family_label, r.lr_width, r.lr_height, r.crf,
+                    r.bitrate_kbps, r.psnr_y, r.niqe, r.psnr_y_upscaler + TITLE_MARK if r.models else r.psnr_y_upscaler,
                     None if r.es_kbps is None else round(r.es_kbps + r.parts_kbps.get("model", 0.0), 2))
               for r in man.renditions]  # a model's bytes count in the ES rate too (the client downloads them)
     meta = {"source": man.source, "conventions": man.conventions, "segments": segments,
@@ -204,8 +208,8 @@ def simplest_equal(p: Point, points: list[Point], tol_db: float = 0.05, rate_tol
     HLS player, plain-sr too and gains with SR, uniform/bbmr need the scale map) that is as good: at most
     ``rate_tol`` dearer and at most ``tol_db`` worse. (Since planes v2 a uniform x4 rung codes the same
     pictures as plain-sr x4, plus one scale map per segment.)"""
-    def rank(family: str) -> int:
-        return FAMILIES[family].client_rank
+    def rank(family: str) -> int:  # a refined rung (plain-sr+hcd) asks nothing more of the client; cheaper to make
+        return 2 * FAMILIES[base_family(family)].client_rank + (family != base_family(family))
 
     same = [q for q in points if rank(q.family) < rank(p.family) and q.kbps <= p.kbps * (1 + rate_tol)
             and q.psnr_y >= p.psnr_y - tol_db]
@@ -229,8 +233,10 @@ def read_study(path: str | Path) -> tuple[list[Point], dict]:
         raise InputError(f"{p}: not an rd.json ({e.__class__.__name__}: {e})") from None
 
 
-def load_study(path: str | Path, info, frames: int | None, container: str) -> list[Point]:
-    """Points of a ``bbmr-bench rd`` study (rd.json) made on this title, its rates in ``container``'s bytes."""
+def load_study(path: str | Path, info, frames: int | None, container: str, refine=None) -> list[Point]:
+    """Points of a ``bbmr-bench rd`` study (rd.json) made on this title, its rates in ``container``'s bytes;
+    its refined points (``--refine hcd``) only when ``refine`` (the run's :class:`models.hcd.HCDConfig`) is given
+    and is the study's."""
     p = Path(path)
     pts, meta = read_study(p)
     if study_container(meta) != container:
@@ -241,12 +247,21 @@ def load_study(path: str | Path, info, frames: int | None, container: str) -> li
     if frames is not None and src["frames"] != frames:
         raise InputError(f"--study {p} measured {src['frames']} frames, this run packages {frames}")
     # the search's candidates have the generic weights: per-title points (--adapt studies) are not candidates
-    return [q for q in pts if not (q.upscaler or "").endswith(TITLE_MARK)]
+    pts = [q for q in pts if not (q.upscaler or "").endswith(TITLE_MARK)]
+    refined = [q for q in pts if q.family != base_family(q.family)]
+    if refined and refine is not None:
+        made = meta["conventions"].get("refine", {}).get("config")
+        if made != refine.to_dict():
+            raise InputError(f"--study {p} refined its candidates with {made}, this run refines with "
+                             f"{refine.to_dict()}: give the study's --refine-* options")
+    return pts if refined and refine is not None else [q for q in pts if q.family == base_family(q.family)]
 
 
-def candidates_for(width: int, height: int, fast: bool) -> list[RungSpec]:
-    """What ``--ladder auto`` measures: every family (45 candidates at 1080p), or the :data:`FAST` set."""
-    return candidate_specs(width, height, **FAST) if fast else candidate_specs(width, height)
+def candidates_for(width: int, height: int, fast: bool, refine: bool = False) -> list[RungSpec]:
+    """What ``--ladder auto`` measures: every family (45 candidates at 1080p), or the :data:`FAST` set; with
+    ``refine``, refined variants of the refinable ones too."""
+    return candidate_specs(width, height, **FAST, refine=refine) if fast else candidate_specs(width, height,
+                                                                                                refine=refine)
 
 
 def auto_ladder(config: PackageConfig, auto: AutoLadder, info, progress: Progress) -> list[RungSpec]:
@@ -260,7 +275,8 @@ def auto_points(config: PackageConfig, auto: AutoLadder, info, progress: Progres
         progress.note("note: --auto-min-kbps applies to the hull search only (not --study or --auto-search grid)")
     if auto.study:
         frames = min(info.frames, config.max_frames) if config.max_frames else None
-        picked = choose(load_study(auto.study, info, frames, config.container), auto.max_rungs)
+        picked = choose(load_study(auto.study, info, frames, config.container,
+                                   config.refine if auto.refine else None), auto.max_rungs)
     else:
         gop = max(1, int(round(float(info.fps) * config.segment)))
         n = min(info.frames or 0, config.max_frames or 10**9)
@@ -270,7 +286,7 @@ def auto_points(config: PackageConfig, auto: AutoLadder, info, progress: Progres
         if auto.search == "hull":
             picked = search_ladder(cfg, auto, info, progress, segs, where)
         else:
-            specs = candidates_for(info.width, info.height, auto.fast)
+            specs = candidates_for(info.width, info.height, auto.fast, auto.refine)
             progress.note(f"--ladder auto: measuring {len(specs)} candidates on {where}")
             points, _ = measure_candidates(cfg, specs, progress, workdir=Path(config.out).resolve().parent,
                                            segments=segs)
@@ -281,14 +297,16 @@ def auto_points(config: PackageConfig, auto: AutoLadder, info, progress: Progres
     return picked
 
 
-def hull_lines(width: int, height: int, fast: bool) -> list:
+def hull_lines(width: int, height: int, fast: bool, refine: bool = False) -> list:
     """The lines the hull search walks (:mod:`packager.hull`): plain at :data:`DENSE_FRACTIONS` of the size and
-    every SR family's geometry; ``fast``: plain at the :data:`FAST` sizes and plain-sr."""
+    every SR family's geometry; ``fast``: plain at the :data:`FAST` sizes and plain-sr; ``refine``: the
+    refinable lines refined too."""
     from packager.hull import lines_of
 
     fams = FAST["families"] if fast else tuple(FAMILIES)
     fractions = FAST["fractions"] if fast else DENSE_FRACTIONS
-    return lines_of(candidate_specs(width, height, fams, plain_crfs=(0,), block_crfs=(0,), fractions=fractions))
+    return lines_of(candidate_specs(width, height, fams, plain_crfs=(0,), block_crfs=(0,), fractions=fractions,
+                                    refine=refine))
 
 
 def search_ladder(config: PackageConfig, auto: AutoLadder, info, progress: Progress, segments: list[int] | None,
@@ -297,7 +315,7 @@ def search_ladder(config: PackageConfig, auto: AutoLadder, info, progress: Progr
     :func:`choose` keeps of the targets' rungs (their rates jitter around the targets: ratio 1.3)."""
     from packager.hull import HullConfig, search
 
-    lines = hull_lines(info.width, info.height, auto.fast)
+    lines = hull_lines(info.width, info.height, auto.fast, auto.refine)
     hc = HullConfig(min_kbps=auto.min_kbps, max_rungs=auto.max_rungs)
     progress.note(f"--ladder auto: searching the rate-quality hull of {len(lines)} lines (sizes and SR families) "
                   f"on {where}")

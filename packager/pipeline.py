@@ -119,10 +119,13 @@ def encode_groups(specs: list[RungSpec], size: int = MAX_ENCODERS) -> list[list[
 
 
 def encode_in_groups(specs, geo: Geometry, info, cfg: PackageConfig, gop: int, work: Path, tmp: Path, scorer, device,
-                     progress: Progress):
+                     progress: Progress, refine_log: dict | None = None):
     """The encode and segment stages over :func:`encode_groups`; renditions in ladder order, encoders freed
-    after each group. Returns (frames, seconds per stage, renditions, the allocation state)."""
+    after each group. Returns (frames, seconds per stage, renditions, the allocation state). ``refine_log``
+    receives the refined rungs' upscalers and losses (:meth:`packager.refine.Refiners.summary`)."""
     import gc
+
+    from packager.refine import Refiners
 
     timing: dict = {}
     renditions: list[Rendition] = []
@@ -131,7 +134,11 @@ def encode_in_groups(specs, geo: Geometry, info, cfg: PackageConfig, gop: int, w
         rungs = make_rungs(group, geo, info, cfg, gop, work)
         alloc = Allocation(scorer if any(FAMILIES[s.family].allocates for s in group) else None,
                            MapReuse(cfg.realloc, geo.grid, cfg.realloc_threshold))
-        n, t = encode_stage(rungs, info, geo, alloc, cfg, gop, device, progress)
+        refiners = Refiners(cfg.refine, lambda fam: pick_upscaler(cfg.upscaler, fam, device), device)
+        n, t = encode_stage(rungs, info, geo, alloc, cfg, gop, device, progress, refiners)
+        if refine_log is not None and refiners.refiners:
+            refine_log.setdefault("upscalers", {}).update(refiners.upscalers)
+            refine_log.setdefault("loss", {}).update(refiners.summary())
         if n_frames is not None and n != n_frames:
             raise RuntimeError(f"the source gave {n} frames in one pass and {n_frames} in another")
         n_frames = n
@@ -199,9 +206,12 @@ def map_payload(r: Rung, factors, index: int, segment_start: bool) -> bytes | No
 
 
 def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, cfg: PackageConfig, gop: int, device,
-                 progress: Progress) -> tuple[int, dict]:
-    """decode -> (score -> allocate) -> pack -> encode + SEI, frame by frame; returns (frames, seconds)."""
+                 progress: Progress, refiners=None) -> tuple[int, dict]:
+    """decode -> (score -> allocate) -> pack [-> refine] -> encode + SEI, frame by frame; returns (frames,
+    seconds). ``refiners``: a :class:`packager.refine.Refiners` for the rungs whose spec says ``refine``."""
     timing = {"decode": 0.0, "pack": 0.0, "encode": 0.0}
+    if any(r.spec.refine for r in rungs):
+        timing["refine"] = 0.0
     bbmr_crfs = sorted(r.spec.crf for r in rungs if r.family.allocates) or [23.0]
     rate_crf = bbmr_crfs[len(bbmr_crfs) // 2]
     needs_alloc = any(r.family.allocates for r in rungs)
@@ -220,10 +230,17 @@ def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, cfg:
             for r in rungs:
                 t = time.time()
                 f = r.family.fit(alloc.factors) if r.family.allocates else None
-                key = r.family.picture_key(f)
+                key = refiners.key(r.family, f) if r.spec.refine else r.family.picture_key(f)
                 pics = made.get(key) if key is not None else None
                 if pics is None:
-                    pics = r.encoder.planes(r.family.pictures(x, f))  # converted to YUV once per picture
+                    if r.spec.refine:
+                        t1 = time.time()
+                        pics = refiners.pictures(r.family, x, f, fr.index % gop == 0)
+                        timing["refine"] += time.time() - t1
+                        t -= time.time() - t1  # refining is not packing
+                    else:
+                        pics = r.family.pictures(x, f)
+                    pics = r.encoder.planes(pics)  # converted to YUV once per picture
                     if key is not None:
                         made[key] = pics
                 payload = map_payload(r, f, fr.index, fr.index % gop == 0)
@@ -273,7 +290,8 @@ def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, cfg: Packag
         out.append(Rendition(r.name, r.spec.family, cfg.codec, r.spec.crf, r.family.layout, r.family.lr_scales(),
                              r.family.overall(), w, h, round(kbps, 2), cut.playlist, seg_objs, share=share,
                              pictures=[[s.width, s.height] for s in r.encoder.streams], codecs=r.encoder.codecs,
-                             es_kbps=es_kbps, parts_kbps=parts, init=init))
+                             es_kbps=es_kbps, parts_kbps=parts, init=init,
+                             refine=cfg.refine.label if r.spec.refine else None))
     return out
 
 
@@ -328,6 +346,10 @@ ADAPT_CONVENTION = ("per-title models (packager.adapt): each plain-sr rendition'
                     "from its generic weights on the rendition's own decoded pictures (LR) and the source frames "
                     "(HR), shipped as models/<rendition>.safetensors (delta-int8, delta-int4 or fp16) and counted "
                     "in its rate")
+REFINE_CONVENTION = ("refined renditions (refine): each LR picture is the collaborative LR of models/hcd.py through "
+                     "the upscaler the rendition is measured with (upscalers), per frame, warm-started from the "
+                     "previous frame within a segment; loss: MSE of BT.601 Y [0, 255] before / after, per shared "
+                     "picture, before coding")
 PSNR_CONVENTION = ("video PSNR-Y: the source's decoded 8-bit Y plane vs the reconstruction's luma in the source's "
                    "matrix and range (plain: the decoded Y plane, bicubic-resized when smaller, as FFmpeg's psnr "
                    "filter; SR families: the exact luma of the unrounded RGB output), peak 255, crop 0, mean of "
@@ -391,6 +413,7 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
     from models.factory import make_scorer
 
     needs_alloc = any(FAMILIES[s.family].allocates for s in specs)
+    check_refine(cfg, specs)
     scorer = make_scorer(cfg.scorer, cfg.scales, device) if needs_alloc and cfg.allocator != "uniform" else None
     gop = max(1, int(round(float(info.fps) * cfg.segment)))
     remove_stale_temps(out)
@@ -399,8 +422,9 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
     try:
         work = tmp / "work"
         work.mkdir()
+        refine_log: dict = {}
         n_frames, timing, renditions, alloc = encode_in_groups(specs, geo, info, cfg, gop, work, tmp, scorer,
-                                                               device, progress)
+                                                               device, progress, refine_log)
         shutil.rmtree(work)
         adapted = {}
         if cfg.adapt is not None:
@@ -426,6 +450,9 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
              for r in renditions]))
         audio = passthrough_audio(info, tmp, progress)
         man = build_manifest(cfg, info, geo, n_frames, renditions, alloc, timing, audio, measured)
+        if refine_log:
+            man.conventions["refine"] = {"config": cfg.refine.to_dict(), "label": cfg.refine.label,
+                                         "convention": REFINE_CONVENTION, **refine_log}
         if adapted:
             man.conventions["adapt"] = {"config": cfg.adapt.to_dict(), "renditions": adapted,
                                         "convention": ADAPT_CONVENTION}
@@ -435,6 +462,17 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return man
+
+
+def check_refine(cfg: PackageConfig, specs: list[RungSpec]) -> None:
+    """Refined rungs need a refinable family (the ladder parser's check) and, for now, the generic weights."""
+    refined = [s for s in specs if s.refine]
+    bad = [s.text for s in refined if not FAMILIES[s.family].refinable]
+    if bad:
+        raise InputError(f"--refine: {', '.join(bad)}: only {', '.join(n for n, c in FAMILIES.items() if c.refinable)}"
+                         " rungs are refined")
+    if refined and cfg.adapt is not None:
+        raise InputError("--refine with --adapt: refining through a per-title model is not supported yet")
 
 
 def remove_stale_temps(out: Path) -> None:

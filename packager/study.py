@@ -28,16 +28,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bbmr_stream.errors import InputError, ManifestError
-from bbmr_stream.family import BBMR, FAMILIES, Plain, PlainSR, Uniform, by_client_needs
+from bbmr_stream.family import BBMR, FAMILIES, REFINE_METHOD, Plain, PlainSR, Uniform, base_family, by_client_needs
 from bbmr_stream.imageio import write_text_atomic
 from bbmr_stream.progress import Progress
 from models.adapt import AdaptConfig
+from models.hcd import HCDConfig
 from packager.config import PackageConfig
 from packager.ladder import Point, candidate_specs, choose, pareto, points_json, read_study, shortfall, study_container
 
 PLAIN = Plain.name  # the anchor of every BD-rate of the study
 BBMR_VS = (PlainSR.name, Uniform.name)  # the other client-SR families, anchors of BBMR's own BD-rates
-COLOURS = {Plain.name: "tab:blue", PlainSR.name: "tab:green", Uniform.name: "tab:orange", BBMR.name: "tab:red"}
+COLOURS = {Plain.name: "tab:blue", PlainSR.name: "tab:green", Uniform.name: "tab:orange", BBMR.name: "tab:red",
+           f"{PlainSR.name}+{REFINE_METHOD}": "tab:olive"}
 
 
 def load_stream(path: str | Path):
@@ -106,6 +108,9 @@ def study(points: list[Point]) -> dict:
     fronts["all"] = pareto(points)
     bds = {f: bd(fronts[PLAIN], fronts[f]) for f in fams if f != PLAIN and PLAIN in fronts}
     bds["all"] = bd(fronts[PLAIN], fronts["all"]) if PLAIN in fronts else {}
+    for f in fams:  # a refined family against its unrefined self
+        if base_family(f) != f and base_family(f) in fronts:
+            bds[f"{f}_vs_{base_family(f)}"] = bd(fronts[base_family(f)], fronts[f])
     for anchor in BBMR_VS:  # BBMR against the other client-SR families as anchors
         if BBMR.name in fronts and anchor in fronts:
             bds[f"{BBMR.name}_vs_{anchor}"] = bd(fronts[anchor], fronts[BBMR.name])
@@ -206,6 +211,7 @@ class StudyConfig:
     crfs: tuple[float, ...] | None = None  # the CRFs of every family (None: packager.ladder's grid)
     fractions: tuple[float, ...] | None = None  # plain's sizes as fractions of the source (None: the ladder's)
     adapt: AdaptConfig | None = None  # per-title models for the SR candidates (bytes counted in their rates)
+    refine: HCDConfig | None = None  # refined variants of the refinable candidates (--refine hcd), family +hcd
 
     def package_config(self) -> PackageConfig:
         """The packaging run every candidate is measured in (:func:`packager.ladder.measure_candidates` sets
@@ -214,7 +220,7 @@ class StudyConfig:
                              scorer=self.scorer, device=self.device, backend=self.backend, preset=self.preset,
                              segment=self.segment, container=self.container, measure_frames=self.measure_frames,
                              niqe_frames=self.niqe_frames, upscaler=self.upscaler, rate_lambda=self.rate_lambda,
-                             adapt=self.adapt)
+                             adapt=self.adapt, refine=self.refine or HCDConfig())
 
 
 @dataclass
@@ -237,7 +243,7 @@ def run_study(config: StudyConfig, progress: Progress | None = None) -> StudyRes
     info = probe(config.clip)
     grid = {k: v for k, v in (("plain_crfs", config.crfs), ("block_crfs", config.crfs),
                               ("fractions", config.fractions)) if v}
-    specs = candidate_specs(info.width, info.height, tuple(config.families), **grid)
+    specs = candidate_specs(info.width, info.height, tuple(config.families), **grid, refine=config.refine is not None)
     if not specs:
         raise InputError("--families selects no candidate")
     out = Path(config.out)

@@ -29,6 +29,7 @@ from models.adapt import AdaptConfig
 from models.title import ENCODINGS
 from packager import look as look_lib
 from packager import study as lib
+from packager.cli import add_refine, refine_config
 from packager.ladder import DENSE_CRFS, DENSE_FRACTIONS
 
 
@@ -44,7 +45,10 @@ def cmd_rd(a: argparse.Namespace) -> int:
         upscaler=a.upscaler,
         reuse=a.reuse, anchor=a.anchor, crfs=a.crfs, fractions=a.fractions,
         adapt=AdaptConfig(minutes=a.adapt_minutes, steps=a.adapt_steps, seed=a.adapt_seed,
-                          **({"encoding": a.adapt_encoding} if a.adapt_encoding else {})) if a.adapt else None)
+                          **({"encoding": a.adapt_encoding} if a.adapt_encoding else {})) if a.adapt else None,
+        refine=refine_config(a) if a.refine != "none" else None)
+    if a.refine == "none":
+        refine_config(a)  # its options alone are an error
     if config.adapt is not None:
         config.adapt.check()
     elif a.adapt_minutes is not None or a.adapt_steps is not None or a.adapt_encoding is not None:
@@ -164,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--dense", action="store_true", help="the dense plain front: plain only, CRF 18-51 step 1 at "
                     "1, 3/4, 2/3, 1/2, 3/8, 1/3, 1/4 of the source (238 points); check a ladder against it with "
                     "ladder-check")
+    add_refine(rd)
     rd.set_defaults(fn=cmd_rd)
 
     ck = sub.add_parser("ladder-check", prog="bbmr-bench ladder-check", help="a packaged ladder against a study",

@@ -1,0 +1,238 @@
+"""Collaborative LR (HCD: Xu, Guo et al., "Downscaled Representation Matters: Improving Image Rescaling with
+Collaborative Downscaled Images", ICCV'23) for the packager: the LR picture is optimised through the client's
+fixed upscaler so that it carries what the upscaler needs.
+
+Algorithm 1 of the paper, per frame, with the models frozen:
+
+1. HR stage: ``N`` projected normalised-gradient steps on a perturbation ``d_y`` of the HR frame ``y``, loss
+   ``L(f(g(y + d_y)), y)`` (``g`` the downscaler, ``f`` the client upscaler);
+2. LR stage: ``x = g(y + d_y)``, then ``N`` steps on ``d_x``, loss ``L(f(x + d_x), y)``.
+
+Each step is ``d <- Proj_eps(d - alpha * grad / ||grad||_2)`` followed by clipping ``x0 + d`` to [0, 1].
+
+Units and conventions (they differ from the paper's where measurement said so, docs/hcd.md):
+
+- ``eps`` (the l2 ball's radius) and ``alpha`` (the step length) are RMS values per picture value on the
+  8-bit scale: the ball of a tensor with ``n`` values is ``||d||_2 <= eps / 255 * sqrt(n)``. The paper's
+  ``eps = 0.3`` is an l2 norm over a whole [0, 1] image: on a 960x540 LR picture that is 0.0002 per value,
+  removed by 8-bit quantisation (measured: +0.001 dB). Defaults ``eps = 4``, ``alpha = 1``.
+- ``L`` is the MSE of BT.601 Y on [0, 255] (the quantity PSNR-Y measures), plus, with ``rate > 0``, the
+  gradient-bits proxy of :mod:`bbmr_stream.rate` on the LR Y plane weighted by ``rate * k^2 * lambda(crf)``
+  (SSE per bit of x264's mode decision at the rung's CRF, scaled to HR pixels): the refinement may not buy dB
+  with bits the proxy sees.
+- Codec in the loop (:func:`refine_segment`, per segment): each LR step is taken at the picture the client
+  will decode: the segment's current LR pictures go through the real encoder and decoder, and the gradient at
+  the decoded picture is applied to the uncoded one (straight-through: d(decoded)/d(picture) taken as
+  identity). Measured through x264 it gives less than the per-frame refinement (docs/hcd.md): the packager
+  refines per frame.
+- The result is the best iterate by the loss it optimised (the starting point included): refinement never
+  increases the loss it measured.
+- Video: ``warm`` starts a frame's perturbations from the previous frame's (within the same segment), so
+  consecutive pictures change alike and P-frames do not pay for independent noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from bbmr_stream.errors import InputError
+from bbmr_stream.metrics import rgb_to_y_torch
+from bbmr_stream.rate import gradient_bits, h264_lambda
+from bbmr_stream.resize import downscale
+from models.inference import tile_spans
+
+Codec = Callable[[list[torch.Tensor]], list[torch.Tensor]]  # LR pictures (1, 3, h, w) in [0, 1] -> decoded
+GRAD_TILE = 512  # LR tile side of the gradient pass (memory: a 1-OSAG OmniSR backward at 512 px ~3 GB)
+GRAD_OVERLAP = 16  # LR context pixels around a gradient tile
+
+
+@dataclass(frozen=True)
+class HCDConfig:
+    """One refinement. ``steps``: N_x = N_y (0: off); ``eps``/``alpha``: RMS per value on the 8-bit scale (see
+    the module docstring); ``hr``: run the HR stage; ``rate``: weight of the bit proxy (0: none); ``warm``: warm
+    start from the previous frame. Defaults: the best of the variants measured through x264 (docs/hcd.md)."""
+
+    steps: int = 1
+    eps: float = 4.0
+    alpha: float = 1.0
+    hr: bool = True
+    rate: float = 0.0
+    warm: bool = True
+
+    def check(self) -> None:
+        if not 0 <= self.steps <= 100:
+            raise InputError(f"--refine-steps {self.steps}: 0..100")
+        for name, v in (("eps", self.eps), ("alpha", self.alpha), ("rate", self.rate)):
+            if not (math.isfinite(v) and 0 <= v <= 255):
+                raise InputError(f"--refine-{name} {v}: 0..255")
+
+    @property
+    def label(self) -> str:
+        """Short text for manifests, e.g. ``hcd1``, ``hcd5-lr-r0.5``."""
+        s = f"hcd{self.steps}" + ("" if self.hr else "-lr") + ("" if self.warm else "-cold")
+        return s + (f"-r{self.rate:g}" if self.rate else "")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def ball(t: torch.Tensor, rms: float) -> float:
+    """The l2 radius of ``rms`` (8-bit scale) per value of ``t`` (values on [0, 1])."""
+    return rms / 255.0 * math.sqrt(t.numel())
+
+
+def project(x0: torch.Tensor, d: torch.Tensor, eps: float) -> torch.Tensor:
+    """``d`` scaled into the l2 ball of radius ``eps``, then ``x0 + d`` clipped to [0, 1] (in place; returns d).
+    Clipping only shrinks |d| per value, so the result stays inside the ball."""
+    n = d.norm()
+    if n > eps:
+        d.mul_(eps / n)
+    return d.copy_((x0 + d).clamp_(0.0, 1.0) - x0)
+
+
+class Objective:
+    """``L`` of one frame: MSE of Y between the upscaled picture and the HR frame ``y`` (plus the bit proxy),
+    and its gradient w.r.t. the LR picture, computed over LR tiles with context (bounded memory, any model)."""
+
+    def __init__(self, up: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, k: int, crf: float = 23.0,
+                 rate: float = 0.0, tile: int = GRAD_TILE, overlap: int = GRAD_OVERLAP) -> None:
+        self.up, self.k, self.crf, self.rate = up, k, crf, rate
+        self.y_ref = rgb_to_y_torch(y)
+        self.tile, self.overlap = tile, overlap
+        self.n_hr = self.y_ref.numel()
+        self.rate_w = rate * k * k * h264_lambda(crf)
+
+    def value_and_grad(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """(L, dL/dx) at the LR picture ``x`` (1, 3, h, w)."""
+        x = x.detach()
+        grad = torch.zeros_like(x)
+        total = 0.0
+        _, _, h, w = x.shape
+        k, o = self.k, self.overlap
+        for y0, y1 in tile_spans(h, self.tile):
+            for x0, x1 in tile_spans(w, self.tile):
+                a0, a1, b0, b1 = max(y0 - o, 0), min(y1 + o, h), max(x0 - o, 0), min(x1 + o, w)
+                crop = x[..., a0:a1, b0:b1].clone().requires_grad_(True)
+                sr = self.up(crop)[..., (y0 - a0) * k:(y1 - a0) * k, (x0 - b0) * k:(x1 - b0) * k]
+                ref = self.y_ref[..., y0 * k:y1 * k, x0 * k:x1 * k]
+                loss = (rgb_to_y_torch(sr.clamp(0.0, 1.0)) - ref).pow(2).sum() / self.n_hr
+                (g,) = torch.autograd.grad(loss, crop)
+                grad[..., a0:a1, b0:b1] += g  # the context pixels feed the tile's output too
+                total += float(loss.detach())
+        if self.rate_w:
+            xr = x.clone().requires_grad_(True)
+            bits = gradient_bits(rgb_to_y_torch(xr), self.crf).sum() * self.rate_w / self.n_hr
+            (g,) = torch.autograd.grad(bits, xr)
+            grad += g
+            total += float(bits.detach())
+        return total, grad
+
+
+@dataclass
+class Track:
+    """One PGD run: the best point, its perturbation, and the loss at every evaluated point."""
+
+    x: torch.Tensor
+    delta: torch.Tensor
+    losses: list[float]
+
+
+def pgd(x0: torch.Tensor, value_and_grad: Callable[[torch.Tensor], tuple[float, torch.Tensor]], steps: int,
+        eps: float, alpha: float, d0: torch.Tensor | None = None) -> Track:
+    """Algorithm 1's inner loop: ``steps`` normalised-gradient steps of length ``alpha`` on ``d``, kept in the l2
+    ball ``eps`` with ``x0 + d`` in [0, 1], from ``d = 0`` or, when a warm start ``d0`` is given and better,
+    from ``d0`` (projected). Returns the best evaluated point, ``d = 0`` included: the loss never increases."""
+    starts = [torch.zeros_like(x0)] + ([project(x0, d0.clone(), eps)] if d0 is not None else [])
+    losses, evals = [], []
+    for d in starts:
+        val, g = value_and_grad(x0 + d)
+        losses.append(val)
+        evals.append((val, d, g))
+    best = min(evals, key=lambda e: e[0])
+    _, d, g = best
+    for _ in range(steps):
+        d = project(x0, d - alpha * g / g.norm().clamp_min(1e-20), eps)
+        val, g = value_and_grad(x0 + d)
+        losses.append(val)
+        if val < best[0]:
+            best = (val, d, g)
+    return Track(x0 + best[1], best[1], losses)
+
+
+def hr_stage(y: torch.Tensor, k: int, obj: Objective, cfg: HCDConfig, d0: torch.Tensor | None = None) -> Track:
+    """HR-space collaborative example: ``d_y`` through the downscaler (bicubic, :func:`downscale`) and ``f``."""
+
+    def vg(z: torch.Tensor) -> tuple[float, torch.Tensor]:
+        z = z.detach().requires_grad_(True)
+        x = downscale(z, k)
+        val, gx = obj.value_and_grad(x)
+        (gz,) = torch.autograd.grad(x, z, gx)
+        return val, gz
+
+    return pgd(y, vg, cfg.steps, ball(y, cfg.eps), ball(y, cfg.alpha), d0)
+
+
+def lr_stage(x: torch.Tensor, obj: Objective, cfg: HCDConfig, d0: torch.Tensor | None = None) -> Track:
+    """LR-space collaborative example ``d_x`` through ``f`` (no codec)."""
+    return pgd(x, obj.value_and_grad, cfg.steps, ball(x, cfg.eps), ball(x, cfg.alpha), d0)
+
+
+class FrameRefiner:
+    """Refines the LR pictures of one rendition frame by frame (no codec in the loop), keeping the previous
+    frame's perturbations for a warm start; :meth:`reset` at segment starts (closed GOPs)."""
+
+    def __init__(self, up: Callable[[torch.Tensor], torch.Tensor], k: int, cfg: HCDConfig, crf: float) -> None:
+        self.up, self.k, self.cfg, self.crf = up, k, cfg, crf
+        self.prev: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+        self.losses: list[tuple[float, float]] = []  # per frame: (loss before, loss after)
+
+    def reset(self) -> None:
+        self.prev = (None, None)
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        """HR frame (1, 3, H, W) in [0, 1] (H, W multiples of k) -> refined LR picture (1, 3, H/k, W/k)."""
+        cfg, k = self.cfg, self.k
+        obj = Objective(self.up, y, k, self.crf, cfg.rate)
+        dy0, dx0 = self.prev if cfg.warm else (None, None)
+        before = None
+        if cfg.hr and cfg.steps:
+            t = hr_stage(y, k, obj, cfg, dy0)
+            before, dy = t.losses[0], t.delta
+            x = downscale(t.x, k)
+        else:
+            x, dy = downscale(y, k), None
+        t = lr_stage(x, obj, cfg, dx0)
+        before = t.losses[0] if before is None else before
+        self.prev = (dy, t.delta)
+        self.losses.append((before, min(t.losses)))
+        return t.x.clamp(0.0, 1.0)
+
+
+def refine_segment(ys: Sequence[torch.Tensor], xs: Sequence[torch.Tensor], up: Callable[[torch.Tensor], torch.Tensor],
+                   k: int, cfg: HCDConfig, crf: float, codec: Codec) -> tuple[list[torch.Tensor], list[float]]:
+    """The LR stage of a whole segment with the codec in the loop: per step, one encode + decode of the
+    segment's current pictures, then every picture takes a normalised step along the gradient at its decoded
+    picture (straight-through). ``xs``: the segment's starting LR pictures (after the HR stage). Returns the
+    pictures of the step whose decoded segment had the lowest total loss (step 0 = ``xs``) and the loss per
+    step."""
+    objs = [Objective(up, y, k, crf, cfg.rate) for y in ys]
+    eps = [ball(x, cfg.eps) for x in xs]
+    d = [torch.zeros_like(x) for x in xs]
+    losses, best = [], (math.inf, list(xs))
+    for t in range(cfg.steps + 1):
+        cur = [x0 + di for x0, di in zip(xs, d)]
+        dec = codec(cur)
+        vals, grads = zip(*(o.value_and_grad(p) for o, p in zip(objs, dec)))
+        total = float(sum(vals))
+        losses.append(total)
+        if total < best[0]:
+            best = (total, [c.clone() for c in cur])
+        if t == cfg.steps:
+            break
+        d = [project(x0, di - ball(x0, cfg.alpha) * g / g.norm().clamp_min(1e-20), e)
+             for x0, di, g, e in zip(xs, d, grads, eps)]
+    return best[1], losses

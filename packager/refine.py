@@ -1,0 +1,79 @@
+"""The encode stage's LR refinement (``--refine hcd``): collaborative LR pictures (models/hcd.py) for the rungs
+whose spec says ``refine``, through the client upscaler the rendition is measured and played with.
+
+Rungs of one family and factor at several CRFs share one refined picture per frame (the refinement does not
+depend on the CRF unless its rate term does); each shared picture has one :class:`models.hcd.FrameRefiner`,
+whose warm start is dropped at every segment start: segments stay independent units (closed GOPs), so a
+segment's bytes do not depend on the ones before it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from bbmr_stream.errors import InputError
+from bbmr_stream.family import Family
+from bbmr_stream.resize import upscale
+from models.hcd import FrameRefiner, HCDConfig
+
+
+def differentiable_sr(upscaler, k: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The xK network of a per-scale upscaler (``.models[k]``; eager torch whenever its input needs a gradient,
+    models/backend.py), or bicubic; frozen."""
+    models = getattr(upscaler, "models", None)
+    if models is None:
+        if upscaler.__class__.__name__ != "BicubicUpscaler":
+            raise InputError(f"--refine: the {upscaler.__class__.__name__} upscaler is not a per-scale model")
+        return lambda x: upscale(x, k)
+    net = models[k]
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+class Refiners:
+    """Refined pictures of the encode stage's refined rungs, one refiner per shared picture."""
+
+    def __init__(self, cfg: HCDConfig, pick: Callable[[Family], tuple[str, object]], device) -> None:
+        self.cfg, self.pick, self.device = cfg, pick, device
+        self.refiners: dict[tuple, FrameRefiner] = {}
+        self.upscalers: dict[str, str] = {}  # rung name -> the upscaler it was refined through
+        self.seconds: dict[tuple, float] = {}  # per shared picture: wall-clock seconds refining
+
+    def key(self, fam: Family, factors) -> tuple:
+        """The picture key of a refined rung: its family's, plus the CRF when the rate term depends on it."""
+        return ("refined", fam.picture_key(factors), fam.spec.crf if self.cfg.rate else None)
+
+    def pictures(self, fam: Family, x: torch.Tensor, factors, segment_start: bool) -> list[np.ndarray]:
+        key = self.key(fam, factors)
+        ref = self.refiners.get(key)
+        if ref is None:
+            name, up = self.pick(fam)
+            k = fam.overall()  # plain-sr: its factor; uniform: the one plane's
+            ref = self.refiners[key] = FrameRefiner(differentiable_sr(up, k), k, self.cfg, fam.spec.crf)
+            ref.upscaler = name
+        if segment_start:
+            ref.reset()
+        self.upscalers[fam.spec.name] = ref.upscaler
+        t = time.perf_counter()
+        with torch.enable_grad():
+            pics = fam.refined_pictures(x.to(self.device), factors, ref)
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - t
+        return pics
+
+    def summary(self) -> dict:
+        """Per shared picture: frames refined, seconds per frame, the mean loss (MSE of Y, [0, 255]) before and
+        after, and the upscaler."""
+        out = {}
+        for key, ref in self.refiners.items():
+            if ref.losses:
+                b, a = np.mean(ref.losses, axis=0)
+                n = len(ref.losses)
+                out[" ".join(map(str, key[1][:2] + (key[2] or "",))).strip()] = {
+                    "frames": n, "s_per_frame": round(self.seconds.get(key, 0.0) / n, 3),
+                    "mse_y_before": round(float(b), 4), "mse_y_after": round(float(a), 4), "upscaler": ref.upscaler}
+        return out

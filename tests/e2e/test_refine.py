@@ -1,0 +1,89 @@
+"""Refined rungs (``--refine hcd``, models/hcd.py) end to end: packaged beside the unrefined ones, recorded in
+the manifest, played by the unchanged player; bad option combinations are one-line errors."""
+
+import pytest
+
+from bbmr_stream.family import parse_ladder
+from bbmr_stream.manifest import load
+from models.hcd import HCDConfig
+from packager import PackageConfig, package
+from packager.cli import main as package_cli
+from player import PlayConfig, play
+from tests.media import _clip
+
+REFINE = HCDConfig(steps=2)
+LADDER = "plain-sr:2:30,plain-sr:2:30:hcd,plain-sr:2:36:hcd,plain:30"
+
+
+def _package(d, ladder: str, upscaler: str, refine: HCDConfig):
+    src = d / "in.mp4"
+    _clip(src)
+    out = d / "stream"
+    man = package(PackageConfig(str(src), str(out), segment=0.4, upscaler=upscaler, device="cpu", measure_frames=0,
+                                refine=refine), tuple(parse_ladder(ladder)))
+    return src, out, man
+
+
+@pytest.fixture(scope="module")
+def refined(tmp_path_factory):
+    return _package(tmp_path_factory.mktemp("refine"), LADDER, "fast", REFINE)
+
+
+@pytest.fixture(scope="module")
+def refined_uniform(tmp_path_factory):  # through OmniSR-light x4 (no FastSR x8 ships: uniform loads every scale)
+    return _package(tmp_path_factory.mktemp("refine_uniform"), "uniform:30,uniform:30:hcd", "omnisr",
+                    HCDConfig(steps=1))
+
+
+def test_refined_rungs_are_recorded(refined):
+    _, out, man = refined
+    by = {r.name: r for r in load(out).renditions}
+    assert set(by) == {"plainsr_x2_crf30", "plainsr_x2_crf30_hcd", "plainsr_x2_crf36_hcd", "plain_crf30"}
+    assert by["plainsr_x2_crf30_hcd"].refine == by["plainsr_x2_crf36_hcd"].refine == "hcd2"
+    assert by["plainsr_x2_crf30"].refine is None and by["plain_crf30"].refine is None
+    conv = man.conventions["refine"]
+    assert conv["config"]["steps"] == 2 and conv["upscalers"]["plainsr_x2_crf30_hcd"] == "fast"
+    (loss,) = conv["loss"].values()  # the two CRFs share one refined picture per frame
+    assert loss["frames"] == man.source["frames"]
+    assert loss["mse_y_after"] < loss["mse_y_before"]
+    assert "refine" in man.conventions["timing_s"]
+    # the refined pictures differ from the plain-sr ones (same size, other bytes)
+    a, b = by["plainsr_x2_crf30"], by["plainsr_x2_crf30_hcd"]
+    assert (a.lr_width, a.lr_height) == (b.lr_width, b.lr_height)
+    assert [s.bytes for s in a.segments] != [s.bytes for s in b.segments]
+
+
+def test_refined_uniform_rung(refined_uniform):
+    _, out, man = refined_uniform
+    a, b = load(out).renditions
+    assert (a.refine, b.refine, b.name) == (None, "hcd1", "uniform_crf30_hcd")
+    assert a.pictures == b.pictures and [s.bytes for s in a.segments] != [s.bytes for s in b.segments]
+    (loss,) = man.conventions["refine"]["loss"].values()
+    assert loss["upscaler"] == "omnisr" and loss["mse_y_after"] < loss["mse_y_before"]
+
+
+@pytest.mark.parametrize("which, name, upscaler", [("refined", "plainsr_x2_crf30_hcd", "fast"),
+                                                    ("refined_uniform", "uniform_crf30_hcd", "omnisr")])
+def test_refined_rung_plays_in_the_unchanged_player(request, which, name, upscaler):
+    src, out, _ = request.getfixturevalue(which)
+    sr = next(r for r in load(out).renditions if r.name == name)
+    rep = play(PlayConfig(str(out), rendition=sr.name, headless=True, reference=str(src), niqe_every=0, device="cpu",
+                          upscaler=upscaler))
+    assert rep.to_dict()["pooled_metrics"]["psnr_y"]["mean"] == pytest.approx(sr.psnr_y, abs=0.02)
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--ladder", "plain:30:hcd"], "refines the LR of plain-sr, uniform rungs only"),
+    (["--ladder", "plain-sr:2:30", "--refine-steps", "3"], "need --refine hcd"),
+    (["--ladder", "plain:30", "--refine", "hcd"], "no rung it refines"),
+    (["--ladder", "plain-sr:2:30", "--refine", "hcd", "--refine-eps", "-1"], "--refine-eps"),
+    (["--ladder", "plain-sr:2:30", "--refine", "hcd", "--adapt"], "not supported yet"),
+    (["--ladder", "plain-sr:2:30,plain-sr:2:30:hcd", "--refine", "hcd"], "duplicate rungs"),
+])
+def test_bad_refine_options_are_one_line_errors(tmp_path, capsys, args, msg):
+    src = tmp_path / "in.mp4"
+    _clip(src)
+    assert package_cli([str(src), "--out", str(tmp_path / "s"), "--device", "cpu", *args]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()

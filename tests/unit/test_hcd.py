@@ -1,0 +1,185 @@
+"""Collaborative LR (models/hcd.py): the refinement's guarantees on the frame it optimised, before coding."""
+
+import pytest
+import torch
+from skimage import data
+
+from bbmr_stream.errors import InputError
+from bbmr_stream.resize import downscale, upscale
+from models.fastsr import FastSR, FastSRConfig
+from models.hcd import FrameRefiner, HCDConfig, Objective, ball, pgd, refine_segment
+
+
+def frame(h: int = 64, w: int = 96, off: int = 0) -> torch.Tensor:
+    img = data.astronaut()[100 + off:100 + off + h, 150:150 + w]
+    return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+
+
+def tiny_sr(k: int = 2, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = FastSR(FastSRConfig(scale=k, feat=8, feat2=4))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+        p.requires_grad_(False)
+    return net.eval()
+
+
+def bicubic(k: int):
+    return lambda x: upscale(x, k)
+
+
+def loss_of(up, x, y, k):
+    return Objective(up, y, k).value_and_grad(x)[0]
+
+
+@pytest.mark.parametrize("k", [2, 4])
+@pytest.mark.parametrize("name", ["bicubic", "fastsr"])
+def test_refinement_lowers_the_loss_inside_the_ball_and_range(k, name):
+    y = frame()
+    up = bicubic(k) if name == "bicubic" else tiny_sr(k)
+    cfg = HCDConfig(steps=4, eps=3.0, alpha=1.0)
+    ref = FrameRefiner(up, k, cfg, crf=30)
+    x0 = downscale(y, k)
+    x = ref(y)
+    assert x.shape == x0.shape
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    before, after = ref.losses[0]
+    assert before == pytest.approx(loss_of(up, x0, y, k), rel=1e-5)
+    assert after == pytest.approx(loss_of(up, x, y, k), rel=1e-4)
+    assert after < before
+    # the LR stage's ball is around the HR stage's picture: |x - g(y)| <= eps_x + what the HR ball moves g by
+    assert float((x - x0).norm()) <= ball(x0, cfg.eps) + ball(y, cfg.eps) + 1e-6
+
+
+def test_pgd_keeps_the_best_point_inside_the_ball():
+    torch.manual_seed(0)
+    x0 = torch.rand(1, 3, 16, 16)
+    target = torch.rand(1, 3, 16, 16)
+
+    def vg(x):  # a loss where big steps overshoot: the returned point is still never worse than the start
+        x = x.detach().requires_grad_(True)
+        val = (x - target).pow(2).sum() * 1e3
+        (g,) = torch.autograd.grad(val, x)
+        return float(val.detach()), g
+
+    eps, alpha = ball(x0, 8.0), ball(x0, 40.0)
+    t = pgd(x0, vg, 6, eps, alpha)
+    assert len(t.losses) == 7
+    assert vg(t.x)[0] == pytest.approx(min(t.losses), rel=1e-6)
+    assert min(t.losses) <= t.losses[0]
+    assert float(t.delta.norm()) <= eps * (1 + 1e-6)
+    assert 0.0 <= float(t.x.min()) and float(t.x.max()) <= 1.0
+    assert torch.allclose(t.x, x0 + t.delta)
+
+
+def test_warm_start_is_taken_only_when_it_is_better():
+    y0, y1 = frame(off=0), frame(off=2)
+    k, cfg = 2, HCDConfig(steps=2, eps=4.0, alpha=1.0)
+    up = tiny_sr(k)
+    ref = FrameRefiner(up, k, cfg, crf=30)
+    ref(y0)
+    x1 = ref(y1)
+    before, after = ref.losses[1]
+    assert after <= before
+    assert after == pytest.approx(loss_of(up, x1, y1, k), rel=1e-4)
+    ref.reset()
+    assert ref.prev == (None, None)
+
+
+def test_tiled_gradient_equals_the_whole_plane_gradient():
+    y = frame(96, 128)
+    k, up = 2, tiny_sr(2)  # receptive radius 4 LR px < the 16-px overlap
+    x = downscale(y, k)
+    v1, g1 = Objective(up, y, k, tile=16).value_and_grad(x)
+    v2, g2 = Objective(up, y, k, tile=1024).value_and_grad(x)
+    assert v1 == pytest.approx(v2, rel=1e-5)
+    assert torch.allclose(g1, g2, atol=1e-6, rtol=1e-4)
+
+
+def test_rate_term_lowers_the_proxy_bits():
+    from bbmr_stream.metrics import rgb_to_y_torch
+    from bbmr_stream.rate import gradient_bits
+
+    y, k = frame(), 2
+    bits = []
+    for rate in (0.0, 50.0):
+        x = FrameRefiner(bicubic(k), k, HCDConfig(steps=4, rate=rate, hr=False), crf=30)(y)
+        bits.append(float(gradient_bits(rgb_to_y_torch(x), 30).sum()))
+    assert bits[1] < bits[0]
+
+
+def test_segment_with_the_codec_in_the_loop_never_ends_worse_than_it_started():
+    k = 2
+    ys = [frame(off=i) for i in range(3)]
+    xs = [downscale(y, k) for y in ys]
+    calls = []
+
+    def codec(pics):  # 8-bit rounding plus a blur: a lossy round trip the gradient does not see
+        calls.append(len(pics))
+        return [torch.nn.functional.avg_pool2d(p, 3, 1, 1, count_include_pad=False).mul(255).round().div(255)
+                for p in pics]
+
+    cfg = HCDConfig(steps=3, eps=4.0, alpha=1.0)
+    out, losses = refine_segment(ys, xs, bicubic(k), k, cfg, 30, codec)
+    assert calls == [3] * 4
+    assert len(out) == 3 and all(o.shape == x.shape for o, x in zip(out, xs))
+    dec_loss = sum(loss_of(bicubic(k), d, y, k) for d, y in zip(codec(out), ys))
+    assert dec_loss == pytest.approx(min(losses), rel=1e-5)
+    assert min(losses) <= losses[0]
+    for o, x in zip(out, xs):
+        assert float((o - x).norm()) <= ball(x, cfg.eps) * (1 + 1e-6)
+        assert 0.0 <= float(o.min()) and float(o.max()) <= 1.0
+
+
+@pytest.mark.parametrize("kw", [{"steps": -1}, {"steps": 101}, {"eps": float("nan")}, {"alpha": -1.0},
+                                {"rate": float("inf")}])
+def test_bad_configs_are_input_errors(kw):
+    with pytest.raises(InputError):
+        HCDConfig(**kw).check()
+
+
+def test_label():
+    assert HCDConfig().label == "hcd1"
+    assert HCDConfig(steps=5, hr=False, warm=False, rate=0.5).label == "hcd5-lr-cold-r0.5"
+
+
+@pytest.mark.parametrize("family", ["plain-sr", "uniform"])
+def test_zero_steps_give_the_unrefined_pictures(family):
+    import numpy as np
+
+    from bbmr_stream.blocks import BlockGrid
+    from bbmr_stream.family import FAMILIES, Geometry, RungSpec, make_family
+
+    y = frame(200, 328)  # odd block grid: padding on both axes
+    geo = Geometry(BlockGrid(200, 328, 128), (2, 4, 8), 4, "planes")
+    spec = RungSpec(family, 30.0, factor=4 if family == "plain-sr" else None, refine=True)
+    fam = make_family(spec, geo)
+    assert FAMILIES[family].refinable
+    ref = FrameRefiner(bicubic(4), 4, HCDConfig(steps=0), crf=30)
+    plain, refined = fam.pictures(y, None), fam.refined_pictures(y, None, ref)
+    assert len(plain) == len(refined) == 1
+    assert plain[0].shape == refined[0].shape and np.array_equal(plain[0], refined[0])
+    ref2 = FrameRefiner(bicubic(4), 4, HCDConfig(steps=2), crf=30)
+    assert not np.array_equal(plain[0], fam.refined_pictures(y, None, ref2)[0])
+
+
+def test_a_study_s_refined_points_are_candidates_only_with_the_same_settings(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from packager.ladder import load_study
+
+    pts = [{"rung": r, "name": r.replace(":", "_"), "family": f, "width": 320, "height": 180, "crf": 30.0,
+            "kbps": k, "psnr_y": 30.0 + k / 100} for r, f, k in
+           (("plain:30", "plain", 300.0), ("plain-sr:2:30", "plain-sr", 200.0),
+            ("plain-sr:2:30:hcd", "plain-sr+hcd", 210.0))]
+    made = HCDConfig(steps=1)
+    meta = {"source": {"file": "t.mp4", "width": 640, "height": 360, "frames": 10},
+            "settings": {"container": "fmp4"}, "conventions": {"refine": {"config": made.to_dict()}}}
+    f = tmp_path / "rd.json"
+    f.write_text(json.dumps({"meta": meta, "points": pts}))
+    info = SimpleNamespace(path="/x/t.mp4", width=640, height=360)
+    assert {p.family for p in load_study(f, info, 10, "fmp4")} == {"plain", "plain-sr"}
+    assert {p.family for p in load_study(f, info, 10, "fmp4", made)} == {"plain", "plain-sr", "plain-sr+hcd"}
+    with pytest.raises(InputError, match="give the study's --refine"):
+        load_study(f, info, 10, "fmp4", HCDConfig(steps=3))
