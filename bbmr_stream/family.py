@@ -64,6 +64,11 @@ class RungSpec:
 REFINE_METHOD = "hcd"  # the one LR refinement (collaborative LR, models/hcd.py); a ladder item's last field
 
 
+def rendition_label(rend) -> str:
+    """The study label (:attr:`RungSpec.family_label`) of a manifest rendition: its kind, ``+hcd`` if refined."""
+    return rend.kind + (f"+{REFINE_METHOD}" if getattr(rend, "refine", None) else "")
+
+
 def base_family(label: str) -> str:
     """The family name of a study label (:attr:`RungSpec.family_label`): ``plain-sr+hcd`` -> ``plain-sr``."""
     return label.split("+", 1)[0]
@@ -157,7 +162,7 @@ class Family:
     @classmethod
     def spec_from(cls, rend) -> RungSpec:
         """The RungSpec of a manifest rendition of this family."""
-        return RungSpec(cls.name, rend.crf)
+        return RungSpec(cls.name, rend.crf, refine=cls.refinable and rend.refine is not None)
 
     @classmethod
     def geometry_layout(cls, layout: str) -> str:
@@ -195,7 +200,8 @@ class Family:
 
     def refined_pictures(self, x: torch.Tensor, factors: np.ndarray | None, refiner) -> list[np.ndarray]:
         """:meth:`pictures` with the LR refined by ``refiner`` (a :class:`models.hcd.FrameRefiner` of this rung:
-        HR frame at the coded size x the factor -> LR picture in [0, 1]); only for :attr:`refinable` families."""
+        (padded HR frame, the source's (height, width) in it) -> LR picture in [0, 1]); only for
+        :attr:`refinable` families."""
         raise NotImplementedError
 
     def scale_map(self, factors: np.ndarray | None, index: int) -> bytes | None:
@@ -380,7 +386,7 @@ class PlainSR(Family):
         return [to_uint8(downscale(self.padded(x), self.spec.factor))]
 
     def refined_pictures(self, x, factors, refiner):
-        return [to_uint8(refiner(self.padded(x)))]
+        return [to_uint8(refiner(self.padded(x), valid=(self.geo.height, self.geo.width)))]
 
     def reconstruct_float(self, pictures, smap, upscaler):
         with torch.no_grad():
@@ -461,7 +467,7 @@ class Uniform(_Blocks):
 
         scales = self._pack_scales()
         ((w, h),) = plane_sizes(self.geo.grid, scales)
-        plane = to_uint8(refiner(pad_tensor(x, self.geo.grid.block)))[:h, :w]  # as pack_planes: one downscale
+        plane = to_uint8(refiner(pad_tensor(x, self.geo.grid.block), valid=(self.geo.height, self.geo.width)))[:h, :w]
         return [stack_planes([np.ascontiguousarray(plane)], self.geo.grid, scales)]
 
     def block_factors(self, factors):
@@ -520,6 +526,8 @@ def check_rendition(rend, man) -> Family:
     want_layout = FAMILIES.lookup(rend.kind, f" in rendition {rend.name}").fixed_layout
     if (want_layout and rend.layout != want_layout) or (not want_layout and rend.layout not in LAYOUTS):
         raise ValueError(f"rendition {rend.name}: layout {rend.layout!r} is not one of the {rend.kind} family's")
+    if getattr(rend, "refine", None) is not None and not FAMILIES[rend.kind].refinable:
+        raise ValueError(f"rendition {rend.name}: refine {rend.refine!r} on a {rend.kind} rendition")
     fam = family_of(rend, man)
     want = fam.manifest_scales(rend, man)
     if (list(rend.scales), rend.overall) != (list(want[0]), want[1]):

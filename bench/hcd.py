@@ -3,8 +3,9 @@
 ``python -m bench.hcd NAME --study S/rd.json [--plain P/rd.json] --out bench/results/hcd/NAME``
 
 Input: a `bbmr-bench rd --families plain-sr --refine hcd` study of one title (plain-sr candidates with and
-without refinement, family ``plain-sr`` and ``plain-sr+hcd``), with the plain candidates joined by
-``--anchor`` or taken from ``--plain`` (a study of the same title, frames, measured frames and container).
+without refinement, family ``plain-sr`` and ``plain-sr+hcd``; or ``--family uniform``), with the plain
+candidates joined by ``--anchor`` or taken from ``--plain`` (a study of the same title, frames, measured frames
+and container).
 Reported (rate = fMP4 segments + init bytes * 8 / duration, kbps; video PSNR-Y, the study's convention; BD with
 ``bjontegaard``, pchip, over the PSNR overlap):
 
@@ -28,8 +29,6 @@ from bench.title_sr import front_gap, ladder, same_frames
 from packager.ladder import Point, pareto, read_study
 from packager.study import bd
 
-SR, REFINED = "plain-sr", "plain-sr+hcd"
-
 
 def psnr_of_mse(mse: float) -> float:
     return round(10 * math.log10(255.0**2 / mse), 3)
@@ -43,10 +42,10 @@ def before_codec(meta: dict) -> list[dict]:
             for k, v in sorted(loss.items())]
 
 
-def rung_rows(points: list[Point], front: list[Point]) -> list[dict]:
+def rung_rows(points: list[Point], front: list[Point], family: str) -> list[dict]:
     by = {p.rung: p for p in points}
     rows = []
-    for p in sorted((q for q in points if q.family == SR), key=lambda q: (-q.width, q.crf)):
+    for p in sorted((q for q in points if q.family == family), key=lambda q: (-q.width, q.crf)):
         r = by.get(p.rung + ":hcd")
         if r is None:
             continue
@@ -58,26 +57,28 @@ def rung_rows(points: list[Point], front: list[Point]) -> list[dict]:
     return rows
 
 
-def run(name: str, study_file: str, plain_file: str | None = None) -> dict:
+def run(name: str, study_file: str, plain_file: str | None = None, family: str = "plain-sr") -> dict:
     pts, meta = read_study(study_file)
     if plain_file:
         ppts, pmeta = read_study(plain_file)
         if not same_frames(meta, pmeta):
             raise SystemExit(f"{plain_file} is not a study of the same title, frames, measured frames and container")
         pts = [p for p in pts if p.family != "plain"] + [p for p in ppts if p.family == "plain"]
+    refined_family = f"{family}+hcd"
     plain = [p for p in pts if p.family == "plain"]
-    sr = [p for p in pts if p.family == SR]
-    refined = [p for p in pts if p.family == REFINED]
+    sr = [p for p in pts if p.family == family]
+    refined = [p for p in pts if p.family == refined_family]
     if not plain or not sr or not refined:
-        raise SystemExit(f"{study_file}: needs plain, {SR} and {REFINED} points (got {len(plain)}, {len(sr)}, "
-                         f"{len(refined)})")
+        raise SystemExit(f"{study_file}: needs plain, {family} and {refined_family} points (got {len(plain)}, "
+                         f"{len(sr)}, {len(refined)})")
     front = pareto(plain)
-    return {"title": name, "source": meta["source"], "study": study_file, "plain": plain_file or "anchored",
+    return {"title": name, "family": family, "source": meta["source"], "study": study_file,
+            "plain": plain_file or "anchored",
             "refine": meta["conventions"].get("refine", {}).get("config"),
             "measured_frames": len(meta["conventions"].get("measured_frames", [])),
-            "before_codec": before_codec(meta), "rungs": rung_rows(pts, front),
-            "bd_refined_vs_plain_sr": bd(pareto(sr), pareto(refined)),
-            "bd_vs_plain": {SR: bd(front, pareto(sr)), REFINED: bd(front, pareto(refined))},
+            "before_codec": before_codec(meta), "rungs": rung_rows(pts, front, family),
+            "bd_refined_vs_unrefined": bd(pareto(sr), pareto(refined)),
+            "bd_vs_plain": {family: bd(front, pareto(sr)), refined_family: bd(front, pareto(refined))},
             "ladder_without": ladder(plain + sr, front), "ladder_with": ladder(plain + sr + refined, front)}
 
 
@@ -99,15 +100,16 @@ def markdown(r: dict) -> str:
         lines.append(f"| {w['rung']} | {w['kbps']:.1f} | {w['psnr_y']:.3f} | {w['vs_front_db']} | "
                      f"{w['refined_kbps']:.1f} | {w['refined_psnr_y']:.3f} | {w['refined_vs_front_db']} | "
                      f"{w['rate_change_pct']:+.1f} | {w['psnr_change_db']:+.3f} |")
-    b = r["bd_refined_vs_plain_sr"]
-    lines += ["", f"Refined plain-sr front vs plain-sr front: BD-rate {b.get('bd_rate_pct')} %, BD-PSNR "
+    b = r["bd_refined_vs_unrefined"]
+    lines += ["", f"Refined {r['family']} front vs {r['family']} front: BD-rate {b.get('bd_rate_pct')} %, BD-PSNR "
               f"{b.get('bd_psnr_db')} dB (overlap {b.get('overlap_psnr_db')}).", "",
               "| vs the plain front | BD-rate % | BD-PSNR dB |", "|---|---|---|"]
     for k, v in r["bd_vs_plain"].items():
         lines.append(f"| {k} | {v.get('bd_rate_pct')} | {v.get('bd_psnr_db')} |")
     lines += ["", "| auto ladder | rungs | lower-half BD-rate % vs plain front | BD-PSNR dB | largest shortfall dB |",
               "|---|---|---|---|---|"]
-    for key, label in (("ladder_without", "plain + plain-sr"), ("ladder_with", "plain + plain-sr + refined")):
+    fam = r["family"]
+    for key, label in (("ladder_without", f"plain + {fam}"), ("ladder_with", f"plain + {fam} + refined")):
         ld = r[key]
         lines.append(f"| {label} | {', '.join(x['rung'] for x in ld['rungs'])} | "
                      f"{ld['bd_lower_half'].get('bd_rate_pct')} | {ld['bd_lower_half'].get('bd_psnr_db')} | "
@@ -120,9 +122,10 @@ def main(argv=None) -> int:
     ap.add_argument("name")
     ap.add_argument("--study", required=True, help="rd.json: plain-sr with --refine hcd (plain anchored or --plain)")
     ap.add_argument("--plain", help="rd.json whose plain points are the front (default: the study's)")
+    ap.add_argument("--family", default="plain-sr", help="the refined family (plain-sr or uniform)")
     ap.add_argument("--out", required=True, help="directory for hcd.json and hcd.md")
     a = ap.parse_args(argv)
-    r = run(a.name, a.study, a.plain)
+    r = run(a.name, a.study, a.plain, a.family)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     write_report(out, "hcd", r, markdown(r))

@@ -26,7 +26,7 @@ Units and conventions (they differ from the paper's where measurement said so, d
   identity). Measured through x264 it gives less than the per-frame refinement (docs/hcd.md): the packager
   refines per frame.
 - The result is the best iterate by the loss it optimised (the starting point included): refinement never
-  increases the loss it measured.
+  increases the loss it measured. Only the area of the source counts (not the packager's padding).
 - Video: ``warm`` starts a frame's perturbations from the previous frame's (within the same segment), so
   consecutive pictures change alike and P-frames do not pay for independent noise.
 """
@@ -64,11 +64,12 @@ class HCDConfig:
     warm: bool = True
 
     def check(self) -> None:
-        if not 0 <= self.steps <= 100:
-            raise InputError(f"--refine-steps {self.steps}: 0..100")
-        for name, v in (("eps", self.eps), ("alpha", self.alpha), ("rate", self.rate)):
-            if not (math.isfinite(v) and 0 <= v <= 255):
-                raise InputError(f"--refine-{name} {v}: 0..255")
+        """The settings of a run that refines: at least one step of a non-zero length in a non-empty ball."""
+        if not 1 <= self.steps <= 100:
+            raise InputError(f"--refine-steps {self.steps}: 1..100")
+        for name, v, lo in (("eps", self.eps, 1e-6), ("alpha", self.alpha, 1e-6), ("rate", self.rate, 0.0)):
+            if not (math.isfinite(v) and lo <= v <= 255):
+                raise InputError(f"--refine-{name} {v}: {'above 0' if lo else '0'}..255")
 
     @property
     def label(self) -> str:
@@ -96,89 +97,120 @@ def project(x0: torch.Tensor, d: torch.Tensor, eps: float) -> torch.Tensor:
 
 class Objective:
     """``L`` of one frame: MSE of Y between the upscaled picture and the HR frame ``y`` (plus the bit proxy),
-    and its gradient w.r.t. the LR picture, computed over LR tiles with context (bounded memory, any model)."""
+    and its gradient w.r.t. the LR picture, computed over LR tiles with context (bounded memory, any model).
+    ``valid``: the (height, width) of ``y`` the client shows (the rest is the packager's padding): only that
+    area counts."""
 
     def __init__(self, up: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, k: int, crf: float = 23.0,
-                 rate: float = 0.0, tile: int = GRAD_TILE, overlap: int = GRAD_OVERLAP) -> None:
+                 rate: float = 0.0, tile: int = GRAD_TILE, overlap: int = GRAD_OVERLAP,
+                 valid: tuple[int, int] | None = None) -> None:
         self.up, self.k, self.crf, self.rate = up, k, crf, rate
-        self.y_ref = rgb_to_y_torch(y)
+        self.vh, self.vw = valid or tuple(y.shape[-2:])
+        self.y_ref = rgb_to_y_torch(y)[..., : self.vh, : self.vw]
         self.tile, self.overlap = tile, overlap
         self.n_hr = self.y_ref.numel()
         self.rate_w = rate * k * k * h264_lambda(crf)
 
-    def value_and_grad(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
-        """(L, dL/dx) at the LR picture ``x`` (1, 3, h, w)."""
+    def value_and_grad(self, x: torch.Tensor, grad: bool = True) -> tuple[float, torch.Tensor | None]:
+        """(L, dL/dx) at the LR picture ``x`` (1, 3, h, w); ``grad=False``: (L, None), forward passes only."""
         x = x.detach()
-        grad = torch.zeros_like(x)
+        g_out = torch.zeros_like(x) if grad else None
         total = 0.0
         _, _, h, w = x.shape
         k, o = self.k, self.overlap
         for y0, y1 in tile_spans(h, self.tile):
             for x0, x1 in tile_spans(w, self.tile):
+                ye, xe = min(y1 * k, self.vh), min(x1 * k, self.vw)  # the tile's shown HR area
+                if ye <= y0 * k or xe <= x0 * k:
+                    continue
                 a0, a1, b0, b1 = max(y0 - o, 0), min(y1 + o, h), max(x0 - o, 0), min(x1 + o, w)
-                crop = x[..., a0:a1, b0:b1].clone().requires_grad_(True)
-                sr = self.up(crop)[..., (y0 - a0) * k:(y1 - a0) * k, (x0 - b0) * k:(x1 - b0) * k]
-                ref = self.y_ref[..., y0 * k:y1 * k, x0 * k:x1 * k]
-                loss = (rgb_to_y_torch(sr.clamp(0.0, 1.0)) - ref).pow(2).sum() / self.n_hr
-                (g,) = torch.autograd.grad(loss, crop)
-                grad[..., a0:a1, b0:b1] += g  # the context pixels feed the tile's output too
+                with torch.set_grad_enabled(grad):
+                    crop = x[..., a0:a1, b0:b1].clone().requires_grad_(grad)
+                    sr = self.up(crop)[..., (y0 - a0) * k:ye - a0 * k, (x0 - b0) * k:xe - b0 * k]
+                    ref = self.y_ref[..., y0 * k:ye, x0 * k:xe]
+                    loss = (rgb_to_y_torch(sr.clamp(0.0, 1.0)) - ref).pow(2).sum() / self.n_hr
+                if grad:
+                    (g,) = torch.autograd.grad(loss, crop)
+                    g_out[..., a0:a1, b0:b1] += g  # the context pixels feed the tile's output too
                 total += float(loss.detach())
         if self.rate_w:
-            xr = x.clone().requires_grad_(True)
-            bits = gradient_bits(rgb_to_y_torch(xr), self.crf).sum() * self.rate_w / self.n_hr
-            (g,) = torch.autograd.grad(bits, xr)
-            grad += g
+            with torch.set_grad_enabled(grad):
+                xr = x.clone().requires_grad_(grad)
+                bits = gradient_bits(rgb_to_y_torch(xr), self.crf).sum() * self.rate_w / self.n_hr
+            if grad:
+                (g,) = torch.autograd.grad(bits, xr)
+                g_out += g
             total += float(bits.detach())
-        return total, grad
+        return total, g_out
+
+
+ValueGrad = Callable[[torch.Tensor, bool], tuple[float, "torch.Tensor | None"]]
 
 
 @dataclass
 class Track:
-    """One PGD run: the best point, its perturbation, and the loss at every evaluated point."""
+    """One PGD run: the best point, its perturbation, the loss at every evaluated point, and which one is best
+    (index into ``losses``)."""
 
     x: torch.Tensor
     delta: torch.Tensor
     losses: list[float]
+    best: int
 
 
-def pgd(x0: torch.Tensor, value_and_grad: Callable[[torch.Tensor], tuple[float, torch.Tensor]], steps: int,
-        eps: float, alpha: float, d0: torch.Tensor | None = None) -> Track:
+def pgd(x0: torch.Tensor, value_and_grad: ValueGrad, steps: int, eps: float, alpha: float,
+        d0: torch.Tensor | None = None, at_zero: tuple[float, torch.Tensor] | None = None) -> Track:
     """Algorithm 1's inner loop: ``steps`` normalised-gradient steps of length ``alpha`` on ``d``, kept in the l2
     ball ``eps`` with ``x0 + d`` in [0, 1], from ``d = 0`` or, when a warm start ``d0`` is given and better,
-    from ``d0`` (projected). Returns the best evaluated point, ``d = 0`` included: the loss never increases."""
-    starts = [torch.zeros_like(x0)] + ([project(x0, d0.clone(), eps)] if d0 is not None else [])
+    from ``d0`` (projected). Returns the best evaluated point, ``d = 0`` included: the loss never increases.
+    ``at_zero``: the (loss, gradient) at ``x0`` when the caller has them. The last point's gradient is not
+    computed (nothing uses it): ``steps + 1`` (+1 with ``d0``) evaluations, ``steps`` (+1) with a gradient."""
     losses, evals = [], []
-    for d in starts:
-        val, g = value_and_grad(x0 + d)
+    starts = [torch.zeros_like(x0)] + ([project(x0, d0.clone(), eps)] if d0 is not None else [])
+    for i, d in enumerate(starts):
+        val, g = at_zero if i == 0 and at_zero is not None else value_and_grad(x0 + d, steps > 0)
         losses.append(val)
-        evals.append((val, d, g))
+        evals.append((val, d, g, i))
     best = min(evals, key=lambda e: e[0])
-    _, d, g = best
-    for _ in range(steps):
+    _, d, g, _ = best
+    for t in range(steps):
         d = project(x0, d - alpha * g / g.norm().clamp_min(1e-20), eps)
-        val, g = value_and_grad(x0 + d)
+        val, g = value_and_grad(x0 + d, t < steps - 1)
         losses.append(val)
         if val < best[0]:
-            best = (val, d, g)
-    return Track(x0 + best[1], best[1], losses)
+            best = (val, d, g, len(losses) - 1)
+    return Track(x0 + best[1], best[1], losses, best[3])
 
 
-def hr_stage(y: torch.Tensor, k: int, obj: Objective, cfg: HCDConfig, d0: torch.Tensor | None = None) -> Track:
-    """HR-space collaborative example: ``d_y`` through the downscaler (bicubic, :func:`downscale`) and ``f``."""
+def hr_stage(y: torch.Tensor, k: int, obj: Objective, cfg: HCDConfig, d0: torch.Tensor | None = None
+             ) -> tuple[Track, tuple[float, torch.Tensor] | None]:
+    """HR-space collaborative example: ``d_y`` through the downscaler (bicubic, :func:`downscale`) and ``f``.
+    Also returns the loss and LR gradient at the best point's LR picture when they were computed (the LR
+    stage starts there)."""
+    lr_grads: list[torch.Tensor | None] = []
 
-    def vg(z: torch.Tensor) -> tuple[float, torch.Tensor]:
+    def vg(z: torch.Tensor, grad: bool = True) -> tuple[float, torch.Tensor | None]:
+        if not grad:
+            with torch.no_grad():
+                val, _ = obj.value_and_grad(downscale(z, k), False)
+            lr_grads.append(None)
+            return val, None
         z = z.detach().requires_grad_(True)
         x = downscale(z, k)
         val, gx = obj.value_and_grad(x)
+        lr_grads.append(gx)
         (gz,) = torch.autograd.grad(x, z, gx)
         return val, gz
 
-    return pgd(y, vg, cfg.steps, ball(y, cfg.eps), ball(y, cfg.alpha), d0)
+    t = pgd(y, vg, cfg.steps, ball(y, cfg.eps), ball(y, cfg.alpha), d0)
+    gx = lr_grads[t.best]
+    return t, (None if gx is None else (t.losses[t.best], gx))
 
 
-def lr_stage(x: torch.Tensor, obj: Objective, cfg: HCDConfig, d0: torch.Tensor | None = None) -> Track:
+def lr_stage(x: torch.Tensor, obj: Objective, cfg: HCDConfig, d0: torch.Tensor | None = None,
+             at_zero: tuple[float, torch.Tensor] | None = None) -> Track:
     """LR-space collaborative example ``d_x`` through ``f`` (no codec)."""
-    return pgd(x, obj.value_and_grad, cfg.steps, ball(x, cfg.eps), ball(x, cfg.alpha), d0)
+    return pgd(x, obj.value_and_grad, cfg.steps, ball(x, cfg.eps), ball(x, cfg.alpha), d0, at_zero)
 
 
 class FrameRefiner:
@@ -193,19 +225,22 @@ class FrameRefiner:
     def reset(self) -> None:
         self.prev = (None, None)
 
-    def __call__(self, y: torch.Tensor) -> torch.Tensor:
-        """HR frame (1, 3, H, W) in [0, 1] (H, W multiples of k) -> refined LR picture (1, 3, H/k, W/k)."""
+    def __call__(self, y: torch.Tensor, valid: tuple[int, int] | None = None) -> torch.Tensor:
+        """HR frame (1, 3, H, W) in [0, 1] (H, W multiples of k) -> refined LR picture (1, 3, H/k, W/k);
+        ``valid``: the (height, width) of ``y`` that is the source (the rest is padding; None: all)."""
         cfg, k = self.cfg, self.k
-        obj = Objective(self.up, y, k, self.crf, cfg.rate)
+        if not cfg.steps:
+            return downscale(y, k)
+        obj = Objective(self.up, y, k, self.crf, cfg.rate, valid=valid)
         dy0, dx0 = self.prev if cfg.warm else (None, None)
-        before = None
-        if cfg.hr and cfg.steps:
-            t = hr_stage(y, k, obj, cfg, dy0)
+        before, at_x = None, None
+        if cfg.hr:
+            t, at_x = hr_stage(y, k, obj, cfg, dy0)
             before, dy = t.losses[0], t.delta
             x = downscale(t.x, k)
         else:
             x, dy = downscale(y, k), None
-        t = lr_stage(x, obj, cfg, dx0)
+        t = lr_stage(x, obj, cfg, dx0, at_x)
         before = t.losses[0] if before is None else before
         self.prev = (dy, t.delta)
         self.losses.append((before, min(t.losses)))

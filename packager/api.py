@@ -8,7 +8,7 @@ from bbmr_stream.manifest import Manifest
 from bbmr_stream.progress import Progress
 from packager.config import AutoLadder, Ladder, PackageConfig
 from packager.ladder import HULL_RATIO, auto_points
-from packager.pipeline import prepare, write_rungs
+from packager.pipeline import check_refine_options, prepare, write_rungs
 from packager.titled import drop_useless_models, select_titled, title_candidates
 
 
@@ -19,6 +19,8 @@ def package(config: PackageConfig, ladder: Ladder, progress: Progress | None = N
     progress = progress or Progress()
     if isinstance(ladder, AutoLadder):
         ladder.check()
+        if ladder.refine:
+            check_refine_options(config)
     out, info = prepare(config, progress)
     if not isinstance(ladder, AutoLadder):
         return write_rungs(config, ladder, info, out, progress, drop_useless_models if config.adapt else None)

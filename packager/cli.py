@@ -129,9 +129,9 @@ def add_refine(ap: argparse.ArgumentParser) -> None:
     """``--refine hcd`` and its settings (:class:`models.hcd.HCDConfig`; defaults are its own)."""
     h = HCDConfig
     ap.add_argument("--refine", choices=("none", REFINE_METHOD), default="none",
-                    help="hcd: collaborative LR (models/hcd.py): every plain-sr rung's LR pictures optimised through "
-                         "the client upscaler (--ladder auto: refined candidates beside the others; a ladder item "
-                         "ending in :hcd refines that rung only)")
+                    help="hcd: collaborative LR (models/hcd.py): every plain-sr and uniform rung's LR pictures "
+                         "optimised through the client upscaler (--ladder auto: refined candidates beside the "
+                         "others; a ladder item ending in :hcd refines that rung only)")
     ap.add_argument("--refine-steps", type=int, help=f"--refine: steps per stage, N_x = N_y (default {h.steps})")
     ap.add_argument("--refine-eps", type=float,
                     help=f"--refine: l2 ball radius as RMS per value on the 8-bit scale (default {h.eps:g})")

@@ -275,8 +275,10 @@ def auto_points(config: PackageConfig, auto: AutoLadder, info, progress: Progres
         progress.note("note: --auto-min-kbps applies to the hull search only (not --study or --auto-search grid)")
     if auto.study:
         frames = min(info.frames, config.max_frames) if config.max_frames else None
-        picked = choose(load_study(auto.study, info, frames, config.container,
-                                   config.refine if auto.refine else None), auto.max_rungs)
+        pts = load_study(auto.study, info, frames, config.container, config.refine if auto.refine else None)
+        if auto.refine and all(p.family == base_family(p.family) for p in pts):
+            progress.note(f"note: --study {auto.study} has no refined candidates: the ladder is chosen without them")
+        picked = choose(pts, auto.max_rungs)
     else:
         gop = max(1, int(round(float(info.fps) * config.segment)))
         n = min(info.frames or 0, config.max_frames or 10**9)

@@ -114,7 +114,21 @@ def encode_groups(specs: list[RungSpec], size: int = MAX_ENCODERS) -> list[list[
     alloc = [s for s in specs if FAMILIES[s.family].allocates]
     rest = [s for s in specs if not FAMILIES[s.family].allocates]
     groups = [alloc] if alloc else []
-    groups += [rest[i:i + size] for i in range(0, len(rest), size)]
+    # rungs that share a refined picture (one family and factor, --refine) go in one group when they fit: the
+    # refinement, the most expensive stage, then runs once per frame for all of them
+    units: dict = {}
+    for s in rest:
+        units.setdefault((s.family, s.factor, s.size, "refine") if s.refine else id(s), []).append(s)
+    cur: list[RungSpec] = []
+    for unit in units.values():
+        for i in range(0, len(unit), size):
+            part = unit[i:i + size]
+            if cur and len(cur) + len(part) > size:
+                groups.append(cur)
+                cur = []
+            cur += part
+    if cur:
+        groups.append(cur)
     return groups
 
 
@@ -243,6 +257,8 @@ def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, cfg:
                     pics = r.encoder.planes(pics)  # converted to YUV once per picture
                     if key is not None:
                         made[key] = pics
+                if r.spec.refine:
+                    refiners.record(r.family, f)
                 payload = map_payload(r, f, fr.index, fr.index % gop == 0)
                 r.map_bytes += len(payload) if payload else 0
                 timing["pack"] += time.time() - t
@@ -465,13 +481,24 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
 
 
 def check_refine(cfg: PackageConfig, specs: list[RungSpec]) -> None:
-    """Refined rungs need a refinable family (the ladder parser's check) and, for now, the generic weights."""
+    """Refined rungs need a refinable family (the ladder parser's check), a per-scale (or bicubic) upscaler
+    and, for now, the generic weights."""
+    from packager.refine import refinable_upscaler
+
     refined = [s for s in specs if s.refine]
     bad = [s.text for s in refined if not FAMILIES[s.family].refinable]
     if bad:
         raise InputError(f"--refine: {', '.join(bad)}: only {', '.join(n for n, c in FAMILIES.items() if c.refinable)}"
                          " rungs are refined")
-    if refined and cfg.adapt is not None:
+    if refined:
+        check_refine_options(cfg)
+        if not refinable_upscaler(cfg.upscaler):
+            raise InputError(f"--refine: --upscaler {cfg.upscaler} is not a per-scale model (fast, omnisr, bicubic)")
+
+
+def check_refine_options(cfg: PackageConfig) -> None:
+    """A refining run: not with per-title models (yet)."""
+    if cfg.adapt is not None:
         raise InputError("--refine with --adapt: refining through a per-title model is not supported yet")
 
 

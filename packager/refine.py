@@ -21,6 +21,16 @@ from bbmr_stream.resize import upscale
 from models.hcd import FrameRefiner, HCDConfig
 
 
+def refinable_upscaler(name: str) -> bool:
+    """Whether ``--upscaler NAME`` can refine (a per-scale network or bicubic; ``auto``: the family's first)."""
+    from models.upscalers import get_upscaler
+
+    if name == "auto":
+        return True
+    spec = get_upscaler(name)
+    return spec.weights is None or spec.per_scale
+
+
 def differentiable_sr(upscaler, k: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """The xK network of a per-scale upscaler (``.models[k]``; eager torch whenever its input needs a gradient,
     models/backend.py), or bicubic; frozen."""
@@ -58,12 +68,15 @@ class Refiners:
             ref.upscaler = name
         if segment_start:
             ref.reset()
-        self.upscalers[fam.spec.name] = ref.upscaler
         t = time.perf_counter()
         with torch.enable_grad():
             pics = fam.refined_pictures(x.to(self.device), factors, ref)
         self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - t
         return pics
+
+    def record(self, fam: Family, factors) -> None:
+        """Note the upscaler a refined rung's pictures went through (every rung sharing a picture)."""
+        self.upscalers[fam.spec.name] = self.refiners[self.key(fam, factors)].upscaler
 
     def summary(self) -> dict:
         """Per shared picture: frames refined, seconds per frame, the mean loss (MSE of Y, [0, 255]) before and

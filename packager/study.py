@@ -28,7 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bbmr_stream.errors import InputError, ManifestError
-from bbmr_stream.family import BBMR, FAMILIES, REFINE_METHOD, Plain, PlainSR, Uniform, base_family, by_client_needs
+from bbmr_stream.family import (
+    BBMR,
+    FAMILIES,
+    REFINE_METHOD,
+    Plain,
+    PlainSR,
+    Uniform,
+    base_family,
+    by_client_needs,
+    rendition_label,
+)
 from bbmr_stream.imageio import write_text_atomic
 from bbmr_stream.progress import Progress
 from models.adapt import AdaptConfig
@@ -39,7 +49,7 @@ from packager.ladder import Point, candidate_specs, choose, pareto, points_json,
 PLAIN = Plain.name  # the anchor of every BD-rate of the study
 BBMR_VS = (PlainSR.name, Uniform.name)  # the other client-SR families, anchors of BBMR's own BD-rates
 COLOURS = {Plain.name: "tab:blue", PlainSR.name: "tab:green", Uniform.name: "tab:orange", BBMR.name: "tab:red",
-           f"{PlainSR.name}+{REFINE_METHOD}": "tab:olive"}
+           f"{PlainSR.name}+{REFINE_METHOD}": "tab:olive", f"{Uniform.name}+{REFINE_METHOD}": "tab:brown"}
 
 
 def load_stream(path: str | Path):
@@ -162,10 +172,9 @@ def plot(points: list[Point], res: dict, title: str, path: Path, container: str 
 
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     by = {p.name: p for p in points}
-    for fam, c in COLOURS.items():
+    for fam in by_client_needs({p.family for p in points}):
+        c = COLOURS.get(fam, "tab:gray")
         pts = [p for p in points if p.family == fam]
-        if not pts:
-            continue
         ax.scatter([p.kbps for p in pts], [p.psnr_y for p in pts], s=14, color=c, alpha=0.45)
         fr = [by[n] for n in res["fronts"][fam]]
         ax.plot([p.kbps for p in fr], [p.psnr_y for p in fr], "-o", ms=4, color=c, label=f"{fam} front")
@@ -296,7 +305,7 @@ def check_ladder(stream: str | Path, study_file: str | Path) -> dict:
     if meta["conventions"].get("measured_frames") != man.conventions.get("measured_frames"):
         raise InputError("the stream and the study measured PSNR-Y on different frames (--measure-frames)")
     plain = pareto([p for p in points if p.family == PLAIN])
-    rungs = [Point(r.name, r.name, r.kind, r.lr_width, r.lr_height, r.crf, r.bitrate_kbps, r.psnr_y, r.niqe,
+    rungs = [Point(r.name, r.name, rendition_label(r), r.lr_width, r.lr_height, r.crf, r.bitrate_kbps, r.psnr_y, r.niqe,
                    r.psnr_y_upscaler, r.es_kbps) for r in man.renditions if r.psnr_y is not None]
     plain_es = es_front([p for p in points if p.family == PLAIN])
     rows = [{"rung": p.name, "family": p.family, "coded": f"{p.width}x{p.height}", "crf": p.crf, "kbps": p.kbps,

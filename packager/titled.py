@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from bbmr_stream.family import Plain, PlainSR, RungSpec
+from bbmr_stream.family import Plain, PlainSR, RungSpec, rendition_label
 from bbmr_stream.manifest import Rendition
 from packager.ladder import Point, choose
 
@@ -50,7 +50,8 @@ def select_titled(renditions: list[Rendition], max_rungs: int, ratio: float, roo
     for r in renditions:
         if r.psnr_y is None:
             return renditions  # unmeasured: nothing to choose by
-        pts.append(Point(r.name, r.name, r.kind, r.lr_width, r.lr_height, r.crf, r.bitrate_kbps, r.psnr_y))
+        pts.append(Point(r.name, r.name, rendition_label(r), r.lr_width, r.lr_height, r.crf, r.bitrate_kbps,
+                         r.psnr_y))
         if r.models and r.psnr_y_generic is not None:
             pts.append(Point(r.name, r.name + GENERIC, r.kind, r.lr_width, r.lr_height, r.crf,
                              r.bitrate_kbps - r.parts_kbps.get("model", 0.0), r.psnr_y_generic))

@@ -42,7 +42,8 @@ def test_refined_rungs_are_recorded(refined):
     assert by["plainsr_x2_crf30_hcd"].refine == by["plainsr_x2_crf36_hcd"].refine == "hcd2"
     assert by["plainsr_x2_crf30"].refine is None and by["plain_crf30"].refine is None
     conv = man.conventions["refine"]
-    assert conv["config"]["steps"] == 2 and conv["upscalers"]["plainsr_x2_crf30_hcd"] == "fast"
+    assert conv["config"]["steps"] == 2
+    assert conv["upscalers"] == {"plainsr_x2_crf30_hcd": "fast", "plainsr_x2_crf36_hcd": "fast"}
     (loss,) = conv["loss"].values()  # the two CRFs share one refined picture per frame
     assert loss["frames"] == man.source["frames"]
     assert loss["mse_y_after"] < loss["mse_y_before"]
@@ -77,6 +78,9 @@ def test_refined_rung_plays_in_the_unchanged_player(request, which, name, upscal
     (["--ladder", "plain-sr:2:30", "--refine-steps", "3"], "need --refine hcd"),
     (["--ladder", "plain:30", "--refine", "hcd"], "no rung it refines"),
     (["--ladder", "plain-sr:2:30", "--refine", "hcd", "--refine-eps", "-1"], "--refine-eps"),
+    (["--ladder", "plain-sr:2:30", "--refine", "hcd", "--refine-steps", "0"], "--refine-steps 0: 1..100"),
+    (["--ladder", "plain-sr:2:30:hcd", "--upscaler", "jointsr"], "not a per-scale model"),
+    (["--ladder", "auto", "--refine", "hcd", "--adapt"], "not supported yet"),
     (["--ladder", "plain-sr:2:30", "--refine", "hcd", "--adapt"], "not supported yet"),
     (["--ladder", "plain-sr:2:30,plain-sr:2:30:hcd", "--refine", "hcd"], "duplicate rungs"),
 ])

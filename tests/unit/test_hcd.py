@@ -1,5 +1,7 @@
 """Collaborative LR (models/hcd.py): the refinement's guarantees on the frame it optimised, before coding."""
 
+import math
+
 import pytest
 import torch
 from skimage import data
@@ -51,39 +53,48 @@ def test_refinement_lowers_the_loss_inside_the_ball_and_range(k, name):
     assert float((x - x0).norm()) <= ball(x0, cfg.eps) + ball(y, cfg.eps) + 1e-6
 
 
+def quadratic(target, scale=1e3, calls=None):
+    """A loss where big steps overshoot; ``calls`` records whether each evaluation asked for a gradient."""
+
+    def vg(x, grad=True):
+        if calls is not None:
+            calls.append(grad)
+        x = x.detach().requires_grad_(True)
+        val = (x - target).pow(2).sum() * scale
+        (g,) = torch.autograd.grad(val, x)
+        return float(val.detach()), (g if grad else None)
+
+    return vg
+
+
 def test_pgd_keeps_the_best_point_inside_the_ball():
     torch.manual_seed(0)
     x0 = torch.rand(1, 3, 16, 16)
     target = torch.rand(1, 3, 16, 16)
-
-    def vg(x):  # a loss where big steps overshoot: the returned point is still never worse than the start
-        x = x.detach().requires_grad_(True)
-        val = (x - target).pow(2).sum() * 1e3
-        (g,) = torch.autograd.grad(val, x)
-        return float(val.detach()), g
-
+    calls = []
+    vg = quadratic(target, calls=calls)
     eps, alpha = ball(x0, 8.0), ball(x0, 40.0)
     t = pgd(x0, vg, 6, eps, alpha)
-    assert len(t.losses) == 7
-    assert vg(t.x)[0] == pytest.approx(min(t.losses), rel=1e-6)
+    assert len(t.losses) == 7 and calls == [True] * 6 + [False]  # the last point's gradient is not needed
+    assert vg(t.x)[0] == pytest.approx(min(t.losses), rel=1e-6) and t.losses[t.best] == min(t.losses)
     assert min(t.losses) <= t.losses[0]
     assert float(t.delta.norm()) <= eps * (1 + 1e-6)
     assert 0.0 <= float(t.x.min()) and float(t.x.max()) <= 1.0
     assert torch.allclose(t.x, x0 + t.delta)
 
 
-def test_warm_start_is_taken_only_when_it_is_better():
-    y0, y1 = frame(off=0), frame(off=2)
-    k, cfg = 2, HCDConfig(steps=2, eps=4.0, alpha=1.0)
-    up = tiny_sr(k)
-    ref = FrameRefiner(up, k, cfg, crf=30)
-    ref(y0)
-    x1 = ref(y1)
-    before, after = ref.losses[1]
-    assert after <= before
-    assert after == pytest.approx(loss_of(up, x1, y1, k), rel=1e-4)
-    ref.reset()
-    assert ref.prev == (None, None)
+def test_a_worse_warm_start_is_ignored_and_a_better_one_taken():
+    torch.manual_seed(1)
+    x0 = torch.rand(1, 3, 16, 16).mul(0.5).add(0.25)
+    target = x0 + 0.01 * torch.randn_like(x0)
+    vg = quadratic(target, scale=1.0)
+    eps, alpha = ball(x0, 4.0), ball(x0, 1.0)
+    cold = pgd(x0, vg, 2, eps, alpha)
+    bad = pgd(x0, vg, 2, eps, alpha, d0=-(target - x0) * 3)  # away from the target: worse than zero
+    assert len(bad.losses) == 2 + 2 and bad.losses[1] > bad.losses[0]
+    assert torch.equal(bad.x, cold.x) and bad.losses[2:] == cold.losses[1:]
+    good = pgd(x0, vg, 2, eps, alpha, d0=(target - x0) * 0.9)  # almost there: taken, and it stays better
+    assert min(good.losses) < min(cold.losses) and good.best >= 1
 
 
 def test_tiled_gradient_equals_the_whole_plane_gradient():
@@ -131,8 +142,8 @@ def test_segment_with_the_codec_in_the_loop_never_ends_worse_than_it_started():
         assert 0.0 <= float(o.min()) and float(o.max()) <= 1.0
 
 
-@pytest.mark.parametrize("kw", [{"steps": -1}, {"steps": 101}, {"eps": float("nan")}, {"alpha": -1.0},
-                                {"rate": float("inf")}])
+@pytest.mark.parametrize("kw", [{"steps": -1}, {"steps": 0}, {"steps": 101}, {"eps": float("nan")}, {"eps": 0.0},
+                                {"alpha": -1.0}, {"alpha": 0.0}, {"rate": float("inf")}, {"rate": -1.0}])
 def test_bad_configs_are_input_errors(kw):
     with pytest.raises(InputError):
         HCDConfig(**kw).check()
@@ -183,3 +194,59 @@ def test_a_study_s_refined_points_are_candidates_only_with_the_same_settings(tmp
     assert {p.family for p in load_study(f, info, 10, "fmp4", made)} == {"plain", "plain-sr", "plain-sr+hcd"}
     with pytest.raises(InputError, match="give the study's --refine"):
         load_study(f, info, 10, "fmp4", HCDConfig(steps=3))
+
+
+def test_bench_hcd_compares_the_refined_front_with_the_unrefined_one(tmp_path):
+    import json
+
+    from bench.hcd import run
+
+    def pt(rung, fam, w, crf, kbps, psnr):
+        return {"rung": rung, "name": rung.replace(":", "_"), "family": fam, "width": w, "height": w // 2,
+                "crf": crf, "kbps": kbps, "psnr_y": psnr}
+
+    pts = [pt(f"plain:{c}", "plain", 640, c, 1000 / 2 ** (i / 2), 40 - 1.5 * i) for i, c in enumerate((20, 25, 30, 35))]
+    pts += [pt(f"plain-sr:2:{c}", "plain-sr", 320, c, 600 / 2 ** (i / 2), 37 - 1.5 * i)
+            for i, c in enumerate((20, 25, 30, 35))]
+    pts += [pt(f"plain-sr:2:{c}:hcd", "plain-sr+hcd", 320, c, 600 / 2 ** (i / 2), 37.5 - 1.5 * i)
+            for i, c in enumerate((20, 25, 30, 35))]  # +0.5 dB at the same rate
+    meta = {"source": {"file": "t.mp4", "width": 640, "height": 320, "frames": 10, "duration_s": 1.0},
+            "settings": {"container": "fmp4"},
+            "conventions": {"measured_frames": [0, 5], "refine": {
+                "config": HCDConfig().to_dict(),
+                "loss": {"plain-sr 2": {"frames": 10, "s_per_frame": 1.0, "mse_y_before": 10.0, "mse_y_after": 5.0,
+                                        "upscaler": "fast"}}}}}
+    f = tmp_path / "rd.json"
+    f.write_text(json.dumps({"meta": meta, "points": pts}))
+    r = run("t", str(f))
+    assert r["bd_refined_vs_unrefined"]["bd_psnr_db"] == pytest.approx(0.5, abs=0.01)
+    assert r["bd_refined_vs_unrefined"]["bd_rate_pct"] < 0
+    assert r["before_codec"][0]["gain_db"] == pytest.approx(10 * math.log10(2), abs=1e-3)
+    assert [w["psnr_change_db"] for w in r["rungs"]] == [0.5] * 4
+
+
+def test_rungs_sharing_a_refined_picture_are_encoded_in_one_group():
+    from bbmr_stream.family import parse_ladder
+    from packager.pipeline import encode_groups
+
+    specs = parse_ladder(",".join([f"plain:{c}" for c in (20, 24, 28)] + [f"plain-sr:4:{c}" for c in (20, 24, 28)]
+                                  + [f"plain-sr:2:{c}:hcd" for c in (20, 24, 28, 32)]
+                                  + [f"plain-sr:4:{c}:hcd" for c in (20, 24, 28, 32)]))
+    groups = encode_groups(specs, size=5)
+    assert sorted(s.name for g in groups for s in g) == sorted(s.name for s in specs)
+    assert all(len(g) <= 5 for g in groups)
+    for k in (2, 4):
+        (g,) = [g for g in groups if any(s.refine and s.factor == k for s in g)]
+        assert sum(s.refine and s.factor == k for s in g) == 4
+
+
+def test_refine_is_only_recorded_on_refinable_renditions():
+    from types import SimpleNamespace
+
+    from bbmr_stream.family import check_rendition, rendition_label, spec_of
+
+    rend = SimpleNamespace(name="plain_crf30", kind="plain", refine="hcd1", layout="plain", crf=30.0)
+    with pytest.raises(ValueError, match="refine 'hcd1' on a plain rendition"):
+        check_rendition(rend, None)
+    uni = SimpleNamespace(name="uniform_crf30_hcd", kind="uniform", refine="hcd1", crf=30.0)
+    assert spec_of(uni).name == uni.name and rendition_label(uni) == "uniform+hcd"
