@@ -54,7 +54,8 @@ GRAD_OVERLAP = 16  # LR context pixels around a gradient tile
 class HCDConfig:
     """One refinement. ``steps``: N_x = N_y (0: off); ``eps``/``alpha``: RMS per value on the 8-bit scale (see
     the module docstring); ``hr``: run the HR stage; ``rate``: weight of the bit proxy (0: none); ``warm``: warm
-    start from the previous frame. Defaults: the best of the variants measured through x264 (docs/hcd.md)."""
+    start from the previous frame; ``smooth``: low-pass each step's direction (a perturbation the codec's
+    quantiser keeps). Defaults: the best of the variants measured through x264 (docs/hcd.md)."""
 
     steps: int = 1
     eps: float = 4.0
@@ -62,12 +63,14 @@ class HCDConfig:
     hr: bool = True
     rate: float = 0.0
     warm: bool = True
+    smooth: float = 0.0  # Gaussian sigma (LR pixels; x k in the HR stage) applied to each step's direction
 
     def check(self) -> None:
         """The settings of a run that refines: at least one step of a non-zero length in a non-empty ball."""
         if not 1 <= self.steps <= 100:
             raise InputError(f"--refine-steps {self.steps}: 1..100")
-        for name, v, lo in (("eps", self.eps, 1e-6), ("alpha", self.alpha, 1e-6), ("rate", self.rate, 0.0)):
+        for name, v, lo in (("eps", self.eps, 1e-6), ("alpha", self.alpha, 1e-6), ("rate", self.rate, 0.0),
+                            ("smooth", self.smooth, 0.0)):
             if not (math.isfinite(v) and lo <= v <= 255):
                 raise InputError(f"--refine-{name} {v}: {'above 0' if lo else '0'}..255")
 
@@ -75,7 +78,7 @@ class HCDConfig:
     def label(self) -> str:
         """Short text for manifests, e.g. ``hcd1``, ``hcd5-lr-r0.5``."""
         s = f"hcd{self.steps}" + ("" if self.hr else "-lr") + ("" if self.warm else "-cold")
-        return s + (f"-r{self.rate:g}" if self.rate else "")
+        return s + (f"-r{self.rate:g}" if self.rate else "") + (f"-s{self.smooth:g}" if self.smooth else "")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,8 +161,28 @@ class Track:
     best: int
 
 
+def gaussian_blur(g: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(N, C, H, W) blurred per channel by a separable Gaussian of ``sigma`` px (radius 3 sigma, reflect)."""
+    if sigma <= 0:
+        return g
+    r = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=g.dtype, device=g.device)
+    w = torch.exp(-0.5 * (t / sigma) ** 2)
+    w = w / w.sum()
+    c = g.shape[1]
+    pad = min(r, g.shape[-1] - 1, g.shape[-2] - 1)
+    if pad < r:  # a picture smaller than the kernel: a shorter kernel
+        w = w[r - pad:r + pad + 1] / w[r - pad:r + pad + 1].sum()
+        r = pad
+    out = torch.nn.functional.pad(g, (r, r, 0, 0), mode="reflect")
+    out = torch.nn.functional.conv2d(out, w.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    out = torch.nn.functional.pad(out, (0, 0, r, r), mode="reflect")
+    return torch.nn.functional.conv2d(out, w.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
 def pgd(x0: torch.Tensor, value_and_grad: ValueGrad, steps: int, eps: float, alpha: float,
-        d0: torch.Tensor | None = None, at_zero: tuple[float, torch.Tensor] | None = None) -> Track:
+        d0: torch.Tensor | None = None, at_zero: tuple[float, torch.Tensor] | None = None,
+        smooth: float = 0.0) -> Track:
     """Algorithm 1's inner loop: ``steps`` normalised-gradient steps of length ``alpha`` on ``d``, kept in the l2
     ball ``eps`` with ``x0 + d`` in [0, 1], from ``d = 0`` or, when a warm start ``d0`` is given and better,
     from ``d0`` (projected). Returns the best evaluated point, ``d = 0`` included: the loss never increases.
@@ -174,6 +197,7 @@ def pgd(x0: torch.Tensor, value_and_grad: ValueGrad, steps: int, eps: float, alp
     best = min(evals, key=lambda e: e[0])
     _, d, g, _ = best
     for t in range(steps):
+        g = gaussian_blur(g, smooth)
         d = project(x0, d - alpha * g / g.norm().clamp_min(1e-20), eps)
         val, g = value_and_grad(x0 + d, t < steps - 1)
         losses.append(val)
@@ -202,7 +226,7 @@ def hr_stage(y: torch.Tensor, k: int, obj: Objective, cfg: HCDConfig, d0: torch.
         (gz,) = torch.autograd.grad(x, z, gx)
         return val, gz
 
-    t = pgd(y, vg, cfg.steps, ball(y, cfg.eps), ball(y, cfg.alpha), d0)
+    t = pgd(y, vg, cfg.steps, ball(y, cfg.eps), ball(y, cfg.alpha), d0, smooth=cfg.smooth * k)
     gx = lr_grads[t.best]
     return t, (None if gx is None else (t.losses[t.best], gx))
 
@@ -210,7 +234,7 @@ def hr_stage(y: torch.Tensor, k: int, obj: Objective, cfg: HCDConfig, d0: torch.
 def lr_stage(x: torch.Tensor, obj: Objective, cfg: HCDConfig, d0: torch.Tensor | None = None,
              at_zero: tuple[float, torch.Tensor] | None = None) -> Track:
     """LR-space collaborative example ``d_x`` through ``f`` (no codec)."""
-    return pgd(x, obj.value_and_grad, cfg.steps, ball(x, cfg.eps), ball(x, cfg.alpha), d0, at_zero)
+    return pgd(x, obj.value_and_grad, cfg.steps, ball(x, cfg.eps), ball(x, cfg.alpha), d0, at_zero, cfg.smooth)
 
 
 class FrameRefiner:

@@ -250,8 +250,9 @@ def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, cfg:
                     if r.spec.refine:
                         t1 = time.time()
                         pics = refiners.pictures(r.family, x, f, fr.index % gop == 0)
-                        timing["refine"] += time.time() - t1
-                        t -= time.time() - t1  # refining is not packing
+                        dt = time.time() - t1
+                        timing["refine"] += dt
+                        t += dt  # refining is not packing
                     else:
                         pics = r.family.pictures(x, f)
                     pics = r.encoder.planes(pics)  # converted to YUV once per picture

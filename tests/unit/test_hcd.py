@@ -250,3 +250,19 @@ def test_refine_is_only_recorded_on_refinable_renditions():
         check_rendition(rend, None)
     uni = SimpleNamespace(name="uniform_crf30_hcd", kind="uniform", refine="hcd1", crf=30.0)
     assert spec_of(uni).name == uni.name and rendition_label(uni) == "uniform+hcd"
+
+
+def test_smoothed_steps_still_lower_the_loss_and_keep_constants():
+    from models.hcd import gaussian_blur
+
+    c = torch.full((1, 3, 5, 7), 0.3)
+    assert torch.allclose(gaussian_blur(c, 2.0), c)
+    torch.manual_seed(0)
+    noise = torch.randn(1, 3, 32, 32)
+    assert float(gaussian_blur(noise, 1.0).std()) < 0.5 * float(noise.std())
+    y, k = frame(), 2
+    ref = FrameRefiner(tiny_sr(k), k, HCDConfig(steps=2, smooth=1.0), crf=30)
+    ref(y)
+    before, after = ref.losses[0]
+    assert after < before
+    assert HCDConfig(smooth=1.5).label == "hcd1-s1.5"
