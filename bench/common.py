@@ -18,8 +18,11 @@ def emit(result, path: str | None) -> None:
 
 
 
-def write_report(out: Path, stem: str, result: dict, markdown: str) -> None:
-    """``out/STEM.json`` and ``out/STEM.md`` (each written to a temp file, then renamed), the Markdown printed."""
+def write_report(out: Path | str, stem: str, result: dict, markdown: str) -> None:
+    """``out/STEM.json`` and ``out/STEM.md`` (each written to a temp file, then renamed; ``out`` made if missing),
+    the Markdown printed."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / f"{stem}.json", json.dumps(result, indent=1))
     write_text_atomic(out / f"{stem}.md", markdown)
     print(markdown)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 from bench.common import write_report
 from bench.title_sr import front_gap, ladder, same_frames
@@ -126,9 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="directory for hcd.json and hcd.md")
     a = ap.parse_args(argv)
     r = run(a.name, a.study, a.plain, a.family)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_report(out, "hcd", r, markdown(r))
+    write_report(a.out, "hcd", r, markdown(r))
     return 0
 
 

@@ -141,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         v["bd"] = bd(res["variants"][0]["rows"], rows) if res["variants"] else {}
         res["variants"].append(v)
         print(json.dumps(v), file=sys.stderr)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_report(out, "hcd_probe", res, markdown(res))
+    write_report(a.out, "hcd_probe", res, markdown(res))
     return 0
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
 from bench.common import write_report
 from packager.ladder import TITLE_MARK, Point, choose, pareto, read_study, shortfall, study_container
@@ -153,9 +152,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="directory for title_sr.json and title_sr.md")
     a = ap.parse_args(argv)
     r = run(a.name, a.title, a.generic, a.plain)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_report(out, "title_sr", r, markdown(r))
+    write_report(a.out, "title_sr", r, markdown(r))
     return 0
 
 

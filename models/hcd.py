@@ -63,7 +63,7 @@ class HCDConfig:
     hr: bool = True
     rate: float = 0.0
     warm: bool = True
-    smooth: float = 0.0  # Gaussian sigma (LR pixels; x k in the HR stage) applied to each step's direction
+    smooth: float = 0.0  # Gaussian sigma (LR px; x k in the HR stage) of each step's direction (measured: worse)
 
     def check(self) -> None:
         """The settings of a run that refines: at least one step of a non-zero length in a non-empty ball."""

@@ -139,17 +139,14 @@ def add_refine(ap: argparse.ArgumentParser) -> None:
                     help=f"--refine: step length as RMS per value on the 8-bit scale (default {h.alpha:g})")
     ap.add_argument("--refine-rate", type=float,
                     help=f"--refine: weight of the bit proxy in the loss (default {h.rate:g} = none)")
-    ap.add_argument("--refine-smooth", type=float,
-                    help=f"--refine: Gaussian sigma (LR px) of each step's direction (default {h.smooth:g} = none)")
 
 
 def refine_config(args: argparse.Namespace, any_item: bool = False) -> HCDConfig:
     """``--refine-*`` -> the refinement settings; they need ``--refine hcd`` or a ladder item ending in :hcd."""
-    given = {k: getattr(args, f"refine_{k}") for k in ("steps", "eps", "alpha", "rate", "smooth")
+    given = {k: getattr(args, f"refine_{k}") for k in ("steps", "eps", "alpha", "rate")
              if getattr(args, f"refine_{k}") is not None}
     if given and args.refine == "none" and not any_item:
-        raise InputError("--refine-steps, --refine-eps, --refine-alpha, --refine-rate and --refine-smooth need "
-                         "--refine hcd")
+        raise InputError("--refine-steps, --refine-eps, --refine-alpha and --refine-rate need --refine hcd")
     cfg = HCDConfig(**given)
     cfg.check()
     return cfg
