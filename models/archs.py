@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bbmr_stream.errors import WeightsError
 from bbmr_stream.registry import Registry
-from models import fastsr, jointsr, omnisr
+from models import craft, fastsr, jointsr, omnisr
 from models.arch import ArchSpec
 
 ARCHS: Registry[ArchSpec] = Registry("architecture", WeightsError, "registered:")
@@ -39,3 +39,4 @@ def arch_of(name: str) -> ArchSpec:
 register(omnisr.ARCH)
 register(fastsr.ARCH)
 register(jointsr.ARCH)
+register(craft.ARCH)

@@ -28,6 +28,7 @@ TINY = {
     "omnisr": {"scale": 2, "res_num": 1, "num_feat": 16},
     "fastsr": {"scale": 4, "feat": 8, "feat2": 8},
     "jointsr": {"scales": [2, 4, 8], "res_num": 1, "num_feat": 16, "block": 32, "band": 2, "margin": 2},
+    "craft": {"scale": 2, "embed_dim": 32, "depths": [1], "num_heads": [2], "split_size_0": 4, "split_size_1": 8},
 }
 
 
@@ -101,12 +102,12 @@ def tiny_arch(monkeypatch, temp_registry):
 
 
 def test_every_architecture_is_registered_and_described():
-    assert list(archs.ARCHS) == ["omnisr", "fastsr", "jointsr"]
+    assert list(archs.ARCHS) == ["omnisr", "fastsr", "jointsr", "craft"]
     assert set(TINY) == set(archs.ARCHS)
     for name, spec in archs.ARCHS.items():
         assert spec.name == name and isinstance(spec, ArchSpec)
         assert archs.get_arch(name) is spec
-    assert [n for n, s in archs.ARCHS.items() if s.per_scale] == ["omnisr", "fastsr"]
+    assert [n for n, s in archs.ARCHS.items() if s.per_scale] == ["omnisr", "fastsr", "craft"]
     assert archs.ARCHS["jointsr"].adapter is not None
 
 
@@ -197,7 +198,7 @@ def test_unknown_architecture(temp_registry):
     net = TINY_ARCH.build({"scale": 2})
     temp_registry("odd-x2", net, "no-such-arch", net.cfg.to_dict(), (2,))
     with pytest.raises(WeightsError, match=r"unknown architecture 'no-such-arch' for 'odd-x2' \(registered: omnisr, "
-                                           r"fastsr, jointsr\)"):
+                                           r"fastsr, jointsr, craft\)"):
         load_model("odd-x2")
     with pytest.raises(WeightsError, match="unknown architecture 'nope'"):
         archs.get_arch("nope")
@@ -257,7 +258,7 @@ def test_training_presets():
     from models.train import build_sr_net
     from models.train_cli import build_parser
 
-    assert list(archs.sr_presets()) == ["omnisr", "omnisr-light", "fastsr"]
+    assert list(archs.sr_presets()) == ["omnisr", "omnisr-light", "fastsr", "craft"]
     assert archs.arch_of("omnisr-light").name == "omnisr" and archs.arch_of("fastsr").name == "fastsr"
     net, cfg = build_sr_net("omnisr-light", 4)
     assert cfg["res_num"] == 1 and cfg["scale"] == 4 and net.cfg.res_num == 1
