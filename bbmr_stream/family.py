@@ -66,7 +66,7 @@ REFINE_METHOD = "hcd"  # the one LR refinement (collaborative LR, models/hcd.py)
 
 def rendition_label(rend) -> str:
     """The study label (:attr:`RungSpec.family_label`) of a manifest rendition: its kind, ``+hcd`` if refined."""
-    return rend.kind + (f"+{REFINE_METHOD}" if getattr(rend, "refine", None) else "")
+    return spec_of(rend).family_label
 
 
 def base_family(label: str) -> str:

@@ -223,20 +223,21 @@ def _pictures(r: dict) -> list:
             for w, h in pics]
 
 
-def _codecs(v) -> str | None:
+def _token(v, key: str, pattern: str) -> str | None:
+    """An optional short string field: None, or a str matching ``pattern`` whole."""
     if v is None:
         return None
-    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9.]{4,40}", v):
-        raise ManifestError(f"codecs: bad value {v!r}")
+    if not isinstance(v, str) or not re.fullmatch(pattern, v):
+        raise ManifestError(f"{key}: bad value {v!r}")
     return v
+
+
+def _codecs(v) -> str | None:
+    return _token(v, "codecs", r"[A-Za-z0-9.]{4,40}")
 
 
 def _refine(v) -> str | None:
-    if v is None:
-        return None
-    if not isinstance(v, str) or not re.fullmatch(r"[a-z][a-z0-9.-]{0,39}", v):
-        raise ManifestError(f"refine: bad value {v!r}")
-    return v
+    return _token(v, "refine", r"[a-z][a-z0-9.-]{0,39}")
 
 
 def _source(src: dict) -> dict:

@@ -73,7 +73,7 @@ class Line:
 
     @property
     def key(self) -> tuple:
-        return (self.template.family, self.template.size, self.template.factor, self.template.refine)
+        return line_key(self.template)
 
     def spec(self, crf: int) -> RungSpec:
         return dataclasses.replace(self.template, crf=float(crf))
@@ -173,12 +173,17 @@ class Line:
         return c1 + (math.log(p1.kbps) - math.log(kbps)) / slope
 
 
+def line_key(s: RungSpec) -> tuple:
+    """The line a rung lies on: its family and geometry (and refinement), whatever its CRF."""
+    return (s.family, s.size, s.factor, s.refine)
+
+
 def lines_of(specs: list[RungSpec]) -> list[Line]:
     """One :class:`Line` per distinct family and geometry of ``specs`` (their CRFs are ignored)."""
     out: dict = {}
     for s in specs:
         t = dataclasses.replace(s, crf=0.0)
-        out.setdefault((t.family, t.size, t.factor, t.refine), Line(t))
+        out.setdefault(line_key(t), Line(t))
     return list(out.values())
 
 
@@ -362,8 +367,7 @@ def _near(t: float, lines: list[Line]) -> list:
 def _key(p) -> tuple:
     from bbmr_stream.family import parse_rung
 
-    s = parse_rung(p.rung)
-    return (s.family, s.size, s.factor, s.refine)
+    return line_key(parse_rung(p.rung))
 
 
 def _rivals(p, own: Line, lines: list[Line], config: HullConfig) -> set:

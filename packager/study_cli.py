@@ -38,6 +38,7 @@ def _first_paragraph(doc: str | None) -> str:
 
 
 def cmd_rd(a: argparse.Namespace) -> int:
+    refine = refine_config(a)  # its options without --refine hcd are an error
     config = lib.StudyConfig(
         clip=a.clip, out=a.out, frames=a.frames, measure_frames=a.measure_frames, niqe_frames=a.niqe_frames,
         families=tuple(f.strip() for f in a.families.split(",") if f.strip()), scorer=a.scorer, device=a.device,
@@ -46,9 +47,7 @@ def cmd_rd(a: argparse.Namespace) -> int:
         reuse=a.reuse, anchor=a.anchor, crfs=a.crfs, fractions=a.fractions,
         adapt=AdaptConfig(minutes=a.adapt_minutes, steps=a.adapt_steps, seed=a.adapt_seed,
                           **({"encoding": a.adapt_encoding} if a.adapt_encoding else {})) if a.adapt else None,
-        refine=refine_config(a) if a.refine != "none" else None)
-    if a.refine == "none":
-        refine_config(a)  # its options alone are an error
+        refine=refine if a.refine != "none" else None)
     if config.adapt is not None:
         config.adapt.check()
     elif a.adapt_minutes is not None or a.adapt_steps is not None or a.adapt_encoding is not None:
