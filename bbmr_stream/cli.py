@@ -2,9 +2,12 @@
 tools (``--device``, ``--backend``, ``WxH`` sizes, ``HOST:PORT``), each defined here once.
 
 Bad input raises :class:`~bbmr_stream.errors.InputError`; :func:`run_cli` turns it into one line on stderr
-and exit code 2, never a traceback. SIGINT and SIGTERM unwind the stack like Ctrl-C (every ``finally`` and
-``except BaseException`` cleanup runs: temporary directories and half-written outputs are removed) and exit
-130 / 143.
+and exit code 2, never a traceback. An output that does not fit (ENOSPC, EDQUOT, EFBIG:
+:class:`~bbmr_stream.errors.DiskFullError` or a bare ``OSError`` with that errno) is one line and exit code 4
+(:data:`DISK_FULL_EXIT`); the writers have removed their partial output by then. SIGINT and SIGTERM unwind the
+stack like Ctrl-C (every ``finally`` and ``except BaseException`` cleanup runs: temporary directories and
+half-written outputs are removed) and exit 130 / 143. Any other exception (a bug, out of memory) surfaces as
+itself.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import threading
 from typing import Callable
 
 from bbmr_stream.device import DEVICES
-from bbmr_stream.errors import InputError
+from bbmr_stream.errors import InputError, disk_full_line, is_disk_full
+
+DISK_FULL_EXIT = 4  # an output did not fit (2: bad input; bbmr-play --strict: 3; signals: 130 / 143)
 
 
 class Terminated(KeyboardInterrupt):
@@ -27,6 +32,8 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def run_cli(prog: str, fn: Callable[[], int]) -> int:
+    """``fn()``'s exit code, under the error contract: InputError -> exit 2, disk full -> exit 4, each one line
+    ``PROG: error: ...`` on stderr; SIGINT / SIGTERM -> 130 / 143 after cleanup."""
     old = None
     if threading.current_thread() is threading.main_thread():
         old = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -35,6 +42,11 @@ def run_cli(prog: str, fn: Callable[[], int]) -> int:
     except InputError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        print(f"{prog}: error: {disk_full_line(e)}", file=sys.stderr)
+        return DISK_FULL_EXIT
     except Terminated:
         print(f"{prog}: terminated (SIGTERM); partial output removed", file=sys.stderr)
         return 143

@@ -122,3 +122,45 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class Staged:
+    """Output files written under temporary names beside their destinations (same directory, so the same
+    filesystem) and renamed into place together by :meth:`commit`: until then no destination is touched, so a
+    failure on the way (a full disk) leaves every previous file as it was. :meth:`discard` (or leaving a ``with``
+    block without committing) removes the temporary files."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Path, Path]] = []  # (temporary name, destination)
+
+    def path(self, dest: str | os.PathLike) -> Path:
+        """A new temporary file for ``dest`` (its suffix kept, the usual permissions), to be written now."""
+        d = Path(dest)
+        fd, tmp = tempfile.mkstemp(prefix=f".{d.name}.", suffix=d.suffix, dir=d.parent if str(d.parent) else ".")
+        os.close(fd)
+        self.add(tmp, d)
+        normal_mode(tmp)
+        return Path(tmp)
+
+    def add(self, tmp: str | os.PathLike, dest: str | os.PathLike) -> None:
+        """Take over ``tmp``, a complete file written by someone else, to be renamed to ``dest``."""
+        self.pending.append((Path(tmp), Path(dest)))
+
+    def commit(self) -> None:
+        """Rename every file into place (renames need no space)."""
+        while self.pending:
+            tmp, dest = self.pending[0]
+            os.replace(tmp, dest)
+            self.pending.pop(0)
+
+    def discard(self) -> None:
+        """Remove the files not committed."""
+        for tmp, _ in self.pending:
+            tmp.unlink(missing_ok=True)
+        self.pending.clear()
+
+    def __enter__(self) -> Staged:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()

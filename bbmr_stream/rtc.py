@@ -18,8 +18,14 @@ pins the behaviour relied on, so an aiortc upgrade that changes it fails there, 
 
 from __future__ import annotations
 
+import math
 import queue
 import re
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
@@ -72,15 +78,137 @@ class SEIH264Encoder(H264Encoder):
         super().__init__()
         self.payload_for, self.on_encoded = payload_for, on_encoded
 
-    def encode(self, frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        """(RTP payloads, RTP timestamp on the 90 kHz clock) of one ``av.VideoFrame``."""
-        payload = self.payload_for(frame.pts)  # before encoding: PyAV rebases frame.pts to the codec's time base
-        nals = list(self._encode_frame(frame, force_keyframe))
+    def encode_nals(self, frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        """(H.264 NAL units with our SEI, RTP timestamp on the 90 kHz clock) of one ``av.VideoFrame``; the
+        frame's pts and time base are as given afterwards (PyAV rebases them in place while encoding)."""
+        pts, base = frame.pts, frame.time_base
+        payload = self.payload_for(pts)
+        try:
+            nals = list(self._encode_frame(frame, force_keyframe))
+        finally:
+            frame.pts, frame.time_base = pts, base
         if payload is not None and nals:
             nals = with_sei(nals, payload)
         if self.on_encoded is not None:
             self.on_encoded(sum(len(n) for n in nals))
-        return self._packetize(nals), convert_timebase(frame.pts, frame.time_base, VIDEO_TIME_BASE)
+        return nals, convert_timebase(pts, base, VIDEO_TIME_BASE)
+
+    def encode(self, frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        """(RTP payloads, RTP timestamp on the 90 kHz clock) of one ``av.VideoFrame``."""
+        nals, ts = self.encode_nals(frame, force_keyframe)
+        return self._packetize(nals), ts
+
+
+def copy_frame(frame):
+    """A private copy of an ``av.VideoFrame`` (pixels, pts, time base): what an encoder may rebase in place
+    while other consumers of the original read its pts."""
+    import av
+
+    out = av.VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
+    out.pts, out.time_base = frame.pts, frame.time_base
+    return out
+
+
+def is_keyframe(nals: list[bytes]) -> bool:
+    """An access unit with an IDR slice (NAL type 5)."""
+    return any(n and (n[0] & 0x1F) == 5 for n in nals)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One frame of a :class:`SharedH264Stream`: its position in the shared stream, RTP payloads, RTP timestamp
+    (90 kHz) and whether it starts a GOP (IDR)."""
+
+    index: int
+    payloads: list
+    timestamp: int
+    keyframe: bool
+
+
+class SharedH264Stream:
+    """One :class:`SEIH264Encoder` for every H.264 peer of a sender: each frame (by pts) is encoded once (from a
+    private copy) and its RTP payloads handed to every peer's :class:`PeerH264Encoder` (an SFU's forwarding,
+    inside the sender). A
+    peer starts, and after a gap (it missed a frame: its loop lagged) restarts, on a keyframe, which it asks for
+    (at most one forced keyframe per ``min_keyframe_gap`` s; requests in between wait). The bitrate is the
+    lowest any live peer's congestion control asked for. Thread-safe: aiortc encodes on executor threads."""
+
+    def __init__(self, payload_for: PayloadFor, on_encoded: ByteCounter | None = None, keep: int = 8,
+                 min_keyframe_gap: float = 0.5) -> None:
+        self.encoder = SEIH264Encoder(payload_for, on_encoded)
+        self.lock = threading.Lock()
+        self.cache: OrderedDict[int, Encoded] = OrderedDict()  # pts -> the newest ``keep`` frames
+        self.keep, self.min_keyframe_gap = keep, min_keyframe_gap
+        self.index, self.last_pts = -1, None
+        self.keyframe_wanted, self.last_forced = False, -math.inf
+        self.bitrates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # peer encoder -> bits/s
+        self.frames_encoded = self.keyframes_forced = 0
+
+    def request_keyframe(self) -> None:
+        self.keyframe_wanted = True
+
+    def set_bitrate(self, peer, bitrate: int) -> None:
+        self.bitrates[peer] = bitrate
+
+    def encode(self, frame) -> Encoded | None:
+        """The shared encoding of ``frame`` (encoded now if it is new); None for a frame older than the newest
+        encoded one and no longer cached (a lagging peer skips it)."""
+        with self.lock:
+            pts = frame.pts
+            if pts in self.cache:
+                return self.cache[pts]
+            if self.last_pts is not None and pts <= self.last_pts:
+                return None
+            now = time.monotonic()
+            force = self.keyframe_wanted and now - self.last_forced >= self.min_keyframe_gap
+            if force:
+                self.keyframe_wanted, self.last_forced = False, now
+                self.keyframes_forced += 1
+            if self.bitrates:
+                self.encoder.target_bitrate = min(self.bitrates.values())
+            nals, ts = self.encoder.encode_nals(copy_frame(frame), force)  # the relayed frame is never touched
+            self.index += 1
+            self.frames_encoded += 1
+            out = self.cache[pts] = Encoded(self.index, self.encoder._packetize(nals), ts, is_keyframe(nals))
+            self.last_pts = pts
+            while len(self.cache) > self.keep:
+                self.cache.popitem(last=False)
+            return out
+
+
+class PeerH264Encoder:
+    """One peer's encoder on a :class:`SharedH264Stream` (set on its ``RTCRtpSender``): sends the shared
+    payloads from a keyframe on, with no gap (a missed frame -> nothing until the next keyframe, which it asks
+    for); aiortc's keyframe requests (PLI/FIR) and bitrate estimates go to the shared stream."""
+
+    def __init__(self, shared: SharedH264Stream) -> None:
+        self.shared = shared
+        self.last: int | None = None  # index of the last frame sent; None: waiting for a keyframe
+        self.skipped = 0  # frames not sent while waiting for a keyframe
+
+    @property
+    def target_bitrate(self) -> int:
+        return self.shared.encoder.target_bitrate
+
+    @target_bitrate.setter
+    def target_bitrate(self, bitrate: int) -> None:
+        self.shared.set_bitrate(self, bitrate)
+
+    def encode(self, frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        """(RTP payloads, RTP timestamp) for this peer; no payloads while it waits for a keyframe."""
+        if force_keyframe or self.last is None:
+            self.shared.request_keyframe()
+        enc = self.shared.encode(frame)
+        if enc is None or (self.last is not None and enc.index <= self.last):
+            return [], 0
+        if self.last is not None and enc.index != self.last + 1 and not enc.keyframe:
+            self.last = None  # a gap: resynchronise on the next keyframe
+            self.shared.request_keyframe()
+        if self.last is None and not enc.keyframe:
+            self.skipped += 1
+            return [], enc.timestamp
+        self.last = enc.index
+        return enc.payloads, enc.timestamp
 
 
 def send_codecs(sdp: str) -> dict[str, str]:
@@ -112,18 +240,31 @@ def set_encoder(sender: RTCRtpSender, encoder) -> None:
     setattr(sender, SENDER_ENCODER, encoder)
 
 
+def h264_senders(pc: RTCPeerConnection) -> list[RTCRtpSender]:
+    """The video senders of ``pc`` (with a track) whose negotiated codec is H.264 (after the local answer)."""
+    codecs = send_codecs(pc.localDescription.sdp)
+    return [t.sender for t in pc.getTransceivers()
+            if t.kind == "video" and t.sender.track is not None and codecs.get(t.mid) == "video/h264"]
+
+
 def attach_sei_encoders(pc: RTCPeerConnection, payload_for: PayloadFor,
                         on_encoded: ByteCounter | None = None) -> int:
     """Give each video sender of ``pc`` that sends H.264 its own :class:`SEIH264Encoder` reading
     ``payload_for``; call right after ``pc.setLocalDescription(answer)`` (before the connection starts).
     Returns the number of senders that got one (0 with VP8: the data channel carries the maps)."""
-    codecs = send_codecs(pc.localDescription.sdp)
-    n = 0
-    for t in pc.getTransceivers():
-        if t.kind == "video" and t.sender.track is not None and codecs.get(t.mid) == "video/h264":
-            set_encoder(t.sender, SEIH264Encoder(payload_for, on_encoded))
-            n += 1
-    return n
+    senders = h264_senders(pc)
+    for sender in senders:
+        set_encoder(sender, SEIH264Encoder(payload_for, on_encoded))
+    return len(senders)
+
+
+def attach_shared_encoders(pc: RTCPeerConnection, shared: SharedH264Stream) -> list[RTCRtpSender]:
+    """Give each H.264 video sender of ``pc`` a :class:`PeerH264Encoder` on ``shared`` (as
+    :func:`attach_sei_encoders`); returns those senders."""
+    senders = h264_senders(pc)
+    for sender in senders:
+        set_encoder(sender, PeerH264Encoder(shared))
+    return senders
 
 
 class _CountingQueue(queue.Queue):

@@ -8,15 +8,20 @@ from bbmr_stream.manifest import Manifest
 from bbmr_stream.progress import Progress
 from packager.config import AutoLadder, Ladder, PackageConfig
 from packager.ladder import HULL_RATIO, auto_points
-from packager.pipeline import check_refine_options, prepare, write_rungs
+from packager.pipeline import check_refine_options, disk_full_guard, prepare, write_rungs
 from packager.titled import drop_useless_models, select_titled, title_candidates
 
 
 def package(config: PackageConfig, ladder: Ladder, progress: Progress | None = None) -> Manifest:
     """Package ``config.input`` into the stream directory ``config.out`` and return the manifest written there.
-    Bad input raises :class:`~bbmr_stream.errors.InputError` before any output exists; nothing is printed
-    (notes, tables and progress bars go to ``progress``)."""
-    progress = progress or Progress()
+    Bad input raises :class:`~bbmr_stream.errors.InputError` before any output exists; a full disk raises
+    :class:`~bbmr_stream.errors.DiskFullError` after removing what was written (a previous stream at
+    ``config.out`` is unchanged); nothing is printed (notes, tables and progress bars go to ``progress``)."""
+    with disk_full_guard(config):
+        return _package(config, ladder, progress or Progress())
+
+
+def _package(config: PackageConfig, ladder: Ladder, progress: Progress) -> Manifest:
     if isinstance(ladder, AutoLadder):
         ladder.check()
         if ladder.refine:

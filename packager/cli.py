@@ -1,6 +1,7 @@
 """``bbmr-package input.mp4 --out stream/``: flags -> :class:`~packager.config.PackageConfig` + ladder ->
-:func:`packager.package` -> the rendition table. Bad input exits with code 2 and one line on stderr
-(``bbmr_stream.cli.run_cli``); the pipeline itself is :mod:`packager.pipeline`.
+:func:`packager.package` -> the rendition table. Bad input exits with code 2 and one line on stderr, a full
+disk with code 4 and one line, the previous stream unchanged (``bbmr_stream.cli.run_cli``); the pipeline itself
+is :mod:`packager.pipeline`.
 """
 
 from __future__ import annotations

@@ -8,11 +8,12 @@ Data path (the packager's own steps, no second implementation): ``bbmr_stream.sa
 fallback). Each scale map also goes on an ordered data channel keyed by the frame's RTP timestamp, for VP8
 viewers (no SEI) and for comparing the two carriages (docs/live.md).
 
-Each peer connection's H.264 sender gets its own SEI encoder reading this :class:`Sender`'s :class:`MapStore`
-(``bbmr_stream.rtc.attach_sei_encoders``: aiortc's encoder, same libx264 settings, plus our SEI NAL before the
-first slice of each access unit whose frame has a map); nothing is patched process-wide, so senders in one
-process never see each other's maps. Signalling follows aiortc's examples/server: aiohttp, ``GET /`` (a page),
-``POST /offer`` (JSON ``{"sdp", "type"}``).
+The H.264 senders of all peers of one :class:`Sender` share one SEI encoder reading its :class:`MapStore`
+(``bbmr_stream.rtc.SharedH264Stream``: aiortc's encoder, same libx264 settings, plus our SEI NAL before the
+first slice of each access unit whose frame has a map; each frame encoded once, a joining or lagging peer
+starting on a keyframe); nothing is patched process-wide, so senders in one process never see each other's
+maps. VP8 peers keep aiortc's own encoder each. Signalling follows aiortc's examples/server: aiohttp, ``GET /``
+(a page), ``POST /offer`` (JSON ``{"sdp", "type"}``), guarded as ``bbmr_stream.webguard`` says (docs/live.md).
 
 Library entry points: :func:`start_sender` (async; a running sender on a port) and :func:`send` (serve until
 stopped, status through a callback). Nothing here prints.
@@ -43,7 +44,8 @@ from bbmr_stream.colour import video_frame
 from bbmr_stream.errors import InputError
 from bbmr_stream.family import BBMR, Geometry
 from bbmr_stream.resize import to_tensor
-from bbmr_stream.rtc import VIDEO_CLOCK, attach_sei_encoders
+from bbmr_stream.rtc import VIDEO_CLOCK, SharedH264Stream, attach_shared_encoders, copy_frame
+from bbmr_stream.webguard import Rate, RateLimiter, rate_middleware, server_token, token_middleware, url_with_token
 
 MAX_OFFER_BYTES = 64 * 1024
 MAX_MAPS = 600  # pts -> map kept for the encoder and the data channel (bounded)
@@ -68,6 +70,10 @@ class SendConfig:
     host: str = "127.0.0.1"
     port: int = 8080  # 0: any free port (RunningSender.port says which)
     frames: int | None = None  # end the track after this many frames (None: never)
+    token: str | None = None  # required on a non-loopback host (None there: generated; bbmr_stream.webguard)
+    max_peers: int = 4  # peer connections at once (connecting or connected); the next offer gets 503
+    offer_rate: Rate = Rate(per_second=0.5, burst=5)  # POST /offer budget per client address (429 beyond)
+    peer_timeout: float = 10.0  # s: a peer not connected by then, or silent (no RTCP report) that long, is dropped
 
     def check(self) -> None:
         """Options in range (one-line InputErrors, before any work)."""
@@ -78,6 +84,11 @@ class SendConfig:
             raise InputError(f"--fps {self.fps}: must be > 0")
         if self.frames is not None and self.frames < 1:
             raise InputError("--frames must be >= 1")
+        if self.max_peers < 1:
+            raise InputError("--max-peers must be >= 1")
+        if not (math.isfinite(self.peer_timeout) and self.peer_timeout > 0):
+            raise InputError("--peer-timeout must be > 0 seconds")
+        self.offer_rate.check()
 
 
 def source_frames(source: str, width: int, height: int) -> Iterator[np.ndarray]:
@@ -127,12 +138,15 @@ def resized(frames: Iterable[np.ndarray], width: int, height: int) -> Iterator[n
 
 @dataclass
 class LiveStats:
-    """The sender's counters; ``encoded_bytes`` are the H.264 bytes of all peers' SEI encoders."""
+    """The sender's counters; ``encoded_bytes`` are the H.264 bytes of the shared SEI encoder (each frame counted
+    once, however many peers it went to)."""
 
     frames_sent: int = 0
     allocations: int = 0
     maps_sent_channel: int = 0
     encoded_bytes: int = 0
+    refused_full: int = 0  # offers refused with 503 (max_peers reached)
+    dropped_timeout: int = 0  # peers dropped by the watchdog (not connected in time, or silent)
     started: float = field(default_factory=time.time)  # s since the epoch
     shares: dict = field(default_factory=dict)  # scale -> share of the blocks of the newest frame
 
@@ -269,25 +283,24 @@ class BBMRTrack(MediaStreamTrack):
 
 
 class FirstFrameTrack(MediaStreamTrack):
-    """A per-peer pass-through track (a private copy of each frame of ``inner``) that reports the pts of the
-    first frame it delivers to ``on_first``: the first frame this peer's encoder sends, whose RTP timestamp the
-    viewer sees as pts 0. The viewer needs it to key data-channel maps by received pts (VP8 carries no SEI)."""
+    """A per-peer pass-through track of ``inner`` that reports the pts of the first frame it delivers to
+    ``on_first``: the first frame this peer's encoder sends, whose RTP timestamp the viewer sees as pts 0. The
+    viewer needs it to key data-channel maps by received pts (VP8 carries no SEI). With ``copy`` each frame is
+    a private copy: a per-peer encoder (VP8) rebases ``frame.pts`` in place, which would corrupt the pts of the
+    other peers sharing the relayed frame; H.264 peers share one encode that copies once
+    (``bbmr_stream.rtc.SharedH264Stream``) and set ``copy`` False."""
 
     kind = "video"
 
-    def __init__(self, inner: MediaStreamTrack, on_first: Callable[[int], None]) -> None:
+    def __init__(self, inner: MediaStreamTrack, on_first: Callable[[int], None], copy: bool = True) -> None:
         super().__init__()
-        self.inner, self.on_first = inner, on_first
+        self.inner, self.on_first, self.copy = inner, on_first, copy
         self.first = True
 
     async def recv(self):
-        import av
-
-        shared = await self.inner.recv()
-        # each peer's encoder gets its own frame: PyAV rebases frame.pts in place when it encodes, which
-        # would corrupt the pts (and our map lookup) of the other peers sharing the relayed frame
-        frame = av.VideoFrame.from_ndarray(shared.to_ndarray(), format=shared.format.name)
-        frame.pts, frame.time_base = shared.pts, shared.time_base
+        frame = await self.inner.recv()
+        if self.copy:
+            frame = copy_frame(frame)
         if self.first:
             self.first = False
             self.on_first(frame.pts)
@@ -317,23 +330,35 @@ def parse_offer(body: bytes):
 
 class Sender:
     """The signalling server: ``GET /`` a page, ``POST /offer`` JSON SDP -> answer; one relayed track for all
-    peers (each peer has its own encoder, reading this sender's ``store``); every peer closed on shutdown."""
+    peers, encoded once for every H.264 peer (``self.shared``, reading this sender's ``store``; a joining peer
+    starts on a keyframe it asks for); every peer closed on shutdown.
 
-    def __init__(self, track, stats: LiveStats, store: MapStore | None = None, stream: dict | None = None) -> None:
+    Guards (docs/live.md): ``token`` (None: open; every route, checked before the handler runs), at most
+    ``max_peers`` peer connections (503 beyond, nothing allocated), ``limiter`` on ``POST /offer`` per client
+    address (429), and :meth:`watch`, which drops a peer not connected within ``peer_timeout`` seconds or
+    silent that long (no RTCP receiver report: it vanished), without touching the others."""
+
+    def __init__(self, track, stats: LiveStats, store: MapStore | None = None, stream: dict | None = None,
+                 token: str | None = None, max_peers: int = 4, limiter: RateLimiter | None = None,
+                 peer_timeout: float = 10.0) -> None:
         from aiortc.contrib.media import MediaRelay
 
         self.track, self.stats = track, stats
         self.store = store if store is not None else MapStore()
         self.stream = stream or {}  # what a viewer needs beyond the maps: source size, fps, block, scales, overall
+        self.token, self.max_peers, self.peer_timeout = token, max_peers, peer_timeout
+        self.limiter = limiter if limiter is not None else RateLimiter(Rate())
+        self.shared = SharedH264Stream(self.store.get, self._count_encoded)  # one H.264 encode for all peers
         self.relay = MediaRelay()
         self.pcs: set = set()
-        self.peers: dict = {}  # pc -> {"channel": RTCDataChannel | None, "pending": [messages not yet sendable]}
+        self.peers: dict = {}  # pc -> {"channel", "pending": [messages not yet sendable], "created", "connected"}
 
     def app(self):
         """The aiohttp application (``/`` and ``/offer``; closes every peer on shutdown)."""
         from aiohttp import web
 
-        app = web.Application(client_max_size=MAX_OFFER_BYTES)
+        app = web.Application(client_max_size=MAX_OFFER_BYTES,
+                              middlewares=[token_middleware(self.token), rate_middleware(self.limiter, ("/offer",))])
         app.router.add_get("/", self.index)
         app.router.add_post("/offer", self.offer)
         app.on_shutdown.append(self.shutdown)
@@ -349,9 +374,13 @@ class Sender:
             "<p>View with <code>bbmr-live view http://HOST:PORT/</code> (POST /offer, JSON SDP).</p>"))
 
     async def offer(self, request):
-        """``POST /offer``: the answer with the stream description, or 400/413 with ``{"error"}``."""
+        """``POST /offer``: the answer with the stream description, or 400/413/503 with ``{"error"}``."""
         from aiohttp import web
 
+        if len(self.pcs) >= self.max_peers:
+            self.stats.refused_full += 1
+            return web.json_response({"error": f"sender full: {len(self.pcs)} of {self.max_peers} peers "
+                                      "(--max-peers); try again later"}, status=503, headers={"Retry-After": "5"})
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -375,10 +404,12 @@ class Sender:
 
         pc = RTCPeerConnection()
         self.pcs.add(pc)
-        peer = self.peers[pc] = {"channel": None, "pending": []}
+        peer = self.peers[pc] = {"channel": None, "pending": [], "created": time.monotonic(), "connected": None}
 
         @pc.on("connectionstatechange")
         async def on_state():
+            if pc.connectionState == "connected" and peer["connected"] is None:
+                peer["connected"] = time.monotonic()
             if pc.connectionState in ("failed", "closed"):
                 await self._drop(pc)
 
@@ -402,15 +433,44 @@ class Sender:
             if t.kind == "video":
                 pc.addTrack(FirstFrameTrack(self.relay.subscribe(self.track, buffered=False), on_first))
         await pc.setLocalDescription(await pc.createAnswer())
-        attach_sei_encoders(pc, self.store.get, self._count_encoded)
+        for sender in attach_shared_encoders(pc, self.shared):
+            sender.track.copy = False
 
     def _count_encoded(self, n: int) -> None:
         self.stats.encoded_bytes += n
 
     async def _drop(self, pc) -> None:
-        await pc.close()
+        """Close ``pc``, stop its tracks (their relay subscriptions) and forget it."""
         self.pcs.discard(pc)
         self.peers.pop(pc, None)
+        for s in pc.getSenders():
+            if s.track is not None:
+                s.track.stop()
+        await pc.close()
+
+    async def _silent_for(self, pc, peer: dict, now: float) -> float:
+        """Seconds since ``pc``'s newest RTCP receiver report (or since it connected, before the first one)."""
+        last = peer["connected"]
+        for s in pc.getSenders():
+            for st in (await s.getStats()).values():
+                if st.type == "remote-inbound-rtp":
+                    last = max(last, now - (time.time() - st.timestamp.timestamp()))
+        return now - last
+
+    async def watch(self, every: float = 1.0) -> None:
+        """Drop, every ``every`` seconds, each peer not connected ``peer_timeout`` s after its offer or silent
+        for ``peer_timeout`` s (counted in ``stats.dropped_timeout``). Runs until cancelled."""
+        while True:
+            await asyncio.sleep(every)
+            now = time.monotonic()
+            for pc, peer in list(self.peers.items()):
+                if peer["connected"] is None:
+                    late = now - peer["created"] > self.peer_timeout
+                else:
+                    late = await self._silent_for(pc, peer, now) > self.peer_timeout
+                if late and pc in self.peers:
+                    self.stats.dropped_timeout += 1
+                    await self._drop(pc)
 
     def send_map(self, pts: int, payload: bytes, t_capture: float) -> None:
         """Every peer's data channel gets the map; messages are queued (bounded, newest kept) until the channel
@@ -436,7 +496,7 @@ class Sender:
 
     async def shutdown(self, app=None) -> None:
         """Close every peer connection."""
-        await asyncio.gather(*(pc.close() for pc in list(self.pcs)), return_exceptions=True)
+        await asyncio.gather(*(self._drop(pc) for pc in list(self.pcs)), return_exceptions=True)
         self.pcs.clear()
         self.peers.clear()
 
@@ -448,12 +508,17 @@ class RunningSender:
     sender: Sender
     runner: object  # aiohttp.web.AppRunner
     port: int
+    watchdog: asyncio.Task | None = None
+    url: str = ""  # where viewers connect, with ``?token=`` when one is required
 
     @property
     def stats(self) -> LiveStats:
         return self.sender.stats
 
     async def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            await asyncio.gather(self.watchdog, return_exceptions=True)
         await self.sender.shutdown()
         await self.runner.cleanup()
 
@@ -466,9 +531,11 @@ async def start_sender(cfg: SendConfig, on_frame: OnFrame | None = None) -> Runn
     from bbmr_stream.device import pick_device
 
     cfg.check()
+    token = server_token(cfg.host, cfg.token)
     w, h = cfg.size
     pipeline = LivePipeline(w, h, cfg.scorer, cfg.realloc_every, pick_device(cfg.device), backend=cfg.backend)
-    sender = Sender(None, LiveStats(), stream=pipeline.describe(cfg.fps))
+    sender = Sender(None, LiveStats(), stream=pipeline.describe(cfg.fps), token=token, max_peers=cfg.max_peers,
+                    limiter=RateLimiter(cfg.offer_rate), peer_timeout=cfg.peer_timeout)
 
     def sent(i: int, pts: int, rgb: np.ndarray, payload: bytes, t_capture: float) -> None:
         """Each frame's map on every peer's data channel, then the caller's ``on_frame``."""
@@ -480,8 +547,15 @@ async def start_sender(cfg: SendConfig, on_frame: OnFrame | None = None) -> Runn
     sender.track = BBMRTrack(frames, pipeline, cfg.fps, sender.stats, sender.store, on_frame=sent, limit=cfg.frames)
     runner = web.AppRunner(sender.app())
     await runner.setup()
-    await web.TCPSite(runner, cfg.host, cfg.port).start()
-    return RunningSender(sender, runner, runner.addresses[0][1])
+    try:
+        await web.TCPSite(runner, cfg.host, cfg.port).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise InputError(f"--host/--port {cfg.host}:{cfg.port}: cannot listen ({e.strerror or e})") from None
+    port = runner.addresses[0][1]
+    host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+    watchdog = asyncio.ensure_future(sender.watch(min(1.0, cfg.peer_timeout / 4)))
+    return RunningSender(sender, runner, port, watchdog, url_with_token(f"http://{host}:{port}/", token))
 
 
 async def send_async(cfg: SendConfig, on_started: Callable[[str], None] | None = None,
@@ -491,7 +565,7 @@ async def send_async(cfg: SendConfig, on_started: Callable[[str], None] | None =
     listens, ``on_status(stats, peers)`` every ``every`` seconds. Returns the final counters."""
     running = await start_sender(cfg)
     if on_started is not None:
-        on_started(f"http://{cfg.host}:{running.port}/")
+        on_started(running.url)
     try:
         while stop is None or not stop.is_set():
             await asyncio.sleep(every)

@@ -5,8 +5,11 @@ decode -> blocks -> score -> allocate -> pack (family pictures) -> encode + SEI 
 [adapt: per-title SR models, packager.adapt] -> measure (decode the segments back, reconstruct, PSNR-Y against
 the source) -> playlists + manifest.
 
-Everything is written into a temporary directory beside ``config.out`` and renamed at the end: an interrupted
-or failed run never leaves a stream that looks whole. Bad input raises
+Everything is written into a temporary directory beside ``config.out`` (on its filesystem: a full disk is met
+there) and renamed at the end: an interrupted or failed run never leaves a stream that looks whole, and an
+existing stream at ``config.out`` stays as it was until the new one is complete. A full disk (ENOSPC, EDQUOT,
+EFBIG) anywhere in the run raises :class:`~bbmr_stream.errors.DiskFullError` naming ``config.out``
+(:func:`disk_full_guard`), after the temporary files are removed. Bad input raises
 :class:`~bbmr_stream.errors.InputError` before any output exists. Nothing is printed: notes and progress go
 through the :class:`~bbmr_stream.progress.Progress` passed in, warnings through :mod:`warnings`.
 """
@@ -27,7 +30,7 @@ from bbmr_stream.allocate import allocate
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.decode import frames, probe
 from bbmr_stream.device import pick_device
-from bbmr_stream.errors import InputError
+from bbmr_stream.errors import InputError, disk_full
 from bbmr_stream.family import FAMILIES, Family, Geometry, RungSpec, make_family, spec_of
 from bbmr_stream.imageio import normal_mode
 from bbmr_stream.manifest import InitRef, Manifest, Rendition, Segment
@@ -378,8 +381,17 @@ def package_rungs(config: PackageConfig, specs: list[RungSpec], progress: Progre
     manifest written there (:func:`packager.package` is this with the ladder search in front). Raises
     InputError on bad input, before any output exists."""
     progress = progress or Progress()
-    out, info = prepare(config, progress)
-    return write_rungs(config, specs, info, out, progress)
+    with disk_full_guard(config):
+        out, info = prepare(config, progress)
+        return write_rungs(config, specs, info, out, progress)
+
+
+def disk_full_guard(config: PackageConfig):
+    """Around a packaging run: a full disk anywhere in it (the encoder's and FFmpeg's files, models, playlists,
+    the manifest, the ladder search's candidates) -> :class:`~bbmr_stream.errors.DiskFullError` ``no space left
+    on device writing OUT/ (ENOSPC); nothing was written[, the previous stream is unchanged]``."""
+    kept = ", the previous stream is unchanged" if Path(config.out).is_dir() else ""
+    return disk_full(f"{str(config.out).rstrip('/')}/", f"nothing was written{kept}")
 
 
 def prepare(config: PackageConfig, progress: Progress):
@@ -641,14 +653,14 @@ def passthrough_audio(info, tmp: Path, progress: Progress) -> str | None:
         return None
     import ffmpeg
 
-    from packager.segment import ffmpeg_exe
+    from packager.segment import run_ffmpeg
 
-    try:
-        (ffmpeg.input(info.path).output(str(tmp / "audio.ts"), vn=None, acodec="copy", f="mpegts")
-         .global_args("-nostdin", "-loglevel", "error").run(cmd=ffmpeg_exe(), capture_stdout=True,
-                                                              capture_stderr=True))
+    try:  # a full disk is an OSError (the run fails), not a stream without audio
+        run_ffmpeg(ffmpeg.input(info.path).output(str(tmp / "audio.ts"), vn=None, acodec="copy", f="mpegts"),
+                   tmp / "audio.ts")
         return "audio.ts"
     except ffmpeg.Error as e:
+        (tmp / "audio.ts").unlink(missing_ok=True)
         progress.note(f"warning: audio not passed through ({e.stderr.decode(errors='replace')[-200:]})")
         return None
 

@@ -7,13 +7,25 @@ Two segment formats (RFC 8216 3.3, 3.4): ``fmp4``, fragmented MP4 (one moof + md
 codec configuration once in an init segment named by EXT-X-MAP: a few bytes of overhead per frame), and
 ``mpegts`` (188-byte packets, a PES header per frame: about 1.5 packets per frame at low rates, i.e. tens of
 kbps at 30 fps).
+
+Write errors: FFmpeg's HLS muxer does not report them (FFmpeg 9.0: on a full disk it exits 0 with truncated
+segments and an empty playlist), so the playlist must end with EXT-X-ENDLIST and every file it names must be
+whole (:func:`check_written`); an incomplete one on a (nearly) full filesystem is ENOSPC. The errors FFmpeg
+does report (the audio pass-through) are turned into the ``OSError`` they were (:func:`run_ffmpeg`).
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from bbmr_stream.errors import DISK_FULL
+
+TS_PACKET = 188
+NEARLY_FULL = 1 << 20  # bytes free under which an incomplete file FFmpeg wrote is taken for ENOSPC
 
 
 @dataclass
@@ -36,8 +48,26 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def run_ffmpeg(node, where: Path) -> None:
+    """Run an ffmpeg-python graph writing ``where`` (no stdin, errors only). A write error FFmpeg reports (no
+    space, quota, file size: :data:`~bbmr_stream.errors.DISK_FULL`) is raised as that ``OSError``; any other
+    failure as ``ffmpeg.Error``."""
+    import ffmpeg
+
+    try:
+        node.global_args("-nostdin", "-loglevel", "error").run(cmd=ffmpeg_exe(), capture_stdout=True,
+                                                              capture_stderr=True)
+    except ffmpeg.Error as e:
+        said = (e.stderr or b"").decode(errors="replace")
+        for code in DISK_FULL:
+            if os.strerror(code) in said:
+                raise OSError(code, os.strerror(code), str(where)) from None
+        raise
+
+
 def segment_hls(ts_path: Path, out_dir: Path, name: str, segment_s: float, container: str = "fmp4") -> Segmented:
-    """The media playlist, its segments and (fmp4) init segment, written into ``out_dir``."""
+    """The media playlist, its segments and (fmp4) init segment, written into ``out_dir``; OSError (ENOSPC)
+    when the filesystem filled up (:func:`check_written`)."""
     import ffmpeg
 
     playlist = f"{name}.m3u8"
@@ -48,10 +78,8 @@ def segment_hls(ts_path: Path, out_dir: Path, name: str, segment_s: float, conta
                      hls_segment_filename=str(out_dir / f"{name}_%05d.m4s"))
     else:
         opts |= dict(hls_segment_filename=str(out_dir / f"{name}_%05d.ts"))
-    (ffmpeg.input(str(ts_path))
-     .output(str(out_dir / playlist), **opts)
-     .global_args("-nostdin", "-loglevel", "error")
-     .run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True))
+    run_ffmpeg(ffmpeg.input(str(ts_path)).output(str(out_dir / playlist), **opts), out_dir / playlist)
+    check_written(out_dir / playlist)
     _fix_target_duration(out_dir / playlist)
     segs, init = [], None
     dur = None
@@ -68,6 +96,61 @@ def segment_hls(ts_path: Path, out_dir: Path, name: str, segment_s: float, conta
         raise RuntimeError(f"{playlist}: FFmpeg's HLS muxer wrote {'an' if init else 'no'} init segment for "
                            f"{container}")
     return Segmented(playlist, segs, init)
+
+
+def check_written(playlist: Path) -> None:
+    """The VOD playlist FFmpeg's HLS muxer wrote is complete (ends with EXT-X-ENDLIST) and so is every file it
+    names (init and media segments): else :func:`lost_write`."""
+    text = playlist.read_text(errors="replace")
+    if "#EXT-X-ENDLIST" not in text.split():
+        raise lost_write(playlist)
+    names = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', text) + [ln for ln in text.splitlines()
+                                                             if ln and not ln.startswith("#")]
+    for n in names:
+        if not is_whole(playlist.parent / n):
+            raise lost_write(playlist.parent / n)
+
+
+def is_whole(path: Path) -> bool:
+    """A segment file that is not cut short: MPEG-TS, whole 188-byte packets, the last one starting with its
+    sync byte; fMP4 (ISO BMFF), top-level boxes that end exactly at the end of the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if path.suffix == ".ts":
+            if size == 0 or size % TS_PACKET:
+                return False
+            f.seek(size - TS_PACKET)
+            return f.read(1) == b"\x47"
+        at = 0
+        while at + 8 <= size:
+            f.seek(at)
+            head = f.read(16)
+            box = int.from_bytes(head[:4], "big")
+            if box == 1:  # 64-bit size after the type
+                box = int.from_bytes(head[8:16], "big") if len(head) == 16 else 0
+            elif box == 0:  # to the end of the file
+                box = size - at
+            if box < 8:
+                return False
+            at += box
+        return at == size > 0
+
+
+def lost_write(path: Path) -> Exception:
+    """What a file FFmpeg left incomplete without an error means: ENOSPC when its filesystem has less than
+    :data:`NEARLY_FULL` bytes free (for root, the reserved blocks count as free), else a RuntimeError (an
+    unreported write error of another kind, which surfaces)."""
+    free = free_bytes(path.parent)
+    if free < NEARLY_FULL:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return RuntimeError(f"{path.name}: FFmpeg's HLS muxer left it incomplete without reporting an error "
+                        f"({free} bytes free)")
+
+
+def free_bytes(directory: Path) -> int:
+    """Bytes this process may still write on ``directory``'s filesystem (root: the reserved blocks too)."""
+    st = os.statvfs(directory)
+    return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
 
 
 def _fix_target_duration(path: Path) -> None:

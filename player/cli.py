@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from bbmr_stream.cli import add_backend, add_device, parse_size, run_cli
+from bbmr_stream.cli import add_backend, add_device, parse_hostport, parse_size, run_cli
 from bbmr_stream.progress import Progress, console_progress
 from player.config import MIN_WINDOW, PlayConfig
 from player.report import Report
@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--trace", help="simulate the network from a Pensieve trace (time_s throughput_Mbps) and "
                     "switch renditions per segment with the ABR rule; the report gets the per-segment decisions")
     ap.add_argument("--max-frames", type=int, help="play at most this many frames (default: all)")
+    ap.add_argument("--serve", metavar="HOST:PORT", help="do not play: publish the stream directory over HTTP for any "
+                    "HLS player (read-only; on a non-loopback address behind a token, printed with the URL)")
+    ap.add_argument("--token", help="the --serve token (16+ characters of A-Z a-z 0-9 - _; default: generated on a "
+                    "non-loopback address)")
     ap.add_argument("--strict", action="store_true",
                     help="exit with code 3 when any frame was concealed (missing, truncated or corrupt segment, "
                          "missing or invalid scale map), after writing the report")
@@ -123,8 +127,21 @@ def run(config: PlayConfig, console=None, progress: Progress | None = None) -> i
     return 0
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    """``--serve``: publish the stream directory until Ctrl-C (the URL on stderr)."""
+    from player.serve import ServeConfig, serve
+
+    host, port = parse_hostport(args.serve)
+    cfg = ServeConfig(args.stream, host, port, args.token)
+    serve(cfg, on_started=lambda url: print(f"bbmr-play: serving {args.stream} at {url} (Ctrl-C stops)",
+                                            file=sys.stderr, flush=True))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.serve:
+        return run_cli("bbmr-play", lambda: run_serve(args))
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         return run_cli("bbmr-play", lambda: run(config_from(args)))

@@ -115,7 +115,11 @@ class StreamSource:
         if not local.exists():
             local.parent.mkdir(parents=True, exist_ok=True)
             data = _get(urllib.parse.urljoin(self.base, urllib.parse.quote(file)), self.sizes.get(file, 0) + (1 << 20))
-            local.write_bytes(data)
+            try:
+                local.write_bytes(data)
+            except BaseException:  # a full disk: no truncated copy that a later call would take as downloaded
+                local.unlink(missing_ok=True)
+                raise
         return local
 
     def close(self) -> None:

@@ -12,14 +12,26 @@ from bbmr_stream.rtc import count_decoded_bytes
 CODECS = {"h264": "video/h264", "vp8": "video/vp8"}
 
 
+def split_token(url: str) -> tuple[str, str | None]:
+    """(the sender's base URL ending in ``/``, the ``token`` of its query or None): a sender on a non-loopback
+    address prints its URL as ``http://HOST:PORT/?token=...``."""
+    from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    token = parse_qs(parts.query).get("token", [None])[0]
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", "")), token
+
+
 class Connection:
     """The viewer's peer connection to the sender at ``url``; ``bytes`` counts the encoded video bytes
     decoded, ``stream`` is the sender's description (source size in pixels, fps, block, scales, overall)."""
 
-    def __init__(self, url: str, codec: str = "h264") -> None:
+    def __init__(self, url: str, codec: str = "h264", token: str | None = None) -> None:
         if codec not in CODECS:
             raise ValueError(f"codec {codec!r}: one of {', '.join(CODECS)}")
-        self.url = url if url.endswith("/") else url + "/"
+        self.url, query_token = split_token(url)
+        self.token = token or query_token  # sent as Authorization: Bearer (bbmr_stream.webguard)
         self.codec = codec
         self.bytes = 0
         self.stream: dict = {}
@@ -52,8 +64,9 @@ class Connection:
     async def _post_offer(self, sdp: str, kind: str) -> dict:
         import aiohttp
 
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         async with aiohttp.ClientSession() as s:
-            async with s.post(self.url + "offer", json={"sdp": sdp, "type": kind}) as r:
+            async with s.post(self.url + "offer", json={"sdp": sdp, "type": kind}, headers=headers) as r:
                 body = await r.json(content_type=None)
                 if r.status != 200:
                     raise ConnectionError(f"{self.url}offer: HTTP {r.status}: {body.get('error', body)}")

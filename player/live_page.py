@@ -13,13 +13,14 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>bbmr-live view
 <style>body{font-family:sans-serif;background:#111;color:#eee;margin:12px}img{max-width:100%;border:1px solid #444}
 #stats{font-family:monospace;white-space:pre;font-size:13px}</style></head><body>
 <h2>bbmr-live: bicubic (left) | BBMR super-resolved (right)</h2>
-<img id="live" alt="live picture" src="frame.jpg">
+<img id="live" alt="live picture">
 <div id="stats">connecting...</div>
 <script>
 const img = document.getElementById('live'), st = document.getElementById('stats');
-function tick(){ img.src = 'frame.jpg?t=' + Date.now(); }
-img.onload = () => setTimeout(tick, 150); img.onerror = () => setTimeout(tick, 500);
-async function stats(){ try { const r = await fetch('stats.json'); const d = await r.json();
+const q = location.search;  // ?token=... when the page needs one: every request carries it
+function tick(){ img.src = 'frame.jpg' + (q ? q + '&' : '?') + 't=' + Date.now(); }
+img.onload = () => setTimeout(tick, 150); img.onerror = () => setTimeout(tick, 500); tick();
+async function stats(){ try { const r = await fetch('stats.json' + q); const d = await r.json();
   st.textContent = Object.entries(d).map(([k,v]) => k.padEnd(22) + JSON.stringify(v)).join('\\n'); } catch(e) {}
   setTimeout(stats, 500); }
 stats();
@@ -48,10 +49,12 @@ def side_by_side_jpeg(view: tuple[np.ndarray, np.ndarray, str] | None, max_width
     return buf.getvalue()
 
 
-def page_app(picture: Picture, summary: Callable[[], dict]):
+def page_app(picture: Picture, summary: Callable[[], dict], token: str | None = None):
     """The aiohttp application of the page: ``picture()`` is the side-by-side view (JPEG-encoded on a worker
-    thread), ``summary()`` the stats JSON."""
+    thread), ``summary()`` the stats JSON; with ``token`` every route requires it (``bbmr_stream.webguard``)."""
     from aiohttp import web
+
+    from bbmr_stream.webguard import token_middleware
 
     async def index(request):
         return web.Response(text=PAGE, content_type="text/html")
@@ -65,18 +68,30 @@ def page_app(picture: Picture, summary: Callable[[], dict]):
     async def stats(request):
         return web.json_response(summary())
 
-    app = web.Application()
+    app = web.Application(middlewares=[token_middleware(token)])
     app.router.add_get("/", index)
     app.router.add_get("/frame.jpg", frame)
     app.router.add_get("/stats.json", stats)
     return app
 
 
-async def serve_page(picture: Picture, summary: Callable[[], dict], host: str, port: int):
-    """Serve :func:`page_app` at ``host:port``; returns the ``aiohttp.web.AppRunner`` (``await .cleanup()``)."""
+async def serve_page(picture: Picture, summary: Callable[[], dict], host: str, port: int,
+                     token: str | None = None):
+    """Serve :func:`page_app` at ``host:port`` (a token is required on a non-loopback address: ``token`` or a
+    generated one); returns (the ``aiohttp.web.AppRunner`` (``await .cleanup()``), the page's URL with its
+    token)."""
     from aiohttp import web
 
-    runner = web.AppRunner(page_app(picture, summary))
+    from bbmr_stream.errors import InputError
+    from bbmr_stream.webguard import server_token, url_with_token
+
+    token = server_token(host, token)
+    runner = web.AppRunner(page_app(picture, summary, token))
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise InputError(f"--serve {host}:{port}: cannot listen ({e.strerror or e})") from None
+    shown = f"[{host}]" if ":" in host else host
+    return runner, url_with_token(f"http://{shown}:{runner.addresses[0][1]}/", token)

@@ -99,7 +99,7 @@ async def live_run(cfg: SelftestConfig) -> LiveRun:
     running = await start_sender(cfg.sender(), on_frame=keep)
     viewer = Viewer(cfg.viewer(f"http://127.0.0.1:{running.port}/"), reference=sent)
     viewer.start()
-    page = await viewer.serve_page(*cfg.serve) if cfg.serve else None
+    page = (await viewer.serve_page(*cfg.serve))[0] if cfg.serve else None
     try:
         await viewer.connect()
         await _until_done(running, viewer, deadline=time.time() + 60 + cfg.frames * 10 / cfg.fps, frames=cfg.frames)

@@ -53,6 +53,8 @@ class ViewConfig:
     serve: tuple[str, int] | None = None  # (host, port) of the page
     record: str | None = None  # an MP4 of the frames as finally shown
     seconds: float = 0.0
+    token: str | None = None  # the sender's token (else the ``?token=`` of ``url``, if any)
+    serve_token: str | None = None  # the page's token on a non-loopback ``serve`` (None: generated)
 
     def check(self) -> None:
         """Options in range (one-line InputErrors, before any work)."""
@@ -77,7 +79,7 @@ class Viewer:
         self.channel = MapChannel()
         self.matcher = MapMatcher(self.stats, self.channel, cfg.fps)
         self.mailbox = Mailbox()
-        self.connection = Connection(cfg.url, cfg.codec)
+        self.connection = Connection(cfg.url, cfg.codec, cfg.token)
         self.recorder = Recorder(cfg.record, cfg.fps) if cfg.record else None
         self.screen = Screen(self.stats, cfg.upscaler, on_show, self.recorder)
         self.quality = Quality(reference, cfg.upscaler == "bicubic")
@@ -112,28 +114,31 @@ class Viewer:
         return self.stats.summary()
 
     async def serve_page(self, host: str, port: int):
-        """Serve this viewer's page (``player.live_page``) at ``host:port``; returns its ``AppRunner``."""
+        """Serve this viewer's page (``player.live_page``) at ``host:port``; returns (its ``AppRunner``, its URL
+        with the token when one is required)."""
         from player.live_page import serve_page
 
-        return await serve_page(self.screen.side_by_side, self.summary, host, port)
+        return await serve_page(self.screen.side_by_side, self.summary, host, port, self.cfg.serve_token)
 
     async def close(self, join_timeout: float = 30.0) -> None:
         """Stop the workers, close the connection, wait up to ``join_timeout`` s for the workers, finish the
         recording."""
         self.mailbox.stop()
-        await self.connection.close()
-        if self.thread is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.thread.join, join_timeout)
-        if self.recorder is not None:
-            self.recorder.close()
+        try:
+            await self.connection.close()
+        finally:
+            if self.thread is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.thread.join, join_timeout)
+            if self.recorder is not None:
+                self.recorder.close()  # a full disk while finishing: DiskFullError, the recording removed
 
 
 async def view_async(cfg: ViewConfig, on_stats: Callable[[dict], None] | None = None,
                      on_show: OnShow | None = None, stop: threading.Event | None = None,
-                     every: float = 2.0) -> dict:
+                     every: float = 2.0, on_page: Callable[[str], None] | None = None) -> dict:
     """View ``cfg.url`` for ``cfg.seconds`` (0: until ``stop`` is set or the task is cancelled), serving the page
-    at ``cfg.serve``; ``on_stats(summary)`` every ``every`` seconds. Returns the final summary; InputError when
-    the sender cannot be reached; a worker's exception is re-raised."""
+    at ``cfg.serve`` (``on_page(url)`` once it listens); ``on_stats(summary)`` every ``every`` seconds. Returns
+    the final summary; InputError when the sender cannot be reached; a worker's exception is re-raised."""
     cfg.check()
     if cfg.record:
         from bbmr_stream.imageio import prepare_output_file
@@ -141,27 +146,43 @@ async def view_async(cfg: ViewConfig, on_stats: Callable[[dict], None] | None = 
         prepare_output_file("--record", cfg.record)
     viewer = Viewer(cfg, on_show=on_show)
     viewer.start()
-    page = await viewer.serve_page(*cfg.serve) if cfg.serve else None
+    page = None
     try:
+        if cfg.serve:
+            page, url = await viewer.serve_page(*cfg.serve)
+            if on_page is not None:
+                on_page(url)
         try:
             await viewer.connect()
         except (OSError, ConnectionError, ValueError) as e:
             raise InputError(f"cannot connect to {cfg.url}: {e}") from None
         t0 = time.time()
         while (not cfg.seconds or time.time() - t0 < cfg.seconds) and not (stop and stop.is_set()):
-            await asyncio.sleep(every)
+            await _sleep_unless(lambda: viewer.error is not None, every)
+            if viewer.error is not None:  # a worker failed (a full disk under --record, a bug): stop now
+                break
             if on_stats is not None:
                 on_stats(viewer.summary())
     finally:
-        await viewer.close()
-        if page is not None:
-            await page.cleanup()
+        try:
+            await viewer.close()
+        finally:
+            if page is not None:
+                await page.cleanup()
     if viewer.error is not None:
         raise viewer.error
     return viewer.summary()
 
 
+async def _sleep_unless(cond: Callable[[], bool], seconds: float, tick: float = 0.1) -> None:
+    """Sleep ``seconds``, waking early when ``cond()`` turns true (checked every ``tick`` s)."""
+    end = time.monotonic() + seconds
+    while not cond() and time.monotonic() < end:
+        await asyncio.sleep(min(tick, max(0.0, end - time.monotonic())))
+
+
 def view(cfg: ViewConfig, on_stats: Callable[[dict], None] | None = None, on_show: OnShow | None = None,
-         stop: threading.Event | None = None, every: float = 2.0) -> dict:
+         stop: threading.Event | None = None, every: float = 2.0,
+         on_page: Callable[[str], None] | None = None) -> dict:
     """:func:`view_async` in its own event loop (the ``bbmr-live view`` command)."""
-    return asyncio.run(view_async(cfg, on_stats, on_show, stop, every))
+    return asyncio.run(view_async(cfg, on_stats, on_show, stop, every, on_page))

@@ -18,7 +18,8 @@ BLOCK = 128  # block size (pixels) of the window's scale-map overlay
 JOIN_S = 60.0  # how long the closed window waits for the viewer to shut down (s)
 
 
-def view_in_window(cfg: ViewConfig, on_stats: Callable[[dict], None] | None = None) -> dict:
+def view_in_window(cfg: ViewConfig, on_stats: Callable[[dict], None] | None = None,
+                   on_page: Callable[[str], None] | None = None) -> dict:
     """:func:`player.live_view.view` with a window; returns the final summary (closing the window stops the
     viewer, which then shuts down within ``JOIN_S``). InputError without a display."""
     from player.display import Shown, Window
@@ -37,7 +38,7 @@ def view_in_window(cfg: ViewConfig, on_stats: Callable[[dict], None] | None = No
 
     def run_loop() -> None:
         try:
-            result["summary"] = view(cfg, on_stats, on_show, done)
+            result["summary"] = view(cfg, on_stats, on_show, done, on_page=on_page)
         except BaseException as e:  # surfaced on the main thread
             result["error"] = e
         finally:

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bbmr_stream.imageio import write_image
+from bbmr_stream.errors import disk_full
+from bbmr_stream.imageio import Staged, write_image
 
 
 class VideoWriter:
-    """HR frames -> MP4 (H.264), written to a temp name and renamed on close. CRF > 0: 4:2:0 by the exact
+    """HR frames -> MP4 (H.264), written to a temporary name beside ``path`` (:attr:`tmp`, same filesystem)
+    and renamed on close; a failure (a full disk) removes it. CRF > 0: 4:2:0 by the exact
     conversion of :mod:`bbmr_stream.colour` in the source's matrix and range, which the VUI declares (primaries
     and transfer BT.709 for bt709/bt601 sources, BT.2020 for bt2020); CRF 0: qp 0 4:4:4 (lossless analysis)."""
 
@@ -52,15 +54,33 @@ class VideoWriter:
         for p in self.stream.encode(f):
             self.out.mux(p)
 
+    def finish(self) -> None:
+        """Flush the encoder and write the trailer: the file is complete under its temporary name (:attr:`tmp`)."""
+        for p in self.stream.encode(None):
+            self.out.mux(p)
+        out, self.out = self.out, None
+        out.close()
+
+    def discard(self) -> None:
+        """Remove the file (its container closed first, errors ignored: the disk may be full)."""
+        import av
+
+        if self.out is not None:
+            out, self.out = self.out, None
+            try:
+                out.close()
+            except (OSError, av.error.FFmpegError):
+                pass
+        self.tmp.unlink(missing_ok=True)
+
     def close(self, ok: bool) -> None:
-        if ok:
-            for p in self.stream.encode(None):
-                self.out.mux(p)
-        self.out.close()
-        if ok:
-            self.tmp.replace(self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+        """``ok``: finish and rename into place; else (or when finishing fails: a full disk) remove the file."""
+        try:
+            if ok:
+                self.finish()
+                self.tmp.replace(self.path)
+        finally:
+            self.discard()
 
 
 def prepare_outputs(report: str | None, out: str | None) -> None:
@@ -73,12 +93,25 @@ def prepare_outputs(report: str | None, out: str | None) -> None:
             prepare_output_file(opt, path)
 
 
+def untouched(*paths: str | None) -> str:
+    """What a failed playback run leaves (a full disk: the end of the message of
+    :class:`~bbmr_stream.errors.DiskFullError`): ``nothing was written[, the previous A[ and B] is/are
+    unchanged]`` for the outputs ``paths`` that exist already."""
+    old = [str(p) for p in paths if p and Path(p).exists()]
+    if not old:
+        return "nothing was written"
+    return f"nothing was written, the previous {' and '.join(old)} {'is' if len(old) == 1 else 'are'} unchanged"
+
+
 class Outputs:
-    """The output stage: the video file ``out`` (written to a temp name, renamed when playback ended well) and
-    PNGs in ``frames_dir``; seconds spent are added to ``secs["output"]``."""
+    """The output stage: the video file ``out`` (written to a temporary name beside it; :meth:`finish` hands it
+    over to be renamed with the report) and PNGs in ``frames_dir``; seconds spent are added to
+    ``secs["output"]``. A full disk raises :class:`~bbmr_stream.errors.DiskFullError` naming the file, ending
+    with ``outcome`` (:func:`untouched`)."""
 
     def __init__(self, man, secs: dict, out: str | None = None, crf: float = 18.0,
-                 frames_dir: str | None = None) -> None:
+                 frames_dir: str | None = None, outcome: str = "nothing was written") -> None:
+        self.out, self.outcome = out, outcome
         self.writer = VideoWriter(out, man.source["width"], man.source["height"], Fraction(*man.source["fps"]),
                                   crf, man.source["matrix"], bool(man.source["full_range"])) if out else None
         self.frames_dir = Path(frames_dir) if frames_dir else None
@@ -89,11 +122,23 @@ class Outputs:
     def write(self, fr) -> None:
         t = time.time()
         if self.writer:
-            self.writer.write(fr.rgb)
+            with disk_full(self.out, self.outcome):
+                self.writer.write(fr.rgb)
         if self.frames_dir:
-            write_image(self.frames_dir / f"frame_{fr.index:06d}.png", fr.rgb)
+            with disk_full(f"{self.frames_dir}/", "the frames written before are kept, nothing else was written"):
+                write_image(self.frames_dir / f"frame_{fr.index:06d}.png", fr.rgb)
         self.secs["output"] += time.time() - t
 
-    def close(self, ok: bool) -> None:
+    def finish(self, staged: Staged) -> None:
+        """The video completed under its temporary name and handed to ``staged`` (renamed by its commit)."""
         if self.writer:
-            self.writer.close(ok)
+            with disk_full(self.out, self.outcome):
+                self.writer.finish()
+            staged.add(self.writer.tmp, self.writer.path)
+            self.writer = None
+
+    def close(self) -> None:
+        """Remove the video unless :meth:`finish` handed it over (playback failed or was interrupted)."""
+        if self.writer:
+            self.writer.discard()
+            self.writer = None

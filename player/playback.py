@@ -19,7 +19,7 @@ import numpy as np
 
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.demux import InvalidMap, segment_pictures
-from bbmr_stream.errors import ScaleMapError, SegmentError
+from bbmr_stream.errors import ScaleMapError, SegmentError, is_disk_full
 from bbmr_stream.family import family_of
 from bbmr_stream.manifest import Manifest, Rendition
 from bbmr_stream.scalemap import ScaleMap
@@ -53,9 +53,12 @@ class PlayStats:
 
 
 def media_error(e: BaseException) -> SegmentError | None:
-    """The concealable form of an exception raised while fetching or decoding a segment, None for a bug."""
+    """The concealable form of an exception raised while fetching or decoding a segment, None for a bug or a
+    full local disk (a download that does not fit is not a damaged segment)."""
     import av
 
+    if is_disk_full(e):
+        return None
     if isinstance(e, SegmentError):
         return e
     if isinstance(e, FileNotFoundError) or getattr(e, "code", None) == 404:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bbmr_stream.imageio import write_text_atomic
+from bbmr_stream.imageio import Staged
 
 CONVENTIONS = {
     "psnr_y": "the reference's decoded Y plane vs the luma of the played RGB frame in the source's matrix and "
@@ -57,20 +57,30 @@ class Report:
                 "pooled_metrics": {k: pooled([f["metrics"].get(k) for f in self.frames]) for k in keys},
                 "stream": self.stream, "conventions": CONVENTIONS} | self.extra
 
-    def write(self, path: str | Path) -> None:
-        p = Path(path)
-        d = self.to_dict()
-        write_text_atomic(p, json.dumps(d, indent=2))
+    def write(self, path: str | Path, staged: Staged | None = None) -> None:
+        """The JSON at ``path``, the CSV and the PNG plot beside it, each written in full under a temporary name
+        before any is renamed into place: a failure (a full disk) leaves the previous three as they were. With
+        ``staged``, the renames are left to its :meth:`~bbmr_stream.imageio.Staged.commit` (with other outputs)."""
+        with Staged() as own:
+            st = staged or own
+            p = Path(path)
+            st.path(p).write_text(json.dumps(self.to_dict(), indent=2))
+            st.path(p.with_suffix(".csv")).write_text(self.csv_text())
+            self.plot(st.path(p.with_suffix(".png")))
+            own.commit()
+
+    def csv_text(self) -> str:
+        """The per-frame metrics as CSV: ``frameNum`` and every metric, a row per frame."""
         keys = sorted({k for f in self.frames for k in f["metrics"]})
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["frameNum"] + keys)
         for f in self.frames:
             w.writerow([f["frameNum"]] + [f["metrics"].get(k, "") for k in keys])
-        write_text_atomic(p.with_suffix(".csv"), buf.getvalue())
-        self.plot(p.with_suffix(".png"))
+        return buf.getvalue()
 
     def plot(self, path: Path) -> None:
+        """The PSNR-Y (and NIQE) curve with concealed frames and rendition switches marked, as PNG at ``path``."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -102,7 +112,7 @@ class Report:
             ax.legend(loc="lower left")
         ax.set_title(f"{self.stream.get('rendition', '')}  {self.stream.get('bitrate_kbps', 0):.0f} kbps")
         fig.tight_layout()
-        tmp = path.with_name(path.stem + ".tmp.png")
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        tmp.replace(path)
+        try:
+            fig.savefig(path, dpi=100, format="png")
+        finally:
+            plt.close(fig)

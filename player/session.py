@@ -13,13 +13,14 @@ import time
 import warnings
 
 from bbmr_stream.device import pick_device
-from bbmr_stream.errors import InputError
+from bbmr_stream.errors import InputError, disk_full
+from bbmr_stream.imageio import Staged
 from bbmr_stream.progress import Progress
 from bbmr_stream.resize import RESIZE_CONVENTION
 from player.config import PlayConfig
 from player.fetch import StreamSource
 from player.measure import Measure, open_reference
-from player.output import Outputs, prepare_outputs
+from player.output import Outputs, prepare_outputs, untouched
 from player.plan import make_comparisons, pick_plan, start_frame
 from player.playback import PlayStats, hr_frames
 from player.report import Report
@@ -30,7 +31,9 @@ from player.upscalers import Upscalers
 def play(config: PlayConfig, progress: Progress | None = None) -> Report:
     """Play the stream of ``config`` (see :class:`PlayConfig`) and return its report; the files it asks for
     (``out``, ``frames_dir``, ``report``) are written. Bad input raises InputError; concealed media errors are
-    counted in the report (``concealed_frames``, ``concealed_by_cause``, ``segment_errors``)."""
+    counted in the report (``concealed_frames``, ``concealed_by_cause``, ``segment_errors``). ``out`` and
+    ``report`` are renamed into place together at the end; a full disk raises
+    :class:`~bbmr_stream.errors.DiskFullError` and leaves the previous ones unchanged."""
     config.check()
     src = StreamSource(config.stream)
     try:
@@ -66,6 +69,16 @@ def played_stream(report: Report, man, rend, upscalers: Upscalers) -> dict:
     return {"rendition": "abr: " + ", ".join(counts), "renditions_played": dict(counts),
             "bitrate_kbps": sum(by[k].bitrate_kbps * c for k, c in counts.items()) / n,
             "upscaler": ", ".join(sorted({upscalers.name_for(by[k]) for k in counts})), "manifest_psnr_y": None}
+
+
+def played_with(report: Report, man, rend, upscalers: Upscalers) -> None:
+    """The models, fallbacks and SR backends the run played with, and what it played, into ``report``."""
+    report.extra["model_fallbacks"] = upscalers.fallbacks
+    report.stream["models"] = upscalers.models_used()
+    report.stream.update(played_stream(report, man, rend, upscalers))
+    backends = upscalers.backends()
+    if backends:
+        report.stream["backend"] = ", ".join(backends)  # the SR inference variants used (models/backend.py)
 
 
 def finish_report(report: Report, stats: PlayStats, comparisons: dict, total_s: float, abr_summary,
@@ -120,7 +133,8 @@ def _play(config: PlayConfig, src: StreamSource, progress: Progress) -> Report:
     stats = PlayStats()
     stats.seconds.update({"reference_decode": 0.0, "psnr": 0.0, "niqe": 0.0, "compare": 0.0, "output": 0.0})
     measure = Measure(man.source["matrix"], bool(man.source["full_range"]), config.niqe_every, stats.seconds)
-    outputs = Outputs(man, stats.seconds, config.out, config.out_crf, config.frames_dir)
+    outcome = untouched(config.out, config.report)  # what a full disk leaves
+    outputs = Outputs(man, stats.seconds, config.out, config.out_crf, config.frames_dir, outcome)
     compare_stats = {name: PlayStats() for name in comparisons}
     max_frames = config.max_frames
     t0 = time.time()
@@ -135,22 +149,21 @@ def _play(config: PlayConfig, src: StreamSource, progress: Progress) -> Report:
             outputs.write(fr)
             yield fr, m
 
-    ok = False
-    try:
-        total = man.source["frames"] - start
-        _show(config, src, fps, man.block, produce(), min(total, max_frames) if max_frames else total, progress)
-        ok = True
-    finally:
-        outputs.close(ok)
-    if not report.frames:
-        raise InputError(f"{src.where}: no frames played")
-    finish_report(report, stats, comparisons, time.time() - t0, abr_summary, compare_stats)
-    report.extra["model_fallbacks"] = upscalers.fallbacks
-    report.stream["models"] = upscalers.models_used()
-    report.stream.update(played_stream(report, man, rend, upscalers))
-    backends = upscalers.backends()
-    if backends:
-        report.stream["backend"] = ", ".join(backends)  # the SR inference variants used (models/backend.py)
-    if config.report:
-        report.write(config.report)
+    # the video and the report are written in full under temporary names, then renamed together: a failure (a
+    # full disk) or an interrupt leaves the previous files as they were
+    with Staged() as staged:
+        try:
+            total = man.source["frames"] - start
+            _show(config, src, fps, man.block, produce(), min(total, max_frames) if max_frames else total, progress)
+            outputs.finish(staged)
+        finally:
+            outputs.close()
+        if not report.frames:
+            raise InputError(f"{src.where}: no frames played")
+        finish_report(report, stats, comparisons, time.time() - t0, abr_summary, compare_stats)
+        played_with(report, man, rend, upscalers)
+        if config.report:
+            with disk_full(config.report, outcome):
+                report.write(config.report, staged)
+        staged.commit()
     return report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from bbmr_stream.errors import InputError
+from bbmr_stream.errors import InputError, is_disk_full
 from bbmr_stream.family import FAMILIES
 
 
@@ -71,6 +71,8 @@ class Upscalers:
                 self.titled[key] = title_upscaler(name, path, ref.scale, ref.arch, ref.base, ref.bytes, ref.sha256,
                                                   self.device)
             except (TitleModelError, OSError, http.client.HTTPException) as e:
+                if is_disk_full(e):  # the download did not fit on the local disk: not the model's fault
+                    raise
                 cause = getattr(e, "cause", "fetch")
                 warnings.warn(f"model {ref.file} of {rend.name}: {cause} ({e}); playing the generic {ref.base}")
                 self.fallbacks.append({"rendition": rend.name, "file": ref.file, "cause": cause,

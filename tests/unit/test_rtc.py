@@ -165,3 +165,72 @@ def test_sei_goes_before_the_first_slice():
     assert rtc.with_sei([sps, pps, idr], b"map") == [sps, pps, sei, idr]
     assert rtc.with_sei([slice_], b"map") == [sei, slice_]
     assert rtc.with_sei([sps], b"map") == [sps, sei]
+
+
+def _frame(i: int, size=(96, 64)):
+    """(frame i of a moving gradient as an ``av.VideoFrame`` on the 90 kHz clock, its RGB)."""
+    import av
+
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    rgb = np.stack([(x * 2 + i * 9) % 256, (y * 3) % 256, np.full_like(x, (i * 37) % 256)], -1).astype(np.uint8)
+    f = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    f.pts, f.time_base = i * 3000, fractions.Fraction(1, rtc.VIDEO_CLOCK)
+    return f, rgb
+
+
+def _decode_errors(sent: list[tuple[list[bytes], np.ndarray]]) -> list[float]:
+    """Mean absolute RGB error of each frame decoded from a peer's RTP payloads (depacketized as aiortc's
+    receiver does) against the frame it came from: a P-frame decoded without its reference is far off."""
+    import av
+    from aiortc.codecs.h264 import H264PayloadDescriptor
+
+    dec = av.CodecContext.create("h264", "r")
+    out = []
+    for payloads, _ in sent:
+        au = b"".join(H264PayloadDescriptor.parse(p)[1] for p in payloads)
+        out += [f.to_ndarray(format="rgb24") for f in dec.decode(av.Packet(au))]
+    out += [f.to_ndarray(format="rgb24") for f in dec.decode(None)]
+    assert len(out) == len(sent)
+    return [float(np.abs(o.astype(int) - rgb.astype(int)).mean()) for o, (_, rgb) in zip(out, sent)]
+
+
+def test_shared_stream_encodes_each_frame_once_and_peers_start_on_a_keyframe():
+    """Two peers on one SharedH264Stream: each frame encoded once; the late peer's first payloads are a keyframe
+    it asked for; a peer that missed a frame sends nothing until the next keyframe; both streams decode."""
+    maps = {}
+    shared = rtc.SharedH264Stream(lambda pts: maps.get(pts), min_keyframe_gap=0.0)
+    a, b = rtc.PeerH264Encoder(shared), rtc.PeerH264Encoder(shared)
+    sent = {"a": [], "b": []}
+    for i in range(20):
+        f, rgb = _frame(i)
+        maps[f.pts] = b"map %d" % i
+        if i != 12:  # peer a misses frame 12 (its loop lagged)
+            p, ts = a.encode(f)
+            assert ts == f.pts or not p  # the 90 kHz clock, and the relayed frame's pts untouched
+            if p:
+                sent["a"].append((p, rgb))
+        if i >= 5:
+            p, _ = b.encode(f)
+            if p:
+                sent["b"].append((p, rgb))
+    assert shared.frames_encoded == 20  # once per frame, not per peer
+    assert shared.keyframes_forced >= 3  # a's start, b's join, a's gap
+    assert len(sent["b"]) == 14  # b waited one frame (5 was already encoded) for the keyframe of frame 6
+    assert len(sent["a"]) == 18  # a: frames 0-11 and 14-19 (frame 13 was a P-frame after its gap)
+    assert a.skipped == 1 and b.skipped == 1
+    for peer in "ab":
+        assert max(_decode_errors(sent[peer])) < 4.0, peer  # every frame it sent decodes right
+
+
+def test_shared_stream_bitrate_is_the_lowest_peer_request():
+    shared = rtc.SharedH264Stream(lambda pts: None)
+    a, b = rtc.PeerH264Encoder(shared), rtc.PeerH264Encoder(shared)
+    a.target_bitrate, b.target_bitrate = 1_500_000, 700_000
+    a.encode(_frame(0)[0])
+    assert shared.encoder.target_bitrate == 700_000 == a.target_bitrate
+    del b
+    import gc
+
+    gc.collect()
+    shared.encode(_frame(1)[0])
+    assert shared.encoder.target_bitrate == 1_500_000  # a peer that is gone no longer holds the rate down

@@ -1,0 +1,97 @@
+"""``bbmr-play STREAM --serve HOST:PORT``: publish a stream directory over HTTP for any HLS player (hls.js,
+Safari, VLC, ffplay) on the LAN, read-only, with the project's access rules (``bbmr_stream.webguard``).
+
+On loopback the files are at ``http://HOST:PORT/master.m3u8``; on any other address under the token,
+``http://HOST:PORT/TOKEN/master.m3u8`` (relative segment URIs resolve under it, so an unmodified HLS player
+works). Only regular files below the stream directory are served (no symlinks, no dot segments). Nothing here
+prints: :func:`serve_stream` returns the running server and its URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from bbmr_stream.errors import InputError
+from bbmr_stream.webguard import server_token, static_handler
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """A stream directory served at ``host:port`` (0: any free port); ``token`` as in ``bbmr_stream.webguard``
+    (None: generated on a non-loopback address, none on loopback)."""
+
+    stream: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None
+
+    def check(self) -> Path:
+        root = Path(self.stream)
+        if self.stream.startswith(("http://", "https://")):
+            raise InputError("--serve serves a local stream directory, not a URL")
+        if not (root / "manifest.json").is_file():
+            raise InputError(f"{root}: not a stream directory (no manifest.json)")
+        if not 0 <= self.port <= 65535:
+            raise InputError(f"--serve port {self.port}: 0..65535")
+        return root
+
+
+@dataclass
+class RunningServer:
+    """A server listening on ``port``; ``url`` is where the master playlist is (token included)."""
+
+    runner: object  # aiohttp.web.AppRunner
+    port: int
+    url: str
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+def stream_app(root: Path, token: str | None):
+    """The aiohttp application: GET (and HEAD) of the files below ``root``, under ``/TOKEN/`` with a token."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", static_handler(root, token))
+    return app
+
+
+async def serve_stream(cfg: ServeConfig) -> RunningServer:
+    """Start serving ``cfg.stream``; InputError for a directory without a manifest or a bad token, OSError
+    (as InputError) when the address cannot be bound."""
+    from aiohttp import web
+
+    root = cfg.check()
+    token = server_token(cfg.host, cfg.token)
+    runner = web.AppRunner(stream_app(root, token))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, cfg.host, cfg.port).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise InputError(f"--serve {cfg.host}:{cfg.port}: cannot listen ({e.strerror or e})") from None
+    port = runner.addresses[0][1]
+    host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+    return RunningServer(runner, port, f"http://{host}:{port}/{token + '/' if token else ''}master.m3u8")
+
+
+def serve(cfg: ServeConfig, on_started: Callable[[str], None] | None = None,
+          stop: threading.Event | None = None) -> None:
+    """Serve until ``stop`` is set or Ctrl-C; ``on_started(url)`` once listening."""
+
+    async def main() -> None:
+        running = await serve_stream(cfg)
+        if on_started is not None:
+            on_started(running.url)
+        try:
+            while stop is None or not stop.is_set():
+                await asyncio.sleep(0.2)
+        finally:
+            await running.close()
+
+    asyncio.run(main())
