@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bbmr_stream.colour import video_frame
+from bbmr_stream.x264 import with_asm
 
 PHOTOS = ("astronaut", "coffee", "rocket", "chelsea")
 
@@ -56,7 +57,7 @@ def write_sample(path: str | Path, width: int = 960, height: int = 540, seconds:
     with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
         s = out.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        s.codec_context.options = {"crf": str(crf), "preset": "medium"}
+        s.codec_context.options = with_asm({"crf": str(crf), "preset": "medium"})
         cc = s.codec_context
         cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = 1, 1, 1, 1  # BT.709, limited
         for i, rgb in enumerate(pan_frames(width, height, n)):

@@ -16,8 +16,10 @@ import numpy as np
 
 from bbmr_stream.colour import AV_COLORSPACE, rgb_to_yuv420, video_frame, video_frame_from_planes
 from bbmr_stream.sei import insert_sei
+from bbmr_stream.x264 import with_asm
 
 CODECS = {"h264": "libx264", "hevc": "libx265"}
+
 
 
 def codecs_of(annexb: bytes, codec: str) -> str:
@@ -74,7 +76,7 @@ class LREncoder:
             opts = {"preset": preset, "x265-params": x265}
             if not lossless:
                 opts["crf"] = str(crf)
-        st.codec_context.options = opts
+        st.codec_context.options = with_asm(opts) if codec == "h264" else opts
         cc = st.codec_context
         cc.colorspace = AV_COLORSPACE[matrix]
         cc.color_range = 2 if full_range else 1

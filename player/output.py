@@ -11,6 +11,7 @@ import numpy as np
 
 from bbmr_stream.errors import disk_full
 from bbmr_stream.imageio import Staged, write_image
+from bbmr_stream.x264 import with_asm
 
 
 class VideoWriter:
@@ -32,7 +33,7 @@ class VideoWriter:
         s = self.out.add_stream("libx264", rate=fps)
         s.width, s.height = width, height
         s.pix_fmt = "yuv444p" if crf == 0 else "yuv420p"
-        s.codec_context.options = {"qp": "0"} if crf == 0 else {"crf": str(crf)}
+        s.codec_context.options = with_asm({"qp": "0"} if crf == 0 else {"crf": str(crf)})
         if crf != 0:
             cc = s.codec_context
             cc.colorspace = AV_COLORSPACE[matrix]
