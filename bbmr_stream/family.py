@@ -142,6 +142,7 @@ class Family:
     client_rank: ClassVar[int]  # what a rung asks of the client, 0 = least (plays in any HLS player)
     fixed_layout: ClassVar[str | None] = None  # the manifest's layout of every rendition; None: one of LAYOUTS
     refinable: ClassVar[bool] = False  # its LR pictures can be refined through the client upscaler (models/hcd.py)
+    auto_refine: ClassVar[bool] = True  # the auto ladder adds refined variants of its candidates (if refinable)
 
     # --- rung specs: a family names, prints and parses its own ladder items and reads its manifest entries ---
     @classmethod
@@ -492,6 +493,18 @@ class BBMR(_Blocks):
 
     def block_factors(self, factors):
         return np.asarray(factors, np.uint8)
+
+    refinable = True  # in the planes layout, through a multi-scale model (models.hcd.PlanesRefiner)
+    auto_refine = False  # JointSR forward + backward per frame (~10x a FastSR refinement): per rung or in the study
+
+    def refined_pictures(self, x, factors, refiner):
+        from bbmr_stream.blocks import pad_tensor
+
+        if self.layout != "planes":
+            raise InputError(f"--refine: BBMR rungs are refined in the planes layout only, not {self.layout}")
+        s = refiner(pad_tensor(x, self.geo.grid.block), self.block_factors(factors),
+                    valid=(self.geo.height, self.geo.width))
+        return [to_uint8(s)]
 
     @classmethod
     def atlas(cls, grid: BlockGrid, scales, overall: int) -> BBMR:

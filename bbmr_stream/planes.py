@@ -144,3 +144,55 @@ class Planes:
 
     def unpack(self, pictures: list[np.ndarray], smap: ScaleMap, grid: BlockGrid, scales, overall: int) -> LRBlocks:
         return unpack_planes(split_planes(pictures[0], grid, tuple(scales)), tuple(scales), smap, grid)
+
+
+def active_mask(grid: BlockGrid, factors: np.ndarray, scales: tuple[int, ...]) -> torch.Tensor:
+    """(1, 1, H, W) of the stacked picture: 1 where a pixel belongs to a block coded at its plane's scale (what
+    the client cuts out), 0 on the flat grey."""
+    (w, h), boxes = stack(grid, scales)
+    f = np.asarray(factors).reshape(grid.grid_h, grid.grid_w)
+    out = torch.zeros(1, 1, h, w)
+    for k, (x, y, pw, ph) in zip(scales, boxes):
+        t = grid.block // k
+        keep = torch.from_numpy(np.ascontiguousarray(f == k)).float()[None, None]
+        keep = torch.nn.functional.interpolate(keep, scale_factor=t, mode="nearest")
+        out[..., y:y + ph, x:x + pw] = keep[..., :ph, :pw]
+    return out
+
+
+def pack_float(xp: torch.Tensor, grid: BlockGrid, factors: np.ndarray, scales: tuple[int, ...]) -> torch.Tensor:
+    """The stacked planes picture of the padded frame ``xp`` (1, 3, H, W) in [0, 1] as floats, differentiable
+    in ``xp`` (no 8-bit rounding: :func:`pack_planes` of the same frame is this through :func:`levels8`); no
+    margin."""
+    (w, h), boxes = stack(grid, scales)
+    mask = active_mask(grid, factors, scales).to(xp.device)
+    out = torch.full((1, 3, h, w), 128 / 255, dtype=xp.dtype, device=xp.device)
+    for k, (x, y, pw, ph) in zip(scales, boxes):
+        if not mask[..., y:y + ph, x:x + pw].any():  # no block at this scale: grey, no downscale
+            continue
+        pad = (x, w - x - pw, y, h - y - ph)
+        plane = torch.nn.functional.pad(downscale(xp, k)[..., :ph, :pw], pad)
+        region = torch.nn.functional.pad(torch.ones(1, 1, ph, pw, device=xp.device), pad) * mask
+        out = out * (1 - region) + plane * region  # out of place: differentiable in xp
+    return out
+
+
+def tiles_of(picture: torch.Tensor, grid: BlockGrid, factors: np.ndarray, scales: tuple[int, ...]
+             ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """The client's cut of a stacked planes picture (1, 3, H, W) float, differentiable: per scale k, the tiles
+    (m_k, 3, block/k, block/k) of its blocks and their raster indices, each plane padded back to whole blocks
+    by edge replication (:func:`unpack_planes`, without the 8-bit decode)."""
+    _, boxes = stack(grid, scales)
+    f = np.asarray(factors).reshape(-1)
+    tiles, index = {}, {}
+    for k, (x, y, pw, ph) in zip(scales, boxes):
+        idx = np.flatnonzero(f == k)
+        if idx.size == 0:
+            continue
+        t = grid.block // k
+        p = picture[..., y:y + ph, x:x + pw]
+        p = torch.nn.functional.pad(p, (0, grid.grid_w * t - pw, 0, grid.grid_h * t - ph), mode="replicate")
+        p = p.reshape(3, grid.grid_h, t, grid.grid_w, t).permute(1, 3, 0, 2, 4).reshape(-1, 3, t, t)
+        ix = torch.from_numpy(idx.astype(np.int64))
+        tiles[k], index[k] = p[ix], ix
+    return tiles, index

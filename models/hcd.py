@@ -297,3 +297,100 @@ def refine_segment(ys: Sequence[torch.Tensor], xs: Sequence[torch.Tensor], up: C
         d = [project(x0, di - ball(x0, cfg.alpha) * g / g.norm().clamp_min(1e-20), e)
              for x0, di, g, e in zip(xs, d, grads, eps)]
     return best[1], losses
+
+
+BlockModel = Callable[..., torch.Tensor]  # JointSR's forward: (tiles, index, grid_h, grid_w) -> (1, 3, H, W)
+
+
+class PlanesObjective:
+    """``L`` of one frame of a block family in the planes layout (BBMR): MSE of Y between the multi-scale model's
+    output from the blocks the client cuts out of the stacked picture (:func:`bbmr_stream.planes.tiles_of`, the
+    rung's scale map ``factors``) and the HR frame ``y`` (padded; only ``valid`` counts), and its gradient
+    w.r.t. the stacked picture (zero on the grey, which the client never reads). One whole-frame pass (JointSR
+    mixes neighbouring blocks: its deblock branch, its margin)."""
+
+    def __init__(self, model: BlockModel, y: torch.Tensor, grid, factors, scales: tuple[int, ...],
+                 valid: tuple[int, int] | None = None) -> None:
+        self.model, self.grid, self.factors, self.scales = model, grid, factors, tuple(scales)
+        self.vh, self.vw = valid or tuple(y.shape[-2:])
+        self.y_ref = rgb_to_y_torch(y)[..., : self.vh, : self.vw]
+        self.n_hr = self.y_ref.numel()
+
+    def loss(self, s: torch.Tensor) -> torch.Tensor:
+        from bbmr_stream.planes import tiles_of
+
+        tiles, index = tiles_of(s, self.grid, self.factors, self.scales)
+        sr = self.model(tiles, index, self.grid.grid_h, self.grid.grid_w)[..., : self.vh, : self.vw]
+        return (rgb_to_y_torch(sr.clamp(0.0, 1.0)) - self.y_ref).pow(2).sum() / self.n_hr
+
+    def value_and_grad(self, s: torch.Tensor, grad: bool = True) -> tuple[float, torch.Tensor | None]:
+        s = s.detach()
+        with torch.set_grad_enabled(grad):
+            s = s.clone().requires_grad_(grad)
+            loss = self.loss(s)
+        if not grad:
+            return float(loss), None
+        (g,) = torch.autograd.grad(loss, s)
+        return float(loss.detach()), g
+
+
+class PlanesRefiner:
+    """:class:`FrameRefiner` for a block family in the planes layout (BBMR through JointSR): per frame, the HR
+    stage perturbs the padded frame through the planes' bicubic downscales (:func:`bbmr_stream.planes.pack_float`)
+    and the model, the LR stage the stacked picture's blocks; the grey stays grey. ``eps``/``alpha`` are RMS
+    per value over the values that move (the HR frame; the blocks' pixels of the stacked picture). Warm start
+    from the previous frame's perturbations (masked to this frame's blocks: the map may change); :meth:`reset`
+    at segment starts. No rate term (its proxy is per picture; not measured for BBMR)."""
+
+    def __init__(self, model: BlockModel, grid, scales: tuple[int, ...], cfg: HCDConfig) -> None:
+        if cfg.rate:
+            raise InputError("--refine-rate with BBMR rungs: not supported (the bit proxy is per plane)")
+        self.model, self.grid, self.scales, self.cfg = model, grid, tuple(scales), cfg
+        self.prev: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+        self.losses: list[tuple[float, float]] = []
+
+    def reset(self) -> None:
+        self.prev = (None, None)
+
+    def __call__(self, y: torch.Tensor, factors, valid: tuple[int, int] | None = None) -> torch.Tensor:
+        """Padded HR frame (1, 3, H, W) in [0, 1] and its per-block factors -> the refined stacked picture
+        (1, 3, h, w) in [0, 1] (:func:`bbmr_stream.planes.stack`)."""
+        from bbmr_stream.planes import active_mask, pack_float
+
+        cfg, g, sc = self.cfg, self.grid, self.scales
+        s0 = pack_float(y, g, factors, sc)
+        if not cfg.steps:
+            return s0
+        obj = PlanesObjective(self.model, y, g, factors, sc, valid)
+        mask = active_mask(g, factors, sc).to(y.device)
+        dy0, ds0 = self.prev if cfg.warm else (None, None)
+        before, at_s = None, None
+        if cfg.hr:
+            grads: list[torch.Tensor | None] = []
+
+            def vg(z: torch.Tensor, grad: bool = True) -> tuple[float, torch.Tensor | None]:
+                if not grad:
+                    with torch.no_grad():
+                        grads.append(None)
+                        return obj.value_and_grad(pack_float(z, g, factors, sc), False)[0], None
+                z = z.detach().requires_grad_(True)
+                s = pack_float(z, g, factors, sc)
+                val, gs = obj.value_and_grad(s)
+                grads.append(gs)
+                (gz,) = torch.autograd.grad(s, z, gs)
+                return val, gz
+
+            t = pgd(y, vg, cfg.steps, ball(y, cfg.eps), ball(y, cfg.alpha), dy0)
+            before, dy = t.losses[0], t.delta
+            s0 = pack_float(t.x, g, factors, sc).detach()
+            gs = grads[t.best]
+            at_s = None if gs is None else (t.losses[t.best], gs)
+        else:
+            dy = None
+        n = float(mask.sum()) * 3
+        eps, alpha = cfg.eps / 255.0 * math.sqrt(n), cfg.alpha / 255.0 * math.sqrt(n)
+        t = pgd(s0, obj.value_and_grad, cfg.steps, eps, alpha, None if ds0 is None else ds0 * mask, at_s)
+        before = t.losses[0] if before is None else before
+        self.prev = (dy, t.delta)
+        self.losses.append((before, min(t.losses)))
+        return (s0 * (1 - mask) + t.x * mask).clamp(0.0, 1.0)  # the grey exactly as packed

@@ -62,16 +62,18 @@ class Point:
 
 def candidate_specs(width: int, height: int, families: tuple[str, ...] = tuple(FAMILIES),
                     plain_crfs=PLAIN_CRFS, block_crfs=BLOCK_CRFS, fractions=PLAIN_FRACTIONS,
-                    sr_crfs=None, refine: bool = False) -> list[RungSpec]:
+                    sr_crfs=None, refine: bool = False, refine_all: bool = False) -> list[RungSpec]:
     """The candidate rungs of a ``width`` x ``height`` title, family by family in registry order: plain at
     ``fractions`` of the size and ``plain_crfs``, plain-sr at :data:`SR_FACTORS` and ``sr_crfs`` (default
     ``plain_crfs``), the block families at ``block_crfs`` (``Family.candidates``); ``refine``: each rung of a
-    refinable family also refined (``--refine hcd``), after the others."""
+    refinable family also refined (``--refine hcd``), after the others: the families with ``auto_refine``, or
+    with ``refine_all`` every refinable one (the study)."""
     crfs = {Plain.name: plain_crfs, PlainSR.name: sr_crfs or plain_crfs}
     specs = [spec for name, cls in FAMILIES.items() if name in families
              for spec in cls.candidates(width, height, crfs.get(name, block_crfs), fractions, SR_FACTORS)]
     if refine:
-        specs += [dataclasses.replace(s, refine=True) for s in specs if FAMILIES[s.family].refinable]
+        specs += [dataclasses.replace(s, refine=True) for s in specs
+                  if FAMILIES[s.family].refinable and (refine_all or FAMILIES[s.family].auto_refine)]
     return specs
 
 

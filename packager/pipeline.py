@@ -505,8 +505,14 @@ def check_refine(cfg: PackageConfig, specs: list[RungSpec]) -> None:
                          " rungs are refined")
     if refined:
         check_refine_options(cfg)
-        if not refinable_upscaler(cfg.upscaler):
+        blocks = [s for s in refined if FAMILIES[s.family].allocates]
+        if len(blocks) < len(refined) and not refinable_upscaler(cfg.upscaler):
             raise InputError(f"--refine: --upscaler {cfg.upscaler} is not a per-scale model (fast, omnisr, bicubic)")
+        if blocks and cfg.upscaler not in ("auto", "jointsr"):
+            raise InputError(f"--refine: BBMR rungs are refined through JointSR (--upscaler auto or jointsr), not "
+                             f"{cfg.upscaler}")
+        if blocks and cfg.layout != "planes":
+            raise InputError(f"--refine: BBMR rungs are refined in the planes layout, not --layout {cfg.layout}")
 
 
 def check_refine_options(cfg: PackageConfig) -> None:

@@ -18,7 +18,7 @@ import torch
 from bbmr_stream.errors import InputError
 from bbmr_stream.family import Family
 from bbmr_stream.resize import upscale
-from models.hcd import FrameRefiner, HCDConfig
+from models.hcd import FrameRefiner, HCDConfig, PlanesRefiner
 
 
 def refinable_upscaler(name: str) -> bool:
@@ -29,6 +29,16 @@ def refinable_upscaler(name: str) -> bool:
         return True
     spec = get_upscaler(name)
     return spec.weights is None or spec.per_scale
+
+
+def differentiable_blocks(upscaler) -> Callable[..., torch.Tensor]:
+    """The multi-scale network of a block upscaler (JointSR: ``.model``), frozen, eager torch (BBMR rungs)."""
+    model = getattr(upscaler, "model", None)
+    if model is None:
+        raise InputError(f"--refine: BBMR rungs are refined through JointSR, not {getattr(upscaler, 'name', upscaler)}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
 
 
 def differentiable_sr(upscaler, k: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -55,17 +65,29 @@ class Refiners:
         self.seconds: dict[tuple, float] = {}  # per shared picture: wall-clock seconds refining
 
     def key(self, fam: Family, factors) -> tuple:
-        """The picture key of a refined rung: its family's, plus the CRF when the rate term depends on it."""
-        return ("refined", fam.picture_key(factors), fam.spec.crf if self.cfg.rate else None)
+        """The picture key of a refined rung: its family's, plus the CRF when the rate term depends on it. An
+        allocating family's key leaves out the map (one refiner follows the rung's maps from frame to frame; every
+        rung of the pass has the frame's one map)."""
+        pk = fam.picture_key(factors)
+        return ("refined", pk[:-1] if fam.allocates else pk, fam.spec.crf if self.cfg.rate else None)
+
+    def _make(self, fam: Family):
+        """The refiner of a shared picture: through the rung's upscaler (per-scale network or bicubic; BBMR:
+        JointSR)."""
+        name, up = self.pick(fam)
+        if fam.allocates:
+            ref = PlanesRefiner(differentiable_blocks(up), fam.geo.grid, tuple(fam.lr_scales()), self.cfg)
+        else:
+            k = fam.overall()  # plain-sr: its factor; uniform: the one plane's
+            ref = FrameRefiner(differentiable_sr(up, k), k, self.cfg, fam.spec.crf)
+        ref.upscaler = name
+        return ref
 
     def pictures(self, fam: Family, x: torch.Tensor, factors, segment_start: bool) -> list[np.ndarray]:
         key = self.key(fam, factors)
         ref = self.refiners.get(key)
         if ref is None:
-            name, up = self.pick(fam)
-            k = fam.overall()  # plain-sr: its factor; uniform: the one plane's
-            ref = self.refiners[key] = FrameRefiner(differentiable_sr(up, k), k, self.cfg, fam.spec.crf)
-            ref.upscaler = name
+            ref = self.refiners[key] = self._make(fam)
         if segment_start:
             ref.reset()
         t = time.perf_counter()

@@ -252,7 +252,8 @@ def run_study(config: StudyConfig, progress: Progress | None = None) -> StudyRes
     info = probe(config.clip)
     grid = {k: v for k, v in (("plain_crfs", config.crfs), ("block_crfs", config.crfs),
                               ("fractions", config.fractions)) if v}
-    specs = candidate_specs(info.width, info.height, tuple(config.families), **grid, refine=config.refine is not None)
+    specs = candidate_specs(info.width, info.height, tuple(config.families), **grid, refine=config.refine is not None,
+                            refine_all=True)
     if not specs:
         raise InputError("--families selects no candidate")
     out = Path(config.out)

@@ -15,18 +15,24 @@ REFINE = HCDConfig(steps=2)
 LADDER = "plain-sr:2:30,plain-sr:2:30:hcd,plain-sr:2:36:hcd,plain:30"
 
 
-def _package(d, ladder: str, upscaler: str, refine: HCDConfig):
+def _package(d, ladder: str, upscaler: str, refine: HCDConfig, max_frames: int | None = None):
     src = d / "in.mp4"
     _clip(src)
     out = d / "stream"
     man = package(PackageConfig(str(src), str(out), segment=0.4, upscaler=upscaler, device="cpu", measure_frames=0,
-                                refine=refine), tuple(parse_ladder(ladder)))
+                                refine=refine, max_frames=max_frames), tuple(parse_ladder(ladder)))
     return src, out, man
 
 
 @pytest.fixture(scope="module")
 def refined(tmp_path_factory):
     return _package(tmp_path_factory.mktemp("refine"), LADDER, "fast", REFINE)
+
+
+@pytest.fixture(scope="module")
+def refined_bbmr(tmp_path_factory):  # through the shipped JointSR (the family's client model), LR stage, 1 step
+    return _package(tmp_path_factory.mktemp("refine_bbmr"), "bbmr:30,bbmr:30:hcd", "auto",
+                    HCDConfig(steps=1, hr=False), max_frames=4)
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +70,20 @@ def test_refined_uniform_rung(refined_uniform):
     assert loss["upscaler"] == "omnisr" and loss["mse_y_after"] < loss["mse_y_before"]
 
 
+def test_refined_bbmr_rung(refined_bbmr):
+    """BBMR through JointSR: the same maps and picture sizes as the unrefined rung, other bytes, a lower loss."""
+    _, out, man = refined_bbmr
+    a, b = load(out).renditions
+    assert (a.refine, b.refine, b.name) == (None, "hcd1-lr", "bbmr_crf30_hcd")
+    assert a.pictures == b.pictures and [s.bytes for s in a.segments] != [s.bytes for s in b.segments]
+    (loss,) = man.conventions["refine"]["loss"].values()
+    assert loss["upscaler"] == "jointsr" and loss["mse_y_after"] < loss["mse_y_before"]
+    assert loss["frames"] == man.source["frames"]
+
+
 @pytest.mark.parametrize("which, name, upscaler", [("refined", "plainsr_x2_crf30_hcd", "fast"),
-                                                    ("refined_uniform", "uniform_crf30_hcd", "omnisr")])
+                                                    ("refined_uniform", "uniform_crf30_hcd", "omnisr"),
+                                                    ("refined_bbmr", "bbmr_crf30_hcd", "jointsr")])
 def test_refined_rung_plays_in_the_unchanged_player(request, which, name, upscaler):
     src, out, _ = request.getfixturevalue(which)
     sr = next(r for r in load(out).renditions if r.name == name)
@@ -75,7 +93,9 @@ def test_refined_rung_plays_in_the_unchanged_player(request, which, name, upscal
 
 
 @pytest.mark.parametrize("args, msg", [
-    (["--ladder", "plain:30:hcd"], "refines the LR of plain-sr, uniform rungs only"),
+    (["--ladder", "plain:30:hcd"], "refines the LR of plain-sr, uniform, bbmr rungs only"),
+    (["--ladder", "bbmr:30:hcd", "--upscaler", "fast"], "BBMR rungs are refined through JointSR"),
+    (["--ladder", "bbmr:30:hcd", "--layout", "atlas"], "refined in the planes layout"),
     (["--ladder", "plain-sr:2:30", "--refine-steps", "3"], "need --refine hcd"),
     (["--ladder", "plain:30", "--refine", "hcd"], "no rung it refines"),
     (["--ladder", "plain-sr:2:30", "--refine", "hcd", "--refine-eps", "-1"], "--refine-eps"),

@@ -266,3 +266,79 @@ def test_smoothed_steps_still_lower_the_loss_and_keep_constants():
     before, after = ref.losses[0]
     assert after < before
     assert HCDConfig(smooth=1.5).label == "hcd1-s1.5"
+
+
+def _tiny_jointsr(margin: int = 0):
+    from models.jointsr import JointSR, JointSRConfig
+
+    torch.manual_seed(0)
+    net = JointSR(JointSRConfig(scales=(2, 4, 8), res_num=1, num_feat=16, block=32, band=2, margin=margin)).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+@pytest.mark.parametrize("hr, margin", [(True, 0), (False, 0), (True, 2)])
+def test_planes_refiner_never_increases_the_loss_and_keeps_the_grey(hr, margin):
+    """BBMR through JointSR (models.hcd.PlanesRefiner): the best iterate's loss is at most the unrefined
+    picture's; the stacked picture keeps its size, its grey (never read by the client) and [0, 1]; the
+    perturbation of the blocks stays in the ball; steps=0 is the packer's picture."""
+    import numpy as np
+
+    from bbmr_stream.blocks import BlockGrid, pad_tensor
+    from bbmr_stream.planes import active_mask, pack_planes, stack_planes
+    from bbmr_stream.resize import to_uint8
+    from models.hcd import PlanesObjective, PlanesRefiner
+
+    g, scales = BlockGrid(40, 90, 32), (2, 4, 8)
+    f = np.array([2, 4, 8, 8, 2, 4], np.uint8)
+    x = torch.rand(1, 3, 40, 90)
+    xp = pad_tensor(x, 32)
+    net = _tiny_jointsr(margin)
+    packed = stack_planes(pack_planes(x, g, f, scales), g, scales)
+    assert np.array_equal(to_uint8(PlanesRefiner(net, g, scales, HCDConfig(steps=0))(xp, f, (40, 90))), packed)
+    cfg = HCDConfig(steps=1, eps=6, alpha=2, hr=hr)
+    ref = PlanesRefiner(net, g, scales, cfg)
+    s = ref(xp, f, valid=(40, 90))
+    before, after = ref.losses[0]
+    assert after <= before
+    obj = PlanesObjective(net, xp, g, f, scales, (40, 90))
+    s0 = torch.from_numpy(packed).permute(2, 0, 1)[None].float() / 255
+    assert obj.value_and_grad(s, False)[0] <= obj.value_and_grad(s0, False)[0] + 1e-3  # vs the 8-bit packed one
+    mask = active_mask(g, f, scales)
+    assert s.shape == s0.shape and 0 <= float(s.min()) and float(s.max()) <= 1
+    assert torch.all((s - 128 / 255).abs()[(mask == 0).expand_as(s)] < 1e-6)  # the grey is untouched
+    if not hr:  # LR stage only: the blocks moved inside the ball (RMS per moving value, 8-bit scale)
+        d = (s - s0.clamp(0, 1))[mask.expand_as(s) > 0]
+        assert float(d.pow(2).mean().sqrt()) * 255 <= cfg.eps + 0.6  # + the 8-bit rounding of s0
+    if margin or not hr:
+        return
+    ref(xp, f, valid=(40, 90))  # warm start from the previous frame: still never worse
+    assert ref.losses[1][1] <= ref.losses[1][0]
+    f2 = np.roll(f, 1)  # another map: the warm start is masked to the new blocks
+    s2 = ref(xp, f2, valid=(40, 90))
+    m2 = active_mask(g, f2, scales)
+    assert torch.all((s2 - 128 / 255).abs()[(m2 == 0).expand_as(s2)] < 1e-6)
+
+
+def test_planes_objective_gradient_is_the_model_s():
+    """The objective's gradient w.r.t. the stacked picture matches a finite difference along it."""
+    import numpy as np
+
+    from bbmr_stream.blocks import BlockGrid
+    from bbmr_stream.planes import active_mask, pack_float
+    from models.hcd import PlanesObjective
+
+    g, scales = BlockGrid(64, 64, 32), (2, 4, 8)
+    f = np.array([2, 4, 8, 2], np.uint8)
+    torch.manual_seed(2)
+    xp = torch.rand(1, 3, 64, 64, dtype=torch.float64)
+    net = _tiny_jointsr().double()
+    obj = PlanesObjective(net, xp, g, f, scales)
+    s = pack_float(xp, g, f, scales).detach()
+    v, grad = obj.value_and_grad(s)
+    assert float(grad[(active_mask(g, f, scales) == 0).expand_as(grad)].abs().max()) == 0.0  # grey: unread
+    d = torch.randn_like(s) * active_mask(g, f, scales).double()
+    h = 1e-5
+    fd = (obj.value_and_grad(s + h * d, False)[0] - obj.value_and_grad(s - h * d, False)[0]) / (2 * h)
+    assert fd == pytest.approx(float((grad * d).sum()), rel=1e-4)
