@@ -148,7 +148,8 @@ class SharedH264Stream:
         self.keyframe_wanted = True
 
     def set_bitrate(self, peer, bitrate: int) -> None:
-        self.bitrates[peer] = bitrate
+        with self.lock:  # encode() reads the table on an executor thread
+            self.bitrates[peer] = bitrate
 
     def encode(self, frame) -> Encoded | None:
         """The shared encoding of ``frame`` (encoded now if it is new); None for a frame older than the newest
@@ -181,10 +182,11 @@ class PeerH264Encoder:
     payloads from a keyframe on, with no gap (a missed frame -> nothing until the next keyframe, which it asks
     for); aiortc's keyframe requests (PLI/FIR) and bitrate estimates go to the shared stream."""
 
-    def __init__(self, shared: SharedH264Stream) -> None:
-        self.shared = shared
+    def __init__(self, shared: SharedH264Stream, on_first: Callable[[int], None] | None = None) -> None:
+        self.shared, self.on_first = shared, on_first
         self.last: int | None = None  # index of the last frame sent; None: waiting for a keyframe
         self.skipped = 0  # frames not sent while waiting for a keyframe
+        self.started = False
 
     @property
     def target_bitrate(self) -> int:
@@ -208,6 +210,10 @@ class PeerH264Encoder:
             self.skipped += 1
             return [], enc.timestamp
         self.last = enc.index
+        if not self.started:  # the first frame this peer sends: the viewer sees it as pts 0
+            self.started = True
+            if self.on_first is not None:
+                self.on_first(frame.pts)
         return enc.payloads, enc.timestamp
 
 
@@ -258,12 +264,14 @@ def attach_sei_encoders(pc: RTCPeerConnection, payload_for: PayloadFor,
     return len(senders)
 
 
-def attach_shared_encoders(pc: RTCPeerConnection, shared: SharedH264Stream) -> list[RTCRtpSender]:
+def attach_shared_encoders(pc: RTCPeerConnection, shared: SharedH264Stream,
+                           on_first: Callable[[int], None] | None = None) -> list[RTCRtpSender]:
     """Give each H.264 video sender of ``pc`` a :class:`PeerH264Encoder` on ``shared`` (as
-    :func:`attach_sei_encoders`); returns those senders."""
+    :func:`attach_sei_encoders`; ``on_first(pts)`` from an encoder thread when it sends its first frame);
+    returns those senders."""
     senders = h264_senders(pc)
     for sender in senders:
-        set_encoder(sender, PeerH264Encoder(shared))
+        set_encoder(sender, PeerH264Encoder(shared, on_first))
     return senders
 
 

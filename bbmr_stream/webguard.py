@@ -90,7 +90,9 @@ def token_ok(given: str | None, token: str | None) -> bool:
     """Constant-time comparison; every request passes when ``token`` is None."""
     if token is None:
         return True
-    return given is not None and hmac.compare_digest(given.encode(), token.encode())
+    if given is None or not given.isascii():  # aiohttp keeps undecodable header bytes as surrogates
+        return False
+    return hmac.compare_digest(given.encode(), token.encode())
 
 
 def unauthorized(what: str = "this server"):

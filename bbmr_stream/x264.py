@@ -18,7 +18,10 @@ def asm_params() -> str:
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as features
     except ImportError:  # numpy < 2
-        from numpy.core._multiarray_umath import __cpu_features__ as features
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:  # numpy's private CPU table moved: x264's own detection
+            return ""
     return "asm=avx2" if features.get("AVX512F") and features.get("AVX2") else ""
 
 

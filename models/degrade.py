@@ -14,6 +14,7 @@ import io
 import numpy as np
 
 from bbmr_stream.colour import frame_to_rgb, video_frame
+from bbmr_stream.x264 import with_asm
 
 P_OFFSET = 3.0  # CRF offset: an I frame at CRF c + 3 looks like the P/B frames of a CRF c stream
 
@@ -29,7 +30,7 @@ def code_picture(rgb: np.ndarray, crf: float, preset: str = "medium", p_offset: 
     with av.open(buf, "w", format="h264") as out:
         s = out.add_stream("libx264", rate=25)
         s.width, s.height, s.pix_fmt = even.shape[1], even.shape[0], "yuv420p"
-        s.codec_context.options = {"crf": f"{crf + p_offset:g}", "preset": preset}
+        s.codec_context.options = with_asm({"crf": f"{crf + p_offset:g}", "preset": preset})
         s.codec_context.colorspace, s.codec_context.color_range = 1, 1
         f = video_frame(even, matrix, False)
         f.pts = 0

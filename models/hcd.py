@@ -343,8 +343,9 @@ class PlanesRefiner:
     at segment starts. No rate term (its proxy is per picture; not measured for BBMR)."""
 
     def __init__(self, model: BlockModel, grid, scales: tuple[int, ...], cfg: HCDConfig) -> None:
-        if cfg.rate:
-            raise InputError("--refine-rate with BBMR rungs: not supported (the bit proxy is per plane)")
+        if cfg.rate or cfg.smooth:
+            raise InputError("--refine-rate / --refine-smooth with BBMR rungs: not supported (measured for "
+                             "plain-sr only)")
         self.model, self.grid, self.scales, self.cfg = model, grid, tuple(scales), cfg
         self.prev: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
         self.losses: list[tuple[float, float]] = []

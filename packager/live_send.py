@@ -26,6 +26,7 @@ import base64
 import fractions
 import itertools
 import json
+import logging
 import math
 import threading
 import time
@@ -46,6 +47,8 @@ from bbmr_stream.family import BBMR, Geometry
 from bbmr_stream.resize import to_tensor
 from bbmr_stream.rtc import VIDEO_CLOCK, SharedH264Stream, attach_shared_encoders, copy_frame
 from bbmr_stream.webguard import Rate, RateLimiter, rate_middleware, server_token, token_middleware, url_with_token
+
+log = logging.getLogger(__name__)
 
 MAX_OFFER_BYTES = 64 * 1024
 MAX_MAPS = 600  # pts -> map kept for the encoder and the data channel (bounded)
@@ -296,6 +299,7 @@ class FirstFrameTrack(MediaStreamTrack):
         super().__init__()
         self.inner, self.on_first, self.copy = inner, on_first, copy
         self.first = True
+        self.report = True  # False: the peer's encoder reports its first sent frame instead (it may skip some)
 
     async def recv(self):
         frame = await self.inner.recv()
@@ -303,7 +307,8 @@ class FirstFrameTrack(MediaStreamTrack):
             frame = copy_frame(frame)
         if self.first:
             self.first = False
-            self.on_first(frame.pts)
+            if self.report:
+                self.on_first(frame.pts)
         return frame
 
     def stop(self) -> None:
@@ -323,8 +328,11 @@ def parse_offer(body: bytes):
     params = json.loads(body)
     if not isinstance(params, dict) or params.get("type") != "offer" or not isinstance(params.get("sdp"), str):
         raise ValueError("expected a JSON object {\"sdp\": ..., \"type\": \"offer\"}")
-    if not params["sdp"].startswith("v=0") or "\nm=video " not in params["sdp"].replace("\r\n", "\n"):
+    sdp = params["sdp"].replace("\r\n", "\n")
+    if not params["sdp"].startswith("v=0") or "\nm=video " not in sdp:
         raise ValueError("the SDP offers no video (it must start with v=0 and have an m=video line)")
+    if sdp.count("\nm=video ") > 1:  # one track per peer: each section would get its own subscription/encoder
+        raise ValueError("the SDP offers more than one video section (one is served per peer)")
     return RTCSessionDescription(sdp=params["sdp"], type="offer")
 
 
@@ -378,9 +386,7 @@ class Sender:
         from aiohttp import web
 
         if len(self.pcs) >= self.max_peers:
-            self.stats.refused_full += 1
-            return web.json_response({"error": f"sender full: {len(self.pcs)} of {self.max_peers} peers "
-                                      "(--max-peers); try again later"}, status=503, headers={"Retry-After": "5"})
+            return self._full()
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -389,6 +395,8 @@ class Sender:
             desc = parse_offer(body)
         except ValueError as e:
             return web.json_response({"error": f"bad offer: {e}"}, status=400)
+        if len(self.pcs) >= self.max_peers:  # again: other offers may have been admitted while this body arrived
+            return self._full()
         pc = self._new_peer()
         try:
             await self._answer(pc, desc)
@@ -398,13 +406,21 @@ class Sender:
         return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type,
                                   "bbmr": self.stream})
 
+    def _full(self):
+        from aiohttp import web
+
+        self.stats.refused_full += 1
+        return web.json_response({"error": f"sender full: {len(self.pcs)} of {self.max_peers} peers (--max-peers); "
+                                  "try again later"}, status=503, headers={"Retry-After": "5"})
+
     def _new_peer(self):
         """A peer connection registered with its data-channel state (closed and forgotten when it fails)."""
         from aiortc import RTCPeerConnection
 
         pc = RTCPeerConnection()
         self.pcs.add(pc)
-        peer = self.peers[pc] = {"channel": None, "pending": [], "created": time.monotonic(), "connected": None}
+        peer = self.peers[pc] = {"channel": None, "pending": [], "created": time.monotonic(), "connected": None,
+                                 "report": None, "heard": None}  # newest RTCP report seen, and when (monotonic)
 
         @pc.on("connectionstatechange")
         async def on_state():
@@ -432,9 +448,16 @@ class Sender:
         for t in pc.getTransceivers():
             if t.kind == "video":
                 pc.addTrack(FirstFrameTrack(self.relay.subscribe(self.track, buffered=False), on_first))
-        await pc.setLocalDescription(await pc.createAnswer())
-        for sender in attach_shared_encoders(pc, self.shared):
+        await pc.setLocalDescription(await pc.createAnswer())  # ICE gathering: may take seconds
+        loop = asyncio.get_running_loop()
+
+        def first_sent(pts: int) -> None:  # an encoder thread: the first frame this H.264 peer sends
+            loop.call_soon_threadsafe(on_first, pts)
+
+        for sender in attach_shared_encoders(pc, self.shared, first_sent):
             sender.track.copy = False
+            sender.track.report = False  # the encoder reports the first frame it actually sends
+        peer["created"] = time.monotonic()  # the connect timeout runs from the answer
 
     def _count_encoded(self, n: int) -> None:
         self.stats.encoded_bytes += n
@@ -446,16 +469,20 @@ class Sender:
         for s in pc.getSenders():
             if s.track is not None:
                 s.track.stop()
-        await pc.close()
+        await asyncio.shield(pc.close())  # a cancelled caller (shutdown) must not leave it half closed
 
     async def _silent_for(self, pc, peer: dict, now: float) -> float:
-        """Seconds since ``pc``'s newest RTCP receiver report (or since it connected, before the first one)."""
-        last = peer["connected"]
+        """Seconds (monotonic) since this watchdog first saw ``pc``'s newest RTCP receiver report (or since it
+        connected, before the first one); aiortc's report timestamps are wall-clock, used only to tell a new
+        report from the last one."""
+        newest = None
         for s in pc.getSenders():
             for st in (await s.getStats()).values():
-                if st.type == "remote-inbound-rtp":
-                    last = max(last, now - (time.time() - st.timestamp.timestamp()))
-        return now - last
+                if st.type == "remote-inbound-rtp" and (newest is None or st.timestamp > newest):
+                    newest = st.timestamp
+        if newest is not None and newest != peer["report"]:
+            peer["report"], peer["heard"] = newest, now
+        return now - (peer["heard"] if peer["heard"] is not None else peer["connected"])
 
     async def watch(self, every: float = 1.0) -> None:
         """Drop, every ``every`` seconds, each peer not connected ``peer_timeout`` s after its offer or silent
@@ -464,13 +491,16 @@ class Sender:
             await asyncio.sleep(every)
             now = time.monotonic()
             for pc, peer in list(self.peers.items()):
-                if peer["connected"] is None:
-                    late = now - peer["created"] > self.peer_timeout
-                else:
-                    late = await self._silent_for(pc, peer, now) > self.peer_timeout
-                if late and pc in self.peers:
-                    self.stats.dropped_timeout += 1
-                    await self._drop(pc)
+                try:
+                    if peer["connected"] is None:
+                        late = now - peer["created"] > self.peer_timeout
+                    else:
+                        late = await self._silent_for(pc, peer, now) > self.peer_timeout
+                    if late and pc in self.peers:
+                        self.stats.dropped_timeout += 1
+                        await self._drop(pc)
+                except Exception:  # noqa: BLE001 - one peer's failure must not end the watchdog for all
+                    log.exception("watchdog: checking a peer failed")
 
     def send_map(self, pts: int, payload: bytes, t_capture: float) -> None:
         """Every peer's data channel gets the map; messages are queued (bounded, newest kept) until the channel

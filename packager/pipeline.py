@@ -442,7 +442,7 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
     from models.factory import make_scorer
 
     needs_alloc = any(FAMILIES[s.family].allocates for s in specs)
-    check_refine(cfg, specs)
+    check_refine(cfg, specs, geo, device)
     scorer = make_scorer(cfg.scorer, cfg.scales, device) if needs_alloc and cfg.allocator != "uniform" else None
     gop = max(1, int(round(float(info.fps) * cfg.segment)))
     remove_stale_temps(out)
@@ -493,7 +493,7 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
     return man
 
 
-def check_refine(cfg: PackageConfig, specs: list[RungSpec]) -> None:
+def check_refine(cfg: PackageConfig, specs: list[RungSpec], geo: Geometry | None = None, device=None) -> None:
     """Refined rungs need a refinable family (the ladder parser's check), a per-scale (or bicubic) upscaler
     and, for now, the generic weights."""
     from packager.refine import refinable_upscaler
@@ -513,6 +513,11 @@ def check_refine(cfg: PackageConfig, specs: list[RungSpec]) -> None:
                              f"{cfg.upscaler}")
         if blocks and cfg.layout != "planes":
             raise InputError(f"--refine: BBMR rungs are refined in the planes layout, not --layout {cfg.layout}")
+        if blocks and geo is not None:  # auto falls back to other upscalers when no JointSR fits: say so now
+            name, _ = pick_upscaler(cfg.upscaler, make_family(blocks[0], geo), device)
+            if name != "jointsr":
+                raise InputError(f"--refine: BBMR rungs are refined through JointSR, and no JointSR weights fit "
+                                 f"scales {list(geo.scales)} (the rungs would be measured with {name})")
 
 
 def check_refine_options(cfg: PackageConfig) -> None:

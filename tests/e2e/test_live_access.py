@@ -90,6 +90,34 @@ def test_sender_on_any_interface_requires_the_token():
     asyncio.run(go())
 
 
+def test_non_ascii_token_and_two_video_sections_are_refused_cleanly():
+    """A header with undecodable bytes is a 401, not a server error; an offer with two video sections (each would
+    get its own subscription) is a 400."""
+    from packager.live_send import start_sender
+
+    async def go():
+        sender = await start_sender(_cfg(frames=1))
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", sender.port)
+            w.write(b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n")
+            await w.drain()
+            head = (await r.read()).split(b"\r\n", 1)[0]
+            w.close()
+            assert head.split()[1] == b"401", head
+            import aiohttp
+
+            sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+            async with aiohttp.ClientSession() as s:
+                async with s.post(f"http://127.0.0.1:{sender.port}/offer", json={"sdp": sdp, "type": "offer"},
+                                  headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+                    assert resp.status == 400 and "more than one video" in (await resp.json())["error"]
+            assert not sender.sender.pcs
+        finally:
+            await sender.close()
+
+    asyncio.run(go())
+
+
 def test_peer_limit_503_and_offer_rate_limit_429():
     import aiohttp
 

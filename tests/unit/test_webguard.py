@@ -43,6 +43,7 @@ def test_server_token():
     assert url_with_token("http://h:1/", None) == "http://h:1/"
     assert token_ok(None, None) and token_ok("x", None)
     assert not token_ok(None, "t" * 16) and not token_ok("t" * 15, "t" * 16) and token_ok("t" * 16, "t" * 16)
+    assert not token_ok("t" * 15 + "\udcff", "t" * 16)  # undecodable header bytes: refused, no exception
 
 
 def test_rate_limiter_token_bucket():
