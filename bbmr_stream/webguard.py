@@ -213,3 +213,19 @@ def static_handler(root: str | Path, token: str | None = None, name: str = "path
                                                "X-Content-Type-Options": "nosniff"})
 
     return handler
+
+
+async def listen(app, host: str, port: int, option: str):
+    """Serve the aiohttp ``app`` on ``host:port`` (0: any free port): (its ``AppRunner``, ``http://HOST:PORT/``).
+    An address that cannot be bound is an InputError naming ``option``."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise InputError(f"{option} {host}:{port}: cannot listen ({e.strerror or e})") from None
+    shown = f"[{host}]" if ":" in host else host
+    return runner, f"http://{shown}:{runner.addresses[0][1]}/"

@@ -46,7 +46,15 @@ from bbmr_stream.errors import InputError
 from bbmr_stream.family import BBMR, Geometry
 from bbmr_stream.resize import to_tensor
 from bbmr_stream.rtc import VIDEO_CLOCK, SharedH264Stream, attach_shared_encoders, copy_frame
-from bbmr_stream.webguard import Rate, RateLimiter, rate_middleware, server_token, token_middleware, url_with_token
+from bbmr_stream.webguard import (
+    Rate,
+    RateLimiter,
+    listen,
+    rate_middleware,
+    server_token,
+    token_middleware,
+    url_with_token,
+)
 
 log = logging.getLogger(__name__)
 
@@ -556,7 +564,6 @@ class RunningSender:
 async def start_sender(cfg: SendConfig, on_frame: OnFrame | None = None) -> RunningSender:
     """Build the pipeline and the track of ``cfg`` and serve the signalling endpoints on ``cfg.host:cfg.port``;
     every frame sent goes to each peer's data channel and then to ``on_frame``."""
-    from aiohttp import web
 
     from bbmr_stream.device import pick_device
 
@@ -575,17 +582,9 @@ async def start_sender(cfg: SendConfig, on_frame: OnFrame | None = None) -> Runn
 
     frames = resized(source_frames(cfg.source, w, h), w, h)
     sender.track = BBMRTrack(frames, pipeline, cfg.fps, sender.stats, sender.store, on_frame=sent, limit=cfg.frames)
-    runner = web.AppRunner(sender.app())
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, cfg.host, cfg.port).start()
-    except OSError as e:
-        await runner.cleanup()
-        raise InputError(f"--host/--port {cfg.host}:{cfg.port}: cannot listen ({e.strerror or e})") from None
-    port = runner.addresses[0][1]
-    host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+    runner, base = await listen(sender.app(), cfg.host, cfg.port, "--host/--port")
     watchdog = asyncio.ensure_future(sender.watch(min(1.0, cfg.peer_timeout / 4)))
-    return RunningSender(sender, runner, port, watchdog, url_with_token(f"http://{host}:{port}/", token))
+    return RunningSender(sender, runner, runner.addresses[0][1], watchdog, url_with_token(base, token))
 
 
 async def send_async(cfg: SendConfig, on_started: Callable[[str], None] | None = None,

@@ -80,18 +80,8 @@ async def serve_page(picture: Picture, summary: Callable[[], dict], host: str, p
     """Serve :func:`page_app` at ``host:port`` (a token is required on a non-loopback address: ``token`` or a
     generated one); returns (the ``aiohttp.web.AppRunner`` (``await .cleanup()``), the page's URL with its
     token)."""
-    from aiohttp import web
-
-    from bbmr_stream.errors import InputError
-    from bbmr_stream.webguard import server_token, url_with_token
+    from bbmr_stream.webguard import listen, server_token, url_with_token
 
     token = server_token(host, token)
-    runner = web.AppRunner(page_app(picture, summary, token))
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except OSError as e:
-        await runner.cleanup()
-        raise InputError(f"--serve {host}:{port}: cannot listen ({e.strerror or e})") from None
-    shown = f"[{host}]" if ":" in host else host
-    return runner, url_with_token(f"http://{shown}:{runner.addresses[0][1]}/", token)
+    runner, base = await listen(page_app(picture, summary, token), host, port, "--serve")
+    return runner, url_with_token(base, token)

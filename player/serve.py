@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from bbmr_stream.errors import InputError
-from bbmr_stream.webguard import server_token, static_handler
+from bbmr_stream.webguard import listen, server_token, static_handler
 
 
 @dataclass(frozen=True)
@@ -64,20 +64,11 @@ def stream_app(root: Path, token: str | None):
 async def serve_stream(cfg: ServeConfig) -> RunningServer:
     """Start serving ``cfg.stream``; InputError for a directory without a manifest or a bad token, OSError
     (as InputError) when the address cannot be bound."""
-    from aiohttp import web
 
     root = cfg.check()
     token = server_token(cfg.host, cfg.token)
-    runner = web.AppRunner(stream_app(root, token))
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, cfg.host, cfg.port).start()
-    except OSError as e:
-        await runner.cleanup()
-        raise InputError(f"--serve {cfg.host}:{cfg.port}: cannot listen ({e.strerror or e})") from None
-    port = runner.addresses[0][1]
-    host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-    return RunningServer(runner, port, f"http://{host}:{port}/{token + '/' if token else ''}master.m3u8")
+    runner, base = await listen(stream_app(root, token), cfg.host, cfg.port, "--serve")
+    return RunningServer(runner, runner.addresses[0][1], f"{base}{token + '/' if token else ''}master.m3u8")
 
 
 def serve(cfg: ServeConfig, on_started: Callable[[str], None] | None = None,

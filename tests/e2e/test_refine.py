@@ -61,23 +61,19 @@ def test_refined_rungs_are_recorded(refined):
     assert [s.bytes for s in a.segments] != [s.bytes for s in b.segments]
 
 
-def test_refined_uniform_rung(refined_uniform):
-    _, out, man = refined_uniform
+@pytest.mark.parametrize("which, label, name, upscaler", [
+    ("refined_uniform", "hcd1", "uniform_crf30_hcd", "omnisr"),  # through OmniSR-light x4 over the plane
+    ("refined_bbmr", "hcd1-lr", "bbmr_crf30_hcd", "jointsr"),  # the stacked planes through JointSR
+])
+def test_refined_block_rung(request, which, label, name, upscaler):
+    """A refined block-family rung: the same pictures (sizes, maps) as the unrefined one, other bytes, every
+    frame refined to a lower loss, through the family's client model."""
+    _, out, man = request.getfixturevalue(which)
     a, b = load(out).renditions
-    assert (a.refine, b.refine, b.name) == (None, "hcd1", "uniform_crf30_hcd")
+    assert (a.refine, b.refine, b.name) == (None, label, name)
     assert a.pictures == b.pictures and [s.bytes for s in a.segments] != [s.bytes for s in b.segments]
     (loss,) = man.conventions["refine"]["loss"].values()
-    assert loss["upscaler"] == "omnisr" and loss["mse_y_after"] < loss["mse_y_before"]
-
-
-def test_refined_bbmr_rung(refined_bbmr):
-    """BBMR through JointSR: the same maps and picture sizes as the unrefined rung, other bytes, a lower loss."""
-    _, out, man = refined_bbmr
-    a, b = load(out).renditions
-    assert (a.refine, b.refine, b.name) == (None, "hcd1-lr", "bbmr_crf30_hcd")
-    assert a.pictures == b.pictures and [s.bytes for s in a.segments] != [s.bytes for s in b.segments]
-    (loss,) = man.conventions["refine"]["loss"].values()
-    assert loss["upscaler"] == "jointsr" and loss["mse_y_after"] < loss["mse_y_before"]
+    assert loss["upscaler"] == upscaler and loss["mse_y_after"] < loss["mse_y_before"]
     assert loss["frames"] == man.source["frames"]
 
 
