@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.arch import ArchSpec
+from models.omnisr import GatedConvFeedForward
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, subtracted inside the network as official
 
@@ -238,21 +239,6 @@ class CrossAttention(nn.Module):
         return self.project_out((attn @ v).reshape(b, c, h, w))
 
 
-class FeedForward(nn.Module):
-    """Gated depthwise-conv FFN: 1x1 conv to 2*hidden, 3x3 depthwise, GELU(x1) * x2, 1x1 conv (no biases)."""
-
-    def __init__(self, dim: int, expansion: float) -> None:
-        super().__init__()
-        hidden = int(dim * expansion)
-        self.project_in = nn.Conv2d(dim, hidden * 2, 1, bias=False)
-        self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, 3, 1, 1, groups=hidden * 2, bias=False)
-        self.project_out = nn.Conv2d(hidden, dim, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(x1) * x2)
-
-
 class HFB(nn.Module):
     """Hybrid fusion block: low + CrossAttention(LN(low), high), then a gated FFN with its skip."""
 
@@ -261,7 +247,7 @@ class HFB(nn.Module):
         self.norm1 = ChannelLayerNorm(dim)
         self.attn = CrossAttention(dim, num_heads)
         self.norm2 = ChannelLayerNorm(dim)
-        self.ffn = FeedForward(dim, 2.66)
+        self.ffn = GatedConvFeedForward(dim, 2.66)  # CRAFT's FFN is OmniSR's, key for key
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         x = low + self.attn(self.norm1(low), high)
