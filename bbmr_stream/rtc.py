@@ -7,7 +7,7 @@ pins the behaviour relied on, so an aiortc upgrade that changes it fails there, 
 
 - ``RTCRtpSender._RTCRtpSender__encoder``: the sender's encoder. It is None until the sender's RTP loop encodes
   its first frame, which then makes one with ``aiortc.codecs.get_encoder(codec)``; an encoder set before that
-  is used instead (:func:`attach_sei_encoders`).
+  is used instead (:func:`attach_shared_encoders`).
 - ``H264Encoder._encode_frame`` / ``H264Encoder._packetize``: a frame -> its H.264 NAL units (libx264 with
   aiortc's settings), and NAL units -> RTP payloads (single NAL / STAP-A / FU-A); the SEI NAL goes in between
   (:class:`SEIH264Encoder`).
@@ -253,22 +253,11 @@ def h264_senders(pc: RTCPeerConnection) -> list[RTCRtpSender]:
             if t.kind == "video" and t.sender.track is not None and codecs.get(t.mid) == "video/h264"]
 
 
-def attach_sei_encoders(pc: RTCPeerConnection, payload_for: PayloadFor,
-                        on_encoded: ByteCounter | None = None) -> int:
-    """Give each video sender of ``pc`` that sends H.264 its own :class:`SEIH264Encoder` reading
-    ``payload_for``; call right after ``pc.setLocalDescription(answer)`` (before the connection starts).
-    Returns the number of senders that got one (0 with VP8: the data channel carries the maps)."""
-    senders = h264_senders(pc)
-    for sender in senders:
-        set_encoder(sender, SEIH264Encoder(payload_for, on_encoded))
-    return len(senders)
-
-
 def attach_shared_encoders(pc: RTCPeerConnection, shared: SharedH264Stream,
                            on_first: Callable[[int], None] | None = None) -> list[RTCRtpSender]:
-    """Give each H.264 video sender of ``pc`` a :class:`PeerH264Encoder` on ``shared`` (as
-    :func:`attach_sei_encoders`; ``on_first(pts)`` from an encoder thread when it sends its first frame);
-    returns those senders."""
+    """Give each H.264 video sender of ``pc`` a :class:`PeerH264Encoder` on ``shared``; call right after
+    ``pc.setLocalDescription(answer)`` (before the connection starts); ``on_first(pts)`` from an encoder thread
+    when it sends its first frame. Returns those senders (none with VP8: the data channel carries the maps)."""
     senders = h264_senders(pc)
     for sender in senders:
         set_encoder(sender, PeerH264Encoder(shared, on_first))

@@ -45,7 +45,7 @@ def _frames_track(n: int, size=(96, 64)):
 
 async def _loopback(n: int, payload_for, codec: str = "video/h264", timeout: float = 30.0) -> dict:
     """A sender and a receiver RTCPeerConnection in this process, SDP handed over directly: ``n`` frames sent
-    with the adapter's SEI encoder; returns what the adapter attached, counted and what was received."""
+    with the adapter's shared SEI encoder; returns what the adapter attached, counted and what was received."""
     from aiortc import RTCPeerConnection, RTCRtpSender
     from aiortc.mediastreams import MediaStreamError
 
@@ -77,8 +77,8 @@ async def _loopback(n: int, payload_for, codec: str = "video/h264", timeout: flo
         await tx.setRemoteDescription(rx.localDescription)
         tx.addTrack(_frames_track(n))
         await tx.setLocalDescription(await tx.createAnswer())
-        out["attached"] = rtc.attach_sei_encoders(
-            tx, payload_for, lambda k: out.__setitem__("encoded", out["encoded"] + k))
+        shared = rtc.SharedH264Stream(payload_for, lambda k: out.__setitem__("encoded", out["encoded"] + k))
+        out["attached"] = len(rtc.attach_shared_encoders(tx, shared))
         await rx.setRemoteDescription(tx.localDescription)
         await asyncio.wait_for(enough.wait(), timeout)
     finally:
