@@ -96,32 +96,19 @@ def normal_mode(path: str | os.PathLike) -> None:
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
-    """Write (H, W, 3) uint8 atomically (temp file in the same directory, then rename)."""
+    """Write (H, W, 3) uint8 atomically (temp file in the same directory, then rename; PNG without a suffix)."""
     from PIL import Image
 
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix or ".png", dir=p.parent or ".")
-    os.close(fd)
-    try:
-        Image.fromarray(img).save(tmp)
-        normal_mode(tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with Staged() as staged:
+        Image.fromarray(img).save(staged.path(path), format=None if Path(path).suffix else "PNG")
+        staged.commit()
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent if str(p.parent) else ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        normal_mode(tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` atomically (temp file in the same directory, then rename)."""
+    with Staged() as staged:
+        staged.path(path).write_text(text)
+        staged.commit()
 
 
 class Staged:
