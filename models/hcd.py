@@ -208,21 +208,24 @@ def pgd(x0: torch.Tensor, value_and_grad: ValueGrad, steps: int, eps: float, alp
     return Track(x0 + best[1], best[1], losses, best[3])
 
 
-def hr_stage(y: torch.Tensor, k: int, obj: Objective, cfg: HCDConfig, d0: torch.Tensor | None = None
+def hr_stage(y: torch.Tensor, k: int, obj, cfg: HCDConfig, d0: torch.Tensor | None = None,
+             down: Callable[[torch.Tensor], torch.Tensor] | None = None
              ) -> tuple[Track, tuple[float, torch.Tensor] | None]:
-    """HR-space collaborative example: ``d_y`` through the downscaler (bicubic, :func:`downscale`) and ``f``.
-    Also returns the loss and LR gradient at the best point's LR picture when they were computed (the LR
-    stage starts there)."""
+    """HR-space collaborative example: ``d_y`` through the downscaler (``down``, default bicubic
+    :func:`downscale` by ``k``; BBMR: the planes' packer) and ``f`` (``obj``: an :class:`Objective` or a
+    :class:`PlanesObjective`). Also returns the loss and LR gradient at the best point's LR picture when they
+    were computed (the LR stage starts there)."""
+    down = down or (lambda z: downscale(z, k))
     lr_grads: list[torch.Tensor | None] = []
 
     def vg(z: torch.Tensor, grad: bool = True) -> tuple[float, torch.Tensor | None]:
         if not grad:
             with torch.no_grad():
-                val, _ = obj.value_and_grad(downscale(z, k), False)
+                val, _ = obj.value_and_grad(down(z), False)
             lr_grads.append(None)
             return val, None
         z = z.detach().requires_grad_(True)
-        x = downscale(z, k)
+        x = down(z)
         val, gx = obj.value_and_grad(x)
         lr_grads.append(gx)
         (gz,) = torch.autograd.grad(x, z, gx)
@@ -367,25 +370,12 @@ class PlanesRefiner:
         dy0, ds0 = self.prev if cfg.warm else (None, None)
         before, at_s = None, None
         if cfg.hr:
-            grads: list[torch.Tensor | None] = []
+            def pack(z: torch.Tensor) -> torch.Tensor:  # the planes' downscaler
+                return pack_float(z, g, factors, sc)
 
-            def vg(z: torch.Tensor, grad: bool = True) -> tuple[float, torch.Tensor | None]:
-                if not grad:
-                    with torch.no_grad():
-                        grads.append(None)
-                        return obj.value_and_grad(pack_float(z, g, factors, sc), False)[0], None
-                z = z.detach().requires_grad_(True)
-                s = pack_float(z, g, factors, sc)
-                val, gs = obj.value_and_grad(s)
-                grads.append(gs)
-                (gz,) = torch.autograd.grad(s, z, gs)
-                return val, gz
-
-            t = pgd(y, vg, cfg.steps, ball(y, cfg.eps), ball(y, cfg.alpha), dy0)
+            t, at_s = hr_stage(y, 1, obj, cfg, dy0, down=pack)  # k only scales `smooth`, refused here
             before, dy = t.losses[0], t.delta
-            s0 = pack_float(t.x, g, factors, sc).detach()
-            gs = grads[t.best]
-            at_s = None if gs is None else (t.losses[t.best], gs)
+            s0 = pack(t.x).detach()
         else:
             dy = None
         n = float(mask.sum()) * 3
