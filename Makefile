@@ -1,12 +1,16 @@
 # Two commands do all the set-up on a fresh machine (each installs into .venv on first use):
 #   make demo   - package and play the embedded sample clip (bbmr-demo: player/demo.py)
 #   make test   - lint (ruff) and run the test suite: tests/unit and tests/e2e
+#   make web    - the browser player's npm packages (bbmr-play --web; make test installs them too)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean xvfb chromium
+WEB := player/web
+WEB_STAMP := $(WEB)/node_modules/.package-lock.json
+
+.PHONY: demo test lint install clean xvfb chromium web
 
 install: $(STAMP)
 
@@ -31,11 +35,22 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "warning: chromium missing (apt-get install chromium): the browser test will fail"
 
+# the browser player's libraries (hls.js, onnxruntime-web), pinned in player/web/package-lock.json, from the npm
+# registry into player/web/node_modules (bbmr-play --web serves them from there); npm from Debian when missing
+web: $(WEB_STAMP)
+
+$(WEB_STAMP): $(WEB)/package.json $(WEB)/package-lock.json
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; } || \
+	  { echo "npm missing (apt-get install npm): the browser player cannot be installed"; exit 1; }
+	cd $(WEB) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) xvfb chromium lint
+test: $(STAMP) xvfb chromium web lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis $(WEB)/node_modules

@@ -28,6 +28,8 @@ RATE_PARTS = ("video", "map", "model")
 MODEL_KINDS = ("plain-sr",)  # the families whose renditions may carry per-title models
 CONTAINERS = ("fmp4", "mpegts")  # HLS segment formats: fragmented MP4 (CMAF-style, EXT-X-MAP) or MPEG-TS
 MAX_INIT_BYTES = 1 << 20  # an fMP4 initialization segment (moov, no samples)
+MAX_WEB_MODEL_BYTES = 64 << 20  # one ONNX graph for the browser player (OmniSR-light x2 at 1080p: ~1.6 MB)
+WEB_ARCHS = ("fastsr", "omnisr")  # the networks a web model may be (models/archs.py names)
 
 
 @dataclass
@@ -52,6 +54,22 @@ class InitRef:
 
     file: str  # relative to the stream directory
     bytes: int
+
+
+@dataclass
+class WebModelRef:
+    """The client model of an SR rendition as an ONNX graph for the browser player (``bbmr-play --web``,
+    player/web): the generic weights the rendition was measured with (``weights``), exported by the packager.
+    ``input`` is the LR size it takes, ``[width, height]``, or None when the graph takes any size. Not in
+    ``bitrate_kbps``: it is the browser's copy of the weights the Python player installs (one file per
+    network, the same for every title: cached), like them it is not per-title data."""
+
+    file: str  # relative to the stream directory
+    bytes: int
+    sha256: str  # hex
+    arch: str  # WEB_ARCHS
+    scale: int
+    input: list | None = None  # [width, height] of a fixed-shape graph
 
 
 @dataclass
@@ -92,6 +110,7 @@ class Rendition:
     init: InitRef | None = None  # fMP4: the initialization segment (None for MPEG-TS)
     refine: str | None = None  # LR refined through the client upscaler (models/hcd.py), e.g. "hcd3"; the
     # settings are in Manifest.conventions["refine"]; the player needs nothing (the LR is still a picture)
+    web_model: WebModelRef | None = None  # the client model as ONNX for the browser player (plain-sr)
 
     def model_for(self, segment: int) -> ModelRef | None:
         """The model that serves segment ``segment`` (None: the generic weights)."""
@@ -192,6 +211,30 @@ def _init(r: dict, container: str) -> InitRef | None:
     if not isinstance(v, dict):
         raise ManifestError(f"rendition {r.get('name')!r}: init must be {{file, bytes}}")
     return InitRef(_safe_rel(v["file"], "init"), int(_num(v["bytes"], "init bytes", 1, MAX_INIT_BYTES)))
+
+
+def _web_model(r: dict) -> WebModelRef | None:
+    """A plain-sr rendition's optional ONNX client model: safe path, bounded size, hex sha256, a known network at
+    the rendition's factor, a bounded fixed input size."""
+    v = r.get("web_model")
+    if v is None:
+        return None
+    name = r.get("name")
+    if not isinstance(v, dict) or r.get("kind") != "plain-sr":
+        raise ManifestError(f"rendition {name!r}: web_model is a {{file, bytes, sha256, arch, scale}} map of a "
+                            "plain-sr rendition")
+    ref = WebModelRef(_safe_rel(v["file"], "web_model"), int(_num(v["bytes"], "web_model bytes", 1,
+                                                                  MAX_WEB_MODEL_BYTES)),
+                      str(v["sha256"]), str(v["arch"]), int(_num(v["scale"], "web_model scale", 1, 16)))
+    if not re.fullmatch(r"[0-9a-f]{64}", ref.sha256) or ref.arch not in WEB_ARCHS or ref.scale != r.get("overall"):
+        raise ManifestError(f"rendition {name!r}: web_model needs a 64-hex sha256, an arch in "
+                            f"{', '.join(WEB_ARCHS)} and the rendition's factor")
+    inp = v.get("input")
+    if inp is not None:
+        if not (isinstance(inp, list) and len(inp) == 2):
+            raise ManifestError(f"rendition {name!r}: web_model input is [width, height] or null")
+        ref.input = [int(_num(x, "web_model input", 1, MAX_SIDE)) for x in inp]
+    return ref
 
 
 def _opt_db(r: dict, key: str) -> float | None:
@@ -322,7 +365,8 @@ def from_dict(d: dict) -> Manifest:
                                  weights=r.get("weights"), share=r.get("share", {}), niqe=r.get("niqe"),
                                  pictures=_pictures(r), codecs=_codecs(r.get("codecs")),
                                  es_kbps=_es_kbps(r), models=_models(r, len(seg_objs)), parts_kbps=_parts(r),
-                                 init=_init(r, container), refine=_refine(r.get("refine"))))
+                                 init=_init(r, container), refine=_refine(r.get("refine")),
+                                 web_model=_web_model(r)))
         audio = d.get("audio")
         return Manifest(source=src, block=block, overall=overall, scales=scales, resize=str(d["resize"]),
                         container=container, segment_s=float(d["segment_s"]), realloc=str(d["realloc"]),

@@ -192,9 +192,9 @@ def safe_file(root: Path, rel: str) -> Path | None:
     return path if os.path.commonpath([real, base]) == base else None
 
 
-def static_handler(root: str | Path, token: str | None = None, name: str = "path"):
+def static_handler(root: str | Path, token: str | None = None, name: str = "path", headers: dict | None = None):
     """An aiohttp GET handler serving files below ``root`` (route ``.../{name:.*}``); with a token the route's
-    path starts with it (``/{token}/{path}``; 401 without it)."""
+    path starts with it (``/{token}/{path}``; 401 without it). ``headers``: added to every file served."""
     from aiohttp import web
 
     base = Path(root)
@@ -210,7 +210,7 @@ def static_handler(root: str | Path, token: str | None = None, name: str = "path
             raise web.HTTPNotFound(text="not found")
         ctype = STATIC_TYPES.get(path.suffix.lower(), "application/octet-stream")
         return web.FileResponse(path, headers={"Content-Type": ctype, "Cache-Control": "no-cache",
-                                               "X-Content-Type-Options": "nosniff"})
+                                               "X-Content-Type-Options": "nosniff", **(headers or {})})
 
     return handler
 

@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "auto (BBMR: jointsr, else omnisr; uniform: omnisr = OmniSR-O; else bicubic) | bicubic | "
                     "omnisr | jointsr")
     ap.add_argument("--no-measure", action="store_true", help="skip decoding the stream back to measure PSNR-Y")
+    ap.add_argument("--no-web-models", action="store_true",
+                    help="do not export the plain-sr renditions' client models to ONNX (web/: the browser player of "
+                         "bbmr-play --web; the page then shows those renditions upscaled by the browser)")
     ap.add_argument("--measure-frames", type=int, default=c.measure_frames,
                     help="measure each rendition's PSNR-Y on this many evenly spaced frames (default %(default)s; "
                          "0 = every frame: a plain-sr or BBMR rendition then runs its SR model on all of them)")
@@ -173,6 +176,7 @@ def config_from(args: argparse.Namespace) -> tuple[PackageConfig, Ladder]:
         realloc=args.realloc, realloc_threshold=args.realloc_threshold, rate_lambda=args.rate_lambda,
         codec=args.codec, preset=args.preset, lossless=args.lossless, segment=args.segment,
         container=args.container, max_frames=args.max_frames, measure=not args.no_measure,
+        web_models=not args.no_web_models,
         measure_frames=args.measure_frames,
         niqe_frames=args.niqe_frames, upscaler=args.upscaler, device=args.device, backend=args.backend,
         adapt=adapt_config(args))

@@ -54,6 +54,7 @@ class PackageConfig:
     sample: tuple[int, ...] | None = None  # only these segments, re-timed back to back (the auto ladder's sample)
     # measurement
     measure: bool = True  # decode the stream back and measure PSNR-Y (manifest)
+    web_models: bool = True  # export measured plain-sr renditions' client models to ONNX (web/, the browser page)
     measure_frames: int = 10  # evenly spaced frames per rendition; 0 = all
     niqe_frames: int = 0
     upscaler: str = "auto"  # the upscaler SR renditions are measured with (auto: the family's preferred)

@@ -98,7 +98,7 @@ def measure_candidates(config: PackageConfig, specs: list[RungSpec], progress: P
     from packager.pipeline import package_rungs
 
     with tempfile.TemporaryDirectory(prefix="bbmr-candidates-", dir=workdir) as td:
-        cfg = dataclasses.replace(config, out=str(Path(td) / "stream"), force=True, measure=True,
+        cfg = dataclasses.replace(config, out=str(Path(td) / "stream"), force=True, measure=True, web_models=False,
                                   sample=tuple(segments) if segments else None,
                                   adapt=config.adapt if adapt else None)
         man = package_rungs(cfg, specs, progress)

@@ -474,6 +474,12 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
             timing["measure"] = time.time() - t
             if select is not None:
                 renditions = select(renditions, tmp)
+        if cfg.web_models:
+            from packager.web_models import export_web_models
+
+            t = time.time()
+            if export_web_models(renditions, tmp, progress):
+                timing["web_models"] = time.time() - t
         (tmp / "master.m3u8").write_text(master_playlist(
             [(r.playlist, r.bitrate_kbps * 1000, _peak_bps(r), r.lr_width, r.lr_height, r.codecs)
              for r in renditions]))

@@ -52,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-frames", type=int, help="play at most this many frames (default: all)")
     ap.add_argument("--serve", metavar="HOST:PORT", help="do not play: publish the stream directory over HTTP for any "
                     "HLS player (read-only; on a non-loopback address behind a token, printed with the URL)")
+    ap.add_argument("--web", nargs="?", const="127.0.0.1:8088", metavar="HOST:PORT",
+                    help="do not play here: serve the browser player (hls.js + onnxruntime-web super-resolving the "
+                         "plain-sr renditions) and the stream, and print the page's URL (default 127.0.0.1:8088; "
+                         "the stream may be an http(s) URL of one)")
+    ap.add_argument("--web-backend", default="auto", help="--web: onnxruntime-web's backend: auto (WebGPU when the "
+                    "browser has an adapter, else WebAssembly) | wasm | webgpu")
+    ap.add_argument("--selftest", type=int, metavar="N", help="--web: open the page in headless Chromium, play N "
+                    "frames, print one JSON object (frames shown and super-resolved, fps, backend, renditions, "
+                    "PSNR-Y parity of a canvas frame with this player's output) and exit")
     ap.add_argument("--token", help="the --serve token (16+ characters of A-Z a-z 0-9 - _; default: generated on a "
                     "non-loopback address)")
     ap.add_argument("--strict", action="store_true",
@@ -138,8 +147,36 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_web(args: argparse.Namespace) -> int:
+    """``--web``: serve the browser player until Ctrl-C (the URL on stderr), or ``--selftest N``: one JSON
+    object on stdout."""
+    from player.web import WebConfig, serve
+
+    host, port = parse_hostport(args.web)
+    cfg = WebConfig(args.stream, host, port, args.token, args.rendition, args.web_backend)
+    if args.selftest is not None:
+        import json
+
+        from player.web_selftest import web_selftest
+
+        print(json.dumps(web_selftest(WebConfig(args.stream, "127.0.0.1", 0, None, args.rendition,
+                                                args.web_backend), args.selftest)))
+        return 0
+    cfg.check()
+    serve(cfg, on_started=lambda url: print(f"bbmr-play: the browser player of {args.stream} is at {url} "
+                                            "(Ctrl-C stops)", file=sys.stderr, flush=True))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.selftest is not None and args.web is None:
+        args.web = "127.0.0.1:0"
+    if args.web is not None:
+        if args.serve:
+            print("bbmr-play: --web and --serve: one or the other", file=sys.stderr)
+            return 2
+        return run_cli("bbmr-play", lambda: run_web(args))
     if args.serve:
         return run_cli("bbmr-play", lambda: run_serve(args))
     with warnings.catch_warnings():

@@ -52,12 +52,18 @@ class RunningServer:
         await self.runner.cleanup()
 
 
+# a page on another origin may read the stream (the browser player of another host, hls.js demos): the files are
+# public to whoever has the URL (and the token), so CORS adds no exposure
+CORS = {"Access-Control-Allow-Origin": "*", "Cross-Origin-Resource-Policy": "cross-origin"}
+
+
 def stream_app(root: Path, token: str | None):
-    """The aiohttp application: GET (and HEAD) of the files below ``root``, under ``/TOKEN/`` with a token."""
+    """The aiohttp application: GET (and HEAD) of the files below ``root``, under ``/TOKEN/`` with a token,
+    readable from pages of any origin (:data:`CORS`)."""
     from aiohttp import web
 
     app = web.Application()
-    app.router.add_get("/{path:.*}", static_handler(root, token))
+    app.router.add_get("/{path:.*}", static_handler(root, token, headers=CORS))
     return app
 
 

@@ -52,3 +52,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert Image.open(out / "side_by_side.png").size[0] > 3 * 2 * 128
     assert stat.S_IMODE(stream.stat().st_mode) & 0o055 == 0o055  # readable by a web server (umask 022)
     assert stat.S_IMODE((stream / "manifest.json").stat().st_mode) & 0o044 == 0o044
+    # the same stream in the browser player (hls.js over MPEG-TS, the page's own ABR): plays to the end
+    from player.web import WebConfig
+    from player.web_selftest import web_selftest
+
+    r = web_selftest(WebConfig(str(stream), port=0), 1000)
+    assert r["why"] == "ended" and r["frames_shown"] >= 12, r
+    assert r["renditions_played"] and r["errors"] == [] and r["hls_errors"] == [] and r["console_errors"] == [], r

@@ -69,7 +69,10 @@ PATHS = [("version",), ("source", "width"), ("source", "fps"), ("source", "frame
          ("renditions", 0, "crf"), ("renditions", 0, "scales"), ("renditions", 0, "name"),
          ("renditions", 0, "pictures"), ("renditions", 0, "codecs"), ("renditions", 0, "es_kbps"), ("audio",),
          ("container",), ("renditions", 0, "init"), ("renditions", 0, "init", "file"),
-         ("renditions", 0, "init", "bytes")]
+         ("renditions", 0, "init", "bytes"), ("renditions", 1, "web_model"), ("renditions", 1, "web_model", "file"),
+         ("renditions", 1, "web_model", "bytes"), ("renditions", 1, "web_model", "sha256"),
+         ("renditions", 1, "web_model", "arch"), ("renditions", 1, "web_model", "scale"),
+         ("renditions", 1, "web_model", "input"), ("renditions", 1, "kind")]
 
 
 @FAST
