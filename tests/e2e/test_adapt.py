@@ -200,7 +200,7 @@ def test_auto_ladder_chooses_with_the_models_bytes(tmp_path):
     assert adapted, note
     listed = {s.file for r in man.renditions for s in r.segments} | {m.file for r in man.renditions for m in r.models}
     listed |= {r.playlist for r in man.renditions} | {r.init.file for r in man.renditions}
-    listed |= {"master.m3u8", "manifest.json"}
+    listed |= {"master.m3u8", "manifest.json"} | {r.web_model.file for r in man.renditions if r.web_model}
     on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     assert on_disk == listed  # the renditions not chosen and the models dropped left no file
     for r in man.renditions:

@@ -204,7 +204,9 @@ def test_vanished_peer_is_dropped_and_the_others_keep_receiving(tmp_path):
             killed = time.monotonic()
             assert await _until(lambda: len(sender.sender.pcs) == 1, 15)
             gone_after = time.monotonic() - killed
-            assert sender.stats.dropped_timeout == 1 and 2.0 <= gone_after <= 8.0, gone_after
+            # silence counts from the peer's last RTCP report, up to one report interval (~1 s, more on a loaded
+            # machine) before the kill, and the watchdog looks once a second: 3 s of silence shows 1-8 s after it
+            assert sender.stats.dropped_timeout == 1 and 1.0 <= gone_after <= 8.0, gone_after
             before = stay.stats.received
             assert await _until(lambda: stay.stats.received >= before + 10, 20)  # not stalled
             assert stay.error is None
