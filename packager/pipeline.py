@@ -136,10 +136,11 @@ def encode_groups(specs: list[RungSpec], size: int = MAX_ENCODERS) -> list[list[
 
 
 def encode_in_groups(specs, geo: Geometry, info, cfg: PackageConfig, gop: int, work: Path, tmp: Path, scorer, device,
-                     progress: Progress, refine_log: dict | None = None):
+                     progress: Progress, refine_log: dict | None = None, title: dict | None = None):
     """The encode and segment stages over :func:`encode_groups`; renditions in ladder order, encoders freed
     after each group. Returns (frames, seconds per stage, renditions, the allocation state). ``refine_log``
-    receives the refined rungs' upscalers and losses (:meth:`packager.refine.Refiners.summary`)."""
+    receives the refined rungs' upscalers and losses (:meth:`packager.refine.Refiners.summary`); ``title``
+    ({rung name: Rendition with per-title models in ``tmp``}): refine those rungs through their models."""
     import gc
 
     from packager.refine import Refiners
@@ -151,7 +152,8 @@ def encode_in_groups(specs, geo: Geometry, info, cfg: PackageConfig, gop: int, w
         rungs = make_rungs(group, geo, info, cfg, gop, work)
         alloc = Allocation(scorer if any(FAMILIES[s.family].allocates for s in group) else None,
                            MapReuse(cfg.realloc, geo.grid, cfg.realloc_threshold))
-        refiners = Refiners(cfg.refine, lambda fam: pick_upscaler(cfg.upscaler, fam, device), device)
+        refiners = Refiners(cfg.refine, lambda fam: pick_upscaler(cfg.upscaler, fam, device), device,
+                            (title, tmp) if title else None)
         n, t = encode_stage(rungs, info, geo, alloc, cfg, gop, device, progress, refiners)
         if refine_log is not None and refiners.refiners:
             refine_log.setdefault("upscalers", {}).update(refiners.upscalers)
@@ -235,11 +237,14 @@ def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, cfg:
     total = min(info.frames or 0, cfg.max_frames or 10**9) or None
     if cfg.sample and total:  # the auto ladder's sample: those segments only
         total = sum(min(gop, total - i * gop) for i in cfg.sample if i * gop < total)
-    n = 0
+    n, segment = 0, -1
     with progress.task(f"encoding {len(rungs)} renditions", total, rate=True) as task:
         t = time.time()
         for fr in source_frames(info, cfg, gop):
             timing["decode"] += time.time() - t
+            segment += fr.index % gop == 0  # the stream's segment (a sampled run's segments are numbered anew)
+            if refiners is not None:
+                refiners.segment = segment
             x = to_tensor(fr.rgb)
             if needs_alloc:
                 allocate_frame(alloc, x, fr.rgb, fr.index % gop == 0, geo, cfg, rate_crf, device)
@@ -463,6 +468,8 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
             adapted = adapt_stage(renditions, cfg.adapt, lambda fam: pick_upscaler(cfg.upscaler, fam, device)[0], info,
                                   geo, n_frames, tmp, lambda: source_frames(info, cfg, gop), device, progress)
             timing["adapt"] = time.time() - t
+            renditions = refine_through_titles(cfg, specs, renditions, geo, info, gop, tmp, device, progress,
+                                               refine_log, timing)
         for r in renditions:
             add_model_rate(r, n_frames / float(info.fps))
         measured = None
@@ -499,6 +506,27 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
     return man
 
 
+def refine_through_titles(cfg: PackageConfig, specs: list[RungSpec], renditions: list[Rendition], geo: Geometry,
+                          info, gop: int, tmp: Path, device, progress: Progress, refine_log: dict,
+                          timing: dict) -> list[Rendition]:
+    """Refined rungs that got per-title models: encoded again with their pictures refined through those models
+    (the network the client runs; packager/refine.py), segments replaced in ``tmp``, models kept."""
+    redo = {r.name: r for r in renditions if r.models and r.refine is not None}
+    if not redo:
+        return renditions
+    t = time.time()
+    work = tmp / "work"
+    work.mkdir()
+    again = encode_in_groups([s for s in specs if s.name in redo], geo, info, cfg, gop, work, tmp, None, device,
+                             progress, refine_log, title=redo)[2]
+    shutil.rmtree(work)
+    for r in again:
+        r.models = redo[r.name].models
+    timing["refine_title"] = time.time() - t
+    new = {r.name: r for r in again}
+    return [new.get(r.name, r) for r in renditions]
+
+
 def check_refine(cfg: PackageConfig, specs: list[RungSpec], geo: Geometry | None = None, device=None) -> None:
     """Refined rungs need a refinable family (the ladder parser's check), a per-scale (or bicubic) upscaler
     and, for now, the generic weights."""
@@ -527,9 +555,8 @@ def check_refine(cfg: PackageConfig, specs: list[RungSpec], geo: Geometry | None
 
 
 def check_refine_options(cfg: PackageConfig) -> None:
-    """A refining run: not with per-title models (yet)."""
-    if cfg.adapt is not None:
-        raise InputError("--refine with --adapt: refining through a per-title model is not supported yet")
+    """A refining run's options: nothing to check today (per-title models are refined through since the second
+    pass, :func:`refine_through_titles`); kept as the one place the combinations are checked."""
 
 
 def remove_stale_temps(out: Path) -> None:

@@ -5,6 +5,12 @@ Rungs of one family and factor at several CRFs share one refined picture per fra
 depend on the CRF unless its rate term does); each shared picture has one :class:`models.hcd.FrameRefiner`,
 whose warm start is dropped at every segment start: segments stay independent units (closed GOPs), so a
 segment's bytes do not depend on the ones before it.
+
+With per-title models (``--adapt``), a refined plain-sr rung is refined twice: first through the generic
+network (its per-title model is fine-tuned on those pictures, as on any rung), then again, segment by segment,
+through the per-title model that serves the segment (``title``): the network the client will run. The second
+pass's pictures are the ones shipped; each rung then has its own refiner per model (no sharing across CRFs:
+every rung has its own model).
 """
 
 from __future__ import annotations
@@ -58,8 +64,12 @@ def differentiable_sr(upscaler, k: int) -> Callable[[torch.Tensor], torch.Tensor
 class Refiners:
     """Refined pictures of the encode stage's refined rungs, one refiner per shared picture."""
 
-    def __init__(self, cfg: HCDConfig, pick: Callable[[Family], tuple[str, object]], device) -> None:
+    def __init__(self, cfg: HCDConfig, pick: Callable[[Family], tuple[str, object]], device,
+                 title: tuple[dict, object] | None = None) -> None:
         self.cfg, self.pick, self.device = cfg, pick, device
+        # (rung name -> its Rendition with per-title models, the stream directory they are in): refine through them
+        self.title, self.root = title if title is not None else ({}, None)
+        self.segment = 0  # the stream segment being encoded (the encode stage sets it): which title model serves
         self.refiners: dict[tuple, FrameRefiner] = {}
         self.upscalers: dict[str, str] = {}  # rung name -> the upscaler it was refined through
         self.seconds: dict[tuple, float] = {}  # per shared picture: wall-clock seconds refining
@@ -69,12 +79,27 @@ class Refiners:
         allocating family's key leaves out the map (one refiner follows the rung's maps from frame to frame; every
         rung of the pass has the frame's one map)."""
         pk = fam.picture_key(factors)
-        return ("refined", pk[:-1] if fam.allocates else pk, fam.spec.crf if self.cfg.rate else None)
+        key = ("refined", pk[:-1] if fam.allocates else pk, fam.spec.crf if self.cfg.rate else None)
+        ref = self.title_model(fam)
+        return key + (fam.spec.name, ref.file) if ref is not None else key
+
+    def title_model(self, fam: Family):
+        """The per-title model (a :class:`bbmr_stream.manifest.ModelRef`) a rung is refined through in the current
+        segment, None: the generic network."""
+        rend = self.title.get(fam.spec.name)
+        return rend.model_for(self.segment) if rend is not None else None
 
     def _make(self, fam: Family):
         """The refiner of a shared picture: through the rung's upscaler (per-scale network or bicubic; BBMR:
         JointSR)."""
         name, up = self.pick(fam)
+        ref = self.title_model(fam)
+        if ref is not None:
+            from models.upscalers import title_upscaler
+
+            up = title_upscaler(name, self.root / ref.file, ref.scale, ref.arch, ref.base, ref.bytes, ref.sha256,
+                                self.device)
+            name = f"{name}+title:{ref.file}"
         if fam.allocates:
             ref = PlanesRefiner(differentiable_blocks(up), fam.geo.grid, tuple(fam.lr_scales()), self.cfg)
         else:

@@ -88,6 +88,37 @@ def test_refined_rung_plays_in_the_unchanged_player(request, which, name, upscal
     assert rep.to_dict()["pooled_metrics"]["psnr_y"]["mean"] == pytest.approx(sr.psnr_y, abs=0.02)
 
 
+def test_refined_through_the_per_title_model(tmp_path):
+    """--refine hcd --adapt: the refined rung's model is fine-tuned on its first-pass pictures, then the rung is
+    refined again through that model (the client's network) and shipped; the unchanged player plays it with the
+    model, at the manifest's PSNR-Y."""
+    from models.adapt import AdaptConfig
+
+    src = tmp_path / "in.mp4"
+    _clip(src)
+    out = tmp_path / "stream"
+    adapt = AdaptConfig(steps=25, patch=32, batch=4, warmup=5, seed=1)
+    man = package(PackageConfig(str(src), str(out), segment=0.4, upscaler="fast", device="cpu", measure_frames=0,
+                                refine=REFINE, adapt=adapt), tuple(parse_ladder("plain-sr:2:30:hcd,plain:30")))
+    (rend,) = [r for r in man.renditions if r.kind == "plain-sr"]
+    assert rend.refine == "hcd2" and rend.models, rend
+    conv = man.conventions["refine"]
+    assert conv["upscalers"][rend.name].startswith("fast+title:models/"), conv["upscalers"]
+    assert "refine_title" in man.conventions["timing_s"]
+    titled = [v for v in conv["loss"].values() if "+title:" in v["upscaler"]]
+    assert titled and all(v["mse_y_after"] < v["mse_y_before"] for v in titled)
+    # the same rung without --adapt ships other pictures (refined through the generic network)
+    plain = package(PackageConfig(str(src), str(tmp_path / "generic"), segment=0.4, upscaler="fast", device="cpu",
+                                  measure_frames=4, refine=REFINE), tuple(parse_ladder("plain-sr:2:30:hcd")))
+    seg = rend.segments[0].file
+    assert (out / seg).read_bytes() != (tmp_path / "generic" / plain.renditions[0].segments[0].file).read_bytes()
+    rep = play(PlayConfig(str(out), rendition=rend.name, headless=True, niqe_every=0, reference=str(src),
+                          device="cpu", strict=True))
+    assert rep.extra.get("model_fallbacks", []) == []
+    mean = rep.to_dict()["pooled_metrics"]["psnr_y"]["mean"]
+    assert abs(mean - rend.psnr_y) < 0.01, (mean, rend.psnr_y)  # every frame measured, with the model
+
+
 @pytest.mark.parametrize("args, msg", [
     (["--ladder", "plain:30:hcd"], "refines the LR of plain-sr, uniform, bbmr rungs only"),
     (["--ladder", "bbmr:30:hcd", "--upscaler", "fast"], "BBMR rungs are refined through JointSR"),
@@ -97,8 +128,6 @@ def test_refined_rung_plays_in_the_unchanged_player(request, which, name, upscal
     (["--ladder", "plain-sr:2:30", "--refine", "hcd", "--refine-eps", "-1"], "--refine-eps"),
     (["--ladder", "plain-sr:2:30", "--refine", "hcd", "--refine-steps", "0"], "--refine-steps 0: 1..100"),
     (["--ladder", "plain-sr:2:30:hcd", "--upscaler", "jointsr"], "not a per-scale model"),
-    (["--ladder", "auto", "--refine", "hcd", "--adapt"], "not supported yet"),
-    (["--ladder", "plain-sr:2:30", "--refine", "hcd", "--adapt"], "not supported yet"),
     (["--ladder", "plain-sr:2:30,plain-sr:2:30:hcd", "--refine", "hcd"], "duplicate rungs"),
 ])
 def test_bad_refine_options_are_one_line_errors(tmp_path, capsys, args, msg):
