@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -19,6 +21,8 @@ from bbmr_stream.errors import InputError
 
 FLAGS = ("--headless=new", "--no-sandbox", "--mute-audio", "--hide-scrollbars", "--no-first-run",
          "--autoplay-policy=no-user-gesture-required", "--remote-debugging-port=0", "--window-size=1140,860")
+# the DevTools port listens on 127.0.0.1 only, for the few seconds of a self-test; a local user could attach to it
+# meanwhile (--remote-debugging-pipe would close that, noted in docs/web.md)
 MAX_ERRORS = 100
 
 
@@ -42,10 +46,13 @@ class Chromium:
     async def __aenter__(self) -> "Chromium":
         import aiohttp
 
+        exe = chromium()  # before anything is made: a missing browser leaves nothing behind
+        self._proc = None
         self._profile = tempfile.mkdtemp(prefix="bbmr-chromium-")
-        self._proc = subprocess.Popen([chromium(), *FLAGS, f"--user-data-dir={self._profile}", "about:blank"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
+            # its own process group: the browser's helper processes are stopped with it
+            self._proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={self._profile}", "about:blank"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             port = await self._port()
             self._session = aiohttp.ClientSession()
             pages = await (await self._session.get(f"http://127.0.0.1:{port}/json/list")).json()
@@ -55,6 +62,9 @@ class Chromium:
             for domain in ("Runtime", "Log", "Page"):
                 await self.call(f"{domain}.enable")
             await self.call("Page.navigate", url=self.url)
+        except (OSError, asyncio.TimeoutError, RuntimeError, StopIteration, ValueError) as e:
+            await self.__aexit__(None, None, None)
+            raise InputError(f"the browser could not be driven ({e.__class__.__name__}: {e})") from None
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
@@ -66,7 +76,7 @@ class Chromium:
         while time.time() < deadline:
             if f.exists() and f.read_text().strip():
                 return int(f.read_text().split()[0])
-            if self._proc.poll() is not None:
+            if self._proc is not None and self._proc.poll() is not None:
                 raise InputError(f"Chromium exited at start (code {self._proc.returncode})")
             await asyncio.sleep(0.1)
         raise InputError(f"Chromium did not start within {self.start_timeout:.0f} s")
@@ -99,9 +109,12 @@ class Chromium:
         fut = asyncio.get_running_loop().create_future()
         self._pending[self._n] = fut
         await self._ws.send_json({"id": self._n, "method": method, "params": params})
-        d = await asyncio.wait_for(fut, 60)
+        try:
+            d = await asyncio.wait_for(fut, 60)
+        except asyncio.TimeoutError:
+            raise InputError(f"the browser did not answer DevTools {method} within 60 s") from None
         if "error" in d:
-            raise RuntimeError(f"DevTools {method}: {d['error']}")
+            raise InputError(f"the browser refused DevTools {method}: {d['error']}")
         return d.get("result", {})
 
     async def evaluate(self, expression: str):
@@ -123,9 +136,18 @@ class Chromium:
             obj = getattr(self, name, None)
             if obj is not None:
                 await obj.close()
-        self._proc.terminate()
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, self._proc.wait, 20)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
+        if self._proc is not None:
+            self._signal(signal.SIGTERM)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self._proc.wait, 20)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self._proc.wait()
         shutil.rmtree(self._profile, ignore_errors=True)
+
+    def _signal(self, sig: int) -> None:
+        """``sig`` to the browser's process group (its renderer, GPU and zygote helpers too)."""
+        try:
+            os.killpg(self._proc.pid, sig)
+        except ProcessLookupError:
+            pass

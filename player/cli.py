@@ -170,12 +170,12 @@ def run_web(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.selftest is not None and args.web is None:
-        args.web = "127.0.0.1:0"
-    if args.web is not None:
+    if args.web is not None or args.selftest is not None:
         if args.serve:
-            print("bbmr-play: --web and --serve: one or the other", file=sys.stderr)
+            print("bbmr-play: error: --serve publishes the stream, --web/--selftest the browser player: one or the "
+                  "other", file=sys.stderr)
             return 2
+        args.web = args.web or "127.0.0.1:0"
         return run_cli("bbmr-play", lambda: run_web(args))
     if args.serve:
         return run_cli("bbmr-play", lambda: run_serve(args))

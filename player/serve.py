@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from bbmr_stream.errors import InputError
-from bbmr_stream.webguard import listen, server_token, static_handler
+from bbmr_stream.webguard import is_loopback, listen, server_token, static_handler
 
 
 @dataclass(frozen=True)
@@ -52,18 +52,39 @@ class RunningServer:
         await self.runner.cleanup()
 
 
-# a page on another origin may read the stream (the browser player of another host, hls.js demos): the files are
-# public to whoever has the URL (and the token), so CORS adds no exposure
-CORS = {"Access-Control-Allow-Origin": "*", "Cross-Origin-Resource-Policy": "cross-origin"}
+def cors_origin(origin: str | None, token: str | None) -> str | None:
+    """The ``Access-Control-Allow-Origin`` a response gets for a page of ``origin`` (a browser player on another
+    host or port, ``bbmr-play URL --web``): with a token, any origin (the token in the URL is the secret, and it
+    was checked before the file was served); without one (a loopback server), loopback pages only, so that a
+    web site the user visits cannot read a stream served on this machine."""
+    if not origin:
+        return None
+    if token is not None:
+        return "*"
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(origin).hostname
+    except ValueError:
+        return None
+    return origin if host and is_loopback(host) else None
 
 
 def stream_app(root: Path, token: str | None):
     """The aiohttp application: GET (and HEAD) of the files below ``root``, under ``/TOKEN/`` with a token,
-    readable from pages of any origin (:data:`CORS`)."""
+    readable by pages of the origins :func:`cors_origin` allows."""
     from aiohttp import web
 
+    async def cors(request, response) -> None:
+        allow = cors_origin(request.headers.get("Origin"), token)
+        if allow is not None and response.status < 400:
+            response.headers["Access-Control-Allow-Origin"] = allow
+            response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+            response.headers["Vary"] = "Origin"
+
     app = web.Application()
-    app.router.add_get("/{path:.*}", static_handler(root, token, headers=CORS))
+    app.on_response_prepare.append(cors)
+    app.router.add_get("/{path:.*}", static_handler(root, token))
     return app
 
 

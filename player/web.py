@@ -51,6 +51,17 @@ def lib_roots() -> dict[str, Path]:
     return out
 
 
+def load_manifest(root: Path):
+    """The stream's manifest, a bad one an InputError (one line, as the Python player says it)."""
+    from bbmr_stream.errors import ManifestError
+    from bbmr_stream.manifest import load
+
+    try:
+        return load(root)
+    except ManifestError as e:
+        raise InputError(str(e)) from None
+
+
 @dataclass(frozen=True)
 class WebConfig:
     """The browser player: ``stream`` a local stream directory or an http(s) URL of one (its directory or
@@ -81,9 +92,7 @@ class WebConfig:
         if not (root / "manifest.json").is_file():
             raise InputError(f"{root}: not a stream directory (no manifest.json)")
         if self.rendition is not None:
-            from bbmr_stream.manifest import load
-
-            names = [r.name for r in load(root).renditions]
+            names = [r.name for r in load_manifest(root).renditions]
             if self.rendition not in names:
                 raise InputError(f"--rendition {self.rendition}: not in the stream ({', '.join(names)})")
         return root
@@ -141,6 +150,8 @@ def web_app(roots: dict[str, Path], token: str | None, sink: SelftestSink | None
         return rest if token_ok(head, token) else None
 
     async def get(request):
+        if token is not None and request.match_info.get("path", "") == token:  # the page's relative URLs need the /
+            raise web.HTTPFound(f"/{token}/{'?' + request.query_string if request.query_string else ''}")
         rel = strip(request)
         if rel is None:
             return unauthorized()

@@ -48,24 +48,39 @@ async def run_page(cfg: WebConfig, frames: int, timeout: float, extra: dict | No
                 await asyncio.wait_for(sink.done.wait(), timeout)
             except asyncio.TimeoutError:
                 raise InputError(f"--selftest: the page reported nothing within {timeout:.0f} s") from None
-            return sink.result or {}, sink, list(browser.errors)
+            result = sink.result if isinstance(sink.result, dict) else {}
+            return result, sink, list(browser.errors)
     finally:
         await running.close()
 
 
+class ParityError(Exception):
+    pass
+
+
 def parity(cfg: WebConfig, sink: SelftestSink, fps: float) -> dict:
-    """The page's parity frame against the Python player's frames around its index (module docstring)."""
+    """The page's parity frame against the Python player's frames around its index (module docstring); what
+    went wrong as ``{"psnr_y": None, "error": ...}`` (the page's upload is not trusted: it may be anything)."""
+    try:
+        return _parity(cfg, sink, fps)
+    except (ParityError, InputError, OSError, KeyError, ValueError) as e:
+        return {"psnr_y": None, "error": f"{e.__class__.__name__}: {e}"[:300]}
+
+
+def _parity(cfg: WebConfig, sink: SelftestSink, fps: float) -> dict:
     from PIL import Image
 
     from bbmr_stream.imageio import read_image
-    from bbmr_stream.manifest import load
     from bbmr_stream.metrics import psnr_y
     from player import PlayConfig, play
+    from player.web import load_manifest
 
     meta = sink.frame_meta
     page = np.asarray(Image.open(io.BytesIO(sink.frame)).convert("RGB"))
-    kind = next(r.kind for r in load(cfg.stream).renditions if r.name == meta["rendition"])
-    upscaler = "bicubic" if kind in BLOCK_KINDS else "auto"
+    rend = next((r for r in load_manifest(cfg.stream).renditions if r.name == meta["rendition"]), None)
+    if rend is None:
+        raise ParityError(f"the page's frame names rendition {meta['rendition']!r}, not in the stream")
+    upscaler = "bicubic" if rend.kind in BLOCK_KINDS else "auto"
     t = float(meta["media_time"]) - float(meta.get("first_media_time") or 0.0)
     guess = max(0, int(round(t * fps)))
     with tempfile.TemporaryDirectory(prefix="bbmr-web-parity-") as td:
@@ -78,15 +93,16 @@ def parity(cfg: WebConfig, sink: SelftestSink, fps: float) -> dict:
                 continue
             ref = read_image(p)
             if ref.shape != page.shape:
-                raise RuntimeError(f"the page's frame is {page.shape[1]}x{page.shape[0]}, the Python player's "
+                raise ParityError(f"the page's frame is {page.shape[1]}x{page.shape[0]}, the Python player's "
                                    f"{ref.shape[1]}x{ref.shape[0]}")
             v = psnr_y(ref, page)
             if best is None or v > best[0]:
                 best = (v, i)
     if best is None:
-        raise RuntimeError(f"the Python player wrote no frame near {guess}")
+        raise ParityError(f"the Python player wrote no frame near {guess}")
     return {"psnr_y": round(float(best[0]), 3), "frame": best[1], "frame_from_media_time": guess,
             "rendition": meta["rendition"], "python_upscaler": upscaler,
+            "python_title_models": bool(rend.models),  # the page runs the generic weights (docs/web.md)
             "convention": "PSNR-Y: BT.601 Y of RGB, peak 255, crop 0: the page's canvas vs the Python player's frame "
             "of the same rendition and model (BBMR/uniform: the Python player's bicubic beside the page's per-block "
             f"canvas bicubic), the best of the frames within {SEARCH} of the page's media-time index"}
@@ -95,13 +111,18 @@ def parity(cfg: WebConfig, sink: SelftestSink, fps: float) -> dict:
 def web_selftest(cfg: WebConfig, frames: int, timeout: float = 300.0, extra: dict | None = None) -> dict:
     """Play ``frames`` frames of ``cfg`` in headless Chromium (``extra``: more page parameters); the page's
     figures plus ``parity`` (None when no frame was super-resolved) and ``console_errors``."""
-    from bbmr_stream.manifest import load
+    import dataclasses
+    import secrets
+
+    from player.web import load_manifest
 
     if frames < 1:
         raise InputError("--selftest N: N >= 1 frames")
     if cfg.remote:
         raise InputError("--selftest plays a local stream directory (the parity check reads it)")
-    man = load(cfg.stream)
+    man = load_manifest(cfg.stream)
+    # a token even on loopback: no other local process can post a frame or a result to this test
+    cfg = dataclasses.replace(cfg, token=cfg.token or secrets.token_urlsafe(16))
     result, sink, errors = asyncio.run(run_page(cfg, frames, timeout, extra))
     fps = man.source["fps"][0] / man.source["fps"][1]
     out = {k: result.get(k) for k in REPORTED}

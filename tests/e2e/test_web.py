@@ -83,8 +83,9 @@ def test_abr_plays_without_a_pin_and_falls_back_when_sr_is_slow(web_stream):
     assert rate["plain_160x90_crf30"] < cap * 0.9 < rate["plain_crf28"]  # the small plain rung fits, the big does not
     r = web_selftest(WebConfig(str(web_stream), port=0), 100000, extra={"max_kbps": cap, "fps_target": 1000})
     assert r["why"] == "ended" and r["frames_shown"] >= 30 and r["errors"] == [], r
-    assert SR in r["renditions_played"] and r["sr_fallbacks"] >= 1, r
+    assert SR in r["renditions_played"] and r["sr_fallbacks"] >= 1, r  # in play order: the lowest first, then SR
     assert r["renditions_played"][-1] == "plain_160x90_crf30" and "plain_crf28" not in r["renditions_played"], r
+    assert r["renditions_played"][0] == "plain_160x90_crf30"  # no estimate before the first segment: the lowest
     assert any("below the 1000 fps" in n for n in r["notes"]), r["notes"]
 
 
@@ -167,6 +168,10 @@ def test_server_rules(web_stream):
                                ("/" + "u" * 20 + "/", None)]))
     assert "/" + "t" * 20 + "/" in url
     assert [c for c, _, _ in res] == [200, 200, 401, 401, 401]
+    # /TOKEN without its slash: redirected (the page's relative URLs need it)
+    url, res = asyncio.run(go(WebConfig(str(web_stream), host="0.0.0.0", port=0, token="t" * 20),
+                              [("/" + "t" * 20, None)]))
+    assert res[0][0] == 200 and b"<canvas" in res[0][2]  # urllib followed the redirect to the page
 
 
 def test_bad_options_are_one_line_errors(web_stream, tmp_path, monkeypatch):
@@ -198,3 +203,16 @@ def test_page_plays_a_stream_served_elsewhere(web_stream):
     result, sink, errors = asyncio.run(go())
     assert result["frames_shown"] >= 20 and result["frames_superresolved"] >= 3, result
     assert result["errors"] == [] and errors == [] and sink.frame is not None
+
+
+def test_serve_allows_other_origins_only_under_a_token():
+    """--serve's CORS: with a token, any page that has the URL may read; without one (loopback), loopback pages
+    only: a web site the user visits cannot read a stream served on this machine."""
+    from player.serve import cors_origin
+
+    assert cors_origin("https://evil.example", None) is None
+    assert cors_origin("http://127.0.0.1:8088", None) == "http://127.0.0.1:8088"
+    assert cors_origin("http://localhost:9000", None) == "http://localhost:9000"
+    assert cors_origin("http://[::1]:9000", None) == "http://[::1]:9000"
+    assert cors_origin("https://evil.example", "t" * 20) == "*"
+    assert cors_origin(None, None) is None and cors_origin("null", None) is None

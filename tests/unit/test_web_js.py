@@ -32,7 +32,16 @@ def vectors() -> dict:
         (pw, ph), boxes = stack(BlockGrid(h, w, 128), scales)
         planes.append({"width": w, "height": h, "scales": list(scales), "pic": [pw, ph],
                        "boxes": [list(b) for b in boxes]})
-    return {"maps": maps, "planes": planes}
+    # float32 values at, just under and just over every half level, and random ones: levels8's output for each
+    half = (np.arange(256, dtype=np.float32) + np.float32(0.5)) / np.float32(255)
+    vals = np.concatenate([half, np.nextafter(half, np.float32(0)), np.nextafter(half, np.float32(1)),
+                           rng.random(4000, dtype=np.float32) * np.float32(1.2) - np.float32(0.1)]).astype(np.float32)
+    import torch
+
+    from bbmr_stream.resize import levels8
+
+    levels = levels8(torch.from_numpy(vals)).to(torch.int64).tolist()
+    return {"maps": maps, "planes": planes, "levels": {"values": [float(v) for v in vals], "levels": levels}}
 
 
 def test_page_stages_under_node(tmp_path):
@@ -44,4 +53,4 @@ def test_page_stages_under_node(tmp_path):
     r = subprocess.run([node, "--test", *sorted(str(p) for p in here.glob("*.test.mjs"))], capture_output=True,
                        text=True, timeout=120, env={**os.environ, "BBMR_WEB_VECTORS": str(vec)})
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    assert "# fail 0" in r.stdout and "# pass 10" in r.stdout, r.stdout[-2000:]
+    assert "# fail 0" in r.stdout and "# pass 13" in r.stdout, r.stdout[-2000:]

@@ -1,12 +1,15 @@
 // Stage 2, ABR: the rendition for the next segment, from hls.js's bandwidth estimate and the manifest's
 // measured quality, the rule of bbmr-play (player/abr.py): among the renditions whose bitrate is at most
 // SAFETY x the estimate, the one of highest PSNR-Y (rungs of different families are not ordered by bitrate
-// alone; unmeasured ones and ties by bitrate); none fits: the lowest. Renditions this page cannot show are
-// never picked; while super-resolution cannot keep up with the frame rate, renditions that need it are
-// skipped too (the best plain rung that fits plays instead: a counted fallback).
+// alone; unmeasured ones and ties by bitrate); none fits (or no estimate yet: the caller passes 0 until the
+// first segment is in): the lowest. Renditions this page cannot show are never picked; once super-resolution
+// has been measured slower than the frame rate, renditions that run a model are skipped for the rest of the
+// session (the best other rendition that fits plays instead: a counted fallback; the page does not probe SR
+// again).
 
 export const SAFETY = 0.9;
-export const SR_FAMILIES = new Set(['plain-sr', 'uniform', 'bbmr']);
+// a rendition the page runs a model on (plain-sr with its ONNX model); BBMR/uniform are unpacked with the canvas
+export const runsModel = (r) => r.kind === 'plain-sr' && !!r.web_model;
 
 const better = (a, b) => { // is rendition a preferred to b?
   const qa = a.psnr_y ?? -Infinity;
@@ -16,7 +19,7 @@ const better = (a, b) => { // is rendition a preferred to b?
 
 // Index into `rends` (manifest renditions) of the pick; `playable(i)` false for renditions the page cannot show.
 export function pick(rends, estimateBps, playable, srSlow) {
-  const ok = rends.map((r, i) => playable(i) && !(srSlow && SR_FAMILIES.has(r.kind)));
+  const ok = rends.map((r, i) => playable(i) && !(srSlow && runsModel(r)));
   let idx = -1;
   let lowest = -1;
   rends.forEach((r, i) => {

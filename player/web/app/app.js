@@ -12,7 +12,7 @@
 
 /* global Hls, ort */
 import { loadManifest, streamBase } from './loader.js';
-import { pick, SR_FAMILIES, SRSpeed } from './abr.js';
+import { pick, runsModel, SRSpeed } from './abr.js';
 import { pickBackend, SR } from './sr.js';
 import { BBMR_UUID, parseMap } from './scalemap.js';
 import { BlockRenderer, planesGeometry } from './blocks.js';
@@ -150,7 +150,8 @@ class Page {
       maxBufferLength: 6, maxMaxBufferLength: 12 });
     this.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, () => this.onLevels());
-    hls.on(Hls.Events.FRAG_LOADED, () => this.abr());
+    hls.on(Hls.Events.FRAG_LOADED, () => { this.measured = true; this.abr(); });
+    hls.on(Hls.Events.FRAG_BUFFERED, (_, d) => this.onBuffered(d.frag));
     hls.on(Hls.Events.LEVEL_SWITCHED, () => { stats.level_switches += 1; });
     hls.on(Hls.Events.ERROR, (_, d) => this.onError(d));
     hls.on(Hls.Events.FRAG_PARSING_USERDATA, (_, d) => this.onUserdata(d));
@@ -181,7 +182,11 @@ class Page {
     sel.value = this.pinned || '';
     sel.onchange = () => { this.pinned = sel.value || null; this.abr(true); };
     const lvl = this.choose();
-    if (lvl < 0) throw new Error('no rendition this page can play');
+    if (lvl < 0) { // (a throw here would be swallowed by hls.js's event dispatch)
+      note('cannot play: no rendition of this stream can be shown by this page');
+      this.finish('error: no playable rendition');
+      return;
+    }
     this.hls.startLevel = lvl;
     if (this.pinned) this.hls.currentLevel = lvl;
     this.hls.startLoad();
@@ -190,7 +195,8 @@ class Page {
 
   levelOf(ri) { return this.levelRend.indexOf(ri); }
 
-  // The level to load next: the pinned rendition, else the ABR pick (lowest playable before any estimate).
+  // The level to load next: the pinned rendition, else the ABR pick (the lowest playable before the first
+  // segment is in: hls.js's estimate is then only its configured default).
   choose() {
     const rends = this.m.renditions;
     if (this.pinned) {
@@ -201,7 +207,8 @@ class Page {
       } else return this.levelOf(ri);
     }
     const ok = (i) => this.playable(i) && this.levelOf(i) >= 0;
-    const est = Math.min(this.hls.bandwidthEstimate || 0, MAX_KBPS * 1000);
+    const est = this.measured ? Math.min(this.hls.bandwidthEstimate || 0, MAX_KBPS * 1000) : 0; // hls.js's
+    // estimate before any download is its configured default, not a measurement: the lowest rung first
     const slow = this.speed.slow;
     const ri = pick(rends, est, ok, slow);
     if (slow && ri >= 0 && pick(rends, est, ok, false) !== ri) {
@@ -244,7 +251,7 @@ class Page {
     if (d.type === Hls.ErrorTypes.MEDIA_ERROR) {
       stats.recovered += 1;
       this.hls.recoverMediaError();
-    } else if (d.type === Hls.ErrorTypes.NETWORK_ERROR && d.frag) {
+    } else if (d.type === Hls.ErrorTypes.NETWORK_ERROR && d.frag && d.frag.sn !== 'initSegment') {
       // a segment that cannot be loaded (404, cut connection): carry on after it
       stats.recovered += 1;
       const after = d.frag.start + d.frag.duration + 0.001;
@@ -257,8 +264,28 @@ class Page {
     }
   }
 
-  rendition() {
-    const ri = this.levelRend[this.hls.currentLevel];
+  // What is buffered, by media time: [{start, end, level}] from hls.js's FRAG_BUFFERED, newest wins where they
+  // overlap (a switch re-buffers a span), kept MAP_KEEP_S behind the playhead.
+  onBuffered(frag) {
+    if (!frag || frag.sn === 'initSegment') return;
+    const start = Number.isFinite(frag.startPTS) ? frag.startPTS : frag.start;
+    const end = Number.isFinite(frag.endPTS) ? frag.endPTS : frag.start + frag.duration;
+    const keep = this.video.currentTime - MAP_KEEP_S;
+    this.spans = (this.spans || []).filter((sp) => (sp.end <= start || sp.start >= end) && sp.end > keep);
+    this.spans.push({ start, end, level: frag.level });
+    this.spans.sort((a, b) => a.start - b.start);
+  }
+
+  // The hls.js level of the frame presented at media time t: the buffered fragment holding it (hls.currentLevel
+  // lags a switch by a tick), else hls.js's current level.
+  levelAt(t) {
+    const eps = 0.5 / this.fps;
+    const sp = (this.spans || []).find((x) => x.start - eps <= t && t < x.end - eps);
+    return sp ? sp.level : this.hls.currentLevel;
+  }
+
+  rendition(lvl) {
+    const ri = this.levelRend[lvl];
     return ri === undefined || ri < 0 ? null : this.m.renditions[ri];
   }
 
@@ -284,15 +311,17 @@ class Page {
     }
     stats.last_media_time = meta.mediaTime;
     stats.last_frame_at = performance.now();
-    const rend = this.rendition();
-    if (rend && !stats.renditions_played.includes(rend.name)) stats.renditions_played.push(rend.name);
+    const lvl = this.levelAt(meta.mediaTime);
+    const rend = this.rendition(lvl);
+    const played = stats.renditions_played; // in play order, one entry per run of frames
+    if (rend && played[played.length - 1] !== rend.name && played.length < MAX_LOG) played.push(rend.name);
     this.current = rend;
     if (rend && (rend.kind === 'bbmr' || rend.kind === 'uniform')) {
-      this.drawBlocks(rend, meta);
+      this.drawBlocks(rend, lvl, meta);
       return;
     }
-    const m = rend && SR_FAMILIES.has(rend.kind) && !$('bicubic').checked ? this.model(rend) : null;
-    if (EVERY && m === null && rend && rend.web_model && !$('bicubic').checked) { // every frame SR: wait for it
+    const m = rend && runsModel(rend) && !$('bicubic').checked ? this.model(rend) : null;
+    if (EVERY && m === null && rend && runsModel(rend) && !$('bicubic').checked) { // every frame SR: wait for it
       this.video.pause();
       this.sr.model(rend).then(() => this.video.play());
       return;
@@ -300,7 +329,10 @@ class Page {
     if (!m || !m.session || meta.width !== rend.lr_width || meta.height !== rend.lr_height) {
       this.upscaler = rend && rend.kind === 'plain' ? 'none (plain: browser scaling)'
         : `bicubic (browser canvas)${m && m.session ? '' : m ? ': no model' : ''}`;
-      this.ctx.drawImage(this.video, 0, 0, this.W, this.H);
+      if (rend && rend.kind === 'plain-sr') { // the picture is the source padded to 2K: its W/K x H/K corner
+        const k = rend.overall;
+        this.ctx.drawImage(this.video, 0, 0, this.W / k, this.H / k, 0, 0, this.W, this.H);
+      } else this.ctx.drawImage(this.video, 0, 0, this.W, this.H);
       this.shown();
       return;
     }
@@ -335,9 +367,9 @@ class Page {
     });
   }
 
-  drawBlocks(rend, meta) {
+  drawBlocks(rend, lvl, meta) {
     const r = this.renderer(rend);
-    const map = this.mapAt(this.hls.currentLevel, meta.mediaTime);
+    const map = this.mapAt(lvl, meta.mediaTime);
     const misfit = map && r.misfit(map);
     if (!map || misfit || meta.width !== r.g.picW || meta.height !== r.g.picH) {
       stats.frames_without_map += 1; // concealed: the canvas keeps the previous picture

@@ -53,6 +53,7 @@ export function checkManifest(m) {
   const s = m.source;
   need(s && isNum(s.width, 1, 16384) && isNum(s.height, 1, 16384), 'source width/height');
   need(Array.isArray(s.fps) && isNum(s.fps[0], 1, 1e9) && isNum(s.fps[1], 1, 1e6), 'source fps');
+  need(Number.isInteger(m.block) && m.block >= 8 && m.block <= 1024, 'block');
   need(Array.isArray(m.renditions) && m.renditions.length >= 1 && m.renditions.length <= LIMITS.renditions,
     'renditions');
   for (const r of m.renditions) {
@@ -62,6 +63,10 @@ export function checkManifest(m) {
     need(isNum(r.bitrate_kbps, 0, 1e7) && isNum(r.lr_width, 1, 16384) && isNum(r.lr_height, 1, 16384),
       `rendition ${r.name}: bitrate or size`);
     need(r.psnr_y === null || r.psnr_y === undefined || isNum(r.psnr_y, 0, 1000), `rendition ${r.name}: psnr_y`);
+    need(Array.isArray(r.scales) && r.scales.length >= 1 && r.scales.length <= 16
+      && r.scales.every((k) => Number.isInteger(k) && k >= 1 && k <= 256 && m.block % k === 0)
+      && Number.isInteger(r.overall) && r.overall >= 1 && r.overall <= 64 && typeof r.layout === 'string',
+    `rendition ${r.name}: scales, overall or layout`);
     const w = r.web_model;
     if (w !== null && w !== undefined) {
       need(r.kind === 'plain-sr' && isSafePath(w.file) && isNum(w.bytes, 1, LIMITS.modelBytes)

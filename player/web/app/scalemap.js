@@ -38,11 +38,12 @@ export function parseMap(data) {
   const n = data[16];
   if (n < 1 || n > 16) fail(`bad scale count ${n}`);
   if (gridH < 1 || gridW < 1) fail('empty grid');
+  if (block < 1) fail('block size 0');
   const bits = bitsPerBlock(n);
-  const blocks = gridH * gridW;
-  const m = (blocks * bits + 7) >> 3;
+  const blocks = gridH * gridW; // up to 2^32: plain Number arithmetic below, never 32-bit operators
+  const m = Math.ceil((blocks * bits) / 8);
   const expect = 17 + n + m + 4;
-  if (data.length !== expect) fail(`length ${data.length}, the header says ${expect}`);
+  if (data.length !== expect) fail(`length ${data.length}, the header says ${expect}`); // before any allocation
   if (crc32(data, expect - 4) !== v.getUint32(expect - 4)) fail('CRC mismatch');
   const scaleSet = Array.from(data.subarray(17, 17 + n));
   for (let i = 0; i < n; i++) {
@@ -54,13 +55,13 @@ export function parseMap(data) {
     let idx = 0;
     for (let j = 0; j < bits; j++) {
       const bit = b * bits + j;
-      idx = (idx << 1) | ((data[base + (bit >> 3)] >> (7 - (bit & 7))) & 1);
+      idx = (idx << 1) | ((data[base + Math.floor(bit / 8)] >> (7 - (bit % 8))) & 1);
     }
     if (idx >= n) fail(`block index ${idx} outside the scale set of ${n}`);
     factors[b] = scaleSet[idx];
   }
   for (let bit = blocks * bits; bit < m * 8; bit++) {
-    if ((data[base + (bit >> 3)] >> (7 - (bit & 7))) & 1) fail('non-zero padding bits');
+    if ((data[base + Math.floor(bit / 8)] >> (7 - (bit % 8))) & 1) fail('non-zero padding bits');
   }
   return { frame, block, gridH, gridW, scaleSet, factors };
 }

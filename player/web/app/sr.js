@@ -19,6 +19,13 @@ export async function pickBackend(ort, wanted) {
   return 'wasm';
 }
 
+// bbmr_stream.resize.levels8 in float32 as torch computes it: clamp to [0, 1], x 255, + 0.5, floor
+const f32 = Math.fround;
+export function level(v) {
+  const x = v > 1 ? 1 : v >= 0 ? v : 0; // NaN -> 0
+  return Math.floor(f32(f32(f32(x) * 255) + 0.5));
+}
+
 export class SR {
   constructor(ort, base, backend) {
     this.ort = ort;
@@ -71,9 +78,9 @@ export class SR {
     const plane = H * W;
     for (let r = 0; r < oh; r++) {
       for (let c = 0, k = r * W, m = r * ow * 4; c < ow; c++, k++, m += 4) {
-        o[m] = (d[k] * 255 + 0.5) | 0; // floor(255 x + 0.5), clamped by the Uint8ClampedArray: levels8
-        o[m + 1] = (d[plane + k] * 255 + 0.5) | 0;
-        o[m + 2] = (d[2 * plane + k] * 255 + 0.5) | 0;
+        o[m] = level(d[k]);
+        o[m + 1] = level(d[plane + k]);
+        o[m + 2] = level(d[2 * plane + k]);
         o[m + 3] = 255;
       }
     }

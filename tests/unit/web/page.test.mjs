@@ -4,12 +4,13 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 
 import { pick, SRSpeed, SAFETY } from '../../../player/web/app/abr.js';
+import { level } from '../../../player/web/app/sr.js';
 import { checkManifest, LoadError } from '../../../player/web/app/loader.js';
 import { sha256Js } from '../../../player/web/app/sha256.js';
 
 const R = (name, kind, kbps, psnr) => ({ name, kind, bitrate_kbps: kbps, psnr_y: psnr });
-const ladder = [R('p1', 'plain', 100, 30), R('s1', 'plain-sr', 110, 32), R('p2', 'plain', 300, 36),
-  R('b1', 'bbmr', 120, 40)];
+const ladder = [R('p1', 'plain', 100, 30), { ...R('s1', 'plain-sr', 110, 32), web_model: {} },
+  R('p2', 'plain', 300, 36), R('b1', 'bbmr', 120, 40)];
 const all = () => true;
 
 test('pick: the best measured rendition under SAFETY x the estimate', () => {
@@ -24,10 +25,16 @@ test('pick: nothing fits or no estimate -> the lowest playable', () => {
   assert.equal(pick(ladder, 0, (i) => i > 0, false), 1);
 });
 
-test('pick: SR too slow -> the best plain rendition that fits', () => {
-  assert.equal(pick(ladder, 130e3 / SAFETY, all, true), 0);
-  assert.equal(pick(ladder, 1e9, all, true), 2);
-  assert.equal(pick([R('s', 'plain-sr', 10, 30)], 1e9, all, true), -1);
+test('pick: SR too slow -> the best rendition that runs no model and fits', () => {
+  assert.equal(pick(ladder, 115e3 / SAFETY, all, true), 0);
+  assert.equal(pick(ladder, 130e3 / SAFETY, all, true), 3); // BBMR is unpacked by the canvas: not excluded
+  assert.equal(pick(ladder, 1e9, (i) => i !== 3, true), 2);
+  assert.equal(pick([{ ...R('s', 'plain-sr', 10, 30), web_model: {} }], 1e9, all, true), -1);
+  assert.equal(pick([R('s', 'plain-sr', 10, 30)], 1e9, all, true), 0); // no model: drawn bicubic, never slow
+});
+
+test('level: saturating at both ends', () => {
+  assert.deepEqual([0, 1, 0.5, -3, 7, NaN, Infinity, -Infinity, 1e12].map(level), [0, 255, 128, 0, 255, 0, 255, 0, 255]);
 });
 
 test('pick: unmeasured renditions and ties by bitrate', () => {
@@ -54,9 +61,10 @@ test('sha256Js equals node crypto at every padding boundary', () => {
 });
 
 const manifest = () => ({
-  version: 1, source: { width: 640, height: 360, fps: [24, 1] },
+  version: 1, source: { width: 640, height: 360, fps: [24, 1] }, block: 128,
   renditions: [{ name: 'a', kind: 'plain-sr', playlist: 'a.m3u8', bitrate_kbps: 10, lr_width: 160, lr_height: 90,
-    psnr_y: 30, web_model: { file: 'web/m.onnx', bytes: 10, sha256: 'a'.repeat(64), scale: 4 } }],
+    psnr_y: 30, scales: [4], overall: 4, layout: 'plain',
+    web_model: { file: 'web/m.onnx', bytes: 10, sha256: 'a'.repeat(64), scale: 4 } }],
 });
 
 test('checkManifest: accepts a good manifest, rejects what the page must not trust', () => {
@@ -74,6 +82,10 @@ test('checkManifest: accepts a good manifest, rejects what the page must not tru
     (m) => { m.source.width = 1e9; },
     (m) => { m.renditions = []; },
     (m) => { m.renditions = Array(65).fill(m.renditions[0]); },
+    (m) => { m.block = 0; },
+    (m) => { m.renditions[0].scales = [3]; },
+    (m) => { m.renditions[0].overall = 'x'; },
+    (m) => { delete m.renditions[0].layout; },
   ];
   for (const edit of bad) {
     const m = manifest();
@@ -113,6 +125,26 @@ test('parseMap refuses every damaged map (one bit flipped anywhere, truncated, e
   assert.throws(() => parseMap(good.slice(0, good.length - 1)), MapError);
   assert.throws(() => parseMap(Uint8Array.from([...good, 0])), MapError);
   assert.throws(() => parseMap(new Uint8Array(3)), MapError);
+});
+
+test('parseMap: a huge grid in a small map is refused before anything is allocated', () => {
+  // 65535 x 32769 blocks, 4 scales (2 bits each): 32-bit arithmetic would wrap the length to a few KB
+  const n = 4;
+  const blocks = 65535 * 32769;
+  const wrapped = ((blocks * 2 + 7) | 0) >>> 3; // what a 32-bit computation would expect
+  const len = 17 + n + (wrapped % 100000) + 4;
+  const b = new Uint8Array(len);
+  b.set([66, 66, 83, 77, 1, 0, 0, 0, 0, 0, 0, 128, 255, 255, 128, 1, n, 2, 4, 8, 16]);
+  const t = Date.now();
+  assert.throws(() => parseMap(b), /length/);
+  assert.ok(Date.now() - t < 1000);
+});
+
+test('level equals bbmr_stream.resize.levels8 (torch, float32) on values around every half level', () => {
+  const { values, levels } = vectors().levels;
+  const got = values.map(level);
+  const bad = got.map((g, i) => [g, levels[i], values[i]]).filter(([g, e]) => g !== e);
+  assert.deepEqual(bad.slice(0, 5), []);
 });
 
 test('planesGeometry stacks the planes as bbmr_stream.planes.stack', () => {
