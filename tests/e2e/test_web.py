@@ -216,3 +216,16 @@ def test_serve_allows_other_origins_only_under_a_token():
     assert cors_origin("http://[::1]:9000", None) == "http://[::1]:9000"
     assert cors_origin("https://evil.example", "t" * 20) == "*"
     assert cors_origin(None, None) is None and cors_origin("null", None) is None
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from player.cli import main
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "manifest.json").write_text('{"version": 1, "source": {}}')
+    for args in (["--web", "--selftest", "2"], ["--web", "127.0.0.1:0", "--rendition", "x"],
+                 ["--selftest", "2", "--serve", "127.0.0.1:0"]):
+        assert main([str(bad), *args]) == 2
+        err = capsys.readouterr().err
+        assert "error:" in err and "Traceback" not in err, err
