@@ -192,9 +192,9 @@ def safe_file(root: Path, rel: str) -> Path | None:
     return path if os.path.commonpath([real, base]) == base else None
 
 
-def static_handler(root: str | Path, token: str | None = None, name: str = "path", headers: dict | None = None):
+def static_handler(root: str | Path, token: str | None = None, name: str = "path"):
     """An aiohttp GET handler serving files below ``root`` (route ``.../{name:.*}``); with a token the route's
-    path starts with it (``/{token}/{path}``; 401 without it). ``headers``: added to every file served."""
+    path starts with it (``/{token}/{path}``; 401 without it)."""
     from aiohttp import web
 
     base = Path(root)
@@ -210,7 +210,7 @@ def static_handler(root: str | Path, token: str | None = None, name: str = "path
             raise web.HTTPNotFound(text="not found")
         ctype = STATIC_TYPES.get(path.suffix.lower(), "application/octet-stream")
         return web.FileResponse(path, headers={"Content-Type": ctype, "Cache-Control": "no-cache",
-                                               "X-Content-Type-Options": "nosniff", **(headers or {})})
+                                               "X-Content-Type-Options": "nosniff"})
 
     return handler
 
@@ -229,3 +229,21 @@ async def listen(app, host: str, port: int, option: str):
         raise InputError(f"{option} {host}:{port}: cannot listen ({e.strerror or e})") from None
     shown = f"[{host}]" if ":" in host else host
     return runner, f"http://{shown}:{runner.addresses[0][1]}/"
+
+
+def run_until_stopped(start, on_started=None, stop=None) -> None:
+    """Run a server until ``stop`` (a ``threading.Event``) is set or Ctrl-C: ``await start()`` returns an object
+    with ``url`` and ``async close()``; ``on_started(url)`` once it listens."""
+    import asyncio
+
+    async def main() -> None:
+        running = await start()
+        if on_started is not None:
+            on_started(running.url)
+        try:
+            while stop is None or not stop.is_set():
+                await asyncio.sleep(0.2)
+        finally:
+            await running.close()
+
+    asyncio.run(main())

@@ -9,14 +9,13 @@ prints: :func:`serve_stream` returns the running server and its URL.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from bbmr_stream.errors import InputError
-from bbmr_stream.webguard import is_loopback, listen, server_token, static_handler
+from bbmr_stream.webguard import is_loopback, listen, run_until_stopped, server_token, static_handler
 
 
 @dataclass(frozen=True)
@@ -102,14 +101,4 @@ def serve(cfg: ServeConfig, on_started: Callable[[str], None] | None = None,
           stop: threading.Event | None = None) -> None:
     """Serve until ``stop`` is set or Ctrl-C; ``on_started(url)`` once listening."""
 
-    async def main() -> None:
-        running = await serve_stream(cfg)
-        if on_started is not None:
-            on_started(running.url)
-        try:
-            while stop is None or not stop.is_set():
-                await asyncio.sleep(0.2)
-        finally:
-            await running.close()
-
-    asyncio.run(main())
+    run_until_stopped(lambda: serve_stream(cfg), on_started, stop)

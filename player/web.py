@@ -23,7 +23,15 @@ from typing import Callable
 from urllib.parse import quote
 
 from bbmr_stream.errors import InputError
-from bbmr_stream.webguard import STATIC_TYPES, listen, safe_file, server_token, token_ok, unauthorized
+from bbmr_stream.webguard import (
+    STATIC_TYPES,
+    listen,
+    run_until_stopped,
+    safe_file,
+    server_token,
+    token_ok,
+    unauthorized,
+)
 
 WEB_ROOT = Path(__file__).parent / "web"
 LIBS = {"hls": ("hls.js", "dist", "hls.min.js"), "ort": ("onnxruntime-web", "dist", "ort.min.js")}
@@ -212,14 +220,4 @@ def serve(cfg: WebConfig, on_started: Callable[[str], None] | None = None,
           stop: threading.Event | None = None) -> None:
     """Serve the page until ``stop`` is set or Ctrl-C; ``on_started(url)`` once listening."""
 
-    async def main() -> None:
-        running = await serve_web(cfg)
-        if on_started is not None:
-            on_started(running.url)
-        try:
-            while stop is None or not stop.is_set():
-                await asyncio.sleep(0.2)
-        finally:
-            await running.close()
-
-    asyncio.run(main())
+    run_until_stopped(lambda: serve_web(cfg), on_started, stop)
