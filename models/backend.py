@@ -156,13 +156,15 @@ def runtime_version(backend: str) -> str:
     return torch.__version__
 
 
-def export_onnx(model: nn.Module, x: torch.Tensor) -> bytes:
-    """The model as an ONNX graph for ``x``'s static shape (TorchScript exporter, opset 17)."""
+def export_onnx(model: nn.Module, x: torch.Tensor, dynamic: bool = False) -> bytes:
+    """The model as an ONNX graph (TorchScript exporter, opset 17, input ``x``, output ``y``) for ``x``'s static
+    shape, or with ``dynamic`` for any height and width (a network whose shape-dependent code is shape-free)."""
     buf = io.BytesIO()
+    axes = {"x": {2: "h", 3: "w"}, "y": {2: "H", 3: "W"}} if dynamic else None
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17, input_names=["x"],
-                          output_names=["y"])
+                          output_names=["y"], dynamic_axes=axes)
     return buf.getvalue()
 
 

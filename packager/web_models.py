@@ -18,8 +18,6 @@ directory (``web/``), its sha256 in the manifest (``rendition.web_model``), for 
 from __future__ import annotations
 
 import hashlib
-import io
-import warnings
 from pathlib import Path
 
 import torch
@@ -28,40 +26,30 @@ from bbmr_stream.manifest import WebModelRef
 from bbmr_stream.progress import Progress
 
 WEB_DIR = "web"
-OPSET = 17
+OPSET = 17  # models.backend.export_onnx's
 DYNAMIC = {"fastsr"}  # architectures exported with dynamic height and width
 
 
 def web_network(upscaler: str, scale: int) -> tuple[str, str] | None:
     """``(weights id, arch)`` of the network the page runs for a plain-sr rendition measured with ``upscaler`` at
-    ``scale``, None when there is none to export (bicubic, or no shipped weights at that scale)."""
-    from models.registry import get_entry, load_registry
-    from models.upscalers import UPSCALERS
+    ``scale`` (the generic weights a title model of it is fine-tuned from: models.upscalers.base_weights), None
+    when there is none to export (bicubic, or no shipped weights at that scale)."""
+    from models.upscalers import base_weights
 
-    spec = UPSCALERS.get(upscaler)
-    if spec is None or spec.weights is None or not spec.per_scale:
-        return None
-    wid = f"{spec.weights}-x{scale}"
-    if wid not in load_registry():
-        return None
-    return wid, get_entry(wid).arch
+    net = base_weights(upscaler, scale)
+    return None if net is None else (net[1], net[0])
 
 
 def export_graph(weights_id: str, input_wh: tuple[int, int] | None) -> bytes:
-    """The shipped weights ``weights_id`` (an SRModel: RGB [0, 1] in and out) as ONNX bytes: for any LR size
-    (``input_wh`` None) or for ``(width, height)``."""
+    """The shipped weights ``weights_id`` (an SRModel: RGB [0, 1] in and out) as ONNX bytes
+    (models.backend.export_onnx): for any LR size (``input_wh`` None) or for ``(width, height)``."""
+    from models.backend import export_onnx
     from models.registry import load_model
 
     model = load_model(weights_id, "cpu").float().eval()
     w, h = input_wh or (64, 48)
     x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
-    dyn = None if input_wh else {"x": {2: "h", 3: "w"}, "y": {2: "H", 3: "W"}}
-    buf = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=OPSET, input_names=["x"],
-                          output_names=["y"], dynamic_axes=dyn)
-    return buf.getvalue()
+    return export_onnx(model, x, dynamic=input_wh is None)
 
 
 def export_web_models(renditions, root: Path, progress: Progress | None = None) -> dict:
