@@ -8,7 +8,7 @@ from bbmr_stream.manifest import Manifest
 from bbmr_stream.progress import Progress
 from packager.config import AutoLadder, Ladder, PackageConfig
 from packager.ladder import HULL_RATIO, auto_points
-from packager.pipeline import check_refine_options, disk_full_guard, prepare, write_rungs
+from packager.pipeline import disk_full_guard, prepare, write_rungs
 from packager.titled import drop_useless_models, select_titled, title_candidates
 
 
@@ -24,8 +24,6 @@ def package(config: PackageConfig, ladder: Ladder, progress: Progress | None = N
 def _package(config: PackageConfig, ladder: Ladder, progress: Progress) -> Manifest:
     if isinstance(ladder, AutoLadder):
         ladder.check()
-        if ladder.refine:
-            check_refine_options(config)
     out, info = prepare(config, progress)
     if not isinstance(ladder, AutoLadder):
         return write_rungs(config, ladder, info, out, progress, drop_useless_models if config.adapt else None)

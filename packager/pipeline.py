@@ -538,7 +538,6 @@ def check_refine(cfg: PackageConfig, specs: list[RungSpec], geo: Geometry | None
         raise InputError(f"--refine: {', '.join(bad)}: only {', '.join(n for n, c in FAMILIES.items() if c.refinable)}"
                          " rungs are refined")
     if refined:
-        check_refine_options(cfg)
         blocks = [s for s in refined if FAMILIES[s.family].allocates]
         if len(blocks) < len(refined) and not refinable_upscaler(cfg.upscaler):
             raise InputError(f"--refine: --upscaler {cfg.upscaler} is not a per-scale model (fast, omnisr, bicubic)")
@@ -552,11 +551,6 @@ def check_refine(cfg: PackageConfig, specs: list[RungSpec], geo: Geometry | None
             if name != "jointsr":
                 raise InputError(f"--refine: BBMR rungs are refined through JointSR, and no JointSR weights fit "
                                  f"scales {list(geo.scales)} (the rungs would be measured with {name})")
-
-
-def check_refine_options(cfg: PackageConfig) -> None:
-    """A refining run's options: nothing to check today (per-title models are refined through since the second
-    pass, :func:`refine_through_titles`); kept as the one place the combinations are checked."""
 
 
 def remove_stale_temps(out: Path) -> None:

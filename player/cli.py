@@ -154,15 +154,15 @@ def run_web(args: argparse.Namespace) -> int:
 
     host, port = parse_hostport(args.web)
     cfg = WebConfig(args.stream, host, port, args.token, args.rendition, args.web_backend)
-    if args.selftest is not None:
+    if args.selftest is not None:  # on a free loopback port, whatever --web says
+        import dataclasses
         import json
 
         from player.web_selftest import web_selftest
 
-        print(json.dumps(web_selftest(WebConfig(args.stream, "127.0.0.1", 0, None, args.rendition,
-                                                args.web_backend), args.selftest)))
+        print(json.dumps(web_selftest(dataclasses.replace(cfg, host="127.0.0.1", port=0, token=None),
+                                      args.selftest)))
         return 0
-    cfg.check()
     serve(cfg, on_started=lambda url: print(f"bbmr-play: the browser player of {args.stream} is at {url} "
                                             "(Ctrl-C stops)", file=sys.stderr, flush=True))
     return 0
