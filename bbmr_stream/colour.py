@@ -134,9 +134,26 @@ def planes_of(frame, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndar
 
 
 def frame_to_rgb(frame, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A decoded PyAV frame -> ((H, W, 3) uint8 RGB by the exact conversion, (H, W) uint8 Y plane)."""
+    """A decoded PyAV frame -> ((H, W, 3) uint8 RGB by the exact conversion, (H, W) uint8 Y plane). An HDR frame
+    (PQ or HLG transfer tag) is tone-mapped to SDR BT.709 first (:func:`sdr_of_hdr`): ``matrix`` is then the
+    SDR picture's (bt709) and the Y plane is that picture's luma in it."""
+    from bbmr_stream.tonemap import frame_transfer
+
+    if frame_transfer(frame) is not None:
+        return sdr_of_hdr(frame, matrix, full_range)
     y, u, v = planes_of(frame, matrix, full_range)
     return yuv_to_rgb(y, u, v, matrix, full_range), y.copy()
+
+
+def sdr_of_hdr(frame, matrix: str = "bt709", full_range: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """An HDR PyAV frame (10-bit BT.2020, PQ or HLG) -> its SDR picture: the tone mapping of its transfer
+    (bbmr_stream.tonemap: hable, FFmpeg's ``tonemap`` with a fixed 1000-nit peak, so that the packager and
+    every player map a title alike), RGB uint8 in BT.709 primaries and transfer, and the luma plane of that
+    picture in ``matrix`` (rounded)."""
+    from bbmr_stream.tonemap import ToneMap, frame_transfer, tonemap_frame
+
+    rgb = _round_u8(tonemap_frame(frame, ToneMap(frame_transfer(frame))))
+    return rgb, _round_u8(luma(rgb, matrix, full_range))
 
 
 def video_frame(rgb: np.ndarray, matrix: str, full_range: bool):

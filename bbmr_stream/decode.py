@@ -3,10 +3,14 @@
 Colour policy: the YUV->RGB matrix and range are read from the stream (``colorspace``, ``color_range``);
 when unspecified, HD and larger (height >= 720) is taken as BT.709 and smaller as BT.601, limited range
 (what players assume). The same matrix/range is written to the manifest and used for the LR streams, so
-nothing silently switches to BT.601. 10-bit (and other high bit-depth) input is converted to 8-bit RGB by
-swscale (accurate rounding); PQ/HLG HDR is passed through without tone mapping, with a warning.
+nothing silently switches to BT.601. 10-bit (and other high bit-depth) SDR input is reduced to 8-bit by swscale
+(its ordered dither); PQ/HLG HDR input is tone-mapped to SDR BT.709 (:func:`bbmr_stream.colour.sdr_of_hdr`), so
+the frames of an HDR source are its SDR picture, ``matrix`` bt709, and ``transfer`` says what the source was
+(the packager's 10-bit rungs, packager/deep.py, keep the HDR signal itself).
 Rotation metadata (display matrix) is applied, so frames come out upright. Timestamps are kept
-(``pts`` in ``time_base``), so VFR input stays VFR.
+(``pts`` in ``time_base``), so VFR input stays VFR: :func:`probe` reads every video packet's timestamp (no
+decoding) and marks a source whose frame durations differ by more than :data:`VFR_TOLERANCE` as variable-rate,
+with its frame times (:func:`media_seconds` gives the real duration of its first N frames).
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from bbmr_stream.imageio import check_input_file
 
 # FFmpeg AVColorTransferCharacteristic values
 _HDR_TRC = {16: "PQ", 18: "HLG"}
+VFR_TOLERANCE = 0.1  # relative spread of frame durations above which a source is variable-rate (a 1/1000 time base
+# gives a 30 fps source 33 and 34 ms frames: 3 %)
 
 
 @dataclass
 class SourceInfo:
     path: str
-    width: int  # upright (after rotation)
+    width: int  # upright (after rotation), in square pixels (a non-square SAR is resampled to the display width)
     height: int
     fps: Fraction
     time_base: Fraction
@@ -38,12 +44,23 @@ class SourceInfo:
     codec: str
     pix_fmt: str
     bit_depth: int
-    matrix: str  # "bt709" | "bt601" | "bt2020"
+    matrix: str  # "bt709" | "bt601" | "bt2020" of the frames :func:`frames` gives (bt709 for an HDR source)
     full_range: bool
     rotation: int  # degrees, counter-clockwise, applied on decode
     has_audio: bool
     notes: list[str] = field(default_factory=list)
     frames_exact: bool = False  # ``frames`` is the container's count (MP4 sample table), not an estimate
+    sar: Fraction = Fraction(1)  # the coded pictures' sample aspect ratio (frames come out at square pixels)
+    transfer: str = "SDR"  # "SDR" | "PQ" | "HLG" (manifest VIDEO_RANGES)
+    colour_tags: tuple[int, int, int] = (2, 2, 2)  # FFmpeg's (primaries, transfer, matrix) enums; 2 = unspecified
+    hdr: object | None = None  # HDR source: its static metadata (bbmr_stream.tonemap.HdrMeta)
+    start_s: float = 0.0  # the first frame's presentation time (its pts in seconds)
+    frame_times: tuple[float, ...] | None = None  # variable-rate source: each frame's start, seconds from the first
+    max_fps: float | None = None  # variable-rate source: its highest frame rate (1 / the shortest frame duration)
+
+    @property
+    def vfr(self) -> bool:
+        return self.frame_times is not None
 
 
 def _open(path: str):
@@ -78,21 +95,91 @@ def probe(path: str) -> SourceInfo:
         except Exception as e:
             raise InputError(f"{path}: cannot decode video ({e.__class__.__name__}: {e})") from None
         notes = []
-        matrix = AV_TO_MATRIX.get(int(first.colorspace))
-        if matrix is None:
+        tags = (int(first.color_primaries), int(first.color_trc), int(first.colorspace))
+        transfer = _HDR_TRC.get(tags[1], "SDR")
+        matrix = AV_TO_MATRIX.get(tags[2])
+        if transfer != "SDR":
+            from bbmr_stream.tonemap import hdr_metadata
+
+            matrix, hdr = "bt709", hdr_metadata(first)
+            if int(first.color_range) == 2:
+                raise InputError(f"{path}: full-range {transfer} HDR video is not supported (HDR10 and HLG are "
+                                 f"limited range)")
+        elif matrix is None:
             matrix = "bt709" if first.height >= 720 else "bt601"
             notes.append(f"colour matrix unspecified: assuming {matrix} for {first.height} lines")
-        full = int(first.color_range) == 2
-        if int(first.color_trc) in _HDR_TRC:
-            notes.append(f"{_HDR_TRC[int(first.color_trc)]} HDR input: converted to 8 bits without tone mapping")
+        full = int(first.color_range) == 2 and transfer == "SDR"
         rot = int(round(getattr(first, "rotation", 0) or 0)) % 360
-        w, h = (first.height, first.width) if rot in (90, 270) else (first.width, first.height)
-        return SourceInfo(path=str(path), width=w, height=h, fps=Fraction(fps), time_base=Fraction(tb),
+        sar = _sar(first, s)
+        cw = first.width if sar == 1 else 2 * max(1, int(round(first.width * sar / 2)))
+        if sar != 1:
+            notes.append(f"non-square pixels (SAR {sar.numerator}:{sar.denominator}): {first.width}x{first.height} "
+                         f"resampled to the display size {cw}x{first.height}")
+        w, h = (first.height, cw) if rot in (90, 270) else (cw, first.height)
+        info = SourceInfo(path=str(path), width=w, height=h, fps=Fraction(fps), time_base=Fraction(tb),
                           frames=frames, duration_s=dur, codec=cc.name, pix_fmt=fmt.name if fmt else "?",
                           bit_depth=bit_depth, matrix=matrix, full_range=full, rotation=rot,
-                          has_audio=bool(c.streams.audio), notes=notes, frames_exact=int(s.frames) > 0)
+                          has_audio=bool(c.streams.audio), notes=notes, frames_exact=int(s.frames) > 0,
+                          sar=sar, transfer=transfer, colour_tags=tags, hdr=hdr if transfer != "SDR" else None)
     finally:
         c.close()
+    _timing(info)
+    return info
+
+
+def _sar(frame, stream) -> Fraction:
+    """The sample aspect ratio of the coded pictures (frame, else stream, else 1: square)."""
+    for v in (getattr(frame, "sample_aspect_ratio", None), stream.sample_aspect_ratio):
+        if v and v.numerator > 0 and v.denominator > 0 and Fraction(v) != 1 and 0.1 <= Fraction(v) <= 10:
+            return Fraction(v)
+    return Fraction(1)
+
+
+def square(rgb: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A frame with non-square pixels (RGB uint8 and its Y plane) resampled to ``width`` (the display width):
+    bicubic, antialiased when shrinking (bbmr_stream.resize), rounded to code values."""
+    import torch
+
+    from bbmr_stream.resize import resize_to, to_tensor, to_uint8
+
+    out = to_uint8(resize_to(to_tensor(rgb), rgb.shape[0], width))
+    yy = resize_to(torch.from_numpy(y).float().div_(255.0)[None, None], y.shape[0], width)
+    return out, yy[0, 0].mul_(255.0).add_(0.5).floor_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def _timing(info: SourceInfo) -> None:
+    """Mark a variable-rate source (``frame_times``, ``max_fps``, the real ``duration_s``) from its packets'
+    timestamps, and say so in its notes."""
+    import av
+
+    with av.open(info.path) as c:
+        s = c.streams.video[0]
+        pts = sorted(p.pts for p in c.demux(s) if p.pts is not None and p.size)
+    if pts:
+        info.start_s = float(pts[0] * info.time_base)
+    if len(pts) < 3:
+        return
+    d = np.diff(np.asarray(pts, np.int64))
+    d = d[d > 0]
+    if not len(d) or (d.max() - d.min()) <= VFR_TOLERANCE * float(np.median(d)):
+        return
+    tb = float(info.time_base)
+    times = tuple((v - pts[0]) * tb for v in pts)
+    info.frame_times = times
+    info.max_fps = 1.0 / (float(d.min()) * tb)
+    info.duration_s = times[-1] + float(np.median(d)) * tb
+    info.notes.append(f"variable frame rate ({1 / (float(d.max()) * tb):.3g} to {info.max_fps:.3g} fps, "
+                      f"{info.fps.numerator / info.fps.denominator:.4g} on average): each frame keeps its timestamp")
+
+
+def media_seconds(info: SourceInfo, n_frames: int) -> float:
+    """Seconds the first ``n_frames`` frames of the source last: n / fps, or for a variable-rate source from its
+    frame times (the last frame lasting the median frame duration)."""
+    if info.frame_times is None or n_frames <= 0:
+        return n_frames / float(info.fps)
+    if n_frames < len(info.frame_times):
+        return info.frame_times[n_frames]
+    return info.duration_s + (n_frames - len(info.frame_times)) / float(info.fps)
 
 
 @dataclass
@@ -101,6 +188,7 @@ class Frame:
     pts: int  # in SourceInfo.time_base
     rgb: np.ndarray  # (H, W, 3) uint8, by the exact conversion of bbmr_stream.colour
     y: np.ndarray  # (H, W) uint8: the source's own luma plane (the reference of video PSNR-Y)
+    duration: int = 0  # in SourceInfo.time_base, from the container (0: unknown)
 
 
 def frames(info: SourceInfo, max_frames: int | None = None, strict: bool = False) -> Iterator[Frame]:
@@ -117,12 +205,14 @@ def frames(info: SourceInfo, max_frames: int | None = None, strict: bool = False
             if max_frames is not None and n >= max_frames:
                 break
             rgb, y = frame_to_rgb(fr, info.matrix, info.full_range)
+            if info.sar != 1:
+                rgb, y = square(rgb, y, info.height if info.rotation in (90, 270) else info.width)
             if info.rotation:
                 rgb = np.ascontiguousarray(np.rot90(rgb, k=info.rotation // 90))
                 y = np.ascontiguousarray(np.rot90(y, k=info.rotation // 90))
             pts = fr.pts if fr.pts is not None else (0 if last_pts is None else last_pts + 1)
             last_pts = pts
-            yield Frame(n, int(pts), rgb, y)
+            yield Frame(n, int(pts), rgb, y, int(fr.duration or 0))
             n += 1
     except av.error.FFmpegError as e:
         if strict:

@@ -30,6 +30,8 @@ CONTAINERS = ("fmp4", "mpegts")  # HLS segment formats: fragmented MP4 (CMAF-sty
 MAX_INIT_BYTES = 1 << 20  # an fMP4 initialization segment (moov, no samples)
 MAX_WEB_MODEL_BYTES = 64 << 20  # one ONNX graph for the browser player (OmniSR-light x2 at 1080p: ~1.6 MB)
 WEB_ARCHS = ("fastsr", "omnisr")  # the networks a web model may be (models/archs.py names)
+VIDEO_RANGES = ("SDR", "PQ", "HLG")  # HLS VIDEO-RANGE of a rendition (its transfer: BT.709-like, SMPTE 2084, ARIB B67)
+MAX_AUDIO_TRACKS = 16
 
 
 @dataclass
@@ -73,6 +75,24 @@ class WebModelRef:
 
 
 @dataclass
+class AudioTrack:
+    """One audio stream of the source as an HLS alternative audio rendition (RFC 8216 4.3.4.1, EXT-X-MEDIA
+    TYPE=AUDIO, one group for every video rendition): its own media playlist and segments (the manifest's
+    container). The client plays the ``default`` one, or the one its user picks by ``language``."""
+
+    playlist: str  # relative to the stream directory
+    name: str  # NAME: the stream's title, else its language, else "Audio N"
+    language: str | None  # the source's language tag (ISO 639-2, e.g. "eng"), None when untagged
+    codecs: str  # RFC 6381, e.g. "mp4a.40.2"
+    channels: int
+    kbps: float  # its segments (and fMP4 init segment) * 8 / duration / 1000: downloaded beside any rendition
+    peak_kbps: float  # the highest segment rate (part of every variant's BANDWIDTH)
+    default: bool
+    source_stream: int  # index among the source's audio streams
+    copied: bool  # the source's coded audio as is (False: transcoded to AAC, said by a note)
+
+
+@dataclass
 class Segment:
     file: str  # relative to the stream directory
     duration_s: float
@@ -111,6 +131,8 @@ class Rendition:
     refine: str | None = None  # LR refined through the client upscaler (models/hcd.py), e.g. "hcd3"; the
     # settings are in Manifest.conventions["refine"]; the player needs nothing (the LR is still a picture)
     web_model: WebModelRef | None = None  # the client model as ONNX for the browser player (plain-sr)
+    video_range: str = "SDR"  # VIDEO_RANGES: PQ / HLG renditions carry the source's HDR signal (plain, 10-bit)
+    bit_depth: int = 8  # of the coded samples (10: HEVC Main10 / H.264 High10)
 
     def model_for(self, segment: int) -> ModelRef | None:
         """The model that serves segment ``segment`` (None: the generic weights)."""
@@ -151,7 +173,7 @@ class Manifest:
     allocator: str
     renditions: list[Rendition]
     conventions: dict = field(default_factory=dict)
-    audio: str | None = None  # relative path of the passed-through audio, if any
+    audio: list[AudioTrack] = field(default_factory=list)  # the source's audio streams, as HLS audio renditions
     version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -237,6 +259,38 @@ def _web_model(r: dict) -> WebModelRef | None:
     return ref
 
 
+def _video_range(r: dict) -> str:
+    v = r.get("video_range", "SDR")
+    if v not in VIDEO_RANGES:
+        raise ManifestError(f"rendition {r.get('name')!r}: video_range {v!r} is not one of {', '.join(VIDEO_RANGES)}")
+    if v != "SDR" and r.get("kind") != "plain":
+        raise ManifestError(f"rendition {r.get('name')!r}: an HDR ({v}) rendition is plain")
+    return v
+
+
+def _audio(v) -> list[AudioTrack]:
+    """The audio renditions: a list (a manifest before them had one file name here, or nothing: no tracks)."""
+    if v is None or isinstance(v, str):
+        return []
+    if not isinstance(v, list) or len(v) > MAX_AUDIO_TRACKS:
+        raise ManifestError(f"audio: a list of at most {MAX_AUDIO_TRACKS} tracks")
+    out = []
+    for a in v:
+        if not isinstance(a, dict):
+            raise ManifestError("audio: each track is a map")
+        lang = _token(a.get("language"), "audio language", r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})?")
+        name = a["name"]
+        if not isinstance(name, str) or not 1 <= len(name) <= 64 or any(c in name for c in '"\n\r'):
+            raise ManifestError(f"audio name {name!r}: 1..64 characters, no quotes or line breaks")
+        out.append(AudioTrack(_safe_rel(a["playlist"], "audio playlist"), name, lang,
+                              _token(a["codecs"], "audio codecs", r"[A-Za-z0-9.]{3,40}"),
+                              int(_num(a["channels"], "audio channels", 1, 64)),
+                              float(_num(a["kbps"], "audio kbps", 0, 10**5)),
+                              float(_num(a["peak_kbps"], "audio peak_kbps", 0, 10**6)), a["default"] is True,
+                              int(_num(a["source_stream"], "audio source_stream", 0, 1000)), a["copied"] is True))
+    return out
+
+
 def _opt_db(r: dict, key: str) -> float | None:
     """An optional quality figure in dB: None, a number in [0, 1000], or +inf (a lossless picture)."""
     v = r.get(key)
@@ -292,6 +346,8 @@ def _source(src: dict) -> dict:
                                                             for v in fps) and 0 < fps[0] <= MAX_FPS * fps[1]
             and 0 < fps[1] <= 10**6):
         raise ManifestError(f"source.fps: {fps!r} is not [num, den] with 0 < num/den <= {MAX_FPS}")
+    if "max_fps" in src:  # a variable-rate source: its highest frame rate (bounds frames per second of a segment)
+        _num(src["max_fps"], "source.max_fps", fps[0] / fps[1] * 0.999, MAX_FPS)
     if src["matrix"] not in MATRICES:
         raise ManifestError(f"source.matrix: {src['matrix']!r} is not one of {', '.join(MATRICES)}")
     if not isinstance(src["full_range"], bool):
@@ -301,7 +357,7 @@ def _source(src: dict) -> dict:
 
 def _check_segments(segs: list[Segment], src: dict, name: str) -> None:
     """Segments tile the source's frames in order, each no longer than its duration allows."""
-    fps = src["fps"][0] / src["fps"][1]
+    fps = src.get("max_fps", src["fps"][0] / src["fps"][1])
     n = 0
     for s in segs:
         if s.first_frame != n:
@@ -366,12 +422,12 @@ def from_dict(d: dict) -> Manifest:
                                  pictures=_pictures(r), codecs=_codecs(r.get("codecs")),
                                  es_kbps=_es_kbps(r), models=_models(r, len(seg_objs)), parts_kbps=_parts(r),
                                  init=_init(r, container), refine=_refine(r.get("refine")),
-                                 web_model=_web_model(r)))
-        audio = d.get("audio")
+                                 web_model=_web_model(r), video_range=_video_range(r),
+                                 bit_depth=int(_num(r.get("bit_depth", 8), "bit_depth", 8, 16))))
         return Manifest(source=src, block=block, overall=overall, scales=scales, resize=str(d["resize"]),
                         container=container, segment_s=float(d["segment_s"]), realloc=str(d["realloc"]),
                         scorer=str(d["scorer"]), allocator=str(d["allocator"]), renditions=out,
-                        conventions=d.get("conventions", {}), audio=_safe_rel(audio, "audio") if audio else None)
+                        conventions=d.get("conventions", {}), audio=_audio(d.get("audio")))
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         if isinstance(e, ManifestError):
             raise

@@ -71,21 +71,24 @@ def sei_inputs(rng: random.Random):
 
 
 def minimal_manifest() -> dict:
-    """A valid two-rendition manifest (plain and plain-sr x2 with its web model, 64x64, 4 frames): the seed both
-    fuzzers mutate."""
+    """A valid two-rendition manifest (plain and plain-sr x2 with its web model, 64x64, 4 frames, one audio
+    rendition): the seed both fuzzers mutate."""
     seg = {"file": "a_00000.m4s", "duration_s": 0.4, "bytes": 100, "first_frame": 0, "frames": 4}
     r = {"name": "a", "kind": "plain", "codec": "h264", "crf": 23, "layout": "plain", "scales": [1], "overall": 1,
          "lr_width": 64, "lr_height": 64, "bitrate_kbps": 2.0, "playlist": "a.m3u8", "segments": [seg],
-         "init": {"file": "a_init.mp4", "bytes": 700}}
+         "init": {"file": "a_init.mp4", "bytes": 700}, "video_range": "SDR", "bit_depth": 8}
     sr = {**copy.deepcopy(r), "name": "b", "kind": "plain-sr", "scales": [2], "overall": 2, "lr_width": 32,
           "lr_height": 32, "playlist": "b.m3u8", "segments": [{**seg, "file": "b_00000.m4s"}],
           "init": {"file": "b_init.mp4", "bytes": 700},
           "web_model": {"file": "web/fastsr-x2.onnx", "bytes": 90000, "sha256": "0" * 64, "arch": "fastsr",
                         "scale": 2, "input": None}}
     return {"version": 1, "source": {"file": "x", "width": 64, "height": 64, "fps": [10, 1], "frames": 4,
-                                     "duration_s": 0.4, "matrix": "bt709", "full_range": False},
+                                     "duration_s": 0.4, "matrix": "bt709", "full_range": False, "max_fps": 12.0},
             "block": 128, "overall": 4, "scales": [2, 4, 8], "resize": "r", "container": "fmp4",
-            "segment_s": 0.4, "realloc": "gop", "scorer": "none", "allocator": "optimal", "renditions": [r, sr]}
+            "segment_s": 0.4, "realloc": "gop", "scorer": "none", "allocator": "optimal", "renditions": [r, sr],
+            "audio": [{"playlist": "audio_0.m3u8", "name": "English", "language": "eng", "codecs": "mp4a.40.2",
+                       "channels": 2, "kbps": 130.0, "peak_kbps": 140.0, "default": True, "source_stream": 0,
+                       "copied": True}]}
 
 
 def _value(rng: random.Random, depth: int = 0):

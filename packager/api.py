@@ -25,6 +25,8 @@ def _package(config: PackageConfig, ladder: Ladder, progress: Progress) -> Manif
     if isinstance(ladder, AutoLadder):
         ladder.check()
     out, info = prepare(config, progress)
+    if config.ranges == "hdr-only":  # 10-bit HDR rungs only: no 8-bit ladder to search (packager/deep.py)
+        return write_rungs(config, () if isinstance(ladder, AutoLadder) else ladder, info, out, progress)
     if not isinstance(ladder, AutoLadder):
         return write_rungs(config, ladder, info, out, progress, drop_useless_models if config.adapt else None)
     picked = auto_points(config, ladder, info, progress)

@@ -28,6 +28,7 @@ from packager.config import (
     LAYOUTS,
     REALLOC,
     SEARCHES,
+    TEN_BIT,
     AutoLadder,
     Ladder,
     PackageConfig,
@@ -81,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--codec", choices=CODECS, default=c.codec, help="video codec (default %(default)s)")
     ap.add_argument("--preset", default=c.preset, help="x264/x265 preset: ultrafast ... veryslow (default %(default)s)")
     ap.add_argument("--lossless", action="store_true", help="x264 qp 0 / x265 lossless (tests, references)")
+    rng = ap.add_mutually_exclusive_group()
+    rng.add_argument("--sdr-only", action="store_true",
+                     help="an HDR (PQ/HLG) source: only the SDR ladder, tone-mapped to BT.709 (default: HDR rungs "
+                          "too; packager/deep.py); a 10-bit SDR source: only the 8-bit ladder")
+    rng.add_argument("--hdr-only", action="store_true",
+                     help="an HDR source: only its 10-bit HDR rungs (HEVC Main10, plain)")
+    ap.add_argument("--ten-bit", choices=TEN_BIT, default=c.ten_bit,
+                    help="a 10-bit SDR source: 10-bit plain rungs beside the 8-bit ladder in HEVC Main10 (hevc), "
+                         "H.264 High10 (h264: few players decode it) or none (off) (default %(default)s)")
     ap.add_argument("--segment", type=float, default=c.segment,
                     help="segment (and GOP) duration in seconds (default %(default)s)")
     ap.add_argument("--container", choices=CONTAINERS, default=c.container,
@@ -176,6 +186,7 @@ def config_from(args: argparse.Namespace) -> tuple[PackageConfig, Ladder]:
         realloc=args.realloc, realloc_threshold=args.realloc_threshold, rate_lambda=args.rate_lambda,
         codec=args.codec, preset=args.preset, lossless=args.lossless, segment=args.segment,
         container=args.container, max_frames=args.max_frames, measure=not args.no_measure,
+        ranges="sdr-only" if args.sdr_only else "hdr-only" if args.hdr_only else "auto", ten_bit=args.ten_bit,
         web_models=not args.no_web_models,
         measure_frames=args.measure_frames,
         niqe_frames=args.niqe_frames, upscaler=args.upscaler, device=args.device, backend=args.backend,

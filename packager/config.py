@@ -24,6 +24,8 @@ LAYOUTS = ("atlas", "planes")
 CODECS = ("h264", "hevc")
 REALLOC = ("auto", "gop", "every")
 SEARCHES = ("hull", "grid")
+RANGES = ("auto", "sdr-only", "hdr-only")  # an HDR source's ladders: both, the tone-mapped SDR one, the HDR one
+TEN_BIT = ("hevc", "h264", "off")  # a 10-bit SDR source's 10-bit plain rungs: HEVC Main10, H.264 High10, none
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class PackageConfig:
     segment: float = 2.0
     container: str = "fmp4"  # HLS segments: "fmp4" (fragmented MP4 + an init segment) or "mpegts"
     max_frames: int | None = None  # package only the first N frames
+    ranges: str = "auto"  # RANGES (packager/deep.py): an HDR source's SDR and/or HDR ladder
+    ten_bit: str = "hevc"  # TEN_BIT (packager/deep.py): a 10-bit SDR source's 10-bit plain rungs
     sample: tuple[int, ...] | None = None  # only these segments, re-timed back to back (the auto ladder's sample)
     # measurement
     measure: bool = True  # decode the stream back and measure PSNR-Y (manifest)
@@ -84,6 +88,8 @@ class PackageConfig:
         need(self.container in CONTAINERS, f"--container {self.container}: one of {', '.join(CONTAINERS)}")
         need(self.codec in CODECS, f"--codec {self.codec}: one of {', '.join(CODECS)}")
         need(self.realloc in REALLOC, f"--realloc {self.realloc}: one of {', '.join(REALLOC)}")
+        need(self.ranges in RANGES, f"ranges {self.ranges}: one of {', '.join(RANGES)}")
+        need(self.ten_bit in TEN_BIT, f"--ten-bit {self.ten_bit}: one of {', '.join(TEN_BIT)}")
         scales = self.scales
         need(bool(scales) and not any(k & (k - 1) or not 1 <= k <= 16 for k in scales)
              and scales[0] <= self.overall <= scales[-1],

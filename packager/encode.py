@@ -24,18 +24,38 @@ CODECS = {"h264": "libx264", "hevc": "libx265"}
 
 def codecs_of(annexb: bytes, codec: str) -> str:
     """RFC 6381 CODECS string from the first SPS of an Annex B access unit: ``avc1.PPCCLL`` (profile_idc,
-    constraint flags, level_idc); HEVC: ``hvc1`` Main profile, the level read from the SPS."""
+    constraint flags, level_idc); HEVC (ISO/IEC 14496-15 E.3): ``hvc1.<profile>.<compatibility flags,
+    bit-reversed hex>.<L|H><level>.<constraint bytes>`` read from the SPS's profile_tier_level (Main:
+    ``hvc1.1.6.L120.90``, Main10: ``hvc1.2.4.L120.90``)."""
     i = annexb.find(b"\x00\x00\x01")
     while i >= 0:
         n = i + 3
         if codec == "h264" and n + 4 <= len(annexb) and annexb[n] & 0x1F == 7:
             return "avc1." + annexb[n + 1:n + 4].hex().upper()
         if codec == "hevc" and n + 2 <= len(annexb) and (annexb[n] >> 1) & 0x3F == 33:
-            # sps: 2-byte NAL header, 1 byte vps id/max sub layers, 12-byte profile_tier_level, level last
-            if n + 15 <= len(annexb):
-                return f"hvc1.1.6.L{annexb[n + 14]}.90"
+            rbsp = _unescape(annexb[n + 2:n + 40])
+            if len(rbsp) >= 13:
+                return _hvc1(rbsp[1:13])
         i = annexb.find(b"\x00\x00\x01", n)
     return "avc1.640028" if codec == "h264" else "hvc1.1.6.L120.90"
+
+
+def _unescape(b: bytes) -> bytes:
+    """NAL payload -> RBSP: the emulation-prevention 0x03 after two zero bytes removed."""
+    return b.replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+def _hvc1(ptl: bytes) -> str:
+    """``hvc1`` CODECS from general_profile_tier_level's first 12 bytes (profile space/tier/idc, 32 compatibility
+    flags, 48 constraint bits, level_idc)."""
+    space, tier, idc = ptl[0] >> 6, (ptl[0] >> 5) & 1, ptl[0] & 0x1F
+    compat = int.from_bytes(ptl[1:5], "big")
+    rev = int(f"{compat:032b}"[::-1], 2)
+    cons = list(ptl[5:11])
+    while cons and cons[-1] == 0:
+        cons.pop()
+    tail = "".join(f".{c:X}" for c in cons)
+    return f"hvc1.{'ABC'[space - 1] if space else ''}{idc}.{rev:X}.{'HL'[tier == 0]}{ptl[11]}{tail}"
 
 
 class LREncoder:
@@ -44,12 +64,15 @@ class LREncoder:
 
     def __init__(self, path: str | Path, sizes: list[tuple[int, int]], time_base: Fraction, fps: Fraction,
                  codec: str = "h264", crf: float = 23, preset: str = "medium", gop: int = 60,
-                 matrix: str = "bt709", full_range: bool = False, bframes: int = 2, lossless: bool = False) -> None:
+                 matrix: str = "bt709", full_range: bool = False, bframes: int = 2, lossless: bool = False,
+                 tags: tuple[int, int] = (2, 2)) -> None:
+        """``tags``: FFmpeg's (colour primaries, transfer) enums written into the VUI beside the matrix (2:
+        unspecified)."""
         import av
 
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {', '.join(CODECS)}")
-        self.codec, self.matrix, self.full_range = codec, matrix, full_range
+        self.codec, self.matrix, self.full_range, self.tags = codec, matrix, full_range, tags
         self.out = av.open(str(path), "w", format="mpegts")
         self.streams = [self._add_stream(w, h, time_base, fps, crf, preset, gop, bframes, lossless)
                         for w, h in sizes]
@@ -80,6 +103,7 @@ class LREncoder:
         cc = st.codec_context
         cc.colorspace = AV_COLORSPACE[matrix]
         cc.color_range = 2 if full_range else 1
+        cc.color_primaries, cc.color_trc = self.tags
         return st
 
     def planes(self, pictures: list[np.ndarray]) -> list[tuple]:
@@ -87,9 +111,10 @@ class LREncoder:
         that share pictures convert them once and pass the planes to :meth:`encode`."""
         return [rgb_to_yuv420(rgb, self.matrix, self.full_range) for rgb in pictures]
 
-    def encode(self, pictures: list, pts: int, payload: bytes | None) -> None:
-        """One frame: a picture per stream (RGB uint8, or its planes from :meth:`planes`), its pts (source time
-        base), the SEI payload."""
+    def encode(self, pictures: list, pts: int, payload: bytes | None, duration: int = 0) -> None:
+        """One frame: a picture per stream (RGB uint8, or its planes from :meth:`planes`), its pts and duration
+        (source time base; 0: unknown), the SEI payload. The duration travels to the packet: fragmented MP4
+        takes a fragment's last sample duration from it, so a variable-rate source keeps its timestamps."""
 
         self.payloads[pts] = payload
         for st, pic in zip(self.streams, pictures, strict=True):
@@ -97,6 +122,8 @@ class LREncoder:
                                                                                          self.full_range)
             fr.pts = pts
             fr.time_base = self.time_base
+            if duration:
+                fr.duration = duration
             for pkt in st.encode(fr):
                 self._mux(pkt, st)
         self.frames += 1
@@ -114,7 +141,7 @@ class LREncoder:
             if payload is not None:  # plain renditions carry no scale map
                 data = insert_sei(data, payload, self.codec)
         new = av.Packet(data)
-        new.pts, new.dts, new.time_base = pkt.pts, pkt.dts, pkt.time_base
+        new.pts, new.dts, new.time_base, new.duration = pkt.pts, pkt.dts, pkt.time_base, pkt.duration
         new.is_keyframe = pkt.is_keyframe
         new.stream = st
         self.out.mux(new)

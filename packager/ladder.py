@@ -98,10 +98,11 @@ def measure_candidates(config: PackageConfig, specs: list[RungSpec], progress: P
     from packager.pipeline import package_rungs
 
     with tempfile.TemporaryDirectory(prefix="bbmr-candidates-", dir=workdir) as td:
+        # the candidates are the 8-bit ladder's (an HDR or 10-bit source's 10-bit rungs follow its plain rungs)
         cfg = dataclasses.replace(config, out=str(Path(td) / "stream"), force=True, measure=True, web_models=False,
-                                  sample=tuple(segments) if segments else None,
+                                  sample=tuple(segments) if segments else None, ranges="sdr-only",
                                   adapt=config.adapt if adapt else None)
-        man = package_rungs(cfg, specs, progress)
+        man = package_rungs(cfg, specs, progress, notes=False)
     rungs = {s.name: s for s in specs}
     points = [Point(rungs[r.name].text, r.name, rungs[r.name].family_label, r.lr_width, r.lr_height, r.crf,
                     r.bitrate_kbps, r.psnr_y, r.niqe, r.psnr_y_upscaler + TITLE_MARK if r.models else r.psnr_y_upscaler,

@@ -28,7 +28,7 @@ import torch
 
 from bbmr_stream.allocate import allocate
 from bbmr_stream.blocks import BlockGrid
-from bbmr_stream.decode import frames, probe
+from bbmr_stream.decode import frames, media_seconds, probe
 from bbmr_stream.device import pick_device
 from bbmr_stream.errors import InputError, disk_full
 from bbmr_stream.family import FAMILIES, Family, Geometry, RungSpec, make_family, spec_of
@@ -37,6 +37,8 @@ from bbmr_stream.manifest import InitRef, Manifest, Rendition, Segment
 from bbmr_stream.progress import Progress
 from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor
 from packager.config import PackageConfig
+from packager.deep import PSNR_10BIT, deep_renditions, measure_deep, source_notes
+from packager.deep import plan as plan_deep
 from packager.encode import LREncoder
 from packager.reuse import MapReuse
 from packager.segment import master_playlist, segment_hls
@@ -104,7 +106,7 @@ def source_frames(info, cfg: PackageConfig, gop: int):
             break
         if fr.index // gop in want:
             pts0 = fr.pts if pts0 is None else pts0
-            yield Frame(j, pts0 + j * step, fr.rgb, fr.y)
+            yield Frame(j, pts0 + j * step, fr.rgb, fr.y, step)
             j += 1
 
 
@@ -162,7 +164,7 @@ def encode_in_groups(specs, geo: Geometry, info, cfg: PackageConfig, gop: int, w
             raise RuntimeError(f"the source gave {n} frames in one pass and {n_frames} in another")
         n_frames = n
         t0 = time.time()
-        renditions += segment_stage(rungs, tmp, info, n, cfg)
+        renditions += segment_stage(rungs, tmp, info, n, cfg, gop)
         t["segment"] = time.time() - t0
         for k, v in t.items():
             timing[k] = timing.get(k, 0.0) + v
@@ -180,9 +182,15 @@ def make_rungs(specs: list[RungSpec], geo: Geometry, info, cfg: PackageConfig, g
         fam = make_family(spec, geo)
         ts = work / f"{spec.name}.ts"
         enc = LREncoder(ts, fam.sizes(), info.time_base, info.fps, cfg.codec, spec.crf, cfg.preset, gop,
-                        info.matrix, info.full_range, lossless=cfg.lossless)
+                        info.matrix, info.full_range, lossless=cfg.lossless, tags=sdr_tags(info))
         rungs.append(Rung(spec, fam, enc, ts))
     return rungs
+
+
+def sdr_tags(info) -> tuple[int, int]:
+    """The (primaries, transfer) tags of the 8-bit ladder: BT.709 for an HDR source (its SDR picture, tone-mapped
+    to BT.709), else the source's own (2: unspecified)."""
+    return (1, 1) if info.transfer != "SDR" else info.colour_tags[:2]
 
 
 def allocate_frame(alloc: Allocation, x: torch.Tensor, rgb: np.ndarray, segment_start: bool, geo: Geometry,
@@ -272,7 +280,7 @@ def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, cfg:
                 r.map_bytes += len(payload) if payload else 0
                 timing["pack"] += time.time() - t
                 t = time.time()
-                r.encoder.encode(pics, fr.pts, payload)
+                r.encoder.encode(pics, fr.pts, payload, fr.duration)
                 timing["encode"] += time.time() - t
             n += 1
             task.advance()
@@ -287,20 +295,20 @@ def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, cfg:
     return n, timing
 
 
-def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, cfg: PackageConfig) -> list[Rendition]:
-    """Each rung's MPEG-TS -> HLS segments (``cfg.container``) + media playlist; a Rendition per rung (bytes as
-    shipped: the segments and the fMP4 init segment)."""
+def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, cfg: PackageConfig,
+                  gop: int) -> list[Rendition]:
+    """Each rung's MPEG-TS -> HLS segments (``cfg.container``, one per GOP of ``gop`` frames) + media playlist; a
+    Rendition per rung (bytes as shipped: the segments and the fMP4 init segment; rates over the frames' real
+    duration, :func:`~bbmr_stream.decode.media_seconds`)."""
     out = []
     for r in rungs:
         cut = segment_hls(r.ts, tmp, r.name, cfg.segment, cfg.container)
-        seg_objs, first = [], 0
-        for s in cut.segments:
-            nf = int(round(s.duration_s * float(info.fps)))
-            seg_objs.append(Segment(s.file, s.duration_s, s.bytes, first, nf))
-            first += nf
-        if seg_objs:  # the last segment takes the rounding remainder
-            seg_objs[-1].frames = n_frames - seg_objs[-1].first_frame
-        dur = n_frames / float(info.fps)
+        if len(cut.segments) != -(-n_frames // gop):
+            raise RuntimeError(f"{r.name}: FFmpeg's HLS muxer cut {len(cut.segments)} segments from "
+                               f"{-(-n_frames // gop)} GOPs")
+        seg_objs = [Segment(s.file, s.duration_s, s.bytes, i * gop, min(gop, n_frames - i * gop))
+                    for i, s in enumerate(cut.segments)]  # one segment per closed GOP (segment_hls)
+        dur = stream_seconds(cfg, info, n_frames)
         init = InitRef(cut.init.file, cut.init.bytes) if cut.init else None
         kbps = (sum(s.bytes for s in seg_objs) * 8 / dur + (init.bytes * 8 / _init_span_s(cfg, info, dur)
                                                              if init else 0)) / 1000
@@ -320,13 +328,19 @@ def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, cfg: Packag
     return out
 
 
+def stream_seconds(cfg: PackageConfig, info, n_frames: int) -> float:
+    """Seconds the first ``n_frames`` packaged frames last (:func:`~bbmr_stream.decode.media_seconds`; the auto
+    ladder's sample, ``cfg.sample``, is re-timed at the average rate: n / fps)."""
+    return n_frames / float(info.fps) if cfg.sample else media_seconds(info, n_frames)
+
+
 def _init_span_s(cfg: PackageConfig, info, dur: float) -> float:
     """The seconds an init segment's bytes are spread over: the stream's, or for a sample of the title (the auto
     ladder's candidates, ``cfg.sample``) the whole title's, as in the stream that will ship."""
     if cfg.sample is None or not info.frames:
         return dur
     frames = min(info.frames, cfg.max_frames) if cfg.max_frames else info.frames
-    return max(dur, frames / float(info.fps))
+    return max(dur, media_seconds(info, frames))
 
 
 def es_bytes(ts: Path) -> int:
@@ -353,10 +367,24 @@ def build_manifest(cfg: PackageConfig, info, geo: Geometry, n_frames: int, rendi
             "timing_s": {k: round(v, 3) for k, v in timing.items()}}
     if measured is not None:
         conv["measured_frames"] = measured
+    source = {"file": Path(cfg.input).name, "width": info.width, "height": info.height,
+              "fps": [info.fps.numerator, info.fps.denominator], "frames": n_frames,
+              "duration_s": stream_seconds(cfg, info, n_frames), "matrix": info.matrix, "full_range": info.full_range}
+    if info.vfr:
+        source["max_fps"] = round(info.max_fps, 6)
+    source |= {"transfer": info.transfer, "bit_depth": info.bit_depth}
+    if info.sar != 1:
+        source["sar"] = [info.sar.numerator, info.sar.denominator]
+    if any(r.bit_depth > 8 for r in renditions):
+        conv["psnr_y_10bit"] = PSNR_10BIT
+    if info.transfer != "SDR":
+        from bbmr_stream.tonemap import ToneMap
+
+        conv["tonemap"] = (f"{info.transfer} -> SDR BT.709: {ToneMap(info.transfer.lower()).name}; the SDR renditions' "
+                           f"pictures, and what a player shows of an HDR rendition on an SDR display "
+                           f"(bbmr_stream.colour.sdr_of_hdr)")
     return Manifest(
-        source={"file": Path(cfg.input).name, "width": info.width, "height": info.height,
-                "fps": [info.fps.numerator, info.fps.denominator], "frames": n_frames,
-                "duration_s": n_frames / float(info.fps), "matrix": info.matrix, "full_range": info.full_range},
+        source=source,
         block=geo.grid.block, overall=geo.overall, scales=list(geo.scales), resize=RESIZE_CONVENTION,
         container=cfg.container, segment_s=cfg.segment, realloc=f"{cfg.realloc} ({alloc.reuse.count} allocations)",
         scorer=cfg.scorer if alloc.scorer else "none", allocator=cfg.allocator, renditions=renditions,
@@ -381,13 +409,15 @@ PSNR_CONVENTION = ("video PSNR-Y: the source's decoded 8-bit Y plane vs the reco
                    "per-frame PSNR over the measured frames (bbmr_stream.family.Family.luma)")
 
 
-def package_rungs(config: PackageConfig, specs: list[RungSpec], progress: Progress | None = None) -> Manifest:
+def package_rungs(config: PackageConfig, specs: list[RungSpec], progress: Progress | None = None,
+                  notes: bool = True) -> Manifest:
     """Package ``config.input`` into the stream directory ``config.out`` with the rungs ``specs`` and return the
     manifest written there (:func:`packager.package` is this with the ladder search in front). Raises
-    InputError on bad input, before any output exists."""
+    InputError on bad input, before any output exists. ``notes``: say what the source is and what happens to it
+    (False: the ladder search's candidate runs, the user heard it once)."""
     progress = progress or Progress()
     with disk_full_guard(config):
-        out, info = prepare(config, progress)
+        out, info = prepare(config, progress, notes)
         return write_rungs(config, specs, info, out, progress)
 
 
@@ -399,20 +429,22 @@ def disk_full_guard(config: PackageConfig):
     return disk_full(f"{str(config.out).rstrip('/')}/", f"nothing was written{kept}")
 
 
-def prepare(config: PackageConfig, progress: Progress):
-    """The checks before any work (output directory, options) and the probed source (its notes reported):
+def prepare(config: PackageConfig, progress: Progress, notes: bool = True):
+    """The checks before any work (output directory, options) and the probed source (its ``notes`` reported):
     ``(out, info)``."""
     out = check_out(config)
     config.check()
     info = probe(config.input)
-    for n in info.notes:
+    if config.ranges == "hdr-only" and info.transfer == "SDR":
+        raise InputError(f"--hdr-only: {config.input} is SDR (no PQ or HLG transfer)")
+    for n in info.notes + source_notes(config, info) if notes else ():
         progress.note(f"note: {n}")
     return out, info
 
 
 def write_rungs(config: PackageConfig, specs, info, out: Path, progress: Progress, select=None) -> Manifest:
     """:func:`write_stream` of ``specs`` after the device and the SR backend are chosen."""
-    if not specs:
+    if not specs and config.ranges != "hdr-only":
         raise InputError("--ladder is empty")
     device = pick_device(config.device)
     from models.factory import use_backend
@@ -457,40 +489,37 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
         work = tmp / "work"
         work.mkdir()
         refine_log: dict = {}
-        n_frames, timing, renditions, alloc = encode_in_groups(specs, geo, info, cfg, gop, work, tmp, scorer,
-                                                               device, progress, refine_log)
-        shutil.rmtree(work)
-        adapted = {}
-        if cfg.adapt is not None:
-            from packager.adapt import adapt_stage
-
-            t = time.time()
-            adapted = adapt_stage(renditions, cfg.adapt, lambda fam: pick_upscaler(cfg.upscaler, fam, device)[0], info,
-                                  geo, n_frames, tmp, lambda: source_frames(info, cfg, gop), device, progress)
-            timing["adapt"] = time.time() - t
-            renditions = refine_through_titles(cfg, specs, renditions, geo, info, gop, tmp, device, progress,
-                                               refine_log, timing)
-        for r in renditions:
-            add_model_rate(r, n_frames / float(info.fps))
+        adapted: dict = {}
         measured = None
-        if cfg.measure:
+        if cfg.ranges == "hdr-only":
+            n_frames, timing, renditions = None, {}, []
+            alloc = Allocation(None, MapReuse(cfg.realloc, geo.grid, cfg.realloc_threshold))
+        else:
+            n_frames, timing, renditions, alloc, measured = eight_bit_ladder(
+                cfg, specs, info, geo, gop, work, tmp, scorer, device, progress, refine_log, adapted, select)
+        shutil.rmtree(work, ignore_errors=True)
+        rungs10 = plan_deep(cfg, info, renditions, specs)
+        if rungs10:
             t = time.time()
-            measured = measured_frames(n_frames, cfg.measure_frames)
-            measure(renditions, info, geo, measured, lambda fam, rend: pick_for(cfg.upscaler, fam, rend, tmp, device),
-                    tmp, progress, cfg.niqe_frames, source=lambda: source_frames(info, cfg, gop))
-            timing["measure"] = time.time() - t
-            if select is not None:
-                renditions = select(renditions, tmp)
-        if cfg.web_models:
-            from packager.web_models import export_web_models
+            deep, n_frames = deep_renditions(cfg, info, rungs10, gop, n_frames, tmp,
+                                             lambda n: media_seconds(info, n), progress)
+            timing["encode_10bit"] = time.time() - t
+            if cfg.measure:
+                t = time.time()
+                measured = measured or measured_frames(n_frames, cfg.measure_frames)
+                measure_deep(deep, info, measured, tmp, progress)
+                timing["measure_10bit"] = time.time() - t
+            renditions += deep
+        from packager.audio import audio_renditions
 
-            t = time.time()
-            if export_web_models(renditions, tmp, progress):
-                timing["web_models"] = time.time() - t
+        t = time.time()
+        audio = audio_renditions(info.path, tmp, cfg.container, cfg.segment,
+                                 media_seconds(info, n_frames) if n_frames < info.frames else None, progress.note,
+                                 video_delay_s(renditions, tmp, info) if info.has_audio else 0.0)
+        timing["audio"] = time.time() - t
         (tmp / "master.m3u8").write_text(master_playlist(
-            [(r.playlist, r.bitrate_kbps * 1000, _peak_bps(r), r.lr_width, r.lr_height, r.codecs)
-             for r in renditions]))
-        audio = passthrough_audio(info, tmp, progress)
+            [(r.playlist, r.bitrate_kbps * 1000, _peak_bps(r), r.lr_width, r.lr_height, r.codecs, r.video_range)
+             for r in renditions], audio))
         man = build_manifest(cfg, info, geo, n_frames, renditions, alloc, timing, audio, measured)
         if refine_log:
             man.conventions["refine"] = {"config": cfg.refine.to_dict(), "label": cfg.refine.label,
@@ -504,6 +533,43 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return man
+
+
+def eight_bit_ladder(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry, gop: int, work: Path, tmp: Path,
+                     scorer, device, progress: Progress, refine_log: dict, adapted: dict, select=None):
+    """The 8-bit ladder (every family; an HDR source's SDR picture): encode, segment, [adapt,] measure, [select,]
+    export web models. Returns (frames, seconds per stage, renditions, the allocation state, measured frames or
+    None); ``adapted`` receives the per-title models' summary."""
+    n_frames, timing, renditions, alloc = encode_in_groups(specs, geo, info, cfg, gop, work, tmp, scorer,
+                                                           device, progress, refine_log)
+    shutil.rmtree(work)
+    if cfg.adapt is not None:
+        from packager.adapt import adapt_stage
+
+        t = time.time()
+        adapted.update(adapt_stage(renditions, cfg.adapt, lambda fam: pick_upscaler(cfg.upscaler, fam, device)[0],
+                                   info, geo, n_frames, tmp, lambda: source_frames(info, cfg, gop), device, progress))
+        timing["adapt"] = time.time() - t
+        renditions = refine_through_titles(cfg, specs, renditions, geo, info, gop, tmp, device, progress,
+                                           refine_log, timing)
+    for r in renditions:
+        add_model_rate(r, stream_seconds(cfg, info, n_frames))
+    measured = None
+    if cfg.measure:
+        t = time.time()
+        measured = measured_frames(n_frames, cfg.measure_frames)
+        measure(renditions, info, geo, measured, lambda fam, rend: pick_for(cfg.upscaler, fam, rend, tmp, device),
+                tmp, progress, cfg.niqe_frames, source=lambda: source_frames(info, cfg, gop))
+        timing["measure"] = time.time() - t
+        if select is not None:
+            renditions = select(renditions, tmp)
+    if cfg.web_models:
+        from packager.web_models import export_web_models
+
+        t = time.time()
+        if export_web_models(renditions, tmp, progress):
+            timing["web_models"] = time.time() - t
+    return n_frames, timing, renditions, alloc, measured
 
 
 def refine_through_titles(cfg: PackageConfig, specs: list[RungSpec], renditions: list[Rendition], geo: Geometry,
@@ -592,6 +658,29 @@ def replace_dir(new: Path, out: Path) -> None:
         old.rename(out)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def video_delay_s(renditions: list[Rendition], tmp: Path, info) -> float:
+    """Seconds the renditions' timestamps run behind the source's: the first frame's presentation time in the
+    shipped segments minus the source's (the encoders' B-frame delay, which the MPEG-TS muxer adds to keep decode
+    times >= 0). The audio renditions are shifted by as much, so audio and video keep the source's sync. Every
+    rendition has the same delay (one timeline to switch on), checked."""
+    import av
+
+    from bbmr_stream.demux import Chained
+
+    starts = {}
+    for r in renditions:
+        seg = tmp / r.segments[0].file
+        raw = Chained(tmp / r.init.file, seg) if r.init is not None else None
+        with av.open(raw if raw is not None else str(seg), format="mp4" if raw is not None else "mpegts") as c:
+            st = c.streams.video[0]
+            starts[r.name] = min(float(p.pts * st.time_base) for p in c.demux(st) if p.pts is not None)
+        if raw is not None:
+            raw.close()
+    if max(starts.values()) - min(starts.values()) > 1e-3:
+        raise RuntimeError(f"renditions start at different times: {starts}")
+    return min(starts.values()) - info.start_s
 
 
 def _peak_bps(r: Rendition) -> float:
@@ -684,22 +773,3 @@ def weights_ref(upscaler: str | None) -> dict | None:
 
     reg = load_registry()
     return {i: reg[i].sha256 for i in weights_ids(upscaler, ()) if i in reg}
-
-
-def passthrough_audio(info, tmp: Path, progress: Progress) -> str | None:
-    if not info.has_audio:
-        return None
-    import ffmpeg
-
-    from packager.segment import run_ffmpeg
-
-    try:  # a full disk is an OSError (the run fails), not a stream without audio
-        run_ffmpeg(ffmpeg.input(info.path).output(str(tmp / "audio.ts"), vn=None, acodec="copy", f="mpegts"),
-                   tmp / "audio.ts")
-        return "audio.ts"
-    except ffmpeg.Error as e:
-        (tmp / "audio.ts").unlink(missing_ok=True)
-        progress.note(f"warning: audio not passed through ({e.stderr.decode(errors='replace')[-200:]})")
-        return None
-
-

@@ -25,6 +25,7 @@ from pathlib import Path
 from bbmr_stream.errors import DISK_FULL
 
 TS_PACKET = 188
+GOP_CUT_S = 0.001  # hls_time: below any frame duration, so every keyframe starts a segment
 NEARLY_FULL = 1 << 20  # bytes free under which an incomplete file FFmpeg wrote is taken for ENOSPC
 
 
@@ -66,36 +67,70 @@ def run_ffmpeg(node, where: Path) -> None:
 
 
 def segment_hls(ts_path: Path, out_dir: Path, name: str, segment_s: float, container: str = "fmp4") -> Segmented:
-    """The media playlist, its segments and (fmp4) init segment, written into ``out_dir``; OSError (ENOSPC)
-    when the filesystem filled up (:func:`check_written`)."""
-    import ffmpeg
-
+    """The media playlist, its segments and (fmp4) init segment, written into ``out_dir``: one segment per closed
+    GOP; OSError (ENOSPC) when the filesystem filled up (:func:`check_written`)."""
     playlist = f"{name}.m3u8"
-    opts = dict(map="0", c="copy", f="hls", hls_time=segment_s, hls_playlist_type="vod",
-                hls_flags="independent_segments")
+    # a segment per IDR (every closed GOP): FFmpeg cuts at the first keyframe past hls_time * segment number,
+    # which for a variable-rate source would merge short GOPs; the packager's GOPs are segment_s long on average
+    opts = {"hls_time": f"{min(segment_s, GOP_CUT_S)}", "hls_playlist_type": "vod", "hls_flags": "independent_segments"}
     if container == "fmp4":
-        opts |= dict(hls_segment_type="fmp4", hls_fmp4_init_filename=f"{name}_init.mp4",
-                     hls_segment_filename=str(out_dir / f"{name}_%05d.m4s"))
+        opts |= {"hls_segment_type": "fmp4", "hls_fmp4_init_filename": f"{name}_init.mp4",
+                 "hls_segment_filename": str(out_dir / f"{name}_%05d.m4s")}
     else:
-        opts |= dict(hls_segment_filename=str(out_dir / f"{name}_%05d.ts"))
-    run_ffmpeg(ffmpeg.input(str(ts_path)).output(str(out_dir / playlist), **opts), out_dir / playlist)
+        opts["hls_segment_filename"] = str(out_dir / f"{name}_%05d.ts")
+    remux_hls(ts_path, out_dir / playlist, opts)
     check_written(out_dir / playlist)
     _fix_target_duration(out_dir / playlist)
-    segs, init = [], None
-    dur = None
-    for line in (out_dir / playlist).read_text().splitlines():
-        m = re.match(r"#EXTINF:([0-9.]+)", line)
-        mi = re.match(r'#EXT-X-MAP:URI="([^"]+)"', line)
-        if m:
-            dur = float(m.group(1))
-        elif mi:
-            init = SegmentFile(mi.group(1), 0.0, (out_dir / mi.group(1)).stat().st_size)
-        elif line and not line.startswith("#"):
-            segs.append(SegmentFile(line, float(dur or 0.0), (out_dir / line).stat().st_size))
+    init, segs = read_playlist(out_dir / playlist)
     if (init is None) != (container == "mpegts"):
         raise RuntimeError(f"{playlist}: FFmpeg's HLS muxer wrote {'an' if init else 'no'} init segment for "
                            f"{container}")
     return Segmented(playlist, segs, init)
+
+
+def read_playlist(playlist: Path) -> tuple[SegmentFile | None, list[SegmentFile]]:
+    """The init segment (EXT-X-MAP, or None) and the media segments (EXTINF seconds) of a VOD media playlist,
+    with their sizes on disk (beside the playlist)."""
+    segs, init, dur = [], None, None
+    for line in playlist.read_text().splitlines():
+        if m := re.match(r"#EXTINF:([0-9.]+)", line):
+            dur = float(m.group(1))
+        elif m := re.match(r'#EXT-X-MAP:URI="([^"]+)"', line):
+            init = SegmentFile(m.group(1), 0.0, (playlist.parent / m.group(1)).stat().st_size)
+        elif line and not line.startswith("#"):
+            segs.append(SegmentFile(line, float(dur or 0.0), (playlist.parent / line).stat().st_size))
+    return init, segs
+
+
+def remux_hls(ts_path: Path, playlist: Path, options: dict) -> None:
+    """Copy the video streams of an MPEG-TS file into FFmpeg's HLS muxer (PyAV), each packet with its frame's
+    presentation duration (the next frame's pts less its own; the last frame: the one before it's). MPEG-TS
+    carries no durations and FFmpeg would guess them from the average frame rate: fragmented MP4 starts each
+    fragment where the previous one ends by those durations, which moves a variable-rate source's keyframes.
+    HEVC is tagged ``hvc1`` (the sample entry HLS clients expect: CODECS hvc1.*). A write error is the OSError
+    it was (av.error.OSError)."""
+    import av
+
+    with av.open(str(ts_path), format="mpegts") as c:
+        order = {s.index: sorted(p.pts for p in c.demux(s) if p.size and p.pts is not None) for s in c.streams.video}
+    dur = {}
+    for k, pts in order.items():
+        last = pts[-1] - pts[-2] if len(pts) > 1 else 0
+        dur[k] = dict(zip(pts, [b - a for a, b in zip(pts, pts[1:])] + [last]))
+    with av.open(str(ts_path), format="mpegts") as c, \
+            av.open(str(playlist), "w", format="hls", options=options) as out:
+        streams = {}
+        for s in c.streams.video:
+            o = out.add_stream_from_template(s)
+            if s.codec_context.name == "hevc" and options.get("hls_segment_type") == "fmp4":
+                o.codec_tag = "hvc1"
+            streams[s.index] = o
+        for p in c.demux(*c.streams.video):
+            if not p.size:
+                continue
+            p.duration = dur[p.stream.index].get(p.pts, 0)
+            p.stream = streams[p.stream.index]
+            out.mux(p)
 
 
 def check_written(playlist: Path) -> None:
@@ -162,12 +197,35 @@ def _fix_target_duration(path: Path) -> None:
     path.write_text(re.sub(r"#EXT-X-TARGETDURATION:\d+", f"#EXT-X-TARGETDURATION:{target}", text))
 
 
-def master_playlist(renditions: list[tuple[str, float, float, int, int, str]]) -> str:
-    """HLS master playlist text: (playlist, average bit/s, peak bit/s, width, height, CODECS) per rendition,
-    lowest bitrate first (RFC 8216 4.3.4.2: BANDWIDTH is the peak segment bitrate)."""
+def master_playlist(renditions: list[tuple[str, float, float, int, int, str, str]], audio=()) -> str:
+    """HLS master playlist text: (playlist, average bit/s, peak bit/s, width, height, CODECS, VIDEO-RANGE) per
+    rendition, lowest bitrate first (RFC 8216 4.3.4.2: BANDWIDTH is the peak segment bitrate, with the largest
+    audio rendition's peak when there are ``audio`` tracks (:class:`~bbmr_stream.manifest.AudioTrack`): their
+    EXT-X-MEDIA group is on every variant, its CODECS listing the audio codec too). VIDEO-RANGE is written on
+    every variant when one of them is HDR (PQ or HLG)."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    for pl, avg, peak, w, h, codecs in sorted(renditions, key=lambda r: r[1]):
-        lines.append(f"#EXT-X-STREAM-INF:BANDWIDTH={int(round(max(peak, avg)))},AVERAGE-BANDWIDTH={int(round(avg))},"
-                     f"RESOLUTION={w}x{h},CODECS=\"{codecs}\"")
-        lines.append(pl)
+    audio = list(audio)
+    lines += media_tags(audio) if audio else []
+    a_peak = max((a.peak_kbps * 1000 for a in audio), default=0.0)
+    a_avg = max((a.kbps * 1000 for a in audio), default=0.0)
+    a_codecs = sorted({a.codecs for a in audio})
+    hdr = any(r[6] != "SDR" for r in renditions)
+    for pl, avg, peak, w, h, codecs, vrange in sorted(renditions, key=lambda r: r[1]):
+        attrs = (f"BANDWIDTH={int(round(max(peak, avg) + a_peak))},AVERAGE-BANDWIDTH={int(round(avg + a_avg))},"
+                 f"RESOLUTION={w}x{h},CODECS=\"{','.join([codecs] + a_codecs)}\"")
+        attrs += f",VIDEO-RANGE={vrange}" if hdr else ""
+        attrs += ',AUDIO="audio"' if audio else ""
+        lines += [f"#EXT-X-STREAM-INF:{attrs}", pl]
     return "\n".join(lines) + "\n"
+
+
+def media_tags(tracks: list, group: str = "audio") -> list[str]:
+    """The master playlist's ``#EXT-X-MEDIA:TYPE=AUDIO`` lines of ``tracks`` in group ``group`` (RFC 8216
+    4.3.4.1: quoted-string values; LANGUAGE only when known; CHANNELS the channel count as a quoted decimal)."""
+    lines = []
+    for t in tracks:
+        lang = f',LANGUAGE="{t.language}"' if t.language else ""
+        lines.append(f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{group}",NAME="{t.name}"{lang},'
+                     f'DEFAULT={"YES" if t.default else "NO"},AUTOSELECT=YES,CHANNELS="{t.channels}",'
+                     f'URI="{t.playlist}"')
+    return lines

@@ -15,7 +15,7 @@ def abr_plan(man, trace_path: str, pinned_name: str | None, model_of=None):
     that segment (None: none; default: the manifest's), whose bytes the simulated download adds once."""
     from player.abr import Trace, simulate, summary
 
-    rends = man.renditions
+    rends = shown_on_sdr(man.renditions, pinned_name)
     n = len(rends[0].segments)
     if any(len(r.segments) != n for r in rends):
         raise InputError("renditions have different segment counts: cannot switch between them")
@@ -29,6 +29,13 @@ def abr_plan(man, trace_path: str, pinned_name: str | None, model_of=None):
     return [rends[d.rendition] for d in dec], out
 
 
+def shown_on_sdr(renditions: list, pinned: str | None = None) -> list:
+    """The renditions this player chooses among: it shows SDR, so the SDR renditions when the stream has any (an
+    HDR title's SDR ladder), else all (HDR ones are then tone-mapped); a ``pinned`` one is always among them."""
+    sdr = [r for r in renditions if r.video_range == "SDR" or r.name == pinned]
+    return sdr if any(r.video_range == "SDR" for r in sdr) else list(renditions)
+
+
 def pick_plan(man, rendition: str | None, trace: str | None, model_of=None):
     """(rendition shown, plan, ABR summary or None): the rendition is ``rendition`` (else the top of the
     ladder); the plan is that rendition, or the ABR decisions over ``trace`` (which ``rendition`` pins)."""
@@ -38,7 +45,7 @@ def pick_plan(man, rendition: str | None, trace: str | None, model_of=None):
             raise InputError(f"no rendition {rendition!r} (have: {', '.join(r.name for r in man.renditions)})")
         rend = cand[0]
     else:
-        rend = max(man.renditions, key=lambda r: r.bitrate_kbps)
+        rend = max(shown_on_sdr(man.renditions), key=lambda r: r.bitrate_kbps)
     if trace:
         plan, abr_summary = abr_plan(man, trace, rendition, model_of)
         return rend, plan, abr_summary

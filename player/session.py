@@ -71,9 +71,18 @@ def played_stream(report: Report, man, rend, upscalers: Upscalers) -> dict:
             "upscaler": ", ".join(sorted({upscalers.name_for(by[k]) for k in counts})), "manifest_psnr_y": None}
 
 
+def hdr_display(rend) -> str:
+    """How an HDR rendition is shown on this player's SDR output (bbmr_stream.colour.sdr_of_hdr)."""
+    from bbmr_stream.tonemap import ToneMap
+
+    return ToneMap(rend.video_range.lower()).name
+
+
 def played_with(report: Report, man, rend, upscalers: Upscalers) -> None:
     """The models, fallbacks and SR backends the run played with, and what it played, into ``report``."""
     report.extra["model_fallbacks"] = upscalers.fallbacks
+    if rend.video_range != "SDR":
+        report.stream["display"] = f"{rend.video_range} HDR tone-mapped to SDR BT.709: {hdr_display(rend)}"
     report.stream["models"] = upscalers.models_used()
     report.stream.update(played_stream(report, man, rend, upscalers))
     backends = upscalers.backends()
@@ -118,6 +127,10 @@ def _play(config: PlayConfig, src: StreamSource, progress: Progress) -> Report:
     upscalers = Upscalers(config.upscaler, man.scales, device, fetch=src.path)
     rend, plan, abr_summary = pick_plan(man, config.rendition, config.trace, upscalers.model_ref)
     first = start_segment(man, rend, config.start)
+    for r in {r.name: r for r in (plan if isinstance(plan, list) else [rend])}.values():
+        if r.video_range != "SDR":
+            progress.note(f"note: {r.name} is {r.video_range} HDR: shown tone-mapped to SDR BT.709 "
+                          f"({hdr_display(r)})")
     # the first segment's upscaler made now: a missing generic model is an error before playback starts (a title
     # model that cannot be used falls back)
     upscalers(plan[first] if isinstance(plan, list) else rend, first)

@@ -232,13 +232,16 @@ def _inject(monkeypatch, tmp_path, where: str) -> None:
             mux(self, pkt, st)
 
         monkeypatch.setattr(packager.encode.LREncoder, "_mux", full)
-    elif where == "ffmpeg says":  # FFmpeg reports it and fails
-        exe = _fake_ffmpeg(tmp_path, 'echo "[out#0] Error writing trailer: No space left on device" >&2; exit 228')
-        monkeypatch.setattr(packager.segment, "ffmpeg_exe", lambda: exe)
-    elif where == "ffmpeg silent":  # FFmpeg's HLS muxer: exit 0, the playlist empty (as on a full tmpfs)
-        real = packager.segment.ffmpeg_exe()
-        exe = _fake_ffmpeg(tmp_path, f'"{real}" "$@" || exit; for a; do case "$a" in *.m3u8) : > "$a";; esac; done')
-        monkeypatch.setattr(packager.segment, "ffmpeg_exe", lambda: exe)
+    elif where in ("segmenter says", "segmenter silent"):  # the HLS muxer reports it / writes an empty playlist
+        remux = packager.segment.remux_hls
+
+        def full(ts, playlist, options):
+            remux(ts, playlist, options)
+            if where == "segmenter says":
+                raise av.error.OSError(*ENOSPC, str(playlist))
+            playlist.write_bytes(b"")  # as FFmpeg's HLS muxer leaves it on a full tmpfs, without an error
+
+        monkeypatch.setattr(packager.segment, "remux_hls", full)
         monkeypatch.setattr(packager.segment, "free_bytes", lambda d: 0)
     else:  # the manifest, the last file written
         write = P.write_text
@@ -252,7 +255,7 @@ def _inject(monkeypatch, tmp_path, where: str) -> None:
         monkeypatch.setattr(P, "write_text", full)
 
 
-@pytest.mark.parametrize("where", ["encoder", "ffmpeg says", "ffmpeg silent", "manifest"])
+@pytest.mark.parametrize("where", ["encoder", "segmenter says", "segmenter silent", "manifest"])
 def test_packaging_hits_enospc(old_stream, tmp_path, monkeypatch, where):
     clip, old = old_stream
     out = tmp_path / "d" / "s"
@@ -266,6 +269,19 @@ def test_packaging_hits_enospc(old_stream, tmp_path, monkeypatch, where):
                                  "was written, the previous stream is unchanged"]
     assert _files(out) == before and os.listdir(out.parent) == ["s"]
     assert _plays(out) == (4, 0)
+
+
+def test_ffmpeg_reporting_a_full_disk_is_that_oserror(tmp_path, monkeypatch):
+    """The FFmpeg runs (the audio renditions, packager/audio.py) turn FFmpeg's report of a full disk into ENOSPC."""
+    import ffmpeg
+
+    import packager.segment
+
+    exe = _fake_ffmpeg(tmp_path, 'echo "[out#0] Error writing trailer: No space left on device" >&2; exit 228')
+    monkeypatch.setattr(packager.segment, "ffmpeg_exe", lambda: exe)
+    with pytest.raises(OSError) as e:
+        packager.segment.run_ffmpeg(ffmpeg.input("in.mp4").output(str(tmp_path / "a.m3u8")), tmp_path / "a.m3u8")
+    assert e.value.errno == errno.ENOSPC
 
 
 def test_package_api_raises_disk_full_and_a_new_out_stays_absent(old_stream, tmp_path, monkeypatch):

@@ -257,9 +257,28 @@ def test_audio_passed_through_once(tmp_path):
     assert main([str(src), "--out", str(out), "--scorer", "bicubic", "--ladder", "bbmr:30,uniform:30",
                  "--no-measure", "--segment", "0.4"]) == 0
     man = load(out)
-    assert man.audio == "audio.ts"
-    with av.open(str(out / man.audio)) as c:
-        assert c.streams.audio and not c.streams.video
+    assert len(man.audio) == 1  # an HLS alternative audio rendition (packager/audio.py), the source's AAC as is
+    track = man.audio[0]
+    assert (track.source_stream, track.copied, track.codecs, track.channels, track.default, track.language) == (
+        0, True, "mp4a.40.2", 2, True, None)
+    text = (out / track.playlist).read_text()
+    assert "#EXT-X-ENDLIST" in text
+    init = [ln.split('"')[1] for ln in text.splitlines() if ln.startswith("#EXT-X-MAP:URI=")]
+    head = (out / init[0]).read_bytes() if init else b""
+    for seg in [ln for ln in text.splitlines() if ln and not ln.startswith("#")]:
+        with av.open(io.BytesIO(head + (out / seg).read_bytes())) as c:  # audio only, decodes alone
+            assert c.streams.audio and not c.streams.video
+            assert sum(f.samples for f in c.decode(audio=0)) > 0
+    master = (out / "master.m3u8").read_text().splitlines()
+    media = [ln for ln in master if ln.startswith("#EXT-X-MEDIA:TYPE=AUDIO")]
+    assert len(media) == 1 and all(a in media[0] for a in ('GROUP-ID="audio"', "DEFAULT=YES", 'CHANNELS="2"',
+                                                           f'NAME="{track.name}"', f'URI="{track.playlist}"'))
+    variants = [ln for ln in master if ln.startswith("#EXT-X-STREAM-INF:")]
+    assert len(variants) == len(man.renditions)
+    for v in variants:  # every variant plays with the group: its CODECS and BANDWIDTH count the audio
+        assert 'AUDIO="audio"' in v and "mp4a.40.2" in v
+        assert int(v.split("BANDWIDTH=")[1].split(",")[0]) >= track.peak_kbps * 1000
+    assert not (out / "audio.ts").exists()
 
 
 def test_plain_rung_plays_anywhere(tmp_path):

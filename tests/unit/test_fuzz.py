@@ -68,11 +68,19 @@ PATHS = [("version",), ("source", "width"), ("source", "fps"), ("source", "frame
          ("renditions", 0, "segments", 0, "frames"), ("renditions", 0, "segments", 0, "file"),
          ("renditions", 0, "crf"), ("renditions", 0, "scales"), ("renditions", 0, "name"),
          ("renditions", 0, "pictures"), ("renditions", 0, "codecs"), ("renditions", 0, "es_kbps"), ("audio",),
+         ("audio", 0, "playlist"), ("audio", 0, "name"), ("audio", 0, "language"), ("audio", 0, "channels"),
+         ("audio", 0, "codecs"), ("audio", 0, "default"), ("renditions", 0, "video_range"),
+         ("renditions", 0, "bit_depth"), ("source", "max_fps"),
          ("container",), ("renditions", 0, "init"), ("renditions", 0, "init", "file"),
          ("renditions", 0, "init", "bytes"), ("renditions", 1, "web_model"), ("renditions", 1, "web_model", "file"),
          ("renditions", 1, "web_model", "bytes"), ("renditions", 1, "web_model", "sha256"),
          ("renditions", 1, "web_model", "arch"), ("renditions", 1, "web_model", "scale"),
          ("renditions", 1, "web_model", "input"), ("renditions", 1, "kind")]
+
+
+def test_seed_loads():
+    m = from_dict(json.loads(json.dumps(minimal_manifest())))
+    assert m.audio[0].name == "English" and m.renditions[0].video_range == "SDR" and m.source["max_fps"] == 12.0
 
 
 @FAST

@@ -84,8 +84,10 @@ class Page {
     this.renderers = new Map(); // rendition name -> BlockRenderer (BBMR, uniform)
   }
 
+  // The page draws SDR on its canvas: an HDR title's HDR renditions are left to its SDR ladder.
   playable(i) {
     const r = this.m.renditions[i];
+    if ((r.video_range ?? 'SDR') !== 'SDR') return false;
     return r.kind === 'plain' || r.kind === 'plain-sr' || (r.layout === 'planes' && !!this.renderer(r));
   }
 

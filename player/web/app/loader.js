@@ -42,6 +42,8 @@ export async function fetchBounded(url, limit, what) {
   return out.buffer;
 }
 
+const VIDEO_RANGES = new Set(['SDR', 'PQ', 'HLG']); // HLS VIDEO-RANGE (bbmr_stream/manifest.py)
+
 function need(ok, msg) { if (!ok) throw new LoadError(`manifest.json: ${msg}`); }
 const isNum = (v, lo, hi) => typeof v === 'number' && Number.isFinite(v) && v >= lo && v <= hi;
 const isSafePath = (p) => typeof p === 'string' && p.length > 0 && p.length < 512 && !p.startsWith('/')
@@ -67,6 +69,7 @@ export function checkManifest(m) {
       && r.scales.every((k) => Number.isInteger(k) && k >= 1 && k <= 256 && m.block % k === 0)
       && Number.isInteger(r.overall) && r.overall >= 1 && r.overall <= 64 && typeof r.layout === 'string',
     `rendition ${r.name}: scales, overall or layout`);
+    need(r.video_range === undefined || VIDEO_RANGES.has(r.video_range), `rendition ${r.name}: video_range`);
     const w = r.web_model;
     if (w !== null && w !== undefined) {
       need(r.kind === 'plain-sr' && isSafePath(w.file) && isNum(w.bytes, 1, LIMITS.modelBytes)

@@ -69,6 +69,9 @@ const manifest = () => ({
 
 test('checkManifest: accepts a good manifest, rejects what the page must not trust', () => {
   assert.ok(checkManifest(manifest()));
+  const hdr = manifest();
+  hdr.renditions[0].video_range = 'PQ';
+  assert.ok(checkManifest(hdr));
   const bad = [
     (m) => { m.version = 2; },
     (m) => { m.renditions[0].playlist = '../x.m3u8'; },
@@ -79,6 +82,7 @@ test('checkManifest: accepts a good manifest, rejects what the page must not tru
     (m) => { m.renditions[0].kind = 'plain'; },
     (m) => { m.renditions[0].kind = 'movie'; },
     (m) => { m.renditions[0].name = '<script>'; },
+    (m) => { m.renditions[0].video_range = 'DolbyVision'; },
     (m) => { m.source.width = 1e9; },
     (m) => { m.renditions = []; },
     (m) => { m.renditions = Array(65).fill(m.renditions[0]); },
