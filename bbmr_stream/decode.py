@@ -9,15 +9,18 @@ the frames of an HDR source are its SDR picture, ``matrix`` bt709, and ``transfe
 (the packager's 10-bit rungs, packager/deep.py, keep the HDR signal itself).
 Rotation metadata (display matrix) is applied, so frames come out upright. Timestamps are kept
 (``pts`` in ``time_base``), so VFR input stays VFR: :func:`probe` reads every video packet's timestamp (no
-decoding) and marks a source whose frame durations differ by more than :data:`VFR_TOLERANCE` as variable-rate,
-with its frame times (:func:`media_seconds` gives the real duration of its first N frames).
+decoding; once per file and version: cached) and marks a source whose frame durations differ by more than
+:data:`VFR_TOLERANCE` (and one tick) as variable-rate, with its frame times (:func:`media_seconds` gives the real
+duration of its first N frames).
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -25,11 +28,11 @@ import numpy as np
 from bbmr_stream.colour import AV_TO_MATRIX, frame_to_rgb
 from bbmr_stream.errors import InputError
 from bbmr_stream.imageio import check_input_file
+from bbmr_stream.tonemap import AV_TRC
 
 # FFmpeg AVColorTransferCharacteristic values
-_HDR_TRC = {16: "PQ", 18: "HLG"}
-VFR_TOLERANCE = 0.1  # relative spread of frame durations above which a source is variable-rate (a 1/1000 time base
-# gives a 30 fps source 33 and 34 ms frames: 3 %)
+VFR_TOLERANCE = 0.1  # relative spread of frame durations above which a source is variable-rate (and more than one
+# tick: a 1/1000 time base gives a 30 fps source 33 and 34 ms frames, a 120 fps one 8 and 9 ms)
 
 
 @dataclass
@@ -96,7 +99,7 @@ def probe(path: str) -> SourceInfo:
             raise InputError(f"{path}: cannot decode video ({e.__class__.__name__}: {e})") from None
         notes = []
         tags = (int(first.color_primaries), int(first.color_trc), int(first.colorspace))
-        transfer = _HDR_TRC.get(tags[1], "SDR")
+        transfer = AV_TRC.get(tags[1], "sdr").upper()
         matrix = AV_TO_MATRIX.get(tags[2])
         if transfer != "SDR":
             from bbmr_stream.tonemap import hdr_metadata
@@ -135,33 +138,52 @@ def _sar(frame, stream) -> Fraction:
     return Fraction(1)
 
 
-def square(rgb: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """A frame with non-square pixels (RGB uint8 and its Y plane) resampled to ``width`` (the display width):
-    bicubic, antialiased when shrinking (bbmr_stream.resize), rounded to code values."""
+def display_width(info: SourceInfo) -> int:
+    """The width of a coded picture at square pixels, in the coded orientation (before rotation)."""
+    return info.height if info.rotation in (90, 270) else info.width
+
+
+def square_plane(a: np.ndarray, width: int, peak: float) -> np.ndarray:
+    """A plane of code values on [0, ``peak``] with non-square pixels resampled to ``width`` (the display width):
+    bicubic, antialiased when shrinking (bbmr_stream.resize), unrounded float64."""
     import torch
 
-    from bbmr_stream.resize import resize_to, to_tensor, to_uint8
+    from bbmr_stream.resize import resize_to
 
-    out = to_uint8(resize_to(to_tensor(rgb), rgb.shape[0], width))
-    yy = resize_to(torch.from_numpy(y).float().div_(255.0)[None, None], y.shape[0], width)
-    return out, yy[0, 0].mul_(255.0).add_(0.5).floor_().clamp_(0, 255).to(torch.uint8).numpy()
+    x = torch.from_numpy(np.asarray(a, np.float64) / peak)[None, None]
+    return resize_to(x, a.shape[0], width)[0, 0].numpy() * peak
+
+
+def upright(a: np.ndarray, info: SourceInfo) -> np.ndarray:
+    """A picture or plane in the coded orientation turned as the source's display matrix says."""
+    return np.ascontiguousarray(np.rot90(a, k=info.rotation // 90)) if info.rotation else a
+
+
+def _display(rgb: np.ndarray, y: np.ndarray, info: SourceInfo) -> tuple[np.ndarray, np.ndarray]:
+    """A decoded frame (RGB uint8 and its Y plane) at square pixels (:func:`square_plane`; RGB likewise, rounded
+    to code values) and upright."""
+    if info.sar != 1:
+        from bbmr_stream.resize import resize_to, to_tensor, to_uint8
+
+        w = display_width(info)
+        rgb = to_uint8(resize_to(to_tensor(rgb), rgb.shape[0], w))
+        y = np.clip(np.floor(square_plane(y, w, 255.0) + 0.5), 0, 255).astype(np.uint8)
+    return upright(rgb, info), upright(y, info)
 
 
 def _timing(info: SourceInfo) -> None:
     """Mark a variable-rate source (``frame_times``, ``max_fps``, the real ``duration_s``) from its packets'
-    timestamps, and say so in its notes."""
-    import av
-
-    with av.open(info.path) as c:
-        s = c.streams.video[0]
-        pts = sorted(p.pts for p in c.demux(s) if p.pts is not None and p.size)
+    timestamps (:func:`packet_times`), and say so in its notes."""
+    p = Path(info.path)
+    st = p.stat()
+    pts = packet_times(str(p.resolve()), st.st_size, st.st_mtime_ns)
     if pts:
         info.start_s = float(pts[0] * info.time_base)
     if len(pts) < 3:
         return
     d = np.diff(np.asarray(pts, np.int64))
     d = d[d > 0]
-    if not len(d) or (d.max() - d.min()) <= VFR_TOLERANCE * float(np.median(d)):
+    if not len(d) or (d.max() - d.min()) <= max(VFR_TOLERANCE * float(np.median(d)), 1):
         return
     tb = float(info.time_base)
     times = tuple((v - pts[0]) * tb for v in pts)
@@ -170,6 +192,18 @@ def _timing(info: SourceInfo) -> None:
     info.duration_s = times[-1] + float(np.median(d)) * tb
     info.notes.append(f"variable frame rate ({1 / (float(d.max()) * tb):.3g} to {info.max_fps:.3g} fps, "
                       f"{info.fps.numerator / info.fps.denominator:.4g} on average): each frame keeps its timestamp")
+
+
+@functools.lru_cache(maxsize=8)
+def packet_times(path: str, size: int, mtime_ns: int) -> tuple[int, ...]:
+    """The presentation timestamps of a file's first video stream, sorted, from its packets (a read of the whole
+    file, no decoding); cached per path, size and modification time (the auto ladder probes a source once per
+    candidate run)."""
+    import av
+
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        return tuple(sorted(p.pts for p in c.demux(s) if p.pts is not None and p.size))
 
 
 def media_seconds(info: SourceInfo, n_frames: int) -> float:
@@ -204,12 +238,7 @@ def frames(info: SourceInfo, max_frames: int | None = None, strict: bool = False
         for fr in c.decode(video=0):
             if max_frames is not None and n >= max_frames:
                 break
-            rgb, y = frame_to_rgb(fr, info.matrix, info.full_range)
-            if info.sar != 1:
-                rgb, y = square(rgb, y, info.height if info.rotation in (90, 270) else info.width)
-            if info.rotation:
-                rgb = np.ascontiguousarray(np.rot90(rgb, k=info.rotation // 90))
-                y = np.ascontiguousarray(np.rot90(y, k=info.rotation // 90))
+            rgb, y = _display(*frame_to_rgb(fr, info.matrix, info.full_range), info)
             pts = fr.pts if fr.pts is not None else (0 if last_pts is None else last_pts + 1)
             last_pts = pts
             yield Frame(n, int(pts), rgb, y, int(fr.duration or 0))

@@ -27,9 +27,10 @@ the caller quantises with the project's convention (:func:`bbmr_stream.colour.rg
 
 Peak: FFmpeg's ``tonemap`` without ``peak=`` would read the HDR side data, but ``zscale=t=linear`` drops it and
 tags the frame linear, so the recipe without ``peak=`` tone-maps *every* source as 1000 nits (PQ with MaxCLL 4000
-included). :func:`default_peak` picks MaxCLL, else the mastering display's maximum, else
-:data:`DEFAULT_PEAK_NITS` (1000 nits: the HLG reference display, the most common HDR10 mastering peak, and what
-the recipe does without ``peak=``).
+included). The project maps every title with :data:`DEFAULT_PEAK_NITS` (1000 nits: the HLG reference display, the
+most common HDR10 mastering peak, and what the recipe does without ``peak=``), whatever its metadata says, so
+that the packager and every player map a title alike (per-frame metadata, when present, need not be on every
+frame); :func:`hdr_metadata` reads that metadata for the 10-bit rungs, which carry it.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class ToneMap:
 
     transfer: ``"pq"`` (SMPTE ST 2084) or ``"hlg"`` (ARIB STD-B67) of the 10-bit BT.2020 source.
     peak_nits: the signal's peak in cd/m2, mapped to SDR white (``tonemap`` ``peak = peak_nits / 100``); see
-        :func:`default_peak` (MaxCLL, else mastering max luminance, else 1000).
+        :data:`DEFAULT_PEAK_NITS` for every title (the module's docstring says why).
     operator: FFmpeg ``tonemap`` algorithm; only ``"hable"`` (with ``desat=0``).
     """
 
@@ -255,16 +256,3 @@ def hdr_metadata(frame) -> HdrMeta:
     if cll is not None and len(cll) >= 8:
         fields["max_cll"], fields["max_fall"] = struct.unpack_from("<2I", cll)
     return HdrMeta(**fields)
-
-
-def default_peak(transfer: str, meta: HdrMeta | None = None) -> float:
-    """The tone-mapping peak in nits: MaxCLL if known (> 0), else the mastering display's maximum luminance,
-    else :data:`DEFAULT_PEAK_NITS` (1000) for both PQ and HLG -- FFmpeg's ``ff_determine_signal_peak`` order."""
-    if transfer not in TRANSFERS:
-        raise ValueError(f"unknown HDR transfer {transfer!r} (one of {', '.join(TRANSFERS)})")
-    if meta is not None:
-        if meta.max_cll:
-            return float(meta.max_cll)
-        if meta.max_luminance_nits:
-            return float(meta.max_luminance_nits)
-    return DEFAULT_PEAK_NITS

@@ -4,6 +4,7 @@ measures candidates with the same pipeline); the rungs are then packaged by :mod
 
 from __future__ import annotations
 
+from bbmr_stream.errors import InputError
 from bbmr_stream.manifest import Manifest
 from bbmr_stream.progress import Progress
 from packager.config import AutoLadder, Ladder, PackageConfig
@@ -24,9 +25,14 @@ def package(config: PackageConfig, ladder: Ladder, progress: Progress | None = N
 def _package(config: PackageConfig, ladder: Ladder, progress: Progress) -> Manifest:
     if isinstance(ladder, AutoLadder):
         ladder.check()
+    given = () if isinstance(ladder, AutoLadder) else tuple(ladder)
+    sr = [s.text for s in given if s.family != "plain"]
+    if config.ranges == "hdr-only" and sr:
+        raise InputError(f"--hdr-only: the HDR rungs are plain (the SR models are SDR-only): {', '.join(sr)} "
+                         f"cannot be HDR rungs (drop them, or leave out --hdr-only for an SDR ladder with them)")
     out, info = prepare(config, progress)
     if config.ranges == "hdr-only":  # 10-bit HDR rungs only: no 8-bit ladder to search (packager/deep.py)
-        return write_rungs(config, () if isinstance(ladder, AutoLadder) else ladder, info, out, progress)
+        return write_rungs(config, given, info, out, progress)
     if not isinstance(ladder, AutoLadder):
         return write_rungs(config, ladder, info, out, progress, drop_useless_models if config.adapt else None)
     picked = auto_points(config, ladder, info, progress)

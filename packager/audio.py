@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Callable
 
 from bbmr_stream.manifest import AudioTrack
-from packager.segment import _fix_target_duration, check_written, read_playlist, run_ffmpeg
+from packager.segment import check_written, fix_target_duration, read_playlist, run_ffmpeg
 
 COPY = {"aac": ("fmp4", "mpegts"), "ac3": ("fmp4", "mpegts"), "eac3": ("fmp4", "mpegts"), "mp3": ("mpegts",),
         "opus": ("fmp4",), "flac": ("fmp4",)}  # codec -> the containers it is copied into
@@ -79,6 +79,8 @@ def audio_renditions(source: str, out_dir: Path, container: str, segment_s: floa
     for k, st in enumerate(streams):
         copy = container in COPY.get(st["codec"], ()) and (st["codec"] != "aac" or st["profile"] in AAC_PROFILES)
         opts = {"c:a": "copy"}
+        if copy and st["codec"] == "aac" and container == "fmp4":
+            opts["bsf:a"] = "aac_adtstoasc"  # ADTS (an MPEG-TS source's AAC) -> the MP4 sample format; MP4's: as is
         if not copy:
             kbps = AAC_KBPS_PER_CHANNEL * max(1, st["channels"])
             opts = {"c:a": "aac", "profile:a": "aac_low", "b:a": f"{kbps}k"}
@@ -160,16 +162,16 @@ def _segment(ffmpeg, source: str, out_dir: Path, k: int, container: str, segment
     playlist = out_dir / f"{name}.m3u8"
     opts = dict(map=f"0:a:{k}", f="hls", hls_time=segment_s, hls_playlist_type="vod",
                 hls_flags="independent_segments", **codec_opts)
-    if duration_s is not None:
-        opts["t"] = duration_s
     if container == "fmp4":
         opts |= dict(hls_segment_type="fmp4", hls_fmp4_init_filename=f"{name}_init.mp4",
                      hls_segment_filename=str(out_dir / f"{name}_%05d.m4s"))
     else:
         opts |= dict(hls_segment_filename=str(out_dir / f"{name}_%05d.ts"))
-    run_ffmpeg(ffmpeg.input(source).output(str(playlist), **opts), playlist)
+    # -t on the input: with -copyts an output -t would count from the source's first timestamp, not from 0
+    src = ffmpeg.input(source, t=duration_s) if duration_s is not None else ffmpeg.input(source)
+    run_ffmpeg(src.output(str(playlist), **opts), playlist)
     check_written(playlist)
-    _fix_target_duration(playlist)
+    fix_target_duration(playlist)
     text = playlist.read_text()
     if "#EXT-X-INDEPENDENT-SEGMENTS" not in text:  # FFmpeg 9.0 writes it for video variants only
         text = re.sub(r"(#EXT-X-VERSION:\d+\n)", r"\1#EXT-X-INDEPENDENT-SEGMENTS\n", text, count=1)

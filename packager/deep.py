@@ -18,18 +18,17 @@ passed through; then they are segmented like every rung (packager.segment).
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bbmr_stream.errors import DISK_FULL
-from bbmr_stream.manifest import InitRef, Rendition, Segment
+from bbmr_stream.errors import InputError
+from bbmr_stream.manifest import InitRef, Rendition
 from bbmr_stream.progress import Progress
 from packager.config import PackageConfig
 from packager.encode import codecs_of
-from packager.segment import ffmpeg_exe, segment_hls
+from packager.segment import gop_segments, run_ffmpeg_args, segment_hls
 
 DEFAULT_RUNGS = ((1.0, 23.0), (0.5, 28.0))  # (fraction of the source size, CRF) without plain rungs to follow
 PSNR_10BIT = ("10-bit renditions (bit_depth 10): PSNR-Y of the coded 10-bit Y plane, bicubic-resized to the source "
@@ -108,25 +107,35 @@ def _even(v: float) -> int:
     return max(2, 2 * int(round(v / 2)))
 
 
-def ffmpeg_args(info, rung: DeepRung, gop: int, n_frames: int | None, preset: str, out: Path) -> list[str]:
-    """The FFmpeg command line that codes ``rung`` from the source into MPEG-TS ``out``."""
-    from bbmr_stream.x264 import with_asm
-
+def _tags(info) -> list[str]:
+    """FFmpeg's colour options of a 10-bit rung: the source's primaries, transfer and matrix; an unspecified
+    matrix is the one the 8-bit ladder assumed (decode.probe), as its rungs say too."""
     prim, trc, mat = info.colour_tags
-    # -copyts: the source's timestamps, as the 8-bit ladder's encoder gets them (one timeline for every variant)
-    args = [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-copyts", "-i", info.path, "-map", "0:v:0", "-an",
-            "-sn", "-dn", "-fps_mode", "passthrough"]
-    if n_frames is not None:
-        args += ["-frames:v", str(n_frames)]
-    args += ["-vf", f"scale={rung.width}:{rung.height}:flags=bicubic,setsar=1,format=yuv420p10le",
-             "-color_range", "tv"]
+    if mat not in MATRICES:
+        mat = {"bt709": 1, "bt601": 6, "bt2020": 9}[info.matrix]
+    out = []
     for opt, names, v in (("-color_primaries", PRIMARIES, prim), ("-color_trc", TRANSFERS, trc),
                           ("-colorspace", MATRICES, mat)):
         if v in names:
-            args += [opt, names[v]]
+            out += [opt, names[v]]
+    return out
+
+
+def ffmpeg_args(info, rung: DeepRung, gop: int, n_frames: int | None, preset: str, lossless: bool,
+                out: Path) -> list[str]:
+    """The FFmpeg arguments that code ``rung`` from the source into MPEG-TS ``out``: the source's timestamps
+    (``-copyts``, no muxer delay: the 8-bit ladder's encoder, PyAV, adds none), so every variant has one
+    timeline."""
+    from bbmr_stream.x264 import with_asm
+
+    args = ["-y", "-copyts", "-i", info.path, "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
+    if n_frames is not None:
+        args += ["-frames:v", str(n_frames)]
+    args += ["-vf", f"scale={rung.width}:{rung.height}:flags=bicubic,setsar=1,format=yuv420p10le",
+             "-color_range", "tv", *_tags(info)]
     gop_params = f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0:bframes=2"
     if rung.codec == "hevc":
-        params = f"{gop_params}:log-level=error"
+        params = f"{gop_params}:log-level=error" + (":lossless=1" if lossless else "")
         meta = info.hdr
         if rung.video_range == "PQ" and meta is not None:
             params += ":hdr10=1:hdr10-opt=0"
@@ -134,28 +143,21 @@ def ffmpeg_args(info, rung: DeepRung, gop: int, n_frames: int | None, preset: st
                 params += f":master-display={meta.master_display_x265}"
             if meta.max_cll:
                 params += f":max-cll={meta.max_cll},{meta.max_fall or 0}"
-        args += ["-c:v", "libx265", "-preset", preset, "-crf", f"{rung.crf:g}", "-x265-params", params]
+        args += ["-c:v", "libx265", "-preset", preset, *([] if lossless else ["-crf", f"{rung.crf:g}"]),
+                 "-x265-params", params]
     else:
-        opts = with_asm({"x264-params": gop_params})
-        args += ["-c:v", "libx264", "-profile:v", "high10", "-preset", preset, "-crf", f"{rung.crf:g}",
-                 "-x264-params", opts["x264-params"]]
-    return args + ["-f", "mpegts", str(out)]
+        args += ["-c:v", "libx264", "-profile:v", "high10", "-preset", preset,
+                 *(["-qp", "0"] if lossless else ["-crf", f"{rung.crf:g}"]),
+                 "-x264-params", with_asm({"x264-params": gop_params})["x264-params"]]
+    return args + ["-muxdelay", "0", "-muxpreload", "0", "-f", "mpegts", str(out)]
 
 
-def encode(info, rung: DeepRung, gop: int, n_frames: int | None, preset: str, out: Path) -> None:
-    """Code one rung (:func:`ffmpeg_args`); a write error FFmpeg reports is the ``OSError`` it was."""
-    import errno
-    import os
-
-    r = subprocess.run(ffmpeg_args(info, rung, gop, n_frames, preset, out), capture_output=True)
-    if r.returncode:
-        said = r.stderr.decode(errors="replace")
-        for code in DISK_FULL:
-            if os.strerror(code) in said:
-                raise OSError(code, os.strerror(code), str(out))
-        if "No space" in said:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out))
-        raise RuntimeError(f"{rung.name}: FFmpeg failed ({said.strip()[-300:]})")
+def encode(info, rung: DeepRung, gop: int, n_frames: int | None, preset: str, lossless: bool, out: Path) -> None:
+    """Code one rung (:func:`ffmpeg_args`): a full disk is the ``OSError`` FFmpeg reported, a source FFmpeg
+    cannot read (its decoders differ from PyAV's) a one-line InputError."""
+    said = run_ffmpeg_args(ffmpeg_args(info, rung, gop, n_frames, preset, lossless, out), out)
+    if said:
+        raise InputError(f"{info.path}: FFmpeg could not make the 10-bit rendition {rung.name} ({said})")
 
 
 def ts_frames(ts: Path) -> tuple[int, str, int]:
@@ -187,7 +189,7 @@ def deep_renditions(cfg: PackageConfig, info, rungs: list[DeepRung], gop: int, n
         for rung in rungs:
             task.describe(f"encoding {rung.name}")
             ts = work / f"{rung.name}.ts"
-            encode(info, rung, gop, limit, cfg.preset, ts)
+            encode(info, rung, gop, limit, cfg.preset, cfg.lossless, ts)
             n, codecs, es = ts_frames(ts)
             if n_frames is not None and n != n_frames:
                 raise RuntimeError(f"{rung.name}: FFmpeg coded {n} frames, the 8-bit ladder {n_frames}")
@@ -201,9 +203,7 @@ def deep_renditions(cfg: PackageConfig, info, rungs: list[DeepRung], gop: int, n
 
 
 def _rendition(rung: DeepRung, cut, n: int, gop: int, codecs: str, es: int, dur: float) -> Rendition:
-    if len(cut.segments) != -(-n // gop):
-        raise RuntimeError(f"{rung.name}: FFmpeg's HLS muxer cut {len(cut.segments)} segments from {-(-n // gop)} GOPs")
-    segs = [Segment(s.file, s.duration_s, s.bytes, i * gop, min(gop, n - i * gop)) for i, s in enumerate(cut.segments)]
+    segs = gop_segments(cut, n, gop, rung.name)
     init = InitRef(cut.init.file, cut.init.bytes) if cut.init else None
     kbps = (sum(s.bytes for s in segs) + (init.bytes if init else 0)) * 8 / dur / 1000
     return Rendition(rung.name, "plain", rung.codec, rung.crf, "plain", [1], 1, rung.width, rung.height,
@@ -213,11 +213,11 @@ def _rendition(rung: DeepRung, cut, n: int, gop: int, codecs: str, es: int, dur:
 
 
 def source_y10(info, wanted: set[int]) -> dict[int, np.ndarray]:
-    """The source's 10-bit Y planes (float64 code values) of frames ``wanted``, upright and at square pixels."""
+    """The source's 10-bit Y planes (float64 code values) of frames ``wanted``, at square pixels and upright as
+    the 8-bit ladder's frames (bbmr_stream.decode)."""
     import av
-    import torch
 
-    from bbmr_stream.resize import resize_to
+    from bbmr_stream.decode import display_width, square_plane, upright
     from bbmr_stream.tonemap import frame_planes
 
     out: dict = {}
@@ -225,13 +225,9 @@ def source_y10(info, wanted: set[int]) -> dict[int, np.ndarray]:
         for i, fr in enumerate(c.decode(video=0)):
             if i > max(wanted, default=-1):
                 break
-            if i not in wanted:
-                continue
-            y = frame_planes(fr)[0].astype(np.float64)
-            if info.sar != 1:
-                w = info.height if info.rotation in (90, 270) else info.width
-                y = resize_to(torch.from_numpy(y / 1023.0)[None, None], y.shape[0], w)[0, 0].numpy() * 1023.0
-            out[i] = np.rot90(y, k=info.rotation // 90) if info.rotation else y
+            if i in wanted:
+                y = frame_planes(fr)[0].astype(np.float64)
+                out[i] = upright(square_plane(y, display_width(info), 1023.0) if info.sar != 1 else y, info)
     return out
 
 

@@ -33,7 +33,7 @@ from bbmr_stream.device import pick_device
 from bbmr_stream.errors import InputError, disk_full
 from bbmr_stream.family import FAMILIES, Family, Geometry, RungSpec, make_family, spec_of
 from bbmr_stream.imageio import normal_mode
-from bbmr_stream.manifest import InitRef, Manifest, Rendition, Segment
+from bbmr_stream.manifest import InitRef, Manifest, Rendition
 from bbmr_stream.progress import Progress
 from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor
 from packager.config import PackageConfig
@@ -41,7 +41,7 @@ from packager.deep import PSNR_10BIT, deep_renditions, measure_deep, source_note
 from packager.deep import plan as plan_deep
 from packager.encode import LREncoder
 from packager.reuse import MapReuse
-from packager.segment import master_playlist, segment_hls
+from packager.segment import gop_segments, master_playlist, segment_hls
 
 
 @dataclass
@@ -303,11 +303,7 @@ def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, cfg: Packag
     out = []
     for r in rungs:
         cut = segment_hls(r.ts, tmp, r.name, cfg.segment, cfg.container)
-        if len(cut.segments) != -(-n_frames // gop):
-            raise RuntimeError(f"{r.name}: FFmpeg's HLS muxer cut {len(cut.segments)} segments from "
-                               f"{-(-n_frames // gop)} GOPs")
-        seg_objs = [Segment(s.file, s.duration_s, s.bytes, i * gop, min(gop, n_frames - i * gop))
-                    for i, s in enumerate(cut.segments)]  # one segment per closed GOP (segment_hls)
+        seg_objs = gop_segments(cut, n_frames, gop, r.name)
         dur = stream_seconds(cfg, info, n_frames)
         init = InitRef(cut.init.file, cut.init.bytes) if cut.init else None
         kbps = (sum(s.bytes for s in seg_objs) * 8 / dur + (init.bytes * 8 / _init_span_s(cfg, info, dur)
@@ -513,9 +509,9 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
         from packager.audio import audio_renditions
 
         t = time.time()
-        audio = audio_renditions(info.path, tmp, cfg.container, cfg.segment,
-                                 media_seconds(info, n_frames) if n_frames < info.frames else None, progress.note,
-                                 video_delay_s(renditions, tmp, info) if info.has_audio else 0.0)
+        audio = [] if cfg.sample else audio_renditions(  # (the ladder search's sample: video only)
+            info.path, tmp, cfg.container, cfg.segment, media_seconds(info, n_frames) if n_frames < info.frames
+            else None, progress.note, video_delay_s(renditions, tmp, info) if info.has_audio else 0.0)
         timing["audio"] = time.time() - t
         (tmp / "master.m3u8").write_text(master_playlist(
             [(r.playlist, r.bitrate_kbps * 1000, _peak_bps(r), r.lr_width, r.lr_height, r.codecs, r.video_range)

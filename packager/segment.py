@@ -59,11 +59,30 @@ def run_ffmpeg(node, where: Path) -> None:
         node.global_args("-nostdin", "-loglevel", "error").run(cmd=ffmpeg_exe(), capture_stdout=True,
                                                               capture_stderr=True)
     except ffmpeg.Error as e:
-        said = (e.stderr or b"").decode(errors="replace")
-        for code in DISK_FULL:
-            if os.strerror(code) in said:
-                raise OSError(code, os.strerror(code), str(where)) from None
+        raise_disk_full((e.stderr or b"").decode(errors="replace"), where)
         raise
+
+
+def run_ffmpeg_args(args: list[str], where: Path) -> str:
+    """Run the FFmpeg binary with ``args`` (after ``-nostdin -loglevel error``) writing ``where``: "" when it
+    succeeds, else its last error line; a write error it reports is raised as the ``OSError`` it was
+    (:func:`raise_disk_full`)."""
+    import subprocess
+
+    r = subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", *args], capture_output=True)
+    if not r.returncode:
+        return ""
+    said = r.stderr.decode(errors="replace")
+    raise_disk_full(said, where)
+    return (said.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
+
+
+def raise_disk_full(said: str, where: Path) -> None:
+    """Raise the ``OSError`` of a write error (no space, quota, file size: :data:`~bbmr_stream.errors.DISK_FULL`)
+    FFmpeg reported in ``said`` (its stderr), if any."""
+    for code in DISK_FULL:
+        if os.strerror(code) in said:
+            raise OSError(code, os.strerror(code), str(where)) from None
 
 
 def segment_hls(ts_path: Path, out_dir: Path, name: str, segment_s: float, container: str = "fmp4") -> Segmented:
@@ -80,12 +99,24 @@ def segment_hls(ts_path: Path, out_dir: Path, name: str, segment_s: float, conta
         opts["hls_segment_filename"] = str(out_dir / f"{name}_%05d.ts")
     remux_hls(ts_path, out_dir / playlist, opts)
     check_written(out_dir / playlist)
-    _fix_target_duration(out_dir / playlist)
+    fix_target_duration(out_dir / playlist)
     init, segs = read_playlist(out_dir / playlist)
     if (init is None) != (container == "mpegts"):
         raise RuntimeError(f"{playlist}: FFmpeg's HLS muxer wrote {'an' if init else 'no'} init segment for "
                            f"{container}")
     return Segmented(playlist, segs, init)
+
+
+def gop_segments(cut: Segmented, n_frames: int, gop: int, name: str) -> list:
+    """The manifest's segments of a rendition cut by :func:`segment_hls` (one per closed GOP of ``gop`` frames,
+    the last one shorter), checked against the GOP count."""
+    from bbmr_stream.manifest import Segment
+
+    if len(cut.segments) != -(-n_frames // gop):
+        raise RuntimeError(f"{name}: FFmpeg's HLS muxer cut {len(cut.segments)} segments from {-(-n_frames // gop)} "
+                           f"GOPs")
+    return [Segment(s.file, s.duration_s, s.bytes, i * gop, min(gop, n_frames - i * gop))
+            for i, s in enumerate(cut.segments)]
 
 
 def read_playlist(playlist: Path) -> tuple[SegmentFile | None, list[SegmentFile]]:
@@ -188,7 +219,7 @@ def free_bytes(directory: Path) -> int:
     return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
 
 
-def _fix_target_duration(path: Path) -> None:
+def fix_target_duration(path: Path) -> None:
     """RFC 8216 4.3.3.1: EXT-X-TARGETDURATION is an integer >= every EXTINF rounded to the nearest integer,
     and at least 1 (FFmpeg writes 0 for segments under 0.5 s)."""
     text = path.read_text()

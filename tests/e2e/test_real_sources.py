@@ -113,6 +113,25 @@ def test_hdr_only_and_sdr_only(tmp_path, capsys):
     assert _package(sdr, tmp_path / "x", "--hdr-only") == 2
     err = capsys.readouterr().err
     assert "--hdr-only" in err and "is SDR" in err and "Traceback" not in err and not (tmp_path / "x").exists()
+    assert _package(src, tmp_path / "x", "--hdr-only", ladder=["--ladder", "plain:23,plain-sr:2:28"]) == 2
+    err = capsys.readouterr().err
+    assert "plain-sr:2:28 cannot be HDR rungs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ten_bit_rungs_on_a_full_disk(tmp_path, monkeypatch, capsys):
+    """FFmpeg reporting a full disk while it makes a 10-bit rung: the packager's one-line disk-full error, exit 4,
+    nothing left behind."""
+    import packager.segment
+
+    src = sdr10_clip(tmp_path / "sdr10.mp4", frames=6)
+    exe = tmp_path / "ffmpeg"
+    exe.write_text('#!/bin/sh\necho "[out#0] Error writing trailer: No space left on device" >&2; exit 228\n')
+    exe.chmod(0o755)
+    monkeypatch.setattr(packager.segment, "ffmpeg_exe", lambda: str(exe))
+    assert _package(src, tmp_path / "s") == 4
+    err = capsys.readouterr().err
+    assert "no space left on device" in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists() and not list(tmp_path.glob(".s.*"))
 
 
 def test_player_shows_sdr_and_says_when_it_tone_maps(tmp_path, capsys):
@@ -271,3 +290,33 @@ def test_two_audio_tracks_are_both_in_the_master_playlist(tmp_path):
     for a in man.audio:
         with av.open(str(out / a.playlist)) as c:
             assert sum(f.samples for f in c.decode(audio=0)) > 0.9 * 1.2 * c.streams.audio[0].sample_rate
+
+
+def test_hdr_mpegts_source_with_audio(tmp_path):
+    """An HDR source in MPEG-TS (timestamps from 1.4 s, ADTS AAC) with --max-frames: the 8-bit and the 10-bit
+    renditions share one timeline (else the packager stops), the audio is copied into fMP4 (ADTS to MP4 samples),
+    starts with the video and stops with it, within one AAC frame."""
+    mp4 = hdr10_clip(tmp_path / "hdr.mp4")
+    src = tmp_path / "hdr.ts"
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(mp4), "-f", "lavfi", "-i",
+                    "sine=frequency=440:sample_rate=48000:duration=1.2", "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+                    "-c:a", "aac", "-f", "mpegts", str(src)], check=True)
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].start_time * c.streams.video[0].time_base > 1
+    out = tmp_path / "s"
+    assert _package(src, out, "--max-frames", "8") == 0
+    man = load(out)
+    assert {r.bit_depth for r in man.renditions} == {8, 10} and len(man.audio) == 1 and man.audio[0].copied
+
+    def first(playlist, kind):
+        with av.open(str(out / playlist)) as c:
+            st = c.streams.video[0] if kind == "video" else c.streams.audio[0]
+            ts = sorted(float(p.pts * st.time_base) for p in c.demux(st) if p.size)
+        return ts[0], ts[-1]
+
+    v0, v1 = first(man.renditions[0].playlist, "video")
+    a0, a1 = first(man.audio[0].playlist, "audio")
+    aac_frame = 1024 / 48000
+    assert abs(a0 - v0) <= aac_frame + 1e-3  # the audio's priming frame starts up to one AAC frame before
+    assert abs((a1 + aac_frame) - (v1 + 0.1)) <= aac_frame + 1e-3  # the last video frame lasts 0.1 s
+    assert sum(s.duration_s for s in man.renditions[0].segments) == pytest.approx(0.8, abs=1e-3)

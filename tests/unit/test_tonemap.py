@@ -10,10 +10,8 @@ import pytest
 from bbmr_stream.colour import luma, rgb_to_yuv420
 from bbmr_stream.metrics import psnr_plane
 from bbmr_stream.tonemap import (
-    DEFAULT_PEAK_NITS,
     HdrMeta,
     ToneMap,
-    default_peak,
     frame_planes,
     frame_transfer,
     hdr_metadata,
@@ -124,15 +122,6 @@ def test_values_and_shapes():
     assert ToneMap("pq").name == "hable (FFmpeg tonemap, desat 0, peak 1000 nits)"
 
 
-def test_default_peak():
-    """MaxCLL, else mastering max luminance, else 1000 nits (0 = unknown)."""
-    assert default_peak("pq") == default_peak("hlg", HdrMeta()) == DEFAULT_PEAK_NITS == 1000.0
-    assert default_peak("pq", HdrMeta(max_luminance_nits=4000.0, max_cll=1500)) == 1500.0
-    assert default_peak("pq", HdrMeta(max_luminance_nits=4000.0, max_cll=0)) == 4000.0
-    with pytest.raises(ValueError):
-        default_peak("sdr")
-
-
 def test_hdr_metadata_and_frame(tmp_path):
     """A 2-frame lossless HEVC Main10 clip by libx265 with HDR10 SEI: the decoded frame's side data parse back to
     the x265 parameters, and tonemap_frame of the decoded frame equals tonemap_planes of the source planes."""
@@ -160,7 +149,7 @@ def test_hdr_metadata_and_frame(tmp_path):
         meta = hdr_metadata(frame)
         assert meta == HdrMeta(max_luminance_nits=1000.0, min_luminance_nits=0.005, max_cll=1000, max_fall=400,
                                master_display_x265=X265_MASTER)
-        assert default_peak(frame_transfer(frame), meta) == 1000.0 and frame_transfer(frame) == "pq"
+        assert frame_transfer(frame) == "pq"
         for a, b in zip(frame_planes(frame), planes):
             np.testing.assert_array_equal(a, b)
         tm = ToneMap("pq", 1000.0)
