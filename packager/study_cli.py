@@ -111,6 +111,23 @@ def cmd_shortfall(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_speed(a: argparse.Namespace) -> int:
+    from packager.vs_ffmpeg import SpeedConfig, markdown, run
+
+    if not a.vs_ffmpeg:
+        raise InputError("bbmr-bench speed: give --vs-ffmpeg CLIP (the SR backends' speed: python -m bench.speed)")
+    if a.frames < 2:
+        raise InputError("--frames must be >= 2")
+    res = run(SpeedConfig(a.vs_ffmpeg, a.ladder, a.frames, a.preset, a.segment))
+    text = markdown(res)
+    print(text, end="")
+    if a.json:
+        write_text_atomic(a.json, json.dumps(res, indent=1))
+    if a.md:
+        write_text_atomic(a.md, text)
+    return 0
+
+
 def cmd_look(a: argparse.Namespace) -> int:
     from bbmr_stream.family import parse_ladder
 
@@ -218,6 +235,20 @@ def build_parser() -> argparse.ArgumentParser:
     sf.add_argument("dirs", nargs="+", help="study directories (rd.json)")
     sf.add_argument("--family", default=BBMR.name)
     sf.set_defaults(fn=cmd_shortfall)
+    from packager.vs_ffmpeg import DEFAULT_LADDER
+
+    sp = sub.add_parser("speed", prog="bbmr-bench speed", help="the packager and the player against FFmpeg",
+                        description="The same plain and plain-sr rungs made by one FFmpeg command and by "
+                                    "bbmr-package, and a plain rung played by FFmpeg and by bbmr-play, in one run "
+                                    "(packager/vs_ffmpeg.py).")
+    sp.add_argument("--vs-ffmpeg", metavar="CLIP", help="the video to package and play")
+    sp.add_argument("--ladder", default=DEFAULT_LADDER, help="plain and plain-sr rungs (default %(default)s)")
+    sp.add_argument("--frames", type=int, default=60, help="frames of the clip (default %(default)s)")
+    sp.add_argument("--preset", default="medium", help="x264 preset (default %(default)s)")
+    sp.add_argument("--segment", type=float, default=2.0, help="segment and GOP seconds (default %(default)s)")
+    sp.add_argument("--json", help="write the result here")
+    sp.add_argument("--md", help="write the Markdown table here")
+    sp.set_defaults(fn=cmd_speed)
     return ap
 
 
