@@ -1,5 +1,5 @@
-"""``bbmr-train``: train (``sr``, ``jointsr``) and ship (``publish``) the SR models; the loops are in
-:mod:`models.train`, the registry entries in :mod:`models.publish`."""
+"""``bbmr-train``: train (``sr``, ``jointsr``, ``downnet``) and ship (``publish``) the models; the loops are in
+:mod:`models.train` (and :mod:`models.train_downnet`), the registry entries in :mod:`models.publish`."""
 
 from __future__ import annotations
 
@@ -61,6 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    ".safetensors), re-synchronised to --branches (newer per-scale models)")
     js.add_argument("--compile", action="store_true")
     js.add_argument("--resume", action="store_true")
+    dn = sub.add_parser("downnet", help="train a Down-Net (learned downscaler) against a shipped upscaler, frozen")
+    dn.add_argument("--scale", type=int, choices=(2, 4, 8), default=4)
+    dn.add_argument("--upscaler", help="registry id of the client upscaler (default fastsr-xSCALE)")
+    dn.add_argument("--data", nargs="+", required=True)
+    dn.add_argument("--val", nargs="*", default=[])
+    dn.add_argument("--out", required=True)
+    for name, default in (("iters", 20_000), ("batch", 16), ("patch", 48), ("decay_every", 10_000),
+                          ("seed", d.seed), ("threads", 0), ("val_every", 500), ("log_every", 50)):
+        dn.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
+    for name in ("lr", "weight_decay", "ckpt_minutes", "max_minutes"):
+        dn.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    dn.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"), default="none")
+    add_device(dn, d.device)
+    dn.add_argument("--resume", action="store_true")
     pb = sub.add_parser("publish", help="copy a trained model into models/weights and register it with metrics")
     pb.add_argument("--ckpt", required=True, help="checkpoint directory of `bbmr-train sr` or `bbmr-train jointsr`")
     pb.add_argument("--id", required=True, help="registry id, e.g. omnisr-light-x4")
@@ -91,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "jointsr":
             fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
             train_jointsr(TrainConfig(arch="jointsr", scale=0, **fields), resume=args.resume)
+        elif args.cmd == "downnet":
+            from models.train_downnet import train_downnet
+
+            fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+            train_downnet(TrainConfig(arch="downnet", **fields), args.upscaler or f"fastsr-x{args.scale}",
+                          resume=args.resume)
         elif args.cmd == "coded-metrics":
             from models.publish import add_coded_metrics
 
