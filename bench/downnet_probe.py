@@ -20,7 +20,7 @@ import torch
 
 from bbmr_stream.resize import downscale
 from bench.common import write_report
-from bench.hcd_probe import bd, measure
+from bench.hcd_probe import bd, measure, variant_table
 from bench.prefilter import read_clip
 
 
@@ -38,18 +38,9 @@ def load_downnet(path: str):
 
 
 def markdown(r: dict) -> str:
-    lines = [f"## {r['clip']}: x{r['factor']} ({r['upscaler']}), {r['frames']} frames, x264 {r['preset']}", "",
-             f"Down-Net: {r['weights']} ({r['iterations']} iterations against {r['trained_with']})", "",
-             "| LR | s/frame | PSNR-Y before codec | gain dB | BD-rate % vs bicubic | BD-PSNR dB | "
-             "kbps / PSNR-Y per CRF |",
-             "|---|---|---|---|---|---|---|"]
-    base = r["variants"][0]["pre_codec_psnr_y"]
-    for v in r["variants"]:
-        rows = ", ".join(f"{w['kbps']:.0f}/{w['psnr_y']:.2f}" for w in v["rows"])
-        lines.append(f"| {v['variant']} | {v['s_per_frame']} | {v['pre_codec_psnr_y']} | "
-                     f"{v['pre_codec_psnr_y'] - base:+.3f} | {v['bd'].get('bd_rate_pct')} | "
-                     f"{v['bd'].get('bd_psnr_db')} | {rows} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([f"## {r['clip']}: x{r['factor']} ({r['upscaler']}), {r['frames']} frames, x264 {r['preset']}", "",
+                      f"Down-Net: {r['weights']} ({r['iterations']} iterations against {r['trained_with']})", ""]
+                     + variant_table(r["variants"], "LR", "bicubic")) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

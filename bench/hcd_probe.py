@@ -95,16 +95,21 @@ def bd(a: list[dict], b: list[dict]) -> dict:
 
 
 def markdown(r: dict) -> str:
-    lines = [f"## {r['clip']}: x{r['factor']} ({r['upscaler']}), {r['frames']} frames, x264 {r['preset']}", "",
-             "| variant | s/frame | PSNR-Y before codec | gain dB | BD-rate % vs unrefined | BD-PSNR dB | "
+    head = f"## {r['clip']}: x{r['factor']} ({r['upscaler']}), {r['frames']} frames, x264 {r['preset']}"
+    return "\n".join([head, ""] + variant_table(r["variants"], "variant", "unrefined")) + "\n"
+
+
+def variant_table(variants: list[dict], first: str, base: str) -> list[str]:
+    """Markdown rows of probe variants (the first is the ``base`` every BD figure is against)."""
+    lines = [f"| {first} | s/frame | PSNR-Y before codec | gain dB | BD-rate % vs {base} | BD-PSNR dB | "
              "kbps / PSNR-Y per CRF |", "|---|---|---|---|---|---|---|"]
-    base = r["variants"][0]["pre_codec_psnr_y"]
-    for v in r["variants"]:
+    ref = variants[0]["pre_codec_psnr_y"]
+    for v in variants:
         rows = ", ".join(f"{w['kbps']:.0f}/{w['psnr_y']:.2f}" for w in v["rows"])
-        lines.append(f"| {v['variant'] or 'unrefined'} | {v['s_per_frame']} | {v['pre_codec_psnr_y']} | "
-                     f"{v['pre_codec_psnr_y'] - base:+.3f} | {v['bd'].get('bd_rate_pct')} | "
+        lines.append(f"| {v['variant'] or base} | {v['s_per_frame']} | {v['pre_codec_psnr_y']} | "
+                     f"{v['pre_codec_psnr_y'] - ref:+.3f} | {v['bd'].get('bd_rate_pct')} | "
                      f"{v['bd'].get('bd_psnr_db')} | {rows} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
