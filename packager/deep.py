@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bbmr_stream.decode import media_seconds
 from bbmr_stream.errors import InputError
 from bbmr_stream.manifest import InitRef, Rendition
 from bbmr_stream.progress import Progress
@@ -177,10 +178,10 @@ def ts_frames(ts: Path) -> tuple[int, str, int]:
 
 
 def deep_renditions(cfg: PackageConfig, info, rungs: list[DeepRung], gop: int, n_frames: int | None, tmp: Path,
-                    duration_s, progress: Progress) -> tuple[list[Rendition], int]:
+                    progress: Progress) -> tuple[list[Rendition], int]:
     """Code and segment ``rungs`` into ``tmp``: (their renditions, the frames each holds). ``n_frames``: the 8-bit
     ladder's frame count (the 10-bit rungs must hold as many), None to code the whole source (up to
-    ``cfg.max_frames``); ``duration_s(n) -> seconds`` of the first n frames."""
+    ``cfg.max_frames``); rates over the frames' real duration (:func:`~bbmr_stream.decode.media_seconds`)."""
     work = tmp / "work10"
     work.mkdir(exist_ok=True)
     limit = n_frames if n_frames is not None else cfg.max_frames
@@ -195,7 +196,7 @@ def deep_renditions(cfg: PackageConfig, info, rungs: list[DeepRung], gop: int, n
                 raise RuntimeError(f"{rung.name}: FFmpeg coded {n} frames, the 8-bit ladder {n_frames}")
             n_frames = n
             out.append(_rendition(rung, segment_hls(ts, tmp, rung.name, cfg.segment, cfg.container), n, gop, codecs,
-                                  es, duration_s(n)))
+                                  es, media_seconds(info, n)))
             ts.unlink()
             task.advance()
     work.rmdir()

@@ -497,8 +497,7 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
         rungs10 = plan_deep(cfg, info, renditions, specs)
         if rungs10:
             t = time.time()
-            deep, n_frames = deep_renditions(cfg, info, rungs10, gop, n_frames, tmp,
-                                             lambda n: media_seconds(info, n), progress)
+            deep, n_frames = deep_renditions(cfg, info, rungs10, gop, n_frames, tmp, progress)
             timing["encode_10bit"] = time.time() - t
             if cfg.measure:
                 t = time.time()
