@@ -17,6 +17,7 @@ duration of its first N frames).
 from __future__ import annotations
 
 import functools
+import itertools
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -60,6 +61,7 @@ class SourceInfo:
     start_s: float = 0.0  # the first frame's presentation time (its pts in seconds)
     frame_times: tuple[float, ...] | None = None  # variable-rate source: each frame's start, seconds from the first
     max_fps: float | None = None  # variable-rate source: its highest frame rate (1 / the shortest frame duration)
+    first_pts: int | None = None  # the first decoded frame's pts (frames hidden by an edit list come before it)
 
     @property
     def vfr(self) -> bool:
@@ -123,7 +125,8 @@ def probe(path: str) -> SourceInfo:
                           frames=frames, duration_s=dur, codec=cc.name, pix_fmt=fmt.name if fmt else "?",
                           bit_depth=bit_depth, matrix=matrix, full_range=full, rotation=rot,
                           has_audio=bool(c.streams.audio), notes=notes, frames_exact=int(s.frames) > 0,
-                          sar=sar, transfer=transfer, colour_tags=tags, hdr=hdr if transfer != "SDR" else None)
+                          sar=sar, transfer=transfer, colour_tags=tags, hdr=hdr if transfer != "SDR" else None,
+                          first_pts=first.pts)
     finally:
         c.close()
     _timing(info)
@@ -229,14 +232,30 @@ def frames(info: SourceInfo, max_frames: int | None = None, strict: bool = False
     """Decoded frames in presentation order, converted with the source's matrix/range, upright. A decode
     error ends the frames with a warning, or (``strict``) raises InputError, as does (``strict``) a file that
     ends before the frame count its container declares (a truncated MP4)."""
+    yield from frames_from(info, 0, max_frames, strict)
+
+
+def frames_from(info: SourceInfo, start: int, count: int | None = None, strict: bool = False) -> Iterator[Frame]:
+    """:func:`frames` from the ``start``-th frame (indices count from the first frame, as :func:`frames` numbers
+    them), at most ``count`` of them. The decoder seeks to the keyframe before the frame when the packets'
+    timestamps place it (:func:`seek_pts`) and the first frame decoded there is that frame; otherwise it decodes
+    from the start and skips (same frames, slower). Strictness as :func:`frames`."""
     import av
 
     c = _open(info.path)
     try:
-        n = 0
-        last_pts = None
-        for fr in c.decode(video=0):
-            if max_frames is not None and n >= max_frames:
+        n, last_pts = start, None
+        it = _seeked(c, info, start)
+        if it is None:
+            if start:  # a fresh demuxer and decoder after an untrusted seek
+                c.close()
+                c = _open(info.path)
+            it = c.decode(video=0)
+            for _ in range(start):
+                if next(it, None) is None:
+                    return
+        for fr in it:
+            if count is not None and n - start >= count:
                 break
             rgb, y = _display(*frame_to_rgb(fr, info.matrix, info.full_range), info)
             pts = fr.pts if fr.pts is not None else (0 if last_pts is None else last_pts + 1)
@@ -249,9 +268,40 @@ def frames(info: SourceInfo, max_frames: int | None = None, strict: bool = False
                              f"truncated") from None
         warnings.warn(f"{info.path}: decoding stopped after {n} frames ({e})")
     else:
-        want = min(info.frames, max_frames) if max_frames is not None else info.frames
+        want = info.frames if count is None else min(info.frames, start + count)
         if strict and info.frames_exact and n + 2 < want:  # edit lists may hide a frame or two
             raise InputError(f"{info.path}: only {n} of the {info.frames} frames its container declares could be "
                              f"decoded: the file is truncated or damaged")
     finally:
         c.close()
+
+
+def seek_pts(info: SourceInfo, index: int) -> int | None:
+    """The pts of the ``index``-th frame from the packets' timestamps (:func:`packet_times`, skipping those
+    before the first decoded frame: an edit list's hidden frames), or None when they cannot say."""
+    p = Path(info.path)
+    st = p.stat()
+    pts = packet_times(str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if info.first_pts is None or info.first_pts not in pts:
+        return None
+    i = pts.index(info.first_pts) + index
+    return pts[i] if i < len(pts) else None
+
+
+def _seeked(c, info: SourceInfo, start: int):
+    """Frames decoded from the keyframe before the ``start``-th frame, beginning with it; None when the seek
+    cannot be trusted (:func:`seek_pts` unknown, or the decoder's first frame at or past it is another)."""
+    if start == 0:
+        return None
+    target = seek_pts(info, start)
+    if target is None:
+        return None
+    s = c.streams.video[0]
+    c.seek(target, stream=s, backward=True, any_frame=False)
+    it = c.decode(s)
+    for fr in it:
+        if fr.pts is None or fr.pts > target:
+            break
+        if fr.pts == target:
+            return itertools.chain([fr], it)
+    return None

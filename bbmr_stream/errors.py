@@ -31,6 +31,11 @@ class InputError(Exception):
     """Bad user input (missing/unreadable/empty file ...): CLIs print the message and exit 2."""
 
 
+class ClusterError(InputError):
+    """The packager's Ray cluster cannot be reached, went away or keeps losing workers (``--cluster``,
+    ``--workers``): one line, exit code 2, the run's partial output removed."""
+
+
 class ManifestError(ValueError):
     """A manifest.json that cannot be parsed or is inconsistent."""
 

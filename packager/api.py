@@ -10,15 +10,22 @@ from bbmr_stream.progress import Progress
 from packager.config import AutoLadder, Ladder, PackageConfig
 from packager.ladder import HULL_RATIO, auto_points
 from packager.pipeline import disk_full_guard, prepare, write_rungs
+from packager.runner import RunConfig, using
 from packager.titled import drop_useless_models, select_titled, title_candidates
 
 
-def package(config: PackageConfig, ladder: Ladder, progress: Progress | None = None) -> Manifest:
+def package(config: PackageConfig, ladder: Ladder, progress: Progress | None = None,
+            run: RunConfig | None = None) -> Manifest:
     """Package ``config.input`` into the stream directory ``config.out`` and return the manifest written there.
     Bad input raises :class:`~bbmr_stream.errors.InputError` before any output exists; a full disk raises
     :class:`~bbmr_stream.errors.DiskFullError` after removing what was written (a previous stream at
-    ``config.out`` is unchanged); nothing is printed (notes, tables and progress bars go to ``progress``)."""
-    with disk_full_guard(config):
+    ``config.out`` is unchanged); nothing is printed (notes, tables and progress bars go to ``progress``).
+    ``run``: where the work runs (:class:`~packager.runner.RunConfig`: local worker processes or a Ray cluster;
+    None: this process): the stream is the same wherever it runs, only the manifest's ``conventions.made`` and
+    timings say how it was made."""
+    if run is not None:
+        run.check()
+    with disk_full_guard(config), using(run):
         return _package(config, ladder, progress or Progress())
 
 

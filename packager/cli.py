@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import warnings
 
@@ -33,6 +34,7 @@ from packager.config import (
     Ladder,
     PackageConfig,
 )
+from packager.runner import RunConfig
 
 DEFAULT_LADDER = "auto"
 
@@ -119,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--niqe-frames", type=int, default=c.niqe_frames,
                     help="NIQE of the first N measured frames per rendition (default %(default)s = off)")
     ap.add_argument("--max-frames", type=int, help="package only the first N frames (default: all)")
+    ap.add_argument("--workers", default=os.environ.get("BBMR_WORKERS", "auto"),
+                    help="worker processes on this machine: N, or auto (one per CPU core; default %(default)s, "
+                         "$BBMR_WORKERS); the stream is the same for any N")
+    ap.add_argument("--cluster", help="run the tasks on a Ray cluster: ray://HOST:PORT (Ray Client), HOST:PORT (its "
+                                      "GCS, from a cluster node) or auto (the cluster this machine is in); the "
+                                      "source path must be reachable by every node")
     ap.add_argument("--adapt", action="store_true",
                     help="per-title models: fine-tune each plain-sr rendition's SR model (the --upscaler's, e.g. "
                          "fast = FastSR) on the title and ship it in the stream, counted in the rendition's rate "
@@ -200,6 +208,18 @@ def config_from(args: argparse.Namespace) -> tuple[PackageConfig, Ladder]:
     return cfg, auto if specs is None else refined_ladder(specs, args.refine != "none")
 
 
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """``--workers`` / ``--cluster`` -> where the tasks run."""
+    w = str(args.workers).strip()
+    if w != "auto" and not w.isdigit():
+        raise InputError(f"--workers {args.workers}: a number of processes or auto")
+    if args.cluster is not None and not args.cluster.strip():
+        raise InputError("--cluster: an address (ray://HOST:PORT, HOST:PORT or auto)")
+    run = RunConfig(workers=0 if w == "auto" else int(w), cluster=args.cluster)
+    run.check()
+    return run
+
+
 def adapt_config(args: argparse.Namespace) -> AdaptConfig | None:
     """``--adapt*`` -> the adaptation config (None without ``--adapt``; its options alone are an error)."""
     if not args.adapt:
@@ -245,9 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         from packager.api import package
 
         cfg, ladder = config_from(args)
+        run = run_config(args)
         with warnings.catch_warnings():
             warnings.simplefilter("default")
-            man = package(cfg, ladder, RichProgress(console))
+            man = package(cfg, ladder, RichProgress(console), run)
         summary(man, console)
         Console(emoji=False).print(f"wrote {cfg.out}")
         return 0

@@ -9,6 +9,7 @@ packet's pts is inserted before its first VCL NAL.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -58,22 +59,48 @@ def _hvc1(ptl: bytes) -> str:
     return f"hvc1.{'ABC'[space - 1] if space else ''}{idc}.{rev:X}.{'HL'[tier == 0]}{ptl[11]}{tail}"
 
 
+ENCODER_THREADS = 1  # x264/x265 threads per encoder: fixed, because the bitstream depends on the thread count
+
+
+@dataclass(frozen=True)
+class CodedPacket:
+    """One coded packet as the encoder gave it (SEI inserted), before any muxer: what a segment task returns
+    (:mod:`packager.tasks`). ``stream``: index among the encoder's streams; times in ``time_base``."""
+
+    stream: int
+    data: bytes
+    pts: int
+    dts: int
+    duration: int
+    time_base: Fraction
+    keyframe: bool
+
+
 class LREncoder:
     """One MPEG-TS file with one video stream per picture size in ``sizes`` (the atlas layout has one, the
-    planes layout one per scale); the SEI rides on the first stream."""
+    planes layout one per scale); the SEI rides on the first stream.
 
-    def __init__(self, path: str | Path, sizes: list[tuple[int, int]], time_base: Fraction, fps: Fraction,
+    ``path`` None: nothing is muxed, the coded packets are kept in :attr:`packets` (a segment task's encoders);
+    :meth:`write` muxes such packets into a file made with the same arguments. The encoders run
+    ``threads`` threads each (:data:`ENCODER_THREADS`): x264's output depends on its thread count (its default
+    follows the machine's cores), so a fixed count gives the same bytes on every machine and worker."""
+
+    def __init__(self, path: str | Path | None, sizes: list[tuple[int, int]], time_base: Fraction, fps: Fraction,
                  codec: str = "h264", crf: float = 23, preset: str = "medium", gop: int = 60,
                  matrix: str = "bt709", full_range: bool = False, bframes: int = 2, lossless: bool = False,
-                 tags: tuple[int, int] = (2, 2)) -> None:
+                 tags: tuple[int, int] = (2, 2), threads: int = ENCODER_THREADS) -> None:
         """``tags``: FFmpeg's (colour primaries, transfer) enums written into the VUI beside the matrix (2:
         unspecified)."""
+        import io
+
         import av
 
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {', '.join(CODECS)}")
         self.codec, self.matrix, self.full_range, self.tags = codec, matrix, full_range, tags
-        self.out = av.open(str(path), "w", format="mpegts")
+        self.threads = threads
+        self.packets: list[CodedPacket] | None = None if path is not None else []
+        self.out = av.open(str(path) if path is not None else io.BytesIO(), "w", format="mpegts")
         self.streams = [self._add_stream(w, h, time_base, fps, crf, preset, gop, bframes, lossless)
                         for w, h in sizes]
         self.stream = self.streams[0]
@@ -81,6 +108,7 @@ class LREncoder:
         self.payloads: dict[int, bytes] = {}
         self.frames = 0
         self.codecs: str | None = None  # RFC 6381 CODECS of the first stream, from its first SPS
+        self.written = False  # :meth:`write` was used: packets coded elsewhere
 
     def _add_stream(self, width, height, time_base, fps, crf, preset, gop, bframes, lossless):
         codec, matrix, full_range = self.codec, self.matrix, self.full_range
@@ -101,6 +129,7 @@ class LREncoder:
                 opts["crf"] = str(crf)
         st.codec_context.options = with_asm(opts) if codec == "h264" else opts
         cc = st.codec_context
+        cc.thread_count = self.threads
         cc.colorspace = AV_COLORSPACE[matrix]
         cc.color_range = 2 if full_range else 1
         cc.color_primaries, cc.color_trc = self.tags
@@ -140,16 +169,37 @@ class LREncoder:
             payload = self.payloads.pop(key)
             if payload is not None:  # plain renditions carry no scale map
                 data = insert_sei(data, payload, self.codec)
+        if self.packets is not None:
+            self.packets.append(CodedPacket(self.streams.index(st), data, pkt.pts, pkt.dts, pkt.duration,
+                                            Fraction(pkt.time_base), bool(pkt.is_keyframe)))
+            return
         new = av.Packet(data)
         new.pts, new.dts, new.time_base, new.duration = pkt.pts, pkt.dts, pkt.time_base, pkt.duration
         new.is_keyframe = pkt.is_keyframe
         new.stream = st
         self.out.mux(new)
 
+    def write(self, packets: list[CodedPacket]) -> None:
+        """Mux packets coded elsewhere (an encoder with ``path`` None and the same arguments; in decode order,
+        segment after segment) into this file, as if this encoder had coded them."""
+        import av
+
+        self.written = True
+        for p in packets:
+            if self.codecs is None and p.stream == 0:
+                self.codecs = codecs_of(p.data, self.codec)
+            new = av.Packet(p.data)
+            new.pts, new.dts, new.time_base, new.duration = p.pts, p.dts, p.time_base, p.duration
+            new.is_keyframe = p.keyframe
+            new.stream = self.streams[p.stream]
+            self.out.mux(new)
+
     def close(self) -> None:
-        for st in self.streams:
-            for pkt in st.encode(None):
-                self._mux(pkt, st)
+        """Flush the encoders (unless this file only muxed packets coded elsewhere: :meth:`write`) and close."""
+        if not self.written:
+            for st in self.streams:
+                for pkt in st.encode(None):
+                    self._mux(pkt, st)
         self.out.close()
         if self.payloads:
             raise RuntimeError(f"{len(self.payloads)} frames got no packet from the encoder")

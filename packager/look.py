@@ -74,7 +74,7 @@ def look_tiles(clip: str, specs, frames_n: int, frame: int, crop: Crop | str | N
     from bbmr_stream.metrics import psnr_luma
     from packager import package
     from packager.config import PackageConfig
-    from packager.pipeline import pick_upscaler
+    from packager.tasks import pick_upscaler
 
     info = probe(clip)
     if not 0 <= frame < min(frames_n, info.frames or frames_n):

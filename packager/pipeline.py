@@ -16,17 +16,16 @@ through the :class:`~bbmr_stream.progress.Progress` passed in, warnings through 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from bbmr_stream.allocate import allocate
 from bbmr_stream.blocks import BlockGrid
 from bbmr_stream.decode import frames, media_seconds, probe
 from bbmr_stream.device import pick_device
@@ -35,63 +34,26 @@ from bbmr_stream.family import FAMILIES, Family, Geometry, RungSpec, make_family
 from bbmr_stream.imageio import normal_mode
 from bbmr_stream.manifest import InitRef, Manifest, Rendition
 from bbmr_stream.progress import Progress
-from bbmr_stream.resize import RESIZE_CONVENTION, to_tensor
+from bbmr_stream.resize import RESIZE_CONVENTION
 from packager.config import PackageConfig
 from packager.deep import PSNR_10BIT, deep_renditions, measure_deep, source_notes
 from packager.deep import plan as plan_deep
-from packager.encode import LREncoder
-from packager.reuse import MapReuse
 from packager.segment import gop_segments, master_playlist, segment_hls
-
-
-@dataclass
-class Rung:
-    """One rendition being made: its spec, its family (how frames become pictures and back) and its encoder."""
-
-    spec: RungSpec
-    family: Family
-    encoder: LREncoder | None = None
-    ts: Path | None = None
-    factors: list = field(default_factory=list)  # per frame, for the scale shares of block families
-    map_bytes: int = 0  # scale-map SEI payload bytes written
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-
-def pick_upscaler(name: str, family: Family, device):
-    """The upscaler a rendition is measured (and, by default, played) with: ``auto`` takes the family's
-    preferred shipped model (BBMR: jointsr, else omnisr; uniform and plain-sr: omnisr), else bicubic. Models
-    are loaded for the family's LR scales only (a plain-sr xK rung needs one model)."""
-    from models.factory import make_upscaler
-
-    if not family.client_sr:
-        return "bicubic", None
-    scales = tuple(family.lr_scales())
-    if name != "auto":
-        return name, make_upscaler(name, scales, device)
-    for cand in family.upscalers:
-        try:
-            return cand, make_upscaler(cand, scales, device)
-        except InputError:
-            continue
-    return "bicubic", make_upscaler("bicubic", scales, device)
-
-
-@dataclass
-class Allocation:
-    """The scorer + allocator state of the encode stage: the current per-block factors of BBMR rungs."""
-
-    scorer: object | None
-    reuse: MapReuse
-    factors: np.ndarray | None = None
-    seconds: dict = field(default_factory=lambda: {"score": 0.0, "allocate": 0.0})
+from packager.tasks import (
+    MeasureTask,
+    Rung,
+    SegmentTask,
+    make_encoder,
+    pick_upscaler,
+    run_measure,
+    run_segment,
+)
 
 
 def source_frames(info, cfg: PackageConfig, gop: int):
     """The frames to package: all (up to ``max_frames``), or, when ``cfg.sample`` lists segment indices (the
-    auto ladder's sample), the frames of those segments re-timed back to back (indices and pts contiguous)."""
+    auto ladder's sample), the frames of those segments re-timed back to back from 0 (indices and pts contiguous),
+    as the segment tasks number them (:func:`packager.tasks.task_frames`)."""
     from bbmr_stream.decode import Frame
 
     segs = cfg.sample
@@ -100,13 +62,12 @@ def source_frames(info, cfg: PackageConfig, gop: int):
         return
     want, last = set(segs), max(segs)
     step = max(1, int(round(1 / (float(info.fps) * float(info.time_base)))))
-    j, pts0 = 0, None
+    j = 0
     for fr in frames(info, cfg.max_frames, strict=True):
         if fr.index // gop > last:
             break
         if fr.index // gop in want:
-            pts0 = fr.pts if pts0 is None else pts0
-            yield Frame(j, pts0 + j * step, fr.rgb, fr.y, step)
+            yield Frame(j, j * step, fr.rgb, fr.y, step)
             j += 1
 
 
@@ -137,162 +98,124 @@ def encode_groups(specs: list[RungSpec], size: int = MAX_ENCODERS) -> list[list[
     return groups
 
 
-def encode_in_groups(specs, geo: Geometry, info, cfg: PackageConfig, gop: int, work: Path, tmp: Path, scorer, device,
-                     progress: Progress, refine_log: dict | None = None, title: dict | None = None):
-    """The encode and segment stages over :func:`encode_groups`; renditions in ladder order, encoders freed
-    after each group. Returns (frames, seconds per stage, renditions, the allocation state). ``refine_log``
-    receives the refined rungs' upscalers and losses (:meth:`packager.refine.Refiners.summary`); ``title``
-    ({rung name: Rendition with per-title models in ``tmp``}): refine those rungs through their models."""
-    import gc
-
-    from packager.refine import Refiners
-
-    timing: dict = {}
-    renditions: list[Rendition] = []
-    n_frames, alloc_used = None, None
-    for group in encode_groups(specs):
-        rungs = make_rungs(group, geo, info, cfg, gop, work)
-        alloc = Allocation(scorer if any(FAMILIES[s.family].allocates for s in group) else None,
-                           MapReuse(cfg.realloc, geo.grid, cfg.realloc_threshold))
-        refiners = Refiners(cfg.refine, lambda fam: pick_upscaler(cfg.upscaler, fam, device), device,
-                            (title, tmp) if title else None)
-        n, t = encode_stage(rungs, info, geo, alloc, cfg, gop, device, progress, refiners)
-        if refine_log is not None and refiners.refiners:
-            refine_log.setdefault("upscalers", {}).update(refiners.upscalers)
-            refine_log.setdefault("loss", {}).update(refiners.summary())
-        if n_frames is not None and n != n_frames:
-            raise RuntimeError(f"the source gave {n} frames in one pass and {n_frames} in another")
-        n_frames = n
-        t0 = time.time()
-        renditions += segment_stage(rungs, tmp, info, n, cfg, gop)
-        t["segment"] = time.time() - t0
-        for k, v in t.items():
-            timing[k] = timing.get(k, 0.0) + v
-        alloc_used = alloc if alloc.scorer is not None or alloc_used is None else alloc_used
-        del rungs
-        gc.collect()
-    order = {s.name: i for i, s in enumerate(specs)}
-    renditions.sort(key=lambda r: order[r.name])
-    return n_frames, timing, renditions, alloc_used
+def segment_plan(info, cfg: PackageConfig, gop: int) -> list[tuple[int, int, int | None]]:
+    """The run's segments as (segment, source segment, frames: None = to the end of the source): every segment of
+    the title up to ``max_frames``, or the auto ladder's sample (``cfg.sample``) numbered anew. A source whose frame
+    count is an estimate has its last segment read to the end."""
+    total = min(info.frames or 0, cfg.max_frames or 10**12)
+    if cfg.sample:
+        return [(j, s, min(gop, total - s * gop)) for j, s in enumerate(s for s in cfg.sample if s * gop < total)]
+    n = max(1, -(-total // gop))
+    exact = info.frames_exact or (cfg.max_frames is not None and info.frames > cfg.max_frames)
+    return [(i, i, min(gop, total - i * gop) if i < n - 1 or exact else None) for i in range(n)]
 
 
-def make_rungs(specs: list[RungSpec], geo: Geometry, info, cfg: PackageConfig, gop: int, work: Path) -> list[Rung]:
+def task_groups(groups: list[list[RungSpec]], n_segments: int, workers: int) -> list[list[RungSpec]]:
+    """:func:`encode_groups` split further until there are about 3 tasks per worker (each task re-decodes its
+    segment: the fewer the better when there are enough); a group of rungs sharing pictures (one family and size)
+    or one allocation pass (BBMR) stays whole."""
+    groups = [list(g) for g in groups]
+    while len(groups) * n_segments < 3 * workers:
+        big = max(groups, key=len)
+        units: dict = {}
+        for s in big:
+            units.setdefault("bbmr" if FAMILIES[s.family].allocates else (s.family, s.factor, s.size), []).append(s)
+        if len(units) < 2:
+            break
+        keys = list(units)
+        half = [s for k in keys[: len(keys) // 2] for s in units[k]]
+        groups.remove(big)
+        groups += [half, [s for s in big if s not in half]]
+    return groups
+
+
+@dataclass
+class Encoded:
+    """What the segment tasks of a run made (:func:`encode_in_groups`)."""
+
+    frames: int
+    seconds: dict
+    renditions: list
+    scored: bool  # a scorer allocated BBMR blocks
+    allocations: int  # scorer + allocator runs
+    refs: dict  # run frame index -> the source's Y plane (the frames asked for)
+
+
+def encode_in_groups(specs, geo: Geometry, info, cfg: PackageConfig, gop: int, work: Path, tmp: Path, device,
+                     progress: Progress, refine_log: dict | None = None, title: dict | None = None,
+                     keep_y: tuple[int, ...] = ()) -> Encoded:
+    """The encode and segment stages: :class:`packager.tasks.SegmentTask` per segment and group of rungs
+    (:func:`encode_groups`, :func:`task_groups`) on the current runner (:mod:`packager.runner`), their packets
+    written into each rung's MPEG-TS in segment order, then segmented; renditions in ladder order.
+    ``refine_log`` receives the refined rungs' upscalers and losses; ``title`` ({rung name: Rendition with
+    per-title models in ``tmp``}): refine those rungs through their models (in this process: the models are in
+    ``tmp``); ``keep_y``: run frame indices whose source Y planes to return (the measured frames)."""
+    import pickle
+
+    from models.factory import use_backend
+    from packager.refine import refine_summary
+    from packager.runner import Serial, current
+
+    runner = Serial() if title else current()
+    plan = segment_plan(info, cfg, gop)
+    groups = task_groups(encode_groups(specs), len(plan), runner.workers)
+    src = dataclasses.replace(info, path=str(Path(info.path).resolve()))  # workers may not share our cwd
+    backend = use_backend(cfg.backend)
+    want = set(keep_y)
+    tasks = [SegmentTask(cfg, src, tuple(g), seg, source_seg, gop, count, retime=bool(cfg.sample),
+                         keep_y=tuple(i for i in keep_y if i // gop == seg) if gi == 0 else (), backend=backend,
+                         title=(title, tmp) if title else None)
+             for gi, g in enumerate(groups) for seg, source_seg, count in plan]
+    meta: dict = {}  # (rung, segment) -> (frames, factors, map bytes, codecs)
+    seconds: dict = {}
+    states, through, refs, allocations = [], {}, {}, [0]
+    with progress.task(f"encoding {len(specs)} renditions ({len(plan)} segments, {len(tasks)} tasks)",
+                       len(tasks)) as bar:
+        def done(i: int, res) -> None:
+            for name, ch in res.rungs.items():
+                with open(work / f"{name}.{res.segment:06d}.pkt", "wb") as f:
+                    pickle.dump(ch.packets, f, protocol=pickle.HIGHEST_PROTOCOL)
+                meta[(name, res.segment)] = (res.frames, ch.factors, ch.map_bytes, ch.codecs)
+            for k, v in res.seconds.items():
+                seconds[k] = seconds.get(k, 0.0) + v
+            allocations[0] += res.allocations
+            states.append(res.refine)
+            through.update(res.refined_through)
+            refs.update({k: v for k, v in res.y.items() if k in want})
+            bar.advance()
+
+        runner.map(run_segment, tasks, done=done)
+    counts = {seg: meta[(specs[0].name, seg)][0] for seg, _, _ in plan}
+    for (name, seg), m in meta.items():
+        if m[0] != counts[seg]:
+            raise RuntimeError(f"segment {seg}: {m[0]} frames for {name}, {counts[seg]} for {specs[0].name}")
+    n_frames = sum(counts.values())
+    if n_frames == 0:
+        raise InputError(f"{cfg.input}: no frames decoded")
+    if refine_log is not None and states and any(states):
+        refine_log.setdefault("upscalers", {}).update(through)
+        refine_log.setdefault("loss", {}).update(refine_summary(states))
+    t0 = time.time()
     rungs = []
     for spec in specs:
         fam = make_family(spec, geo)
-        ts = work / f"{spec.name}.ts"
-        enc = LREncoder(ts, fam.sizes(), info.time_base, info.fps, cfg.codec, spec.crf, cfg.preset, gop,
-                        info.matrix, info.full_range, lossless=cfg.lossless, tags=sdr_tags(info))
-        rungs.append(Rung(spec, fam, enc, ts))
-    return rungs
-
-
-def sdr_tags(info) -> tuple[int, int]:
-    """The (primaries, transfer) tags of the 8-bit ladder: BT.709 for an HDR source (its SDR picture, tone-mapped
-    to BT.709), else the source's own (2: unspecified)."""
-    return (1, 1) if info.transfer != "SDR" else info.colour_tags[:2]
-
-
-def allocate_frame(alloc: Allocation, x: torch.Tensor, rgb: np.ndarray, segment_start: bool, geo: Geometry,
-                   cfg: PackageConfig, rate_crf: float, device) -> None:
-    """Re-score and re-allocate when the reuse policy says so (sets ``alloc.factors``)."""
-    if not alloc.reuse.needs_realloc(rgb, segment_start):
-        return
-    g = geo.grid
-    if alloc.scorer is None:
-        alloc.factors = np.full(g.n_blocks, geo.overall, np.uint8)
-    else:
-        t = time.time()
-        dist = alloc.scorer.score(x.to(device), g.block)
-        alloc.seconds["score"] += time.time() - t
-        t = time.time()
-        rate_kw = {}
-        if cfg.rate_lambda > 0:
-            from bbmr_stream.blocks import pad_tensor
-            from bbmr_stream.rate import h264_lambda, rate_proxy
-
-            rate_kw = {"rate": rate_proxy(pad_tensor(x, g.block), geo.scales, g.block, rate_crf),
-                       "lam": cfg.rate_lambda * h264_lambda(rate_crf)}
-        alloc.factors = allocate(cfg.allocator, dist, geo.scales, geo.overall, g.block,
-                                 weights=g.valid_fraction(), **rate_kw)
-        alloc.seconds["allocate"] += time.time() - t
-    alloc.reuse.allocated(rgb)
-
-
-def map_payload(r: Rung, factors, index: int, segment_start: bool) -> bytes | None:
-    """The frame's scale-map SEI payload, or None: a map is sent at every segment start and whenever it differs
-    from the previous frame's; a frame without one has the previous frame's map (docs/formats.md). Per frame,
-    the SEI costs 17-26 kbps at 30 fps (1080p-1440p grids), 10-20 % of a low uniform or BBMR rung. Appends the
-    frame's block factors to ``r.factors`` (the previous map, and the scale shares of the manifest)."""
-    if not r.family.carries_map:
-        return None
-    bf = r.family.block_factors(factors)
-    changed = not r.factors or not np.array_equal(bf, r.factors[-1])
-    r.factors.append(bf)
-    return r.family.scale_map(factors, index) if segment_start or changed else None
-
-
-def encode_stage(rungs: list[Rung], info, geo: Geometry, alloc: Allocation, cfg: PackageConfig, gop: int, device,
-                 progress: Progress, refiners=None) -> tuple[int, dict]:
-    """decode -> (score -> allocate) -> pack [-> refine] -> encode + SEI, frame by frame; returns (frames,
-    seconds). ``refiners``: a :class:`packager.refine.Refiners` for the rungs whose spec says ``refine``."""
-    timing = {"decode": 0.0, "pack": 0.0, "encode": 0.0}
-    if any(r.spec.refine for r in rungs):
-        timing["refine"] = 0.0
-    bbmr_crfs = sorted(r.spec.crf for r in rungs if r.family.allocates) or [23.0]
-    rate_crf = bbmr_crfs[len(bbmr_crfs) // 2]
-    needs_alloc = any(r.family.allocates for r in rungs)
-    total = min(info.frames or 0, cfg.max_frames or 10**9) or None
-    if cfg.sample and total:  # the auto ladder's sample: those segments only
-        total = sum(min(gop, total - i * gop) for i in cfg.sample if i * gop < total)
-    n, segment = 0, -1
-    with progress.task(f"encoding {len(rungs)} renditions", total, rate=True) as task:
-        t = time.time()
-        for fr in source_frames(info, cfg, gop):
-            timing["decode"] += time.time() - t
-            segment += fr.index % gop == 0  # the stream's segment (a sampled run's segments are numbered anew)
-            if refiners is not None:
-                refiners.segment = segment
-            x = to_tensor(fr.rgb)
-            if needs_alloc:
-                allocate_frame(alloc, x, fr.rgb, fr.index % gop == 0, geo, cfg, rate_crf, device)
-            made: dict = {}  # picture_key -> YUV planes: a family at several CRFs resizes and converts once
-            for r in rungs:
-                t = time.time()
-                f = r.family.fit(alloc.factors) if r.family.allocates else None
-                key = refiners.key(r.family, f) if r.spec.refine else r.family.picture_key(f)
-                pics = made.get(key) if key is not None else None
-                if pics is None:
-                    if r.spec.refine:
-                        t1 = time.time()
-                        pics = refiners.pictures(r.family, x, f, fr.index % gop == 0)
-                        dt = time.time() - t1
-                        timing["refine"] += dt
-                        t += dt  # refining is not packing
-                    else:
-                        pics = r.family.pictures(x, f)
-                    pics = r.encoder.planes(pics)  # converted to YUV once per picture
-                    if key is not None:
-                        made[key] = pics
-                if r.spec.refine:
-                    refiners.record(r.family, f)
-                payload = map_payload(r, f, fr.index, fr.index % gop == 0)
-                r.map_bytes += len(payload) if payload else 0
-                timing["pack"] += time.time() - t
-                t = time.time()
-                r.encoder.encode(pics, fr.pts, payload, fr.duration)
-                timing["encode"] += time.time() - t
-            n += 1
-            task.advance()
-            t = time.time()
-        if n == 0:
-            raise InputError(f"{cfg.input}: no frames decoded")
-        t = time.time()
-        for r in rungs:
-            r.encoder.close()
-        timing["encode"] += time.time() - t
-    timing.update(alloc.seconds)
-    return n, timing
+        r = Rung(spec, fam, make_encoder(spec, fam, info, cfg, gop, work / f"{spec.name}.ts"), work / f"{spec.name}.ts")
+        for seg, _, _ in plan:
+            part = work / f"{spec.name}.{seg:06d}.pkt"
+            with open(part, "rb") as f:
+                r.encoder.write(pickle.load(f))
+            part.unlink()
+            _, factors, map_bytes, codecs = meta[(spec.name, seg)]
+            r.factors += factors
+            r.map_bytes += map_bytes
+        r.encoder.close()
+        rungs.append(r)
+    seconds["mux"] = time.time() - t0
+    t0 = time.time()
+    renditions = segment_stage(rungs, tmp, info, n_frames, cfg, gop)
+    seconds["segment"] = time.time() - t0
+    scored = any(FAMILIES[s.family].allocates for s in specs) and cfg.allocator != "uniform"
+    return Encoded(n_frames, seconds, renditions, scored, allocations[0], refs)
 
 
 def segment_stage(rungs: list[Rung], tmp: Path, info, n_frames: int, cfg: PackageConfig,
@@ -357,8 +280,9 @@ def measured_frames(n_frames: int, count: int) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(0, n_frames - 1, count)})
 
 
-def build_manifest(cfg: PackageConfig, info, geo: Geometry, n_frames: int, renditions, alloc: Allocation, timing: dict,
-                   audio, measured: list[int] | None) -> Manifest:
+def build_manifest(cfg: PackageConfig, info, geo: Geometry, n_frames: int, renditions, allocs: tuple[bool, int],
+                   timing: dict, audio, measured: list[int] | None) -> Manifest:
+    """The manifest; ``allocs``: (a scorer allocated BBMR blocks, scorer + allocator runs)."""
     conv = {"psnr_y": PSNR_CONVENTION, "bitrate": BITRATE_CONVENTION,
             "timing_s": {k: round(v, 3) for k, v in timing.items()}}
     if measured is not None:
@@ -382,8 +306,8 @@ def build_manifest(cfg: PackageConfig, info, geo: Geometry, n_frames: int, rendi
     return Manifest(
         source=source,
         block=geo.grid.block, overall=geo.overall, scales=list(geo.scales), resize=RESIZE_CONVENTION,
-        container=cfg.container, segment_s=cfg.segment, realloc=f"{cfg.realloc} ({alloc.reuse.count} allocations)",
-        scorer=cfg.scorer if alloc.scorer else "none", allocator=cfg.allocator, renditions=renditions,
+        container=cfg.container, segment_s=cfg.segment, realloc=f"{cfg.realloc} ({allocs[1]} allocations)",
+        scorer=cfg.scorer if allocs[0] else "none", allocator=cfg.allocator, renditions=renditions,
         audio=audio, conventions=conv)
 
 
@@ -472,11 +396,9 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
     """Encode, segment and measure ``specs`` into a temporary directory beside ``out``, then swap it in.
     ``select(renditions, directory) -> renditions``: after measuring, the renditions to ship (it deletes the
     files of the others: :func:`packager.titled.select_titled`)."""
-    from models.factory import make_scorer
+    from packager.runner import current
 
-    needs_alloc = any(FAMILIES[s.family].allocates for s in specs)
     check_refine(cfg, specs, geo, device)
-    scorer = make_scorer(cfg.scorer, cfg.scales, device) if needs_alloc and cfg.allocator != "uniform" else None
     gop = max(1, int(round(float(info.fps) * cfg.segment)))
     remove_stale_temps(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
@@ -488,11 +410,10 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
         adapted: dict = {}
         measured = None
         if cfg.ranges == "hdr-only":
-            n_frames, timing, renditions = None, {}, []
-            alloc = Allocation(None, MapReuse(cfg.realloc, geo.grid, cfg.realloc_threshold))
+            n_frames, timing, renditions, allocs = None, {}, [], (False, 0)
         else:
-            n_frames, timing, renditions, alloc, measured = eight_bit_ladder(
-                cfg, specs, info, geo, gop, work, tmp, scorer, device, progress, refine_log, adapted, select)
+            n_frames, timing, renditions, allocs, measured = eight_bit_ladder(
+                cfg, specs, info, geo, gop, work, tmp, device, progress, refine_log, adapted, select)
         shutil.rmtree(work, ignore_errors=True)
         rungs10 = plan_deep(cfg, info, renditions, specs)
         if rungs10:
@@ -515,7 +436,8 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
         (tmp / "master.m3u8").write_text(master_playlist(
             [(r.playlist, r.bitrate_kbps * 1000, _peak_bps(r), r.lr_width, r.lr_height, r.codecs, r.video_range)
              for r in renditions], audio))
-        man = build_manifest(cfg, info, geo, n_frames, renditions, alloc, timing, audio, measured)
+        man = build_manifest(cfg, info, geo, n_frames, renditions, allocs, timing, audio, measured)
+        man.conventions["made"] = current().describe()
         if refine_log:
             man.conventions["refine"] = {"config": cfg.refine.to_dict(), "label": cfg.refine.label,
                                          "convention": REFINE_CONVENTION, **refine_log}
@@ -531,12 +453,15 @@ def write_stream(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry,
 
 
 def eight_bit_ladder(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geometry, gop: int, work: Path, tmp: Path,
-                     scorer, device, progress: Progress, refine_log: dict, adapted: dict, select=None):
+                     device, progress: Progress, refine_log: dict, adapted: dict, select=None):
     """The 8-bit ladder (every family; an HDR source's SDR picture): encode, segment, [adapt,] measure, [select,]
-    export web models. Returns (frames, seconds per stage, renditions, the allocation state, measured frames or
+    export web models. Returns (frames, seconds per stage, renditions, (scored, allocations), measured frames or
     None); ``adapted`` receives the per-title models' summary."""
-    n_frames, timing, renditions, alloc = encode_in_groups(specs, geo, info, cfg, gop, work, tmp, scorer,
-                                                           device, progress, refine_log)
+    plan = segment_plan(info, cfg, gop)
+    expected = None if any(c is None for *_, c in plan) else sum(c for *_, c in plan)
+    keep = measured_frames(expected, cfg.measure_frames) if cfg.measure and expected else []
+    enc = encode_in_groups(specs, geo, info, cfg, gop, work, tmp, device, progress, refine_log, keep_y=tuple(keep))
+    n_frames, timing, renditions = enc.frames, enc.seconds, enc.renditions
     shutil.rmtree(work)
     if cfg.adapt is not None:
         from packager.adapt import adapt_stage
@@ -553,8 +478,9 @@ def eight_bit_ladder(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geome
     if cfg.measure:
         t = time.time()
         measured = measured_frames(n_frames, cfg.measure_frames)
+        refs = enc.refs if set(measured) <= set(enc.refs) else source_refs(source_frames(info, cfg, gop), measured)
         measure(renditions, info, geo, measured, lambda fam, rend: pick_for(cfg.upscaler, fam, rend, tmp, device),
-                tmp, progress, cfg.niqe_frames, source=lambda: source_frames(info, cfg, gop))
+                tmp, progress, refs, cfg)
         timing["measure"] = time.time() - t
         if select is not None:
             renditions = select(renditions, tmp)
@@ -564,7 +490,7 @@ def eight_bit_ladder(cfg: PackageConfig, specs: list[RungSpec], info, geo: Geome
         t = time.time()
         if export_web_models(renditions, tmp, progress):
             timing["web_models"] = time.time() - t
-    return n_frames, timing, renditions, alloc, measured
+    return n_frames, timing, renditions, (enc.scored, enc.allocations), measured
 
 
 def refine_through_titles(cfg: PackageConfig, specs: list[RungSpec], renditions: list[Rendition], geo: Geometry,
@@ -578,8 +504,8 @@ def refine_through_titles(cfg: PackageConfig, specs: list[RungSpec], renditions:
     t = time.time()
     work = tmp / "work"
     work.mkdir()
-    again = encode_in_groups([s for s in specs if s.name in redo], geo, info, cfg, gop, work, tmp, None, device,
-                             progress, refine_log, title=redo)[2]
+    again = encode_in_groups([s for s in specs if s.name in redo], geo, info, cfg, gop, work, tmp, device,
+                             progress, refine_log, title=redo).renditions
     shutil.rmtree(work)
     for r in again:
         r.models = redo[r.name].models
@@ -707,56 +633,82 @@ def pick_for(name: str, fam: Family, rend: Rendition | None, root: Path, device)
                                    device)
 
 
+def source_refs(source, measured: list[int]) -> dict:
+    """Run frame index -> the source's Y plane of the ``measured`` frames, from the frames ``source`` yields."""
+    want, refs = set(measured), {}
+    for fr in source:
+        if fr.index in want:
+            refs[fr.index] = fr.y
+        if fr.index >= max(measured):
+            break
+    return refs
+
+
 def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int], pick, tmp: Path, progress: Progress,
-            niqe_frames: int = 0, source=None) -> None:
-    """Decode every rendition back, reconstruct the ``measured`` frames with its family and
-    ``pick(family, rendition) -> (name, upscaler)`` (rendition None: the generic weights), and set its mean
-    PSNR-Y (:data:`PSNR_CONVENTION`; a rendition with a title model also ``psnr_y_generic``, with the generic
-    weights) and the NIQE of its first ``niqe_frames`` measured frames. The source's Y planes of those frames
-    are decoded once."""
+            refs: dict, cfg: PackageConfig) -> None:
+    """Decode every rendition back, reconstruct the ``measured`` frames with its family and upscaler, and set its
+    mean PSNR-Y against ``refs`` (run frame index -> the source's Y plane; :data:`PSNR_CONVENTION`) and the NIQE
+    of its first ``cfg.niqe_frames`` measured frames. Renditions with the generic weights are
+    :class:`packager.tasks.MeasureTask`\\ s on the current runner; one with a title model is measured here with
+    ``pick(family, rendition) -> (name, upscaler)`` (rendition None: the generic weights, whose PSNR-Y goes to
+    ``psnr_y_generic`` beside the model's)."""
+    from models.factory import use_backend
+    from packager.runner import current
+
+    runner = current()
+    generic = [r for r in renditions if not r.models]
+    with progress.task("measuring", len(renditions)) as task:
+        if generic:
+            backend = use_backend(cfg.backend)
+            tasks = [MeasureTask(r, cfg, info, tuple(measured), str(tmp) if runner.local_files else None,
+                                 None if runner.local_files else _files(tmp, r), backend) for r in generic]
+            results = runner.map(run_measure, tasks, shared={i: refs[i] for i in measured},
+                                 done=lambda i, res: task.advance())
+            for rend, res in zip(generic, results):
+                rend.psnr_y = round(float(np.mean(res.psnr)), 4)
+                rend.niqe = round(float(np.mean(res.niqe)), 4) if res.niqe else None
+                rend.psnr_y_upscaler = res.upscaler
+                rend.weights = weights_ref(res.upscaler)
+        for rend in renditions:
+            if rend.models:
+                measure_titled(rend, info, geo, measured, pick, tmp, refs, cfg.niqe_frames)
+                task.advance()
+
+
+def _files(root: Path, rend: Rendition) -> dict:
+    """A rendition's init and media segments' bytes (name -> bytes): a remote worker's copy."""
+    names = ([rend.init.file] if rend.init is not None else []) + [s.file for s in rend.segments]
+    return {n: (root / n).read_bytes() for n in names}
+
+
+def measure_titled(rend: Rendition, info, geo: Geometry, measured: list[int], pick, tmp: Path, refs: dict,
+                   niqe_frames: int) -> None:
+    """:func:`measure` of a rendition with a per-title model, in this process (its model is in ``tmp``)."""
     from bbmr_stream.demux import init_path, segment_frames
     from bbmr_stream.metrics import niqe, psnr_plane
 
     want = set(measured)
-    ref = {}
-    for fr in (source() if source else frames(info)):
-        if fr.index in want:
-            ref[fr.index] = fr.y
-        if fr.index >= max(measured):
-            break
-    with progress.task("measuring", len(measured) * len(renditions)) as task:
-        ups: dict = {}
-        for rend in renditions:
-            fam = make_family(spec_of(rend), geo)
-            # plain-sr x2 and x4 need different models; a title model is the rendition's own
-            key = (fam.name, tuple(fam.lr_scales()), tuple(m.file for m in rend.models))
-            if key not in ups:
-                ups[key] = pick(fam, rend)
-            up_name, upscaler = ups[key]
-            generic = pick(fam, None)[1] if rend.models else None  # the fallback's quality beside the model's
-            task.describe(f"measuring {rend.name} ({up_name})")
-            vals, niqes, gvals = [], [], []
-            for seg in rend.segments:
-                for i, (frs, smap) in enumerate(segment_frames(tmp / seg.file, len(rend.pictures),
-                                                                 init_path(tmp, rend))):
-                    if seg.first_frame + i not in want:
-                        continue
-                    y, rgb = fam.luma(frs, smap, upscaler, info.matrix, info.full_range,
-                                      with_rgb=len(niqes) < niqe_frames)
-                    vals.append(psnr_plane(ref[seg.first_frame + i], y))
-                    if generic is not None:
-                        gvals.append(psnr_plane(ref[seg.first_frame + i],
-                                                fam.luma(frs, smap, generic, info.matrix, info.full_range)[0]))
-                    if rgb is not None:
-                        niqes.append(niqe(rgb))
-                    task.advance()
-            if len(vals) != len(measured):
-                raise RuntimeError(f"{rend.name}: decoded {len(vals)} of {len(measured)} measured frames")
-            rend.psnr_y = round(float(np.mean(vals)), 4)
-            rend.psnr_y_generic = round(float(np.mean(gvals)), 4) if gvals else None
-            rend.niqe = round(float(np.mean(niqes)), 4) if niqes else None
-            rend.psnr_y_upscaler = up_name
-            rend.weights = weights_ref(up_name)
+    fam = make_family(spec_of(rend), geo)
+    up_name, upscaler = pick(fam, rend)
+    generic = pick(fam, None)[1]  # the fallback's quality beside the model's
+    vals, niqes, gvals = [], [], []
+    for seg in rend.segments:
+        for i, (frs, smap) in enumerate(segment_frames(tmp / seg.file, len(rend.pictures), init_path(tmp, rend))):
+            if seg.first_frame + i not in want:
+                continue
+            y, rgb = fam.luma(frs, smap, upscaler, info.matrix, info.full_range, with_rgb=len(niqes) < niqe_frames)
+            vals.append(psnr_plane(refs[seg.first_frame + i], y))
+            gvals.append(psnr_plane(refs[seg.first_frame + i],
+                                    fam.luma(frs, smap, generic, info.matrix, info.full_range)[0]))
+            if rgb is not None:
+                niqes.append(niqe(rgb))
+    if len(vals) != len(measured):
+        raise RuntimeError(f"{rend.name}: decoded {len(vals)} of {len(measured)} measured frames")
+    rend.psnr_y = round(float(np.mean(vals)), 4)
+    rend.psnr_y_generic = round(float(np.mean(gvals)), 4)
+    rend.niqe = round(float(np.mean(niqes)), 4) if niqes else None
+    rend.psnr_y_upscaler = up_name
+    rend.weights = weights_ref(up_name)
 
 
 def weights_ref(upscaler: str | None) -> dict | None:

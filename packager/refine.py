@@ -125,15 +125,30 @@ class Refiners:
         """Note the upscaler a refined rung's pictures went through (every rung sharing a picture)."""
         self.upscalers[fam.spec.name] = self.refiners[self.key(fam, factors)].upscaler
 
+    def state(self) -> dict:
+        """Per shared picture key: (the losses per frame, seconds refining, the upscaler), for
+        :func:`refine_summary` (a segment task's share of a run's refinement)."""
+        return {key: (list(ref.losses), self.seconds.get(key, 0.0), ref.upscaler) for key, ref in self.refiners.items()}
+
     def summary(self) -> dict:
-        """Per shared picture: frames refined, seconds per frame, the mean loss (MSE of Y, [0, 255]) before and
-        after, and the upscaler."""
-        out = {}
-        for key, ref in self.refiners.items():
-            if ref.losses:
-                b, a = np.mean(ref.losses, axis=0)
-                n = len(ref.losses)
-                out[" ".join(map(str, key[1][:2] + (key[2] or "",))).strip()] = {
-                    "frames": n, "s_per_frame": round(self.seconds.get(key, 0.0) / n, 3),
-                    "mse_y_before": round(float(b), 4), "mse_y_after": round(float(a), 4), "upscaler": ref.upscaler}
-        return out
+        return refine_summary([self.state()])
+
+
+def refine_summary(states: list[dict]) -> dict:
+    """Per shared picture over :meth:`Refiners.state` of several tasks: frames refined, seconds per frame, the
+    mean loss (MSE of Y, [0, 255]) before and after, and the upscaler."""
+    merged: dict = {}
+    for st in states:
+        for key, (losses, seconds, upscaler) in st.items():
+            m = merged.setdefault(key, [[], 0.0, upscaler])
+            m[0] += losses
+            m[1] += seconds
+    out = {}
+    for key, (losses, seconds, upscaler) in merged.items():
+        if losses:
+            b, a = np.mean(losses, axis=0)
+            n = len(losses)
+            out[" ".join(map(str, key[1][:2] + (key[2] or "",))).strip()] = {
+                "frames": n, "s_per_frame": round(seconds / n, 3),
+                "mse_y_before": round(float(b), 4), "mse_y_after": round(float(a), 4), "upscaler": upscaler}
+    return out

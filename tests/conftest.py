@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, settings
 # the suite runs the SR models in eager torch (fast start on tiny pictures); tests/unit/test_backend.py checks the
 # exported runtimes (OpenVINO, ONNX Runtime) against it
 os.environ.setdefault("BBMR_BACKEND", "torch")
+os.environ.setdefault("BBMR_WORKERS", "1")  # bbmr-package in tests: this process (tests of workers say so)
 
 settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
