@@ -235,17 +235,18 @@ def frames(info: SourceInfo, max_frames: int | None = None, strict: bool = False
     yield from frames_from(info, 0, max_frames, strict)
 
 
-def frames_from(info: SourceInfo, start: int, count: int | None = None, strict: bool = False) -> Iterator[Frame]:
+def frames_from(info: SourceInfo, start: int, count: int | None = None, strict: bool = False,
+                seek: int | None = None) -> Iterator[Frame]:
     """:func:`frames` from the ``start``-th frame (indices count from the first frame, as :func:`frames` numbers
     them), at most ``count`` of them. The decoder seeks to the keyframe before the frame when the packets'
-    timestamps place it (:func:`seek_pts`) and the first frame decoded there is that frame; otherwise it decodes
-    from the start and skips (same frames, slower). Strictness as :func:`frames`."""
+    timestamps place it (``seek``: its pts, else :func:`seek_pts`) and decoding from that keyframe reaches it;
+    otherwise it decodes from the start and skips (the same frames, slower). Strictness as :func:`frames`."""
     import av
 
     c = _open(info.path)
     try:
         n, last_pts = start, None
-        it = _seeked(c, info, start)
+        it = _seeked(c, info, start, seek)
         if it is None:
             if start:  # a fresh demuxer and decoder after an untrusted seek
                 c.close()
@@ -258,7 +259,7 @@ def frames_from(info: SourceInfo, start: int, count: int | None = None, strict: 
             if count is not None and n - start >= count:
                 break
             rgb, y = _display(*frame_to_rgb(fr, info.matrix, info.full_range), info)
-            pts = fr.pts if fr.pts is not None else (0 if last_pts is None else last_pts + 1)
+            pts = fr.pts if fr.pts is not None else (n if last_pts is None else last_pts + 1)
             last_pts = pts
             yield Frame(n, int(pts), rgb, y, int(fr.duration or 0))
             n += 1
@@ -278,30 +279,45 @@ def frames_from(info: SourceInfo, start: int, count: int | None = None, strict: 
 
 def seek_pts(info: SourceInfo, index: int) -> int | None:
     """The pts of the ``index``-th frame from the packets' timestamps (:func:`packet_times`, skipping those
-    before the first decoded frame: an edit list's hidden frames), or None when they cannot say."""
+    before the first decoded frame: an edit list's hidden frames), or None when they cannot say: no first pts,
+    repeated timestamps, or (a container that counts its frames) more or fewer packets than frames."""
     p = Path(info.path)
     st = p.stat()
     pts = packet_times(str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if info.first_pts is None or info.first_pts not in pts:
+    if info.first_pts is None or info.first_pts not in pts or len(set(pts)) != len(pts):
         return None
-    i = pts.index(info.first_pts) + index
+    first = pts.index(info.first_pts)
+    if info.frames_exact and len(pts) - first != info.frames:
+        return None
+    i = first + index
     return pts[i] if i < len(pts) else None
 
 
-def _seeked(c, info: SourceInfo, start: int):
-    """Frames decoded from the keyframe before the ``start``-th frame, beginning with it; None when the seek
-    cannot be trusted (:func:`seek_pts` unknown, or the decoder's first frame at or past it is another)."""
+def _seeked(c, info: SourceInfo, start: int, target: int | None = None):
+    """Frames decoded from the keyframe before the ``start``-th frame (pts ``target``, else :func:`seek_pts`),
+    beginning with it; None when the seek cannot be trusted: no target, a decoder error, or the first frame
+    decoded after the seek is not a keyframe at or before the target (an open GOP's leading pictures) or the
+    target is not among the frames that follow it."""
+    import av
+
     if start == 0:
         return None
-    target = seek_pts(info, start)
+    target = seek_pts(info, start) if target is None else target
     if target is None:
         return None
     s = c.streams.video[0]
-    c.seek(target, stream=s, backward=True, any_frame=False)
-    it = c.decode(s)
-    for fr in it:
-        if fr.pts is None or fr.pts > target:
-            break
-        if fr.pts == target:
-            return itertools.chain([fr], it)
+    try:
+        c.seek(target, stream=s, backward=True, any_frame=False)
+        it = c.decode(s)
+        first = True
+        for fr in it:
+            if first and (not fr.key_frame or fr.pts is None or fr.pts > target):
+                return None
+            first = False
+            if fr.pts is None or fr.pts > target:
+                return None
+            if fr.pts == target:
+                return itertools.chain([fr], it)
+    except av.error.FFmpegError:
+        return None
     return None

@@ -1,6 +1,6 @@
 """``bbmr-package --workers N`` against ``--workers 1`` in one run: wall time, peak memory, the same stream.
 
-``python -m bench.workers CLIP --out B/workers [--workers 2] [-- PACKAGE ARGS...]``
+``python -m bench.workers CLIP --out B/workers [--workers 2] [PACKAGE ARGS...]``
 
 Runs the packager on ``CLIP`` twice with the same options (default: the default ladder, ``--ladder auto``), one
 process then ``--workers N`` processes, one after the other on an otherwise idle machine; records each run's wall
@@ -92,9 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("clip")
     ap.add_argument("--out", required=True)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("extra", nargs=argparse.REMAINDER, help="after --: bbmr-package options")
-    a = ap.parse_args(argv)
-    extra = [x for x in a.extra if x != "--"]
+    a, extra = ap.parse_known_args(argv)  # the rest: bbmr-package options
+    extra = [x for x in extra if x != "--"]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     one = run(a.clip, out / "stream_1", 1, extra)

@@ -109,6 +109,7 @@ class LREncoder:
         self.frames = 0
         self.codecs: str | None = None  # RFC 6381 CODECS of the first stream, from its first SPS
         self.written = False  # :meth:`write` was used: packets coded elsewhere
+        self.last_dts: dict[int, int] = {}  # per stream, the last dts :meth:`write` muxed
 
     def _add_stream(self, width, height, time_base, fps, crf, preset, gop, bframes, lossless):
         codec, matrix, full_range = self.codec, self.matrix, self.full_range
@@ -181,15 +182,25 @@ class LREncoder:
 
     def write(self, packets: list[CodedPacket]) -> None:
         """Mux packets coded elsewhere (an encoder with ``path`` None and the same arguments; in decode order,
-        segment after segment) into this file, as if this encoder had coded them."""
+        segment after segment) into this file, as if this encoder had coded them. A segment's encoder dates its
+        first pictures' decoding from its own first frame durations: where the frame rate drops at a segment
+        start, its first dts can fall at or before the previous segment's last, so a dts that does not advance
+        is moved to just after the previous one (still at or before its pts; checked)."""
         import av
 
         self.written = True
         for p in packets:
             if self.codecs is None and p.stream == 0:
                 self.codecs = codecs_of(p.data, self.codec)
+            dts = p.dts
+            last = self.last_dts.get(p.stream)
+            if last is not None and dts is not None and dts <= last:
+                dts = last + 1
+                if p.pts is not None and dts > p.pts:
+                    raise RuntimeError(f"stream {p.stream}: no decoding time between {last} and pts {p.pts}")
+            self.last_dts[p.stream] = dts
             new = av.Packet(p.data)
-            new.pts, new.dts, new.time_base, new.duration = p.pts, p.dts, p.time_base, p.duration
+            new.pts, new.dts, new.time_base, new.duration = p.pts, dts, p.time_base, p.duration
             new.is_keyframe = p.keyframe
             new.stream = self.streams[p.stream]
             self.out.mux(new)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bbmr_stream.blocks import BlockGrid
-from bbmr_stream.decode import frames, media_seconds, probe
+from bbmr_stream.decode import frames, media_seconds, probe, seek_pts
 from bbmr_stream.device import pick_device
 from bbmr_stream.errors import InputError, disk_full
 from bbmr_stream.family import FAMILIES, Family, Geometry, RungSpec, make_family, spec_of
@@ -129,6 +129,21 @@ def task_groups(groups: list[list[RungSpec]], n_segments: int, workers: int) -> 
     return groups
 
 
+def check_counts(plan: list, meta: dict, specs: list[RungSpec]) -> int:
+    """The frames coded, checked: every rung of a segment has as many frames, every segment as many as planned
+    until the source ends (then none after it). A mismatch is a bug (RuntimeError)."""
+    counts = [meta[(specs[0].name, seg)][0] for seg, _, _ in plan]
+    for (name, seg), m in meta.items():
+        if m[0] != counts[seg]:
+            raise RuntimeError(f"segment {seg}: {m[0]} frames for {name}, {counts[seg]} for {specs[0].name}")
+    ended = False
+    for (seg, _, count), got in zip(plan, counts):
+        if (ended and got) or (count is not None and got > count):
+            raise RuntimeError(f"segment {seg}: {got} frames, {count} planned (frames after the source ended?)")
+        ended = ended or (count is not None and got < count)
+    return sum(counts)
+
+
 @dataclass
 class Encoded:
     """What the segment tasks of a run made (:func:`encode_in_groups`)."""
@@ -161,14 +176,16 @@ def encode_in_groups(specs, geo: Geometry, info, cfg: PackageConfig, gop: int, w
     groups = task_groups(encode_groups(specs), len(plan), runner.workers)
     src = dataclasses.replace(info, path=str(Path(info.path).resolve()))  # workers may not share our cwd
     backend = use_backend(cfg.backend)
+    tcfg = dataclasses.replace(cfg, device=device.type)  # every task on the driver's kind of device
+    seeks = {s: seek_pts(info, s * gop) if s else None for _, s, _ in plan}  # one packet scan, here
     want = set(keep_y)
-    tasks = [SegmentTask(cfg, src, tuple(g), seg, source_seg, gop, count, retime=bool(cfg.sample),
+    tasks = [SegmentTask(tcfg, src, tuple(g), seg, source_seg, gop, count, retime=bool(cfg.sample),
                          keep_y=tuple(i for i in keep_y if i // gop == seg) if gi == 0 else (), backend=backend,
-                         title=(title, tmp) if title else None)
+                         title=(title, tmp) if title else None, seek=seeks[source_seg])
              for gi, g in enumerate(groups) for seg, source_seg, count in plan]
     meta: dict = {}  # (rung, segment) -> (frames, factors, map bytes, codecs)
     seconds: dict = {}
-    states, through, refs, allocations = [], {}, {}, [0]
+    states, through, refs, allocations = {}, {}, {}, [0]
     with progress.task(f"encoding {len(specs)} renditions ({len(plan)} segments, {len(tasks)} tasks)",
                        len(tasks)) as bar:
         def done(i: int, res) -> None:
@@ -179,22 +196,18 @@ def encode_in_groups(specs, geo: Geometry, info, cfg: PackageConfig, gop: int, w
             for k, v in res.seconds.items():
                 seconds[k] = seconds.get(k, 0.0) + v
             allocations[0] += res.allocations
-            states.append(res.refine)
+            states[i] = res.refine
             through.update(res.refined_through)
             refs.update({k: v for k, v in res.y.items() if k in want})
             bar.advance()
 
-        runner.map(run_segment, tasks, done=done)
-    counts = {seg: meta[(specs[0].name, seg)][0] for seg, _, _ in plan}
-    for (name, seg), m in meta.items():
-        if m[0] != counts[seg]:
-            raise RuntimeError(f"segment {seg}: {m[0]} frames for {name}, {counts[seg]} for {specs[0].name}")
-    n_frames = sum(counts.values())
+        run_longest_first(runner, run_segment, tasks, [encode_cost(t) for t in tasks], done)
+    n_frames = check_counts(plan, meta, specs)
     if n_frames == 0:
         raise InputError(f"{cfg.input}: no frames decoded")
-    if refine_log is not None and states and any(states):
+    if refine_log is not None and any(states.values()):
         refine_log.setdefault("upscalers", {}).update(through)
-        refine_log.setdefault("loss", {}).update(refine_summary(states))
+        refine_log.setdefault("loss", {}).update(refine_summary([states[i] for i in sorted(states)]))
     t0 = time.time()
     rungs = []
     for spec in specs:
@@ -657,27 +670,69 @@ def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int
 
     runner = current()
     generic = [r for r in renditions if not r.models]
-    with progress.task("measuring", len(renditions)) as task:
-        if generic:
-            backend = use_backend(cfg.backend)
-            tasks = [MeasureTask(r, cfg, info, tuple(measured), str(tmp) if runner.local_files else None,
-                                 None if runner.local_files else _files(tmp, r), backend) for r in generic]
-            results = runner.map(run_measure, tasks, shared={i: refs[i] for i in measured},
-                                 done=lambda i, res: task.advance())
-            for rend, res in zip(generic, results):
-                rend.psnr_y = round(float(np.mean(res.psnr)), 4)
-                rend.niqe = round(float(np.mean(res.niqe)), 4) if res.niqe else None
-                rend.psnr_y_upscaler = res.upscaler
-                rend.weights = weights_ref(res.upscaler)
+    backend = use_backend(cfg.backend)
+    tcfg = dataclasses.replace(cfg, device=pick_device(cfg.device).type)
+    niqe_of = tuple(measured[:cfg.niqe_frames])
+    tasks, owner = [], []  # a task per rendition and segment holding measured frames
+    for k, r in enumerate(generic):
+        for seg in r.segments:
+            mine = tuple(i for i in measured if seg.first_frame <= i < seg.first_frame + seg.frames)
+            if mine:
+                files = None if runner.local_files else _files(tmp, r, mine)
+                tasks.append(MeasureTask(r, tcfg, info, mine, str(tmp) if runner.local_files else None, files,
+                                         backend, tuple(i for i in niqe_of if i in mine)))
+                owner.append(k)
+    results: dict[int, object] = {}
+    with progress.task("measuring", len(tasks) + len(renditions) - len(generic)) as task:
+        def done(i: int, res) -> None:
+            results[i] = res
+            task.advance()
+
+        if tasks:
+            run_longest_first(runner, run_measure, tasks, [measure_cost(t) for t in tasks], done,
+                              shared={i: refs[i] for i in measured})
+        for k, rend in enumerate(generic):
+            mine = [results[i] for i in range(len(tasks)) if owner[i] == k]
+            psnr, niqes = [v for r in mine for v in r.psnr], [v for r in mine for v in r.niqe]
+            if len(psnr) != len(measured):
+                raise RuntimeError(f"{rend.name}: measured {len(psnr)} of {len(measured)} frames")
+            rend.psnr_y = round(float(np.mean(psnr)), 4)
+            rend.niqe = round(float(np.mean(niqes)), 4) if niqes else None
+            rend.psnr_y_upscaler = mine[0].upscaler
+            rend.weights = weights_ref(mine[0].upscaler)
         for rend in renditions:
             if rend.models:
                 measure_titled(rend, info, geo, measured, pick, tmp, refs, cfg.niqe_frames)
                 task.advance()
 
 
-def _files(root: Path, rend: Rendition) -> dict:
-    """A rendition's init and media segments' bytes (name -> bytes): a remote worker's copy."""
-    names = ([rend.init.file] if rend.init is not None else []) + [s.file for s in rend.segments]
+SR_COST = {"plain": 1, "plain-sr": 30, "uniform": 30, "bbmr": 80}  # rough cost of a reconstructed pixel, by family
+
+
+def measure_cost(t: MeasureTask) -> float:
+    """A measure task's rough cost (the SR reconstruction of its frames at the source size)."""
+    return len(t.measured) * t.info.width * t.info.height * SR_COST.get(t.rendition.kind, 30)
+
+
+def encode_cost(t: SegmentTask) -> float:
+    """A segment task's rough cost: coded pixels per frame (x264), the scorer's pass first (BBMR)."""
+    px = sum((s.size[0] * s.size[1]) if s.size else t.info.width * t.info.height // (s.factor or 4) ** 2
+             for s in t.specs)
+    return px + (10 * t.info.width * t.info.height if any(FAMILIES[s.family].allocates for s in t.specs) else 0)
+
+
+def run_longest_first(runner, fn, tasks: list, costs: list[float], done, shared=None) -> None:
+    """``runner.map`` with the most expensive tasks submitted first (a shorter tail when there are few workers);
+    ``done(index in tasks, result)``."""
+    order = sorted(range(len(tasks)), key=lambda i: -costs[i])
+    runner.map(fn, [tasks[i] for i in order], shared=shared, done=lambda j, res: done(order[j], res))
+
+
+def _files(root: Path, rend: Rendition, measured: list[int]) -> dict:
+    """The bytes of a rendition's init segment and of its media segments holding ``measured`` frames (name ->
+    bytes): a remote worker's copy."""
+    segs = [s.file for s in rend.segments if any(s.first_frame <= i < s.first_frame + s.frames for i in measured)]
+    names = ([rend.init.file] if rend.init is not None else []) + segs
     return {n: (root / n).read_bytes() for n in names}
 
 

@@ -14,6 +14,8 @@ Ray is an optional dependency (the ``cluster`` extra): importing this module wit
 
 from __future__ import annotations
 
+import signal
+import threading
 import warnings
 
 from bbmr_stream.errors import ClusterError, InputError
@@ -32,13 +34,17 @@ class RayRunner:
             import ray
         except ImportError:
             raise InputError("--cluster needs Ray: pip install 'bbmr-stream[cluster]'") from None
-        self.ray, self.address = ray, address
+        self.ray, self.address, self.retries = ray, address, retries
+        term = signal.getsignal(signal.SIGTERM)  # ray.init installs its own: keep the CLI's (exit 143, cleanup)
         try:
             with warnings.catch_warnings():  # Ray Client warns before it raises: the error line says it
                 warnings.simplefilter("ignore")
                 ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
         except Exception as e:  # ConnectionError, RuntimeError, grpc errors: the cluster is not there
             raise ClusterError(f"--cluster {address}: cannot connect to a Ray cluster ({_line(e)})") from None
+        finally:
+            if term is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, term)
         self.remote = ray.remote(max_retries=retries, retry_exceptions=False)(_call)
         try:
             self.cpus = self.workers = max(1, int(ray.cluster_resources().get("CPU", 0)))
@@ -47,23 +53,25 @@ class RayRunner:
             self.close()
             raise ClusterError(f"--cluster {address}: the cluster does not answer ({_line(e)})") from None
 
-    def map(self, fn, tasks, shared=None, done=None) -> list:
+    def map(self, fn, tasks, shared=None, done=None) -> list | None:
         ray = self.ray
         try:
             ref = ray.put(shared) if shared is not None else None
-            refs = [self.remote.options(num_cpus=1, num_gpus=_gpus(t)).remote(fn, t, ref) for t in tasks]
+            index = {self.remote.options(num_cpus=1, num_gpus=_gpus(t)).remote(fn, t, ref): i
+                     for i, t in enumerate(tasks)}
         except Exception as e:
             raise ClusterError(f"--cluster {self.address}: {_line(e)}") from None
-        index = {r: i for i, r in enumerate(refs)}
         results: dict[int, object] = {}
-        pending = list(refs)
+        pending = list(index)
         try:
             while pending:
                 ready, pending = self._wait(pending)
                 for r in ready:
-                    results[index[r]] = self._get(r)
+                    res, i = self._get(r), index.pop(r)  # (the object store frees a result once unreferenced)
                     if done is not None:
-                        done(index[r], results[index[r]])
+                        done(i, res)
+                    else:
+                        results[i] = res
         except BaseException:
             for r in pending:
                 try:
@@ -71,7 +79,7 @@ class RayRunner:
                 except Exception:  # the cluster may be gone already
                     pass
             raise
-        return [results[i] for i in range(len(tasks))]
+        return None if done is not None else [results[i] for i in range(len(tasks))]
 
     def _wait(self, pending: list) -> tuple[list, list]:
         ex = self.ray.exceptions
@@ -90,13 +98,10 @@ class RayRunner:
                 raise cause from None
             raise
         except (ex.WorkerCrashedError, ex.NodeDiedError, ex.ObjectLostError, ex.OutOfMemoryError) as e:
-            raise ClusterError(f"--cluster {self.address}: a task failed {1 + self._retries()} times "
+            raise ClusterError(f"--cluster {self.address}: a task's worker died {1 + self.retries} times "
                                f"({_line(e)})") from None
         except (ex.RaySystemError, ConnectionError, ex.GetTimeoutError) as e:
             raise ClusterError(f"--cluster {self.address}: the cluster went away ({_line(e)})") from None
-
-    def _retries(self) -> int:
-        return int(getattr(self.remote, "_max_retries", 0) or 0)
 
     def describe(self) -> dict:
         return {"runner": "ray", "workers": self.cpus, "nodes": self.nodes}

@@ -42,7 +42,23 @@ class RunConfig:
 
     @property
     def processes(self) -> int:
-        return self.workers or os.cpu_count() or 1
+        """``workers``, or (0) one per CPU core, at most one per :data:`WORKER_GB` of available memory."""
+        if self.workers:
+            return self.workers
+        return max(1, min(os.cpu_count() or 1, int(_available_gb() // WORKER_GB)))
+
+
+WORKER_GB = 3.0  # memory one auto worker may need (a task of 10 encoders at 1440p: ~2.5 GB measured peak)
+
+
+def _available_gb() -> float:
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 1e9
 
 
 class Runner(Protocol):
@@ -52,9 +68,11 @@ class Runner(Protocol):
     local_files: bool
     workers: int
 
-    def map(self, fn: Callable, tasks: list, shared=None, done: Callable[[int, object], None] | None = None) -> list:
+    def map(self, fn: Callable, tasks: list, shared=None,
+            done: Callable[[int, object], None] | None = None) -> list | None:
         """``[fn(task) | fn(task, shared) for task in tasks]`` (``shared``: one object every task reads, sent once
-        where the runner can), ``done(index, result)`` as each completes."""
+        where the runner can); with ``done``, each result goes to ``done(index, result)`` as it completes and is
+        not kept (None is returned: a title's coded packets need not fit in memory)."""
 
     def describe(self) -> dict:
         """How it ran, for the manifest."""
@@ -66,13 +84,15 @@ class Serial:
     local_files = True
     workers = 1
 
-    def map(self, fn, tasks, shared=None, done=None) -> list:
+    def map(self, fn, tasks, shared=None, done=None) -> list | None:
         out = []
         for i, t in enumerate(tasks):
-            out.append(fn(t) if shared is None else fn(t, shared))
+            r = fn(t) if shared is None else fn(t, shared)
             if done is not None:
-                done(i, out[-1])
-        return out
+                done(i, r)
+            else:
+                out.append(r)
+        return None if done is not None else out
 
     def describe(self) -> dict:
         return {"runner": "process", "workers": 1}
@@ -85,6 +105,13 @@ def _spawn_context():
     import multiprocessing
 
     return multiprocessing.get_context("spawn")  # torch's threads do not survive fork()
+
+
+def _worker_init() -> None:
+    """A local worker ignores Ctrl-C (the terminal sends it to the whole process group): the driver stops it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Processes:
@@ -104,39 +131,43 @@ class Processes:
         from concurrent.futures import ProcessPoolExecutor
 
         if self.pool is None:
-            self.pool = ProcessPoolExecutor(self.n, mp_context=_spawn_context())
+            self.pool = ProcessPoolExecutor(self.n, mp_context=_spawn_context(), initializer=_worker_init)
         return self.pool
 
-    def map(self, fn, tasks, shared=None, done=None) -> list:
+    def map(self, fn, tasks, shared=None, done=None) -> list | None:
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
         results: dict[int, object] = {}
+        finished_ids: set[int] = set()
         lost = 0
-        while len(results) < len(tasks):
+        while len(finished_ids) < len(tasks):
             pool = self._pool()
             futs = {pool.submit(fn, t) if shared is None else pool.submit(fn, t, shared): i
-                    for i, t in enumerate(tasks) if i not in results}
+                    for i, t in enumerate(tasks) if i not in finished_ids}
             try:
                 while futs:
                     finished, _ = wait(futs, return_when=FIRST_COMPLETED)
                     for f in finished:
                         i = futs.pop(f)
-                        results[i] = f.result()
+                        r = f.result()
+                        finished_ids.add(i)
                         if done is not None:
-                            done(i, results[i])
+                            done(i, r)
+                        else:
+                            results[i] = r
             except BrokenProcessPool:
                 lost += 1
                 self.restarts += 1
                 self.pool.shutdown(wait=False, cancel_futures=True)
                 self.pool = None
                 if lost > self.retries:
-                    raise ClusterError(f"worker processes died {lost} times in one stage (killed or out of memory?); "
-                                       f"gave up") from None
+                    raise ClusterError(f"--workers {self.n}: worker processes died {lost} times in one stage (killed "
+                                       f"or out of memory?); gave up") from None
             except BaseException:
                 self.close(kill=True)
                 raise
-        return [results[i] for i in range(len(tasks))]
+        return None if done is not None else [results[i] for i in range(len(tasks))]
 
     def describe(self) -> dict:
         return {"runner": "processes", "workers": self.n, "pool_restarts": self.restarts}

@@ -148,7 +148,8 @@ class SegmentTask:
     end of the source, the last segment of a source whose frame count is an estimate); ``retime``: number the
     frames from ``segment * gop`` at the average rate (the auto ladder's sample, segments back to back);
     ``keep_y``: run frame indices whose source Y planes to return (the measured frames); ``title``: (rung name ->
-    Rendition with per-title models, the directory they are in) to refine through them (a local task)."""
+    Rendition with per-title models, the directory they are in) to refine through them (a local task). The
+    config's ``device`` is the driver's resolved one (``cpu`` or ``cuda``): every task runs on the same kind."""
 
     config: PackageConfig
     info: SourceInfo
@@ -161,6 +162,7 @@ class SegmentTask:
     keep_y: tuple[int, ...] = ()
     backend: str | None = None
     title: tuple | None = None
+    seek: int | None = None  # the pts of the segment's first frame (the driver's packet scan), None: look it up
 
     @property
     def label(self) -> str:
@@ -200,7 +202,7 @@ def task_frames(task: SegmentTask):
     if count is not None and count <= 0:
         return
     step = max(1, int(round(1 / (float(info.fps) * float(info.time_base)))))
-    for k, fr in enumerate(frames_from(info, first, count, strict=True)):
+    for k, fr in enumerate(frames_from(info, first, count, strict=True, seek=task.seek)):
         j = task.segment * gop + k
         yield Frame(j, j * step, fr.rgb, fr.y, step) if task.retime else Frame(j, fr.pts, fr.rgb, fr.y, fr.duration)
 
@@ -333,10 +335,11 @@ def encode_stage(rungs: list[Rung], source, geo: Geometry, alloc: Allocation, cf
 
 @dataclass(frozen=True)
 class MeasureTask:
-    """One rendition to measure: its manifest entry, where its files are (``root``, the stream directory being
-    written, on a machine that sees it) or their bytes (``files``: name -> bytes, for a worker that does not),
-    the run's config and source, and the run frame indices to measure (their source Y planes come with the task's
-    shared data: :func:`run_measure`)."""
+    """Frames of one rendition to measure (those of one segment): its manifest entry, where its files are
+    (``root``, the stream directory being written, on a machine that sees it) or their bytes (``files``: name ->
+    bytes, for a worker that does not), the run's config and source, the run frame indices to measure (their
+    source Y planes come with the task's shared data: :func:`run_measure`) and those of them whose NIQE to
+    compute."""
 
     rendition: object  # bbmr_stream.manifest.Rendition
     config: PackageConfig
@@ -345,6 +348,7 @@ class MeasureTask:
     root: str | None = None
     files: dict | None = None
     backend: str | None = None
+    niqe: tuple[int, ...] = ()
 
     @property
     def label(self) -> str:
@@ -359,9 +363,9 @@ class MeasureResult:
 
 
 def run_measure(task: MeasureTask, refs: dict[int, np.ndarray]) -> MeasureResult:
-    """Decode the rendition's segments, reconstruct the measured frames with its family and upscaler (generic
-    weights; :func:`cached_upscaler`), PSNR-Y against ``refs`` (run frame index -> the source's Y plane) and the
-    NIQE of the first ``niqe_frames``."""
+    """Decode the rendition's segments holding the task's frames, reconstruct them with its family and upscaler
+    (generic weights; :func:`cached_upscaler`): PSNR-Y against ``refs`` (run frame index -> the source's Y plane)
+    in frame order, and the NIQE of the frames in ``task.niqe``."""
     import tempfile
 
     with contextlib.ExitStack() as stack:
@@ -380,7 +384,7 @@ def _measure(task: MeasureTask, root: Path, refs: dict[int, np.ndarray]) -> Meas
     from bbmr_stream.metrics import niqe, psnr_plane
 
     cfg, info, rend = task.config, task.info, task.rendition
-    want = set(task.measured)
+    want, niqe_of = set(task.measured), set(task.niqe)
     with task_threads():
         device = pick_device(cfg.device)
         fam = make_family(spec_of(rend), geometry(cfg, info))
@@ -394,7 +398,7 @@ def _measure(task: MeasureTask, root: Path, refs: dict[int, np.ndarray]) -> Meas
                 if seg.first_frame + i not in want:
                     continue
                 y, rgb = fam.luma(frs, smap, upscaler, info.matrix, info.full_range,
-                                  with_rgb=len(niqes) < cfg.niqe_frames)
+                                  with_rgb=seg.first_frame + i in niqe_of)
                 vals.append(psnr_plane(refs[seg.first_frame + i], y))
                 if rgb is not None:
                     niqes.append(niqe(rgb))

@@ -38,6 +38,7 @@ class DemoConfig:
     size: tuple[int, int] = (960, 540)
     seconds: float = 4.0
     device: str = "auto"
+    workers: int = 0  # packaging processes (0: one per CPU core; packager.runner.RunConfig)
 
 
 @dataclass
@@ -91,6 +92,7 @@ def run_demo(config: DemoConfig, progress: Progress | None = None, on_step: Call
     prints), ``progress`` the bars and notes of each step."""
     from bbmr_stream.sample import write_sample
     from packager import AutoLadder, PackageConfig, package
+    from packager.runner import RunConfig
     from player.session import play
 
     progress = progress or Progress()
@@ -113,7 +115,7 @@ def run_demo(config: DemoConfig, progress: Progress | None = None, on_step: Call
     step(f"[2/4] bbmr-package {clip} --out {stream} --fast")
     t = time.time()
     man = package(PackageConfig(str(clip), str(stream), force=True, device=config.device), AutoLadder(fast=True),
-                  progress)
+                  progress, RunConfig(workers=config.workers))
     times["package"] = time.time() - t
     if on_packaged:
         on_packaged(man)

@@ -105,6 +105,14 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out]
 
 
+def _is_worker(pid: int) -> bool:
+    """A live local worker process (multiprocessing's spawn)."""
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def test_killed_worker_process_is_replaced(clip, reference, tmp_path):
     """A local worker killed (SIGKILL) mid-run: the pool is made again, the lost tasks run again, same stream."""
     out = tmp_path / "killed"
@@ -112,7 +120,7 @@ def test_killed_worker_process_is_replaced(clip, reference, tmp_path):
     victim = None
     t0 = time.time()
     while victim is None and time.time() - t0 < 120 and p.poll() is None:
-        kids = [k for k in _children(p.pid) if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
+        kids = [k for k in _children(p.pid) if _is_worker(k)]
         if kids and time.time() - t0 > 4:  # started: importing or working
             victim = kids[0]
             os.kill(victim, signal.SIGKILL)
@@ -122,6 +130,26 @@ def test_killed_worker_process_is_replaced(clip, reference, tmp_path):
     assert p.returncode == 0, err
     made = assert_same_stream(reference, out)
     assert made["pool_restarts"] >= 1
+
+
+def test_sigterm_stops_the_workers(clip, tmp_path):
+    """SIGTERM to the packager mid-run: exit 143, its workers gone, nothing written."""
+    p = package(clip, tmp_path / "term", "--workers", "2", wait=False)
+    t0 = time.time()
+    kids: list[int] = []
+    while time.time() - t0 < 120 and p.poll() is None:
+        kids = [k for k in _children(p.pid) if _is_worker(k)]
+        if len(kids) == 2 and time.time() - t0 > 4:
+            break
+        time.sleep(0.2)
+    assert len(kids) == 2, "the workers did not start"
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("bbmr-package: terminated"), err
+    time.sleep(1)
+    assert not any(_is_worker(k) for k in kids)
+    assert not list(tmp_path.iterdir())
 
 
 def test_bad_run_options(clip, tmp_path):
