@@ -50,17 +50,18 @@ def run(clip: str, out: Path, workers: int, extra: list[str]) -> dict:
         shutil.rmtree(out)
     cmd = [str(Path(sys.executable).parent / "bbmr-package"), clip, "--out", str(out), "--workers", str(workers),
            *extra]
+    log = out.parent / f"package_{workers}.log"  # a file, not a pipe: nothing can block on a full pipe
     t0 = time.time()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak, total = 0, 0
-    while p.poll() is None:
-        a, b = tree_rss(p.pid)
-        peak, total = max(peak, a), max(total, b)
-        time.sleep(0.5)
-    stdout, stderr = p.communicate()
+    with open(log, "w") as f:
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, text=True)
+        peak, total = 0, 0
+        while p.poll() is None:
+            a, b = tree_rss(p.pid)
+            peak, total = max(peak, a), max(total, b)
+            time.sleep(0.5)
     wall = time.time() - t0
     if p.returncode:
-        raise SystemExit(f"bbmr-package --workers {workers} failed ({p.returncode}): {stderr[-2000:]}")
+        raise SystemExit(f"bbmr-package --workers {workers} failed ({p.returncode}): {log.read_text()[-2000:]}")
     m = json.loads((out / "manifest.json").read_text())
     return {"workers": workers, "wall_s": round(wall, 1), "peak_rss_gb": round(peak / 2**30, 2),
             "peak_rss_all_gb": round(total / 2**30, 2), "made": m["conventions"]["made"],

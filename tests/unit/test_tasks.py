@@ -15,7 +15,7 @@ from bbmr_stream.errors import InputError
 from bbmr_stream.family import parse_ladder
 from packager.config import PackageConfig
 from packager.encode import LREncoder
-from packager.pipeline import encode_groups, segment_plan, task_groups
+from packager.pipeline import encode_groups, group_cost, makespan, segment_plan, task_groups
 from packager.runner import Processes, RunConfig, Serial
 from tests.media import _write_lossless
 
@@ -91,17 +91,27 @@ def test_segment_plan():
 
 
 def test_task_groups_split_for_workers_and_keep_shared_work_together():
-    specs = parse_ladder("plain:320x180:30,plain:320x180:34,plain:640x360:28,plain-sr:2:30,plain-sr:2:34,bbmr:30,"
-                         "bbmr:34,uniform:30")
-    groups = encode_groups(specs)
-    assert task_groups(groups, 5, 1) == groups  # 5 tasks are enough for one worker
-    split = task_groups(groups, 1, 4)
-    assert sorted(s.name for g in split for s in g) == sorted(s.name for s in specs)
-    assert len(split) >= 4
-    for g in split:  # rungs sharing pictures (and the BBMR pass) stay in one task
-        for a, b in (("plain_320x180_crf30", "plain_320x180_crf34"), ("plainsr_x2_crf30", "plainsr_x2_crf34"),
-                     ("bbmr_crf30", "bbmr_crf34")):
-            assert (a in {s.name for s in g}) == (b in {s.name for s in g})
+    ladder = parse_ladder("plain:480x270:37,plain:640x360:35,plain:960x540:36,plain:1280x720:32,plain:35,plain:29,"
+                          "plain:23,plain:18")
+    groups = encode_groups(ladder)
+    assert task_groups(groups, 5, 1) == groups  # one worker: no split (each task decodes its segment)
+    two = [[s.name for s in g] for g in task_groups(groups, 5, 2)]  # 10 tasks, the full-size pictures made once
+    assert two == [["plain_crf35", "plain_crf29", "plain_crf23", "plain_crf18"],
+                   ["plain_1280x720_crf32", "plain_960x540_crf36", "plain_640x360_crf35", "plain_480x270_crf37"]]
+    # a split only where it shortens the stage's estimated finishing time
+    assert task_groups(groups, 150, 16) == groups  # plenty of segments: no split, no extra decoding
+    assert len(task_groups(groups, 1, 2)) == 3
+    mixed = parse_ladder("plain:320x180:30,plain:320x180:34,plain-sr:2:30,plain-sr:2:34,bbmr:30,bbmr:34,uniform:30")
+    for n_seg, workers in ((1, 4), (3, 2), (1, 16)):
+        base = encode_groups(mixed)
+        split = task_groups(base, n_seg, workers, 1920 * 1080)
+        assert sorted(s.name for g in split for s in g) == sorted(s.name for s in mixed)
+        assert len(split) > len(base) or n_seg > 1  # one segment: the only parallelism is between rungs
+
+        def span(gs):
+            return makespan([group_cost(g, 1920 * 1080) for g in gs for _ in range(n_seg)], workers)
+
+        assert span(split) <= span(base)
 
 
 def _square(x):
