@@ -77,9 +77,32 @@ def pick_upscaler(name: str, family: Family, device):
     return "bicubic", make_upscaler("bicubic", scales, device)
 
 
-@functools.lru_cache(maxsize=16)
 def _cached(kind: str, name: str, scales: tuple[int, ...], device: str, backend: str | None):
-    """A model loaded once per process (a worker's tasks share it): ``kind`` "scorer" or "upscaler"."""
+    """A model loaded once per process (a worker's tasks share it): ``kind`` "scorer" or "upscaler"; loaded
+    again when the name resolves to other weights (the registry file changed) or another implementation."""
+    return _load(kind, name, scales, device, backend, _fingerprint(kind, name))
+
+
+def _fingerprint(kind: str, name: str) -> tuple:
+    """What a model name resolves to: the weights registry file (path, size, mtime) and the factory object."""
+    from models import registry
+    from models.scorers import get_scorer
+    from models.upscalers import get_upscaler
+
+    p = Path(registry.REGISTRY_FILE)
+    try:
+        st = p.stat()
+        key: tuple = (str(p), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = (str(p),)
+    try:
+        return key + (id(get_scorer(name) if kind == "scorer" else get_upscaler(name)),)
+    except Exception:  # an unknown name: the loader says so
+        return key
+
+
+@functools.lru_cache(maxsize=16)
+def _load(kind: str, name: str, scales: tuple[int, ...], device: str, backend: str | None, fingerprint: tuple):
     from models.factory import make_scorer, make_upscaler, use_backend
 
     use_backend(backend)
