@@ -187,10 +187,6 @@ class SegmentTask:
     title: tuple | None = None
     seek: int | None = None  # the pts of the segment's first frame (the driver's packet scan), None: look it up
 
-    @property
-    def label(self) -> str:
-        return f"segment {self.segment} ({', '.join(s.name for s in self.specs)})"
-
 
 @dataclass
 class RungChunk:
@@ -372,10 +368,6 @@ class MeasureTask:
     files: dict | None = None
     backend: str | None = None
     niqe: tuple[int, ...] = ()
-
-    @property
-    def label(self) -> str:
-        return f"measure {self.rendition.name}"
 
 
 @dataclass

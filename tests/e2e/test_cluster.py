@@ -105,6 +105,11 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out]
 
 
+def _mid_run(out: Path) -> bool:
+    """The encode stage is under way: a segment task's result has been spilled (more are pending: 12 segments)."""
+    return any(out.parent.glob(f".{out.name}.tmp-*/work/*.pkt"))
+
+
 def _is_worker(pid: int) -> bool:
     """A live local worker process (multiprocessing's spawn)."""
     try:
@@ -121,10 +126,10 @@ def test_killed_worker_process_is_replaced(clip, reference, tmp_path):
     t0 = time.time()
     while victim is None and time.time() - t0 < 120 and p.poll() is None:
         kids = [k for k in _children(p.pid) if _is_worker(k)]
-        if kids and time.time() - t0 > 4:  # started: importing or working
+        if kids and _mid_run(out):  # working: a first task is done, the others are pending or running
             victim = kids[0]
             os.kill(victim, signal.SIGKILL)
-        time.sleep(0.2)
+        time.sleep(0.02)
     _, err = p.communicate(timeout=600)
     assert victim is not None, "the run ended before a worker could be killed"
     assert p.returncode == 0, err
@@ -139,9 +144,9 @@ def test_sigterm_stops_the_workers(clip, tmp_path):
     kids: list[int] = []
     while time.time() - t0 < 120 and p.poll() is None:
         kids = [k for k in _children(p.pid) if _is_worker(k)]
-        if len(kids) == 2 and time.time() - t0 > 4:
+        if len(kids) == 2 and _mid_run(tmp_path / "term"):
             break
-        time.sleep(0.2)
+        time.sleep(0.02)
     assert len(kids) == 2, "the workers did not start"
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=120)
