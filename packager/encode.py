@@ -109,7 +109,7 @@ class LREncoder:
         self.frames = 0
         self.codecs: str | None = None  # RFC 6381 CODECS of the first stream, from its first SPS
         self.written = False  # :meth:`write` was used: packets coded elsewhere
-        self.last_dts: dict[int, int] = {}  # per stream, the last dts :meth:`write` muxed
+        self.last_dts: dict[int, int] = {}  # per stream, the last dts muxed (:meth:`_put`)
 
     def _add_stream(self, width, height, time_base, fps, crf, preset, gop, bframes, lossless):
         codec, matrix, full_range = self.codec, self.matrix, self.full_range
@@ -159,7 +159,6 @@ class LREncoder:
         self.frames += 1
 
     def _mux(self, pkt, st) -> None:
-        import av
 
         data = bytes(pkt)
         if self.codecs is None and st is self.stream:
@@ -170,15 +169,12 @@ class LREncoder:
             payload = self.payloads.pop(key)
             if payload is not None:  # plain renditions carry no scale map
                 data = insert_sei(data, payload, self.codec)
+        coded = CodedPacket(self.streams.index(st), data, pkt.pts, pkt.dts, pkt.duration, Fraction(pkt.time_base),
+                            bool(pkt.is_keyframe))
         if self.packets is not None:
-            self.packets.append(CodedPacket(self.streams.index(st), data, pkt.pts, pkt.dts, pkt.duration,
-                                            Fraction(pkt.time_base), bool(pkt.is_keyframe)))
-            return
-        new = av.Packet(data)
-        new.pts, new.dts, new.time_base, new.duration = pkt.pts, pkt.dts, pkt.time_base, pkt.duration
-        new.is_keyframe = pkt.is_keyframe
-        new.stream = st
-        self.out.mux(new)
+            self.packets.append(coded)
+        else:
+            self._put(coded)
 
     def write(self, packets: list[CodedPacket]) -> None:
         """Mux packets coded elsewhere (an encoder with ``path`` None and the same arguments; in decode order,
@@ -186,24 +182,28 @@ class LREncoder:
         first pictures' decoding from its own first frame durations: where the frame rate drops at a segment
         start, its first dts can fall at or before the previous segment's last, so a dts that does not advance
         is moved to just after the previous one (still at or before its pts; checked)."""
-        import av
-
         self.written = True
         for p in packets:
             if self.codecs is None and p.stream == 0:
                 self.codecs = codecs_of(p.data, self.codec)
-            dts = p.dts
-            last = self.last_dts.get(p.stream)
-            if last is not None and dts is not None and dts <= last:
-                dts = last + 1
-                if p.pts is not None and dts > p.pts:
-                    raise RuntimeError(f"stream {p.stream}: no decoding time between {last} and pts {p.pts}")
-            self.last_dts[p.stream] = dts
-            new = av.Packet(p.data)
-            new.pts, new.dts, new.time_base, new.duration = p.pts, dts, p.time_base, p.duration
-            new.is_keyframe = p.keyframe
-            new.stream = self.streams[p.stream]
-            self.out.mux(new)
+            self._put(p)
+
+    def _put(self, p: CodedPacket) -> None:
+        """Mux one packet (a dts that does not advance moved just past the previous one: :meth:`write`)."""
+        import av
+
+        dts = p.dts
+        last = self.last_dts.get(p.stream)
+        if last is not None and dts is not None and dts <= last:
+            dts = last + 1
+            if p.pts is not None and dts > p.pts:
+                raise RuntimeError(f"stream {p.stream}: no decoding time between {last} and pts {p.pts}")
+        self.last_dts[p.stream] = dts
+        new = av.Packet(p.data)
+        new.pts, new.dts, new.time_base, new.duration = p.pts, dts, p.time_base, p.duration
+        new.is_keyframe = p.keyframe
+        new.stream = self.streams[p.stream]
+        self.out.mux(new)
 
     def close(self) -> None:
         """Flush the encoders (unless this file only muxed packets coded elsewhere: :meth:`write`) and close."""

@@ -44,6 +44,7 @@ from packager.tasks import (
     Rung,
     SegmentTask,
     make_encoder,
+    measure_frames,
     pick_upscaler,
     run_measure,
     run_segment,
@@ -719,7 +720,7 @@ def measure(renditions: list[Rendition], info, geo: Geometry, measured: list[int
         for seg in r.segments:
             mine = tuple(i for i in measured if seg.first_frame <= i < seg.first_frame + seg.frames)
             if mine:
-                files = None if runner.local_files else _files(tmp, r, mine)
+                files = None if runner.local_files else _files(tmp, r, seg)
                 tasks.append(MeasureTask(r, tcfg, info, mine, str(tmp) if runner.local_files else None, files,
                                          backend, tuple(i for i in niqe_of if i in mine)))
                 owner.append(k)
@@ -756,10 +757,8 @@ def measure_cost(t: MeasureTask) -> float:
 
 
 def encode_cost(t: SegmentTask) -> float:
-    """A segment task's rough cost: coded pixels per frame (x264), the scorer's pass first (BBMR)."""
-    px = sum((s.size[0] * s.size[1]) if s.size else t.info.width * t.info.height // (s.factor or 4) ** 2
-             for s in t.specs)
-    return px + (10 * t.info.width * t.info.height if any(FAMILIES[s.family].allocates for s in t.specs) else 0)
+    """A segment task's rough cost (:func:`group_cost`)."""
+    return group_cost(list(t.specs), t.info.width * t.info.height)
 
 
 def run_longest_first(runner, fn, tasks: list, costs: list[float], done, shared=None) -> None:
@@ -769,37 +768,21 @@ def run_longest_first(runner, fn, tasks: list, costs: list[float], done, shared=
     runner.map(fn, [tasks[i] for i in order], shared=shared, done=lambda j, res: done(order[j], res))
 
 
-def _files(root: Path, rend: Rendition, measured: list[int]) -> dict:
-    """The bytes of a rendition's init segment and of its media segments holding ``measured`` frames (name ->
-    bytes): a remote worker's copy."""
-    segs = [s.file for s in rend.segments if any(s.first_frame <= i < s.first_frame + s.frames for i in measured)]
-    names = ([rend.init.file] if rend.init is not None else []) + segs
+def _files(root: Path, rend: Rendition, seg) -> dict:
+    """The bytes of a rendition's init segment and of its media segment ``seg`` (name -> bytes): a remote
+    worker's copy."""
+    names = ([rend.init.file] if rend.init is not None else []) + [seg.file]
     return {n: (root / n).read_bytes() for n in names}
 
 
 def measure_titled(rend: Rendition, info, geo: Geometry, measured: list[int], pick, tmp: Path, refs: dict,
                    niqe_frames: int) -> None:
     """:func:`measure` of a rendition with a per-title model, in this process (its model is in ``tmp``)."""
-    from bbmr_stream.demux import init_path, segment_frames
-    from bbmr_stream.metrics import niqe, psnr_plane
-
-    want = set(measured)
     fam = make_family(spec_of(rend), geo)
     up_name, upscaler = pick(fam, rend)
     generic = pick(fam, None)[1]  # the fallback's quality beside the model's
-    vals, niqes, gvals = [], [], []
-    for seg in rend.segments:
-        for i, (frs, smap) in enumerate(segment_frames(tmp / seg.file, len(rend.pictures), init_path(tmp, rend))):
-            if seg.first_frame + i not in want:
-                continue
-            y, rgb = fam.luma(frs, smap, upscaler, info.matrix, info.full_range, with_rgb=len(niqes) < niqe_frames)
-            vals.append(psnr_plane(refs[seg.first_frame + i], y))
-            gvals.append(psnr_plane(refs[seg.first_frame + i],
-                                    fam.luma(frs, smap, generic, info.matrix, info.full_range)[0]))
-            if rgb is not None:
-                niqes.append(niqe(rgb))
-    if len(vals) != len(measured):
-        raise RuntimeError(f"{rend.name}: decoded {len(vals)} of {len(measured)} measured frames")
+    vals, niqes, gvals = measure_frames(rend, fam, tmp, measured, measured[:niqe_frames], upscaler, refs, info,
+                                        generic)
     rend.psnr_y = round(float(np.mean(vals)), 4)
     rend.psnr_y_generic = round(float(np.mean(gvals)), 4)
     rend.niqe = round(float(np.mean(niqes)), 4) if niqes else None

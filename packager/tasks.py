@@ -58,23 +58,25 @@ class Rung:
         return self.spec.name
 
 
-def pick_upscaler(name: str, family: Family, device):
+def pick_upscaler(name: str, family: Family, device, make=None):
     """The upscaler a rendition is measured (and, by default, played) with: ``auto`` takes the family's
     preferred shipped model (BBMR: jointsr, else omnisr; uniform and plain-sr: omnisr), else bicubic. Models
-    are loaded for the family's LR scales only (a plain-sr xK rung needs one model)."""
+    are loaded for the family's LR scales only (a plain-sr xK rung needs one model), by ``make(name, scales)``
+    (default: :func:`models.factory.make_upscaler` on ``device``)."""
     from models.factory import make_upscaler
 
+    make = make or (lambda n, scales: make_upscaler(n, scales, device))
     if not family.client_sr:
         return "bicubic", None
     scales = tuple(family.lr_scales())
     if name != "auto":
-        return name, make_upscaler(name, scales, device)
+        return name, make(name, scales)
     for cand in family.upscalers:
         try:
-            return cand, make_upscaler(cand, scales, device)
+            return cand, make(cand, scales)
         except InputError:
             continue
-    return "bicubic", make_upscaler("bicubic", scales, device)
+    return "bicubic", make("bicubic", scales)
 
 
 def _cached(kind: str, name: str, scales: tuple[int, ...], device: str, backend: str | None):
@@ -113,17 +115,7 @@ def _load(kind: str, name: str, scales: tuple[int, ...], device: str, backend: s
 
 def cached_upscaler(name: str, family: Family, device, backend: str | None = None):
     """:func:`pick_upscaler` with the models of :func:`_cached`."""
-    if not family.client_sr:
-        return "bicubic", None
-    scales = tuple(family.lr_scales())
-    names = [name] if name != "auto" else [*family.upscalers, "bicubic"]
-    for i, cand in enumerate(names):
-        try:
-            return cand, _cached("upscaler", cand, scales, str(device), backend)
-        except InputError:
-            if i == len(names) - 1 or name != "auto":
-                raise
-    raise AssertionError("unreachable")
+    return pick_upscaler(name, family, device, lambda n, scales: _cached("upscaler", n, scales, str(device), backend))
 
 
 @contextlib.contextmanager
@@ -393,30 +385,41 @@ def run_measure(task: MeasureTask, refs: dict[int, np.ndarray]) -> MeasureResult
 
 
 def _measure(task: MeasureTask, root: Path, refs: dict[int, np.ndarray]) -> MeasureResult:
-    from bbmr_stream.demux import init_path, segment_frames
     from bbmr_stream.device import pick_device
     from bbmr_stream.family import spec_of
-    from bbmr_stream.metrics import niqe, psnr_plane
 
     cfg, info, rend = task.config, task.info, task.rendition
-    want, niqe_of = set(task.measured), set(task.niqe)
     with task_threads():
         device = pick_device(cfg.device)
         fam = make_family(spec_of(rend), geometry(cfg, info))
         up_name, upscaler = cached_upscaler(cfg.upscaler, fam, device, task.backend)
-        vals, niqes = [], []
-        for seg in rend.segments:
-            if not any(seg.first_frame <= i < seg.first_frame + seg.frames for i in want):
-                continue
-            for i, (frs, smap) in enumerate(segment_frames(root / seg.file, len(rend.pictures),
-                                                           init_path(root, rend))):
-                if seg.first_frame + i not in want:
-                    continue
-                y, rgb = fam.luma(frs, smap, upscaler, info.matrix, info.full_range,
-                                  with_rgb=seg.first_frame + i in niqe_of)
-                vals.append(psnr_plane(refs[seg.first_frame + i], y))
-                if rgb is not None:
-                    niqes.append(niqe(rgb))
-    if len(vals) != len(task.measured):
-        raise RuntimeError(f"{rend.name}: decoded {len(vals)} of {len(task.measured)} measured frames")
+        vals, niqes, _ = measure_frames(rend, fam, root, task.measured, task.niqe, upscaler, refs, info)
     return MeasureResult(vals, niqes, up_name)
+
+
+def measure_frames(rend, fam: Family, root: Path, measured, niqe_of, upscaler, refs: dict[int, np.ndarray],
+                   info: SourceInfo, generic=None) -> tuple[list[float], list[float], list[float]]:
+    """The ``measured`` run frames of rendition ``rend`` (its files in ``root``) decoded and reconstructed with
+    ``upscaler``: (PSNR-Y against ``refs`` in frame order, the NIQE of those in ``niqe_of``, the PSNR-Y with
+    ``generic`` instead when given, else empty). Only the segments holding measured frames are decoded."""
+    from bbmr_stream.demux import init_path, segment_frames
+    from bbmr_stream.metrics import niqe, psnr_plane
+
+    want, niqe_of = set(measured), set(niqe_of)
+    vals, niqes, gvals = [], [], []
+    for seg in rend.segments:
+        if not any(seg.first_frame <= i < seg.first_frame + seg.frames for i in want):
+            continue
+        for i, (frs, smap) in enumerate(segment_frames(root / seg.file, len(rend.pictures), init_path(root, rend))):
+            j = seg.first_frame + i
+            if j not in want:
+                continue
+            y, rgb = fam.luma(frs, smap, upscaler, info.matrix, info.full_range, with_rgb=j in niqe_of)
+            vals.append(psnr_plane(refs[j], y))
+            if generic is not None:
+                gvals.append(psnr_plane(refs[j], fam.luma(frs, smap, generic, info.matrix, info.full_range)[0]))
+            if rgb is not None:
+                niqes.append(niqe(rgb))
+    if len(vals) != len(want):
+        raise RuntimeError(f"{rend.name}: decoded {len(vals)} of {len(want)} measured frames")
+    return vals, niqes, gvals

@@ -105,6 +105,21 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out]
 
 
+def _wait_for(p: subprocess.Popen, ready):
+    """Poll ``ready()`` until it gives something true (returned) while the run ``p`` lasts (at most 120 s)."""
+    t0 = time.time()
+    while time.time() - t0 < 120 and p.poll() is None:
+        got = ready()
+        if got:
+            return got
+        time.sleep(0.02)
+    return None
+
+
+def _workers(p: subprocess.Popen) -> list[int]:
+    return [k for k in _children(p.pid) if _is_worker(k)]
+
+
 def _mid_run(out: Path) -> bool:
     """The encode stage is under way: a segment task's result has been spilled (more are pending: 12 segments)."""
     return any(out.parent.glob(f".{out.name}.tmp-*/work/*.pkt"))
@@ -122,16 +137,12 @@ def test_killed_worker_process_is_replaced(clip, reference, tmp_path):
     """A local worker killed (SIGKILL) mid-run: the pool is made again, the lost tasks run again, same stream."""
     out = tmp_path / "killed"
     p = package(clip, out, "--workers", "2", wait=False)
-    victim = None
-    t0 = time.time()
-    while victim is None and time.time() - t0 < 120 and p.poll() is None:
-        kids = [k for k in _children(p.pid) if _is_worker(k)]
-        if kids and _mid_run(out):  # working: a first task is done, the others are pending or running
-            victim = kids[0]
-            os.kill(victim, signal.SIGKILL)
-        time.sleep(0.02)
+    # working: a first task is done, the others are pending or running
+    kids = _wait_for(p, lambda: _mid_run(out) and _workers(p))
+    if kids:
+        os.kill(kids[0], signal.SIGKILL)
     _, err = p.communicate(timeout=600)
-    assert victim is not None, "the run ended before a worker could be killed"
+    assert kids, "the run ended before a worker could be killed"
     assert p.returncode == 0, err
     made = assert_same_stream(reference, out)
     assert made["pool_restarts"] >= 1
@@ -140,14 +151,8 @@ def test_killed_worker_process_is_replaced(clip, reference, tmp_path):
 def test_sigterm_stops_the_workers(clip, tmp_path):
     """SIGTERM to the packager mid-run: exit 143, its workers gone, nothing written."""
     p = package(clip, tmp_path / "term", "--workers", "2", wait=False)
-    t0 = time.time()
-    kids: list[int] = []
-    while time.time() - t0 < 120 and p.poll() is None:
-        kids = [k for k in _children(p.pid) if _is_worker(k)]
-        if len(kids) == 2 and _mid_run(tmp_path / "term"):
-            break
-        time.sleep(0.02)
-    assert len(kids) == 2, "the workers did not start"
+    kids = _wait_for(p, lambda: _mid_run(tmp_path / "term") and len(ws := _workers(p)) == 2 and ws)
+    assert kids and len(kids) == 2, "the workers did not start"
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 143, err
@@ -243,16 +248,11 @@ def test_ray_worker_killed_mid_task(clip, reference, head, tmp_path):
     """A Ray worker killed (SIGKILL) while it runs a task: Ray runs the task again, the stream is the same."""
     out = tmp_path / "ray_killed"
     p = package(clip, out, "--cluster", head.address, wait=False, env=head.env)
-    victim = None
-    t0 = time.time()
-    while victim is None and time.time() - t0 < 120 and p.poll() is None:
-        busy = _ray_workers_running_tasks()
-        if busy:
-            victim = busy[0]
-            os.kill(victim, signal.SIGKILL)
-        time.sleep(0.05)
+    busy = _wait_for(p, _ray_workers_running_tasks)
+    if busy:
+        os.kill(busy[0], signal.SIGKILL)
     _, err = p.communicate(timeout=600)
-    assert victim is not None, "no task was seen running"
+    assert busy, "no task was seen running"
     assert p.returncode == 0, err
     assert_same_stream(reference, out)
 
@@ -265,9 +265,7 @@ def test_cluster_going_away(clip, reference, tmp_path):
         shutil.copytree(reference, out)
         before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
         p = package(clip, out, "--force", "--cluster", h.address, wait=False, env=h.env)
-        t0 = time.time()
-        while not _ray_workers_running_tasks() and time.time() - t0 < 120 and p.poll() is None:
-            time.sleep(0.05)
+        _wait_for(p, _ray_workers_running_tasks)
         h.stop()
         _, err = p.communicate(timeout=300)
     finally:
